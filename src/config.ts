@@ -1,0 +1,78 @@
+/** Typed configuration, defaults, and validation with clear messages. */
+import { ConfigError } from './errors.js';
+import { DEFAULT_FRAMER_LIMITS, type FramerLimits } from './resp/request-framer.js';
+import { type Endpoint, parseHostPort, parseRedisUrl } from './upstream/endpoint.js';
+
+/** Everything the proxy needs to run. */
+export interface ProxyConfig {
+  listen: { host: string; port: number };
+  source: Endpoint;
+  target: Endpoint;
+  /** The target's address as the source must dial it for MIGRATE (default: the target's). */
+  targetFromSource: { host: string; port: number } | null;
+  sweep: boolean;
+  /** Keys remembered as absent from the source, per db. */
+  absentCacheSize: number;
+  /** MIGRATE's own timeout, in ms. */
+  migrateTimeoutMs: number;
+  /** Most outstanding requests per client before the proxy stops reading from it. */
+  maxPendingPerClient: number;
+  /** Longest wait for in-flight commands on SIGTERM/SIGINT. */
+  shutdownTimeoutMs: number;
+  connectTimeoutMs: number;
+  limits: FramerLimits;
+}
+
+export const DEFAULTS = {
+  listen: '127.0.0.1:6380',
+  absentCacheSize: 1_000_000,
+  migrateTimeoutMs: 5_000,
+  maxPendingPerClient: 10_000,
+  shutdownTimeoutMs: 10_000,
+  connectTimeoutMs: 3_000,
+} as const;
+
+function positiveInt(flag: string, v: string | undefined, def: number, min = 1): number {
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
+    throw new ConfigError(`${flag} must be an integer >= ${min}, got '${v}'`);
+  }
+  return Number(v);
+}
+
+/** Raw flag values as the CLI parsed them. */
+export interface RawOptions {
+  listen?: string | undefined;
+  source?: string | undefined;
+  target?: string | undefined;
+  'target-from-source'?: string | undefined;
+  'no-sweep'?: boolean | undefined;
+  'absent-cache-size'?: string | undefined;
+  'migrate-timeout-ms'?: string | undefined;
+  'max-pending-per-client'?: string | undefined;
+  'shutdown-timeout-ms'?: string | undefined;
+}
+
+export function buildConfig(o: RawOptions): ProxyConfig {
+  if (!o.source) throw new ConfigError('--source is required (redis://[user:pass@]host:port)');
+  if (!o.target) throw new ConfigError('--target is required (redis://[user:pass@]host:port)');
+  return {
+    listen: parseHostPort('--listen', o.listen ?? DEFAULTS.listen),
+    source: parseRedisUrl('--source', o.source),
+    target: parseRedisUrl('--target', o.target),
+    targetFromSource: o['target-from-source']
+      ? parseHostPort('--target-from-source', o['target-from-source'])
+      : null,
+    sweep: !o['no-sweep'],
+    absentCacheSize: positiveInt('--absent-cache-size', o['absent-cache-size'], DEFAULTS.absentCacheSize, 0),
+    migrateTimeoutMs: positiveInt('--migrate-timeout-ms', o['migrate-timeout-ms'], DEFAULTS.migrateTimeoutMs),
+    maxPendingPerClient: positiveInt(
+      '--max-pending-per-client',
+      o['max-pending-per-client'],
+      DEFAULTS.maxPendingPerClient,
+    ),
+    shutdownTimeoutMs: positiveInt('--shutdown-timeout-ms', o['shutdown-timeout-ms'], DEFAULTS.shutdownTimeoutMs, 0),
+    connectTimeoutMs: DEFAULTS.connectTimeoutMs,
+    limits: { ...DEFAULT_FRAMER_LIMITS },
+  };
+}

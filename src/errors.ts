@@ -1,0 +1,78 @@
+/**
+ * Errors with stable codes, and every error text a client can see from the proxy itself.
+ * Client-visible replies start with a Redis-style error code so client libraries classify them.
+ */
+
+/** Base class of rehome's errors; `code` is stable and safe to match on. */
+export class RehomeError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RehomeError';
+  }
+}
+
+/** Malformed RESP from a client or an upstream: the connection is closed after the reply. */
+export class ProtocolError extends RehomeError {
+  constructor(message: string) {
+    super('EPROTOCOL', message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** Bad configuration or flags: the CLI prints the message and exits non-zero. */
+export class ConfigError extends RehomeError {
+  constructor(message: string) {
+    super('ECONFIG', message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** A key could not be confirmed absent from the source; the command is not forwarded. */
+export class MoveError extends RehomeError {
+  constructor(
+    code: string,
+    message: string,
+    readonly cause_?: string,
+  ) {
+    super(code, message);
+    this.name = 'MoveError';
+  }
+}
+
+/** Printable form of a key for error messages (binary bytes escaped, long keys shortened). */
+export function showKey(key: string): string {
+  let s = '';
+  for (let i = 0; i < key.length && i < 64; i++) {
+    const c = key.charCodeAt(i);
+    s += c >= 32 && c < 127 && c !== 39 ? key[i] : `\\x${c.toString(16).padStart(2, '0')}`;
+  }
+  return key.length > 64 ? `${s}...` : s;
+}
+
+/** The RESP error texts the proxy produces itself (without the leading '-' and CRLF). */
+export const ErrorText = {
+  protocol: (msg: string) => `ERR ${msg}`,
+  noproto: () => 'NOPROTO sorry, this protocol version is not supported',
+  sourceUnavailable: (detail: string) =>
+    `TRYAGAIN rehome: source unavailable, key not moved (${detail})`,
+  targetUnavailable: (detail: string) => `TRYAGAIN rehome: target unavailable (${detail})`,
+  moveFailed: (key: string, cause: string) =>
+    `TRYAGAIN rehome: could not move key '${showKey(key)}' from source to target: ${cause}`,
+  targetOom: (key: string) =>
+    `OOM rehome: target out of memory, key '${showKey(key)}' stays in the source`,
+  getkeysFailed: (cmd: string, detail: string) =>
+    `ERR rehome: cannot determine the keys of '${cmd}': ${detail}`,
+  refused: (cmd: string, why: string) => `ERR rehome: '${cmd}' is not supported through rehome: ${why}`,
+  notInMulti: (cmd: string) =>
+    `ERR rehome: '${cmd}' inside MULTI is not supported during a migration (it spans both instances)`,
+  sortPattern: () =>
+    'ERR rehome: SORT with BY or GET patterns reads keys it cannot name, which may still be in the source; not supported during a migration',
+  pubsubContext: (cmd: string) =>
+    `ERR Can't execute '${cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`,
+  shuttingDown: () => 'TRYAGAIN rehome: proxy is shutting down',
+  tooBigCursor: () => 'ERR rehome: invalid cursor',
+  invalidCursor: () => 'ERR invalid cursor',
+} as const;

@@ -1,0 +1,47 @@
+/**
+ * Keys known to be absent from the source, per db. Safe to remember because the source only ever
+ * loses keys during a migration (DESIGN.md rule 1): once absent, a key stays absent.
+ */
+import { LRUCache } from 'lru-cache';
+
+/** A bounded LRU, per db, of keys confirmed absent from the source. */
+export class KnownAbsentCache {
+  private dbs: Array<LRUCache<string, true> | undefined> = [];
+
+  constructor(readonly maxPerDb: number) {}
+
+  private lru(db: number): LRUCache<string, true> {
+    let c = this.dbs[db];
+    if (!c) {
+      c = new LRUCache<string, true>({ max: this.maxPerDb });
+      this.dbs[db] = c;
+    }
+    return c;
+  }
+
+  has(db: number, key: string): boolean {
+    const c = this.dbs[db];
+    return c !== undefined && c.get(key) === true;
+  }
+
+  add(db: number, key: string): void {
+    if (this.maxPerDb > 0) this.lru(db).set(key, true);
+  }
+
+  /** SWAPDB on the source swaps what is known of the two dbs. */
+  swap(a: number, b: number): void {
+    const ca = this.dbs[a];
+    this.dbs[a] = this.dbs[b];
+    this.dbs[b] = ca;
+  }
+
+  clear(): void {
+    this.dbs = [];
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const c of this.dbs) n += c?.size ?? 0;
+    return n;
+  }
+}

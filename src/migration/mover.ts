@@ -1,0 +1,269 @@
+/**
+ * The mover: confirms keys absent from the source by moving them to the target with MIGRATE
+ * (never REPLACE), resolving every uncertain outcome by probing (DESIGN.md rules 2-4).
+ *
+ * Outcomes of one MIGRATE and what follows:
+ *   OK / NOKEY                 -> every key is absent from the source now
+ *   any error (IOERR, timeout, -> each key is probed: absent from source -> done;
+ *   BUSYKEY, OOM, partial)        in both -> the target copy wins, DEL the source copy;
+ *                                 source only -> MIGRATE it again (once), then give up with
+ *                                 the cause; the key stays in the source.
+ *
+ * Concurrent moves of one key share one in-flight promise (single-flight).
+ */
+import type { Redis } from 'ioredis';
+import { ErrorText, MoveError } from '../errors.js';
+import type { ControlPool } from '../upstream/control.js';
+import type { KnownAbsentCache } from './absent-cache.js';
+
+/** Where MIGRATE sends keys, as the source sees the target. */
+export interface MigrateDestination {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+  timeoutMs: number;
+}
+
+/** A key in a db. */
+export interface KeyRef {
+  db: number;
+  key: string;
+}
+
+/** Counters the mover keeps (reported by status/metrics). */
+export interface MoverStats {
+  migrateCalls: number;
+  keysMoved: number;
+  keysAbsent: number;
+  probes: number;
+  resolvedBoth: number;
+  failures: number;
+  errorsByKind: Record<string, number>;
+}
+
+type Kind = 'oom' | 'busykey' | 'ioerr' | 'timeout' | 'source-unavailable' | 'target-unavailable' | 'error';
+
+function classify(err: unknown): { kind: Kind; text: string } {
+  const text = err instanceof Error ? err.message : String(err);
+  if (/OOM/.test(text)) return { kind: 'oom', text };
+  if (/BUSYKEY/.test(text)) return { kind: 'busykey', text };
+  if (/IOERR/.test(text)) return { kind: 'ioerr', text };
+  if (/timed out/i.test(text)) return { kind: 'timeout', text };
+  if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|Connection is closed|Stream isn't writeable|max retries|MaxRetriesPerRequest|ENOTFOUND|EPIPE/i.test(text)) {
+    return { kind: 'source-unavailable', text };
+  }
+  return { kind: 'error', text };
+}
+
+class Deferred {
+  resolve!: () => void;
+  reject!: (e: Error) => void;
+  readonly promise: Promise<void>;
+  constructor() {
+    this.promise = new Promise<void>((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+    // A waiter always attaches; this keeps a failure nobody awaited from being "unhandled".
+    this.promise.catch(() => {});
+  }
+}
+
+/** Moves keys from the source to the target; see the file comment. */
+export class Mover {
+  readonly stats: MoverStats = {
+    migrateCalls: 0,
+    keysMoved: 0,
+    keysAbsent: 0,
+    probes: 0,
+    resolvedBoth: 0,
+    failures: 0,
+    errorsByKind: {},
+  };
+  private readonly inflight = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly source: ControlPool,
+    private readonly target: ControlPool,
+    readonly cache: KnownAbsentCache,
+    private readonly dest: MigrateDestination,
+  ) {}
+
+  /**
+   * Confirms every key absent from the source. Returns null when the cache already knows them all
+   * (the steady-state path: no round trip, no promise), else a promise that rejects with a
+   * MoveError if any key could not be confirmed.
+   */
+  gate(db: number, keys: readonly string[]): Promise<void> | null {
+    const cache = this.cache;
+    let i = 0;
+    for (; i < keys.length; i++) if (!cache.has(db, keys[i]!)) break;
+    if (i === keys.length) return null;
+    return this.ensure([{ db, key: keys[i]! }, ...keys.slice(i + 1).map((key) => ({ db, key }))]);
+  }
+
+  /** Like gate() for keys in several dbs (MOVE, COPY ... DB). */
+  gateRefs(refs: readonly KeyRef[]): Promise<void> | null {
+    const missing = refs.filter((r) => !this.cache.has(r.db, r.key));
+    return missing.length === 0 ? null : this.ensure(missing);
+  }
+
+  private ensure(refs: readonly KeyRef[]): Promise<void> {
+    const waits: Promise<void>[] = [];
+    const byDb = new Map<number, string[]>();
+    const seen = new Set<string>();
+    for (const { db, key } of refs) {
+      const id = `${db}:${key}`;
+      if (seen.has(id) || this.cache.has(db, key)) continue;
+      seen.add(id);
+      const f = this.inflight.get(id);
+      if (f) {
+        waits.push(f);
+        continue;
+      }
+      let list = byDb.get(db);
+      if (!list) byDb.set(db, (list = []));
+      list.push(key);
+    }
+    for (const [db, keys] of byDb) {
+      const ds = keys.map(() => new Deferred());
+      keys.forEach((k, j) => {
+        const id = `${db}:${k}`;
+        const p = ds[j]!.promise;
+        this.inflight.set(id, p);
+        waits.push(p);
+        const done = () => {
+          if (this.inflight.get(id) === p) this.inflight.delete(id);
+        };
+        p.then(done, done);
+      });
+      void this.moveBatch(db, keys, ds);
+    }
+    if (waits.length === 1) return waits[0]!;
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  private migrateArgs(db: number, keys: readonly string[]): Array<string | Buffer | number> {
+    const d = this.dest;
+    const args: Array<string | Buffer | number> = [d.host, d.port];
+    args.push(keys.length === 1 ? Buffer.from(keys[0]!, 'latin1') : '');
+    args.push(db, d.timeoutMs);
+    if (d.password !== undefined) {
+      if (d.username !== undefined) args.push('AUTH2', d.username, d.password);
+      else args.push('AUTH', d.password);
+    }
+    if (keys.length > 1) {
+      args.push('KEYS');
+      for (const k of keys) args.push(Buffer.from(k, 'latin1'));
+    }
+    return args;
+  }
+
+  /** One MIGRATE (single-key or KEYS form). Resolves to 'OK' or 'NOKEY'; rejects on any error. */
+  async migrate(db: number, keys: readonly string[], timeoutMs?: number): Promise<string> {
+    this.stats.migrateCalls++;
+    const args = this.migrateArgs(db, keys);
+    if (timeoutMs !== undefined) args[4] = timeoutMs;
+    const reply = await this.source.db(db).call('MIGRATE', ...args);
+    return String(reply);
+  }
+
+  private async moveBatch(db: number, keys: string[], ds: Deferred[]): Promise<void> {
+    let firstErr: unknown;
+    try {
+      const r = await this.migrate(db, keys);
+      for (let j = 0; j < keys.length; j++) this.markAbsent(db, keys[j]!);
+      if (r === 'NOKEY') this.stats.keysAbsent += keys.length;
+      else this.stats.keysMoved += keys.length; // OK: every key that existed moved
+      for (const d of ds) d.resolve();
+      return;
+    } catch (e) {
+      firstErr = e;
+    }
+    // Uncertain: MIGRATE reports only its first error and may have moved some keys.
+    await Promise.all(
+      keys.map(async (k, j) => {
+        try {
+          await this.resolveKey(db, k, firstErr);
+          ds[j]!.resolve();
+        } catch (e) {
+          ds[j]!.reject(e as Error);
+        }
+      }),
+    );
+  }
+
+  private markAbsent(db: number, key: string): void {
+    this.cache.add(db, key);
+  }
+
+  private countError(kind: string): void {
+    this.stats.errorsByKind[kind] = (this.stats.errorsByKind[kind] ?? 0) + 1;
+  }
+
+  /** Probe-and-retry for one key after an uncertain MIGRATE (DESIGN.md rule 4). */
+  async resolveKey(db: number, key: string, firstErr: unknown): Promise<void> {
+    let cause = classify(firstErr);
+    this.countError(cause.kind);
+    const kb = Buffer.from(key, 'latin1');
+    for (let attempt = 0; attempt < 3; attempt++) {
+      this.stats.probes++;
+      let inSource: number;
+      let inTarget: number;
+      try {
+        inSource = await this.source.db(db).exists(kb);
+      } catch (e) {
+        this.stats.failures++;
+        throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(classify(e).text));
+      }
+      if (inSource === 0) {
+        this.markAbsent(db, key);
+        return;
+      }
+      try {
+        inTarget = await this.target.db(db).exists(kb);
+      } catch (e) {
+        this.stats.failures++;
+        throw new MoveError('ETARGET', ErrorText.targetUnavailable(classify(e).text));
+      }
+      if (inTarget === 1) {
+        // In both: a leftover of an interrupted move (identical: the source copy was frozen)
+        // or newer than a copy an old snapshot brought back. The target copy wins (rule 3).
+        await this.deleteFromSource(db, kb);
+        this.stats.resolvedBoth++;
+        this.markAbsent(db, key);
+        return;
+      }
+      if (attempt === 2) break;
+      try {
+        await this.migrate(db, [key]);
+        this.stats.keysMoved++;
+        this.markAbsent(db, key);
+        return;
+      } catch (e) {
+        cause = classify(e);
+        this.countError(cause.kind);
+      }
+    }
+    this.stats.failures++;
+    if (cause.kind === 'oom') throw new MoveError('EOOM', ErrorText.targetOom(key));
+    if (cause.kind === 'source-unavailable') {
+      throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(cause.text));
+    }
+    throw new MoveError('EMOVE', ErrorText.moveFailed(key, cause.text));
+  }
+
+  private async deleteFromSource(db: number, kb: Buffer): Promise<void> {
+    try {
+      await this.source.db(db).del(kb);
+    } catch (e) {
+      throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(classify(e).text));
+    }
+  }
+
+  /** The connection used for a db of the source (exposed for keyspace-wide reads). */
+  sourceDb(db: number): Redis {
+    return this.source.db(db);
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * Commands that span the whole keyspace, merged across both instances (DESIGN.md): the source is
+ * read first, then the target through the client's own connection (so the client's db, pipeline
+ * order and earlier writes apply). A key only moves source -> target, so this order sees every
+ * key at least once; duplicates are removed.
+ *
+ *   KEYS       source KEYS, then target KEYS; union
+ *   DBSIZE     sum
+ *   RANDOMKEY  one side, picked with probability proportional to its size
+ *   SCAN       one cursor: odd cursors (and 0) walk the source, even cursors >= 2 the target
+ *                 client cursor 0          -> source cursor 0
+ *                 client cursor 2c+1       -> source cursor c     (source returns 0 -> client gets 2)
+ *                 client cursor 2c+2       -> target cursor c     (target returns 0 -> client gets 0)
+ *   INFO       the Keyspace section summed per db
+ *   FLUSHDB / FLUSHALL / SWAPDB   applied to the source, then to the target
+ */
+import { ErrorText, RehomeError } from '../errors.js';
+import { decodeReply } from '../resp/decode.js';
+import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
+import { argBuf, argLower, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
+import { arrayElements } from '../resp/reply-scanner.js';
+import { Entry, parseDbIndex, type Session } from './session.js';
+
+const MAX_CURSOR = (1n << 64n) - 1n;
+
+/** Turns a failure of a source read into the error the client sees. */
+function sourceError(err: unknown): RehomeError {
+  const e = err as Error & { name?: string };
+  if (e && e.name === 'ReplyError') return new RehomeError('ESOURCEREPLY', e.message);
+  return new RehomeError('ESOURCE', ErrorText.sourceUnavailable(e?.message ?? String(err)));
+}
+
+function restArgs(req: Request, from: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = from; i < req.argc; i++) out.push(argBuf(req, i));
+  return out;
+}
+
+export function handle(s: Session, req: Request): void {
+  switch (req.name) {
+    case 'keys':
+      return keys(s, req);
+    case 'scan':
+      return scan(s, req);
+    case 'dbsize':
+      return dbsize(s, req);
+    case 'randomkey':
+      return randomkey(s, req);
+    case 'info':
+      return info(s, req);
+    case 'flushdb':
+    case 'flushall':
+      return flush(s, req);
+    case 'swapdb':
+      return swapdb(s, req);
+    default:
+      s.forwardPlain(req);
+  }
+}
+
+function keys(s: Session, req: Request): void {
+  if (req.argc !== 2) return s.forwardPlain(req);
+  const e = new Entry(req);
+  let fromSource: Buffer[] = [];
+  e.pre = s.ctx.source
+    .db(s.db)
+    .callBuffer('KEYS', argBuf(req, 1))
+    .then(
+      (r) => {
+        fromSource = r as Buffer[];
+      },
+      (err) => {
+        throw sourceError(err);
+      },
+    );
+  e.hook = (reply) => {
+    if (reply[0] !== 0x2a) return reply;
+    const fromTarget = decodeReply(reply) as Buffer[];
+    return encodeBulkArray(union(fromSource, fromTarget));
+  };
+  s.enqueue(e);
+}
+
+function union(a: Buffer[], b: Buffer[]): Buffer[] {
+  const seen = new Set<string>();
+  const out: Buffer[] = [];
+  for (const list of [a, b]) {
+    for (const k of list) {
+      const id = k.toString('latin1');
+      if (seen.has(id)) continue;
+      seen.add(id);
+      out.push(k);
+    }
+  }
+  return out;
+}
+
+function scan(s: Session, req: Request): void {
+  if (req.argc < 2) return s.forwardPlain(req);
+  const cur = argStr(req, 1);
+  if (!/^\d{1,20}$/.test(cur) || BigInt(cur) > MAX_CURSOR) {
+    s.localReply(req, encodeError(ErrorText.invalidCursor()));
+    return;
+  }
+  const c = BigInt(cur);
+  const rest = restArgs(req, 2);
+  const e = new Entry(req);
+  if (c === 0n || c % 2n === 1n) {
+    const srcCursor = c === 0n ? 0n : (c - 1n) / 2n;
+    e.local = true;
+    e.pre = s.ctx.source
+      .db(s.db)
+      .callBuffer('SCAN', srcCursor.toString(), ...rest)
+      .then(
+        (r) => {
+          const [nextBuf, found] = r as [Buffer, Buffer[]];
+          const next = BigInt(nextBuf.toString('latin1'));
+          const out = next === 0n ? 2n : next * 2n + 1n;
+          if (out > MAX_CURSOR) throw new RehomeError('ECURSOR', ErrorText.tooBigCursor());
+          e.reply = Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), encodeBulkArray(found)]);
+        },
+        (err) => {
+          throw sourceError(err);
+        },
+      );
+  } else {
+    const tgtCursor = (c - 2n) / 2n;
+    e.bytes = encodeRequest([Buffer.from('SCAN'), Buffer.from(tgtCursor.toString()), ...rest]).raw;
+    e.hook = (reply) => {
+      const els = arrayElements(reply);
+      if (els === null || els.length !== 2) return reply;
+      const cursorVal = decodeReply(els[0]!) as Buffer;
+      const next = BigInt(cursorVal.toString('latin1'));
+      const out = next === 0n ? 0n : next * 2n + 2n;
+      if (out > MAX_CURSOR) return encodeError(ErrorText.tooBigCursor());
+      return Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), els[1]!]);
+    };
+  }
+  s.enqueue(e);
+}
+
+function dbsize(s: Session, req: Request): void {
+  if (req.argc !== 1) return s.forwardPlain(req);
+  const e = new Entry(req);
+  let n = 0;
+  e.pre = s.ctx.source
+    .db(s.db)
+    .dbsize()
+    .then(
+      (r) => {
+        n = r;
+      },
+      (err) => {
+        throw sourceError(err);
+      },
+    );
+  e.hook = (reply) => {
+    if (reply[0] !== 0x3a) return reply;
+    const t = Number(reply.toString('latin1', 1, reply.length - 2));
+    return Buffer.from(`:${t + n}\r\n`);
+  };
+  s.enqueue(e);
+}
+
+function randomkey(s: Session, req: Request): void {
+  if (req.argc !== 1) return s.forwardPlain(req);
+  const e = new Entry(req);
+  const db = s.db;
+  e.pre = (async () => {
+    let ns: number;
+    try {
+      ns = await s.ctx.source.db(db).dbsize();
+    } catch (err) {
+      throw sourceError(err);
+    }
+    if (ns === 0) return;
+    const nt = await s.ctx.target.db(db).dbsize().catch(() => 0);
+    if (Math.random() * (ns + nt) >= ns) return;
+    let k: Buffer | null;
+    try {
+      k = (await s.ctx.source.db(db).callBuffer('RANDOMKEY')) as Buffer | null;
+    } catch (err) {
+      throw sourceError(err);
+    }
+    if (k !== null) {
+      e.local = true;
+      e.reply = encodeBulk(k);
+    }
+  })();
+  s.enqueue(e);
+}
+
+const KEYSPACE_SECTIONS = new Set(['keyspace', 'all', 'everything', 'default']);
+
+function info(s: Session, req: Request): void {
+  let wantKeyspace = req.argc === 1;
+  for (let i = 1; i < req.argc; i++) if (KEYSPACE_SECTIONS.has(argLower(req, i))) wantKeyspace = true;
+  if (!wantKeyspace) return s.forwardPlain(req);
+  const e = new Entry(req);
+  let sourceInfo = '';
+  e.pre = s.ctx.source
+    .db(0)
+    .info('keyspace')
+    .then(
+      (r) => {
+        sourceInfo = r;
+      },
+      (err) => {
+        throw sourceError(err);
+      },
+    );
+  e.hook = (reply) => {
+    if (reply[0] !== 0x24) return reply;
+    const text = (decodeReply(reply) as Buffer).toString('latin1');
+    return encodeBulk(Buffer.from(mergeKeyspaceInfo(text, sourceInfo), 'latin1'));
+  };
+  s.enqueue(e);
+}
+
+interface DbLine {
+  keys: number;
+  expires: number;
+  avgTtl: number;
+}
+
+function parseKeyspaceLines(text: string): Map<number, DbLine> {
+  const m = new Map<number, DbLine>();
+  const re = /^db(\d+):keys=(\d+),expires=(\d+),avg_ttl=(\d+)/gm;
+  for (let r = re.exec(text); r !== null; r = re.exec(text)) {
+    m.set(Number(r[1]), { keys: Number(r[2]), expires: Number(r[3]), avgTtl: Number(r[4]) });
+  }
+  return m;
+}
+
+/** Replaces the Keyspace section of a target INFO text with the sum of both instances. */
+export function mergeKeyspaceInfo(targetText: string, sourceText: string): string {
+  const start = targetText.indexOf('# Keyspace\r\n');
+  if (start < 0) return targetText;
+  const bodyStart = start + '# Keyspace\r\n'.length;
+  let end = targetText.indexOf('\r\n#', bodyStart);
+  end = end < 0 ? targetText.length : end + 2;
+  const t = parseKeyspaceLines(targetText.slice(bodyStart, end));
+  const src = parseKeyspaceLines(sourceText);
+  const dbs = [...new Set([...t.keys(), ...src.keys()])].sort((a, b) => a - b);
+  let body = '';
+  for (const db of dbs) {
+    const a = t.get(db) ?? { keys: 0, expires: 0, avgTtl: 0 };
+    const b = src.get(db) ?? { keys: 0, expires: 0, avgTtl: 0 };
+    const expires = a.expires + b.expires;
+    const avg = expires === 0 ? 0 : Math.round((a.avgTtl * a.expires + b.avgTtl * b.expires) / expires);
+    body += `db${db}:keys=${a.keys + b.keys},expires=${expires},avg_ttl=${avg}\r\n`;
+  }
+  const tail = targetText.slice(end);
+  return targetText.slice(0, bodyStart) + body + (tail.length > 0 ? `\r\n${tail}` : '');
+}
+
+function flush(s: Session, req: Request): void {
+  const e = new Entry(req);
+  const db = s.db;
+  const args = restArgs(req, 1);
+  e.pre = s.ctx.source
+    .db(req.name === 'flushall' ? 0 : db)
+    .callBuffer(req.name.toUpperCase(), ...args)
+    .then(
+      () => undefined,
+      (err) => {
+        throw sourceError(err);
+      },
+    );
+  s.enqueue(e);
+}
+
+function swapdb(s: Session, req: Request): void {
+  if (req.argc !== 3) return s.forwardPlain(req);
+  const a = parseDbIndex(argStr(req, 1), s.ctx.databases);
+  const b = parseDbIndex(argStr(req, 2), s.ctx.databases);
+  const e = new Entry(req);
+  e.pre = s.ctx.source
+    .db(0)
+    .callBuffer('SWAPDB', argBuf(req, 1), argBuf(req, 2))
+    .then(
+      () => {
+        if (a !== null && b !== null) s.ctx.mover.cache.swap(a, b);
+      },
+      (err) => {
+        throw sourceError(err);
+      },
+    );
+  s.enqueue(e);
+}

@@ -1,0 +1,199 @@
+/**
+ * The proxy's lifecycle: checks both servers, loads the target's command table, accepts clients
+ * (one Session each), and stops gracefully.
+ */
+import net from 'node:net';
+import { Redis } from 'ioredis';
+import { CommandTable } from '../commands/table.js';
+import type { ProxyConfig } from '../config.js';
+import { RehomeError } from '../errors.js';
+import { KnownAbsentCache } from '../migration/absent-cache.js';
+import { Mover } from '../migration/mover.js';
+import { ControlPool } from '../upstream/control.js';
+import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import { Session, type SessionContext } from './session.js';
+
+/** Logging sink (the CLI prints; tests may collect). */
+export type Logger = (line: string) => void;
+
+/** Connects once, without retries, to tell "unreachable" and "bad credentials" apart at start. */
+async function probeServer(role: string, ep: Endpoint, timeoutMs: number): Promise<{ runId: string; version: string }> {
+  const c = new Redis({
+    host: ep.host,
+    port: ep.port,
+    ...(ep.username !== undefined ? { username: ep.username } : {}),
+    ...(ep.password !== undefined ? { password: ep.password } : {}),
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    enableReadyCheck: false,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    const text = await c.info('server');
+    const runId = /run_id:(\w+)/.exec(text)?.[1] ?? '';
+    const version = /redis_version:([\d.]+)/.exec(text)?.[1] ?? 'unknown';
+    return { runId, version };
+  } catch (e) {
+    throw new RehomeError('EUPSTREAM', `${role} ${describeEndpoint(ep)} unreachable: ${(e as Error).message}`);
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** True when a fresh, unauthenticated connection to the server is refused commands. */
+function needsAuth(ep: Endpoint, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: ep.host, port: ep.port });
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new RehomeError('EUPSTREAM', `target ${describeEndpoint(ep)} did not answer PING`));
+    }, timeoutMs);
+    sock.on('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'));
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      if (buf.includes('\r\n')) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(buf.startsWith('-NOAUTH'));
+      }
+    });
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new RehomeError('EUPSTREAM', `target ${describeEndpoint(ep)} unreachable: ${e.message}`));
+    });
+  });
+}
+
+/** A running proxy. */
+export class RehomeProxy {
+  private readonly sessions = new Set<Session>();
+  private nextId = 1;
+  private stopping: Promise<void> | null = null;
+
+  private constructor(
+    readonly config: ProxyConfig,
+    private readonly server: net.Server,
+    private readonly ctx: SessionContext,
+    private readonly source: ControlPool,
+    private readonly target: ControlPool,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(config: ProxyConfig, log: Logger = () => {}): Promise<RehomeProxy> {
+    const [src, tgt] = await Promise.all([
+      probeServer('source', config.source, config.connectTimeoutMs),
+      probeServer('target', config.target, config.connectTimeoutMs),
+    ]);
+    if (src.runId !== '' && src.runId === tgt.runId) {
+      throw new RehomeError('ESAME', 'source and target are the same server (same run_id)');
+    }
+    const controlOpts = {
+      commandTimeoutMs: config.migrateTimeoutMs + 5_000,
+      connectTimeoutMs: config.connectTimeoutMs,
+    };
+    const source = new ControlPool(config.source, controlOpts, 'source');
+    const target = new ControlPool(config.target, controlOpts, 'target');
+    try {
+      const commandReply = (await target.db(0).call('COMMAND')) as unknown[];
+      const table = new CommandTable(commandReply);
+      let databases = 16;
+      try {
+        const r = (await target.db(0).call('CONFIG', 'GET', 'databases')) as string[];
+        if (r.length === 2 && Number(r[1]) > 0) databases = Number(r[1]);
+      } catch {
+        // CONFIG may be renamed or denied by ACL: keep Redis's default.
+      }
+      const targetAuthRequired = await needsAuth(config.target, config.connectTimeoutMs);
+      const cache = new KnownAbsentCache(config.absentCacheSize);
+      const dest = config.targetFromSource ?? { host: config.target.host, port: config.target.port };
+      const mover = new Mover(source, target, cache, {
+        host: dest.host,
+        port: dest.port,
+        ...(config.target.username !== undefined ? { username: config.target.username } : {}),
+        ...(config.target.password !== undefined ? { password: config.target.password } : {}),
+        timeoutMs: config.migrateTimeoutMs,
+      });
+      const server = net.createServer();
+      let proxy: RehomeProxy | null = null;
+      const ctx: SessionContext = {
+        table,
+        mover,
+        source,
+        target,
+        targetEndpoint: config.target,
+        targetAuthRequired,
+        databases,
+        limits: config.limits,
+        maxPending: config.maxPendingPerClient,
+        onClose: (s) => proxy?.sessions.delete(s),
+      };
+      proxy = new RehomeProxy(config, server, ctx, source, target, log);
+      const p = proxy;
+      server.on('connection', (sock) => {
+        if (p.stopping) {
+          sock.destroy();
+          return;
+        }
+        const s = new Session(sock, ctx, p.nextId++);
+        p.sessions.add(s);
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (e: NodeJS.ErrnoException) => {
+          reject(
+            new RehomeError(
+              'ELISTEN',
+              `cannot listen on ${describeEndpoint(config.listen)}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`,
+            ),
+          );
+        });
+        server.listen(config.listen.port, config.listen.host, () => resolve());
+      });
+      server.on('error', (e) => log(`server error: ${e.message}`));
+      log(
+        `source ${describeEndpoint(config.source)} (redis ${src.version}), target ${describeEndpoint(config.target)} (redis ${tgt.version}), ${table.size} commands, ${databases} dbs`,
+      );
+      return proxy;
+    } catch (e) {
+      await Promise.all([source.close(), target.close()]);
+      throw e;
+    }
+  }
+
+  /** The address actually listened on. */
+  address(): { host: string; port: number } {
+    const a = this.server.address() as net.AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  get clients(): number {
+    return this.sessions.size;
+  }
+
+  get mover(): Mover {
+    return this.ctx.mover;
+  }
+
+  /** Stops accepting, lets in-flight commands finish (up to the timeout), then closes. */
+  close(timeoutMs = this.config.shutdownTimeoutMs): Promise<void> {
+    if (this.stopping) return this.stopping;
+    this.stopping = (async () => {
+      this.server.close();
+      for (const s of this.sessions) s.shutdown();
+      const deadline = Date.now() + timeoutMs;
+      while (this.sessions.size > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      if (this.sessions.size > 0) {
+        this.log(`closing ${this.sessions.size} client(s) with commands still in flight`);
+        for (const s of [...this.sessions]) s.destroy();
+      }
+      await Promise.all([this.source.close(), this.target.close()]);
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,901 @@
+/**
+ * One client connection and its own connection to the target.
+ *
+ * Ordering (DESIGN.md "Per-client semantics"): every request becomes an Entry in `out`, the reply
+ * order. Requests reach the target in the order they were sent: an entry whose keys must first be
+ * moved (its `pre` step) waits in `waiting`, and every later entry waits behind it, while moves of
+ * later entries already run. Entries sent to the target sit in `up`; each reply from the target
+ * completes the oldest one. Replies are flushed from the front of `out`, so replies the proxy makes
+ * itself (errors, merged results) come out in order too.
+ *
+ *   client ──► framer ──► dispatch ──► [waiting: pre steps] ──► target socket
+ *                            │                                      │
+ *                            └────────► out (reply order) ◄── up ◄──┘ reply scanner
+ *
+ * Steady state (every key known absent): dispatch forwards the original bytes at once, and a reply
+ * for the entry at the front of `out` is written straight to the client (several in one write when
+ * they are contiguous in the chunk). No promise, no copy.
+ */
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { CommandTable } from '../commands/table.js';
+import { ErrorText, ProtocolError, RehomeError } from '../errors.js';
+import type { Mover, KeyRef } from '../migration/mover.js';
+import { encodeError } from '../resp/encode.js';
+import { argLower, argStr, type FramerLimits, type Request, RequestFramer } from '../resp/request-framer.js';
+import { arrayElements, ReplyScanner } from '../resp/reply-scanner.js';
+import type { ControlPool } from '../upstream/control.js';
+import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import { Deque } from '../util/deque.js';
+import * as keyspace from './keyspace.js';
+
+/** What every session shares: the command table, the mover, the upstreams. */
+export interface SessionContext {
+  table: CommandTable;
+  mover: Mover;
+  source: ControlPool;
+  target: ControlPool;
+  targetEndpoint: Endpoint;
+  /** True when a fresh connection to the target must AUTH before running commands. */
+  targetAuthRequired: boolean;
+  databases: number;
+  limits: FramerLimits;
+  /** Most entries one client may have outstanding before the proxy stops reading from it. */
+  maxPending: number;
+  onClose(s: Session): void;
+}
+
+const enum St {
+  Waiting,
+  Forwarded,
+  Done,
+}
+
+/** Transforms the target's reply to an entry before it goes to the client. */
+export type ReplyHook = (reply: Buffer, e: Entry) => Buffer;
+
+/** One request's place in the reply order. */
+export class Entry {
+  state = St.Waiting;
+  reply: Buffer | null = null;
+  /** Pending pre-forward step (moves, source reads); the entry waits in `waiting` until it ends. */
+  pre: Promise<void> | null = null;
+  hook: ReplyHook | null = null;
+  /** Bytes to send instead of req.raw (rewritten requests). */
+  bytes: Buffer | null = null;
+  /** Reply already known: nothing is sent to the target. */
+  local = false;
+  /** The pre step failed with this error reply; nothing is sent (a MULTI is poisoned). */
+  failed: Buffer | null = null;
+  /** The target's reply is dropped (poison commands). */
+  swallow = false;
+  /** Queued inside MULTI. */
+  inMulti = false;
+  /** Some of the reply already went to the client (streamed while at the front). */
+  streaming = false;
+  /** Pub/sub stream: every reply while subscribed belongs to it. */
+  stream = false;
+  streamEnded = false;
+  /** Replies of a stream waiting for the entry to reach the front. */
+  pending: Buffer[] | null = null;
+  /** Data for hooks. */
+  data: unknown = null;
+
+  constructor(readonly req: Request | null) {}
+}
+
+const PUBSUB_ALLOWED = new Set([
+  'subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe',
+  'ping', 'quit', 'reset',
+]);
+const SUBSCRIBE_FAMILY = new Set([
+  'subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe',
+]);
+
+/** Commands refused through the proxy, with the reason given to the client. */
+const REFUSED: Record<string, string> = {
+  monitor: 'it would show only the target; run MONITOR on each server directly',
+  sync: 'replication through a migrating proxy would copy half a dataset',
+  psync: 'replication through a migrating proxy would copy half a dataset',
+  replconf: 'replication through a migrating proxy would copy half a dataset',
+  replicaof: 'changing replication of the target under a running migration would lose writes',
+  slaveof: 'changing replication of the target under a running migration would lose writes',
+  failover: 'failing over the target under a running migration would lose writes',
+  shutdown: 'it would stop the target under a running migration; shut servers down directly',
+};
+
+/** A wrong-arity command: queued inside MULTI, it makes the target abort the EXEC. */
+const POISON = Buffer.from('*1\r\n$3\r\nGET\r\n');
+
+/** One client connection. */
+export class Session {
+  readonly id: number;
+  db = 0;
+  private inMulti = false;
+  private multiDb = 0;
+  private subscribed = false;
+  private subCount = 0;
+  private shardCount = 0;
+  authed: boolean;
+  private authPending = 0;
+  private readonly framer: RequestFramer;
+  private readonly scanner = new ReplyScanner();
+  private readonly out = new Deque<Entry>();
+  private readonly up = new Deque<Entry>();
+  private readonly waiting = new Deque<Entry>();
+  /** A request whose dispatch waits (pub/sub barrier, pending AUTH). */
+  private held: Request | null = null;
+  private barrierToken: Buffer | null = null;
+  /** Pieces of a target reply that spans chunks (not streamed). */
+  private partial: Buffer[] | null = null;
+  private readonly ends: number[] = [];
+  private closing = false;
+  private dead = false;
+  private upstreamFailed: string | null = null;
+  private upstreamConnected = false;
+  private clientBlocked = false;
+  private upstreamBlocked = false;
+  private readonly upstream: net.Socket;
+  private pumping = false;
+
+  constructor(
+    readonly client: net.Socket,
+    readonly ctx: SessionContext,
+    id: number,
+  ) {
+    this.id = id;
+    this.authed = !ctx.targetAuthRequired;
+    this.framer = new RequestFramer(ctx.limits);
+    client.setNoDelay(true);
+    const ep = ctx.targetEndpoint;
+    const up = net.connect({ host: ep.host, port: ep.port });
+    up.setNoDelay(true);
+    this.upstream = up;
+    up.on('connect', () => {
+      this.upstreamConnected = true;
+    });
+    up.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
+    up.on('error', (err) => this.onUpstreamGone(err.message));
+    up.on('close', () => this.onUpstreamGone('connection closed'));
+    up.on('drain', () => {
+      this.upstreamBlocked = false;
+      this.updateReading();
+    });
+    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    client.on('error', () => this.destroy());
+    client.on('close', () => this.destroy());
+    client.on('drain', () => {
+      this.clientBlocked = false;
+      if (!this.dead) this.upstream.resume();
+    });
+  }
+
+  /** Commands waiting for a reply (for graceful shutdown). */
+  get idle(): boolean {
+    return this.out.length === 0;
+  }
+
+  // ---------------------------------------------------------------- client side
+
+  private onClientData(chunk: Buffer): void {
+    if (this.closing) return;
+    this.framer.push(chunk);
+    this.pump();
+  }
+
+  /** Frames and dispatches buffered requests until done or held. */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    const up = this.upstream;
+    up.cork();
+    try {
+      while (!this.closing && this.held === null && this.out.length < this.ctx.maxPending) {
+        let req: Request | null;
+        try {
+          req = this.framer.next();
+        } catch (e) {
+          if (e instanceof ProtocolError) {
+            this.protocolError(e.message);
+            break;
+          }
+          throw e;
+        }
+        if (req === null) break;
+        this.dispatch(req);
+      }
+    } finally {
+      this.pumping = false;
+      up.uncork();
+    }
+    this.updateReading();
+  }
+
+  private updateReading(): void {
+    if (this.dead) return;
+    const stop =
+      this.closing || this.held !== null || this.upstreamBlocked ||
+      this.out.length >= this.ctx.maxPending;
+    if (stop) this.client.pause();
+    else this.client.resume();
+  }
+
+  private protocolError(msg: string): void {
+    const e = new Entry(null);
+    e.local = true;
+    e.reply = encodeError(ErrorText.protocol(msg));
+    this.enqueue(e);
+    this.closing = true;
+    this.client.pause();
+    this.flushOut();
+  }
+
+  /** Routes one request. */
+  private dispatch(req: Request): void {
+    const name = req.name;
+    if (this.upstreamFailed !== null) {
+      this.localReply(req, encodeError(ErrorText.targetUnavailable(this.upstreamFailed)));
+      this.closing = true;
+      return;
+    }
+    if (this.subscribed && !PUBSUB_ALLOWED.has(name)) {
+      this.startBarrier(req);
+      return;
+    }
+    if (!this.authed && this.authPending > 0 && name !== 'auth' && name !== 'hello') {
+      // Whether this client may act depends on an AUTH still in flight: wait for its reply.
+      this.held = req;
+      return;
+    }
+    const refusal = REFUSED[name];
+    if (refusal !== undefined) {
+      this.refuse(req, ErrorText.refused(name.toUpperCase(), refusal));
+      return;
+    }
+    if (!this.authed && name !== 'auth' && name !== 'hello') {
+      // The target rejects it (NOAUTH) without running it; nothing is moved for this client.
+      this.forwardPlain(req);
+      return;
+    }
+    switch (name) {
+      case 'select':
+        if (req.argc === 2) {
+          const n = parseDbIndex(argStr(req, 1), this.ctx.databases);
+          if (n !== null) this.db = n;
+        }
+        this.forwardPlain(req);
+        return;
+      case 'multi':
+        if (!this.inMulti) {
+          this.inMulti = true;
+          this.multiDb = this.db;
+        }
+        this.forwardPlain(req);
+        return;
+      case 'exec': {
+        const wasIn = this.inMulti;
+        const savedDb = this.multiDb;
+        this.inMulti = false;
+        const e = new Entry(req);
+        if (wasIn) {
+          e.hook = (reply) => {
+            // EXEC aborted or WATCH failed: SELECTs queued inside did not run.
+            if (reply[0] === 0x2d || (reply[0] === 0x2a && reply[1] === 0x2d)) this.db = savedDb;
+            return reply;
+          };
+        }
+        this.enqueue(e);
+        return;
+      }
+      case 'discard':
+        if (this.inMulti) {
+          this.inMulti = false;
+          this.db = this.multiDb;
+        }
+        this.forwardPlain(req);
+        return;
+      case 'auth':
+        this.forwardAuth(req);
+        return;
+      case 'hello':
+        this.hello(req);
+        return;
+      case 'reset':
+        this.db = 0;
+        this.inMulti = false;
+        this.authed = !this.ctx.targetAuthRequired;
+        if (this.subscribed) {
+          // The stream ends when the target answers +RESET.
+          this.subscribed = false;
+          this.upstream.write(req.raw);
+          return;
+        }
+        this.forwardPlain(req);
+        return;
+      case 'quit':
+        this.forwardPlain(req);
+        return;
+      case 'client':
+        if (req.argc >= 3 && argLower(req, 1) === 'reply' && argLower(req, 2) !== 'on') {
+          this.refuse(req, ErrorText.refused('CLIENT REPLY', 'the proxy matches every request to its reply'));
+          return;
+        }
+        this.forwardPlain(req);
+        return;
+      case 'keys':
+      case 'scan':
+      case 'dbsize':
+      case 'randomkey':
+      case 'info':
+      case 'flushdb':
+      case 'flushall':
+      case 'swapdb':
+        if (this.inMulti) {
+          this.refuse(req, ErrorText.notInMulti(name.toUpperCase()));
+          return;
+        }
+        keyspace.handle(this, req);
+        return;
+      case 'move':
+        this.gateMove(req);
+        return;
+      case 'copy':
+        this.gateCopy(req);
+        return;
+      case 'sort':
+      case 'sort_ro':
+        if (sortUsesPatterns(req)) {
+          this.refuse(req, ErrorText.sortPattern());
+          return;
+        }
+        break;
+      default:
+        if (SUBSCRIBE_FAMILY.has(name)) {
+          this.subscribe(req);
+          return;
+        }
+    }
+    this.keyed(req);
+  }
+
+  /** The general case: move the command's keys (if not known absent), then forward it. */
+  private keyed(req: Request): void {
+    const keys = this.ctx.table.keys(req);
+    if (keys === null) {
+      const e = new Entry(req);
+      e.pre = this.getKeys(req).then((ks) => {
+        const p = ks.length > 0 ? this.ctx.mover.gate(this.dbForEntry(e), ks) : null;
+        return p ?? undefined;
+      });
+      e.data = this.db;
+      this.enqueue(e);
+      return;
+    }
+    if (keys.length === 0) {
+      this.forwardPlain(req);
+      return;
+    }
+    const p = this.ctx.mover.gate(this.db, keys);
+    if (p === null) {
+      this.forwardPlain(req);
+      return;
+    }
+    const e = new Entry(req);
+    e.pre = p;
+    this.enqueue(e);
+  }
+
+  private dbForEntry(e: Entry): number {
+    return typeof e.data === 'number' ? e.data : this.db;
+  }
+
+  /** Asks the target which keys a command touches (COMMAND GETKEYS). */
+  private async getKeys(req: Request): Promise<string[]> {
+    const args: Buffer[] = [];
+    for (let i = 0; i < req.argc; i++) args.push(req.raw.subarray(req.offs[2 * i]!, req.offs[2 * i + 1]!));
+    try {
+      const r = (await this.ctx.target.db(0).callBuffer('COMMAND', 'GETKEYS', ...args)) as Buffer[];
+      return r.map((b) => b.toString('latin1'));
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      // "Invalid arguments" means the server found no key in them: nothing to move.
+      if (/no key arguments|Invalid arguments specified|Invalid number of arguments/i.test(msg)) return [];
+      if (/Invalid command specified/i.test(msg)) return [];
+      throw new RehomeError('EGETKEYS', ErrorText.getkeysFailed(req.name.toUpperCase(), msg));
+    }
+  }
+
+  private gateMove(req: Request): void {
+    const keys = this.ctx.table.keys(req);
+    if (keys === null || keys.length === 0) {
+      this.keyed(req);
+      return;
+    }
+    const refs: KeyRef[] = [{ db: this.db, key: keys[0]! }];
+    const n = req.argc === 3 ? parseDbIndex(argStr(req, 2), this.ctx.databases) : null;
+    // MOVE fails if the key exists in the destination db: that key must be moved first too.
+    if (n !== null && n !== this.db) refs.push({ db: n, key: keys[0]! });
+    this.gateRefs(req, refs);
+  }
+
+  private gateCopy(req: Request): void {
+    const keys = this.ctx.table.keys(req);
+    if (keys === null || keys.length < 2) {
+      this.keyed(req);
+      return;
+    }
+    let dstDb = this.db;
+    for (let i = 3; i < req.argc - 1; i++) {
+      if (argLower(req, i) === 'db') {
+        const n = parseDbIndex(argStr(req, i + 1), this.ctx.databases);
+        if (n !== null) dstDb = n;
+      }
+    }
+    this.gateRefs(req, [
+      { db: this.db, key: keys[0]! },
+      { db: dstDb, key: keys[1]! },
+    ]);
+  }
+
+  private gateRefs(req: Request, refs: KeyRef[]): void {
+    const p = this.ctx.mover.gateRefs(refs);
+    if (p === null) {
+      this.forwardPlain(req);
+      return;
+    }
+    const e = new Entry(req);
+    e.pre = p;
+    this.enqueue(e);
+  }
+
+  private forwardAuth(req: Request): void {
+    const e = new Entry(req);
+    this.authPending++;
+    e.hook = (reply) => {
+      this.authPending--;
+      if (reply[0] === 0x2b) this.authed = true;
+      this.releaseHeldAfterAuth();
+      return reply;
+    };
+    this.enqueue(e);
+  }
+
+  private hello(req: Request): void {
+    if (req.argc >= 2) {
+      const v = argStr(req, 1);
+      if (/^-?\d+$/.test(v) && v !== '2') {
+        this.localReply(req, encodeError(ErrorText.noproto()));
+        return;
+      }
+    }
+    let hasAuth = false;
+    for (let i = 2; i < req.argc; i++) if (argLower(req, i) === 'auth') hasAuth = true;
+    if (!hasAuth) {
+      this.forwardPlain(req);
+      return;
+    }
+    const e = new Entry(req);
+    this.authPending++;
+    e.hook = (reply) => {
+      this.authPending--;
+      if (reply[0] === 0x2a) this.authed = true;
+      this.releaseHeldAfterAuth();
+      return reply;
+    };
+    this.enqueue(e);
+  }
+
+  private releaseHeldAfterAuth(): void {
+    if (this.authPending > 0 || this.held === null || this.subscribed) return;
+    // Resume on the next tick: this runs inside reply processing.
+    process.nextTick(() => this.releaseHeld());
+  }
+
+  private releaseHeld(): void {
+    const req = this.held;
+    if (req === null || this.dead) return;
+    this.held = null;
+    this.upstream.cork();
+    this.dispatch(req);
+    this.upstream.uncork();
+    this.pump();
+  }
+
+  private subscribe(req: Request): void {
+    if (this.inMulti) {
+      this.forwardPlain(req);
+      return;
+    }
+    if (this.subscribed) {
+      this.upstream.write(req.raw);
+      return;
+    }
+    if (req.name.endsWith('subscribe') && !req.name.includes('un') && req.argc < 2) {
+      this.forwardPlain(req); // arity error from the target
+      return;
+    }
+    this.subscribed = true;
+    this.subCount = 0;
+    this.shardCount = 0;
+    const e = new Entry(req);
+    e.stream = true;
+    this.enqueue(e);
+  }
+
+  /**
+   * A command that is not allowed while subscribed. Whether the client is still subscribed is
+   * known only once the target has answered everything before it, so send a PING with a unique
+   * token and decide when its reply comes back through the stream.
+   */
+  private startBarrier(req: Request): void {
+    this.held = req;
+    const token = randomBytes(12).toString('hex');
+    this.barrierToken = Buffer.from(token);
+    this.upstream.write(`*2\r\n$4\r\nPING\r\n$${token.length}\r\n${token}\r\n`);
+  }
+
+  private refuse(req: Request, text: string): void {
+    const e = new Entry(req);
+    e.failed = encodeError(text);
+    e.inMulti = this.inMulti;
+    this.enqueue(e);
+  }
+
+  localReply(req: Request | null, reply: Buffer): void {
+    const e = new Entry(req);
+    e.local = true;
+    e.reply = reply;
+    this.enqueue(e);
+  }
+
+  /** Forwards a request as it is, in order. */
+  forwardPlain(req: Request): void {
+    this.enqueue(new Entry(req));
+  }
+
+  /** Adds an entry in reply order; sends it now if nothing waits before it. */
+  enqueue(e: Entry): void {
+    e.inMulti = e.inMulti || this.inMulti;
+    this.out.push(e);
+    if (e.pre === null && this.waiting.length === 0) {
+      this.send(e);
+      return;
+    }
+    this.waiting.push(e);
+    if (e.pre !== null) {
+      e.pre.then(
+        () => {
+          e.pre = null;
+          this.drainWaiting();
+        },
+        (err: unknown) => {
+          e.pre = null;
+          e.failed = encodeError(
+            err instanceof RehomeError ? err.message : `ERR rehome: ${err instanceof Error ? err.message : String(err)}`,
+          );
+          this.drainWaiting();
+        },
+      );
+    }
+  }
+
+  private drainWaiting(): void {
+    if (this.dead) return;
+    this.upstream.cork();
+    while (this.waiting.length > 0 && this.waiting.peek()!.pre === null) {
+      this.send(this.waiting.shift()!);
+    }
+    this.upstream.uncork();
+    this.flushOut();
+    if (this.waiting.length === 0) this.pump();
+  }
+
+  private send(e: Entry): void {
+    if (e.failed !== null) {
+      if (e.inMulti) {
+        const p = new Entry(null);
+        p.swallow = true;
+        p.state = St.Forwarded;
+        this.up.push(p);
+        this.upstream.write(POISON);
+      }
+      e.reply = e.failed;
+      e.state = St.Done;
+      this.flushOut();
+      return;
+    }
+    if (e.local) {
+      e.state = St.Done;
+      this.flushOut();
+      return;
+    }
+    if (this.upstreamFailed !== null) {
+      e.reply = encodeError(ErrorText.targetUnavailable(this.upstreamFailed));
+      e.state = St.Done;
+      this.flushOut();
+      return;
+    }
+    e.state = St.Forwarded;
+    this.up.push(e);
+    if (!this.upstream.write(e.bytes ?? e.req!.raw)) {
+      this.upstreamBlocked = true;
+    }
+  }
+
+  // ---------------------------------------------------------------- target side
+
+  private onUpstreamData(chunk: Buffer): void {
+    if (this.dead) return;
+    const ends = this.ends;
+    ends.length = 0;
+    try {
+      this.scanner.scan(chunk, ends);
+    } catch (e) {
+      this.onUpstreamGone(`protocol error from target: ${(e as Error).message}`);
+      return;
+    }
+    const client = this.client;
+    client.cork();
+    let s = 0;
+    let run = -1; // start of a run of replies written straight through
+    for (let k = 0; k < ends.length; k++) {
+      const end = ends[k]!;
+      const entry = this.up.peek();
+      if (entry === undefined) {
+        // A reply nobody asked for: the connection is out of step; give up on it.
+        client.uncork();
+        this.onUpstreamGone('unexpected reply from target');
+        return;
+      }
+      if (entry.stream) {
+        if (run >= 0) {
+          this.write(chunk.subarray(run, s));
+          run = -1;
+        }
+        this.onStreamReply(entry, this.takeReply(chunk, s, end));
+        s = end;
+        continue;
+      }
+      this.up.shift();
+      if (entry.hook === null && !entry.swallow && this.out.peek() === entry && (this.partial === null || entry.streaming)) {
+        if (run < 0) run = s;
+        this.partial = null;
+        this.out.shift();
+        entry.state = St.Done;
+        const next = this.out.peek();
+        if (next !== undefined && next.state === St.Done) {
+          this.write(chunk.subarray(run, end));
+          run = -1;
+          this.flushOut();
+        }
+      } else {
+        if (run >= 0) {
+          this.write(chunk.subarray(run, s));
+          run = -1;
+        }
+        this.complete(entry, this.takeReply(chunk, s, end));
+      }
+      s = end;
+    }
+    if (run >= 0) this.write(chunk.subarray(run, s));
+    if (s < chunk.length) {
+      // The start (or middle) of a reply that continues in the next chunk.
+      const piece = chunk.subarray(s);
+      const head = this.up.peek();
+      if (head !== undefined && !head.stream && head.hook === null && !head.swallow &&
+          this.out.peek() === head && (this.partial === null || head.streaming)) {
+        head.streaming = true;
+        this.write(piece);
+      } else {
+        (this.partial ??= []).push(piece);
+      }
+    }
+    client.uncork();
+  }
+
+  private takeReply(chunk: Buffer, s: number, end: number): Buffer {
+    const piece = chunk.subarray(s, end);
+    const partial = this.partial;
+    if (partial === null) return piece;
+    this.partial = null;
+    partial.push(piece);
+    return Buffer.concat(partial);
+  }
+
+  private write(buf: Buffer): void {
+    if (this.dead) return;
+    if (!this.client.write(buf) && !this.clientBlocked) {
+      // The client reads slower than the target answers: stop reading the target.
+      this.clientBlocked = true;
+      this.upstream.pause();
+    }
+  }
+
+  private complete(e: Entry, reply: Buffer): void {
+    if (e.swallow) return;
+    let out = reply;
+    if (e.hook !== null) {
+      try {
+        out = e.hook(reply, e);
+      } catch (err) {
+        out = encodeError(`ERR rehome: ${(err as Error).message}`);
+      }
+    }
+    e.reply = out;
+    e.state = St.Done;
+    this.flushOut();
+  }
+
+  /** Writes finished replies from the front of the reply order. */
+  private flushOut(): void {
+    const out = this.out;
+    for (;;) {
+      const e = out.peek();
+      if (e === undefined) break;
+      if (e.stream) {
+        if (e.pending !== null) {
+          for (const b of e.pending) this.write(b);
+          e.pending = null;
+        }
+        if (!e.streamEnded) break;
+        out.shift();
+        continue;
+      }
+      if (e.state !== St.Done) break;
+      out.shift();
+      if (e.reply !== null) this.write(e.reply);
+    }
+    if (this.closing && out.length === 0 && !this.dead) {
+      this.client.end();
+      this.upstream.destroy();
+    } else if (!this.closing && this.held === null && this.out.length < this.ctx.maxPending / 2) {
+      this.updateReading();
+    }
+  }
+
+  private onStreamReply(e: Entry, reply: Buffer): void {
+    const token = this.barrierToken;
+    if (token !== null && isBarrierReply(reply, token)) {
+      this.barrierToken = null;
+      this.onBarrier(e);
+      return;
+    }
+    if (reply.length === 8 && reply.toString('latin1') === '+RESET\r\n') {
+      this.emit(e, reply);
+      this.endStream(e);
+      return;
+    }
+    if (reply[0] === 0x2a) this.trackSubscriptions(reply);
+    this.emit(e, reply);
+  }
+
+  private trackSubscriptions(reply: Buffer): void {
+    const els = arrayElements(reply);
+    if (els === null || els.length !== 3) return;
+    const kindEl = els[0]!;
+    const countEl = els[2]!;
+    if (kindEl[0] !== 0x24 || countEl[0] !== 0x3a) return;
+    const nl = kindEl.indexOf(10);
+    const kind = kindEl.toString('latin1', nl + 1, kindEl.length - 2);
+    const count = Number(countEl.toString('latin1', 1, countEl.length - 2));
+    if (kind === 'subscribe' || kind === 'psubscribe' || kind === 'unsubscribe' || kind === 'punsubscribe') {
+      this.subCount = count;
+    } else if (kind === 'ssubscribe' || kind === 'sunsubscribe') {
+      this.shardCount = count;
+    }
+  }
+
+  private onBarrier(e: Entry): void {
+    const req = this.held;
+    if (this.subCount + this.shardCount === 0) {
+      // Back in normal mode: the held command runs as usual.
+      this.subscribed = false;
+      this.endStream(e);
+      process.nextTick(() => this.releaseHeld());
+      return;
+    }
+    this.held = null;
+    if (req !== null) this.emit(e, encodeError(ErrorText.pubsubContext(req.name)));
+    process.nextTick(() => this.pump());
+  }
+
+  private emit(e: Entry, buf: Buffer): void {
+    if (this.out.peek() === e) this.write(buf);
+    else (e.pending ??= []).push(buf);
+  }
+
+  private endStream(e: Entry): void {
+    e.streamEnded = true;
+    e.state = St.Done;
+    if (this.up.peek() === e) this.up.shift();
+    this.flushOut();
+  }
+
+  /** The target connection is gone: fail what waits on it, then close the client. */
+  private onUpstreamGone(reason: string): void {
+    if (this.dead || this.upstreamFailed !== null) return;
+    const why = this.upstreamConnected ? reason : `cannot connect to ${describeEndpoint(this.ctx.targetEndpoint)}: ${reason}`;
+    this.upstreamFailed = why;
+    this.upstream.destroy();
+    const err = encodeError(ErrorText.targetUnavailable(why));
+    for (const e of this.up.drain()) {
+      if (e.swallow) continue;
+      if (e.stream) {
+        e.streamEnded = true;
+        continue;
+      }
+      e.reply = err;
+      e.state = St.Done;
+    }
+    this.partial = null;
+    this.subscribed = false;
+    // Requests still waiting on moves fail too: their connection state is gone.
+    for (const e of this.waiting.drain()) {
+      e.pre = null;
+      e.reply = err;
+      e.state = St.Done;
+    }
+    if (this.held !== null) {
+      this.localReply(this.held, err);
+      this.held = null;
+    }
+    // A connection that was up and went away closes the client too, as a direct connection
+    // would. One that never came up stays open so the client's next command gets the reason.
+    if (this.out.length > 0 || this.upstreamConnected) this.closing = true;
+    this.flushOut();
+    if (this.closing) this.client.pause();
+  }
+
+  /** Graceful stop: finish what was received, then close. */
+  shutdown(): void {
+    if (this.dead) return;
+    this.closing = true;
+    this.client.pause();
+    this.flushOut();
+  }
+
+  destroy(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.client.destroy();
+    this.upstream.destroy();
+    this.ctx.onClose(this);
+  }
+
+  /** Exposed to keyspace-wide command handlers. */
+  get inTransaction(): boolean {
+    return this.inMulti;
+  }
+}
+
+function isBarrierReply(reply: Buffer, token: Buffer): boolean {
+  const t = token.toString('latin1');
+  const s = reply.toString('latin1');
+  return s === `*2\r\n$4\r\npong\r\n$${t.length}\r\n${t}\r\n` || s === `$${t.length}\r\n${t}\r\n`;
+}
+
+/** A db index the target accepts, or null. */
+export function parseDbIndex(s: string, databases: number): number | null {
+  if (!/^\d{1,9}$/.test(s)) return null;
+  const n = Number(s);
+  return n < databases ? n : null;
+}
+
+/** SORT reads keys named by BY/GET patterns, which cannot be moved before it runs. */
+function sortUsesPatterns(req: Request): boolean {
+  let j = 2;
+  while (j < req.argc) {
+    const opt = argLower(req, j);
+    if (opt === 'asc' || opt === 'desc' || opt === 'alpha') j++;
+    else if (opt === 'limit') j += 3;
+    else if (opt === 'store') j += 2;
+    else if (opt === 'by') {
+      if (j + 1 < req.argc && argStr(req, j + 1).includes('*')) return true;
+      j += 2;
+    } else if (opt === 'get') {
+      if (j + 1 < req.argc && argStr(req, j + 1) !== '#') return true;
+      j += 2;
+    } else return false;
+  }
+  return false;
+}

@@ -1,0 +1,335 @@
+/**
+ * Request framing: finds where each client request ends and where its arguments lie, without
+ * decoding or copying them. A framed request keeps the original bytes (`raw`) so the proxy can
+ * forward them untouched; arguments are [start, end) offsets into `raw`.
+ *
+ * Buffer ownership: Node hands every 'data' event a fresh Buffer, so a request that lies inside one
+ * chunk is a zero-copy subarray of it. Only a request that spans chunks is copied, once, when all of
+ * its bytes have arrived (the framer knows how many bytes a bulk needs, so a 100 MB value arriving
+ * in 64 KB chunks is concatenated once, not once per chunk).
+ *
+ * Inline commands (telnet style) are split like Redis does (quotes, escapes) and re-encoded as a
+ * multibulk request: they are rare and only humans type them.
+ */
+import { ProtocolError } from '../errors.js';
+
+/** One framed request. */
+export interface Request {
+  /** The request's bytes in multibulk form, forwarded as they are. */
+  raw: Buffer;
+  /** Number of arguments, command name included. */
+  argc: number;
+  /** Argument i lies at raw[offs[2i], offs[2i+1]). */
+  offs: number[];
+  /** Command name, lowercased. */
+  name: string;
+}
+
+/** Limits applied while framing (Redis's own defaults unless configured). */
+export interface FramerLimits {
+  /** Largest bulk argument (proto-max-bulk-len). */
+  maxBulkLen: number;
+  /** Largest number of arguments in one request. */
+  maxArgs: number;
+  /** Longest inline request or header line. */
+  maxInline: number;
+}
+
+export const DEFAULT_FRAMER_LIMITS: FramerLimits = {
+  maxBulkLen: 512 * 1024 * 1024,
+  maxArgs: 1024 * 1024,
+  maxInline: 64 * 1024,
+};
+
+const CR = 13;
+const LF = 10;
+
+/** Pull-style request framer: push() chunks, then call next() until it returns null. */
+export class RequestFramer {
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  /** Chunks received while the current request is known to be incomplete. */
+  private waiting: Buffer[] = [];
+  private waitingLen = 0;
+  /** Total bytes (from pos) needed before parsing can make progress. */
+  private need = 0;
+
+  constructor(private readonly limits: FramerLimits = DEFAULT_FRAMER_LIMITS) {}
+
+  /** Bytes held but not yet framed. */
+  get buffered(): number {
+    return this.buf.length - this.pos + this.waitingLen;
+  }
+
+  push(chunk: Buffer): void {
+    const have = this.buf.length - this.pos;
+    if (have === 0 && this.waitingLen === 0) {
+      this.buf = chunk;
+      this.pos = 0;
+      return;
+    }
+    this.waiting.push(chunk);
+    this.waitingLen += chunk.length;
+    if (have + this.waitingLen < this.need) return;
+    this.consolidate();
+  }
+
+  private consolidate(): void {
+    if (this.waitingLen === 0) return;
+    const parts = [this.buf.subarray(this.pos), ...this.waiting];
+    this.buf = Buffer.concat(parts);
+    this.pos = 0;
+    this.waiting = [];
+    this.waitingLen = 0;
+  }
+
+  /**
+   * The next complete request, or null if more bytes are needed.
+   * Throws ProtocolError on malformed input; the connection must then be closed.
+   */
+  next(): Request | null {
+    for (;;) {
+      if (this.waitingLen > 0) {
+        if (this.buf.length - this.pos + this.waitingLen < this.need) return null;
+        this.consolidate();
+      }
+      const buf = this.buf;
+      const start = this.pos;
+      if (start >= buf.length) return null;
+      const first = buf[start];
+      let req: Request | null | undefined;
+      if (first === 0x2a /* '*' */) {
+        req = this.parseMultibulk(buf, start);
+      } else {
+        req = this.parseInline(buf, start);
+      }
+      if (req === undefined) continue; // empty request skipped
+      return req;
+    }
+  }
+
+  /** Returns undefined when an empty request was skipped, null when incomplete. */
+  private parseMultibulk(buf: Buffer, start: number): Request | null | undefined {
+    const limits = this.limits;
+    let p = start + 1;
+    const eol = buf.indexOf(CR, p);
+    if (eol < 0 || eol + 1 >= buf.length) {
+      if (buf.length - start > limits.maxInline) {
+        throw new ProtocolError('Protocol error: too big mbulk count string');
+      }
+      this.need = buf.length - start + 1;
+      return null;
+    }
+    const count = parseDecimal(buf, p, eol);
+    if (count === null || count > limits.maxArgs) {
+      throw new ProtocolError('Protocol error: invalid multibulk length');
+    }
+    if (buf[eol + 1] !== LF) throw new ProtocolError('Protocol error: invalid multibulk length');
+    p = eol + 2;
+    if (count <= 0) {
+      // Redis ignores *0 and *-1 requests.
+      this.pos = p;
+      this.need = 0;
+      return undefined;
+    }
+    const offs: number[] = new Array(count * 2);
+    for (let i = 0; i < count; i++) {
+      if (p >= buf.length) {
+        this.need = p - start + 1;
+        return null;
+      }
+      if (buf[p] !== 0x24 /* '$' */) {
+        throw new ProtocolError(`Protocol error: expected '$', got '${printable(buf[p]!)}'`);
+      }
+      const heol = buf.indexOf(CR, p + 1);
+      if (heol < 0 || heol + 1 >= buf.length) {
+        if (buf.length - p > limits.maxInline) {
+          throw new ProtocolError('Protocol error: too big bulk count string');
+        }
+        this.need = buf.length - start + 1;
+        return null;
+      }
+      const len = parseDecimal(buf, p + 1, heol);
+      if (len === null || len < 0 || len > limits.maxBulkLen || buf[heol + 1] !== LF) {
+        throw new ProtocolError('Protocol error: invalid bulk length');
+      }
+      const dataStart = heol + 2;
+      const dataEnd = dataStart + len;
+      if (dataEnd + 2 > buf.length) {
+        // Everything up to here is known good: wait for the whole bulk before rescanning.
+        this.need = dataEnd + 2 - start;
+        return null;
+      }
+      if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) {
+        throw new ProtocolError('Protocol error: bulk not terminated by CRLF');
+      }
+      offs[2 * i] = dataStart - start;
+      offs[2 * i + 1] = dataEnd - start;
+      p = dataEnd + 2;
+    }
+    this.pos = p;
+    this.need = 0;
+    const raw = buf.subarray(start, p);
+    const name = raw.toString('latin1', offs[0]!, offs[1]!).toLowerCase();
+    return { raw, argc: count, offs, name };
+  }
+
+  private parseInline(buf: Buffer, start: number): Request | null | undefined {
+    const eol = buf.indexOf(LF, start);
+    if (eol < 0) {
+      if (buf.length - start > this.limits.maxInline) {
+        throw new ProtocolError('Protocol error: too big inline request');
+      }
+      this.need = buf.length - start + 1;
+      return null;
+    }
+    if (eol - start > this.limits.maxInline) {
+      throw new ProtocolError('Protocol error: too big inline request');
+    }
+    let lineEnd = eol;
+    if (lineEnd > start && buf[lineEnd - 1] === CR) lineEnd--;
+    this.pos = eol + 1;
+    this.need = 0;
+    const args = splitInlineArgs(buf.subarray(start, lineEnd));
+    if (args === null) throw new ProtocolError('Protocol error: unbalanced quotes in request');
+    if (args.length === 0) return undefined;
+    if (args.length > this.limits.maxArgs) {
+      throw new ProtocolError('Protocol error: invalid multibulk length');
+    }
+    return encodeRequest(args);
+  }
+}
+
+/** Encodes arguments as a multibulk request and frames it. */
+export function encodeRequest(args: ReadonlyArray<Buffer | string>): Request {
+  const bufs = args.map((a) => (typeof a === 'string' ? Buffer.from(a) : a));
+  let size = 1 + String(bufs.length).length + 2;
+  for (const b of bufs) size += 1 + String(b.length).length + 2 + b.length + 2;
+  const raw = Buffer.allocUnsafe(size);
+  let p = raw.write(`*${bufs.length}\r\n`, 0, 'latin1');
+  const offs: number[] = new Array(bufs.length * 2);
+  for (let i = 0; i < bufs.length; i++) {
+    const b = bufs[i]!;
+    p += raw.write(`$${b.length}\r\n`, p, 'latin1');
+    offs[2 * i] = p;
+    b.copy(raw, p);
+    p += b.length;
+    offs[2 * i + 1] = p;
+    raw[p++] = CR;
+    raw[p++] = LF;
+  }
+  const name = raw.toString('latin1', offs[0]!, offs[1]!).toLowerCase();
+  return { raw, argc: bufs.length, offs, name };
+}
+
+/** Argument i of a request, as a Buffer view (no copy). */
+export function argBuf(req: Request, i: number): Buffer {
+  return req.raw.subarray(req.offs[2 * i]!, req.offs[2 * i + 1]!);
+}
+
+/** Argument i of a request as a latin1 string (one char per byte: binary safe, reversible). */
+export function argStr(req: Request, i: number): string {
+  return req.raw.toString('latin1', req.offs[2 * i]!, req.offs[2 * i + 1]!);
+}
+
+/** Argument i, lowercased (for option keywords). */
+export function argLower(req: Request, i: number): string {
+  return argStr(req, i).toLowerCase();
+}
+
+/** Parses an optionally negative decimal integer in buf[from, to); null if malformed. */
+function parseDecimal(buf: Buffer, from: number, to: number): number | null {
+  if (from >= to || to - from > 18) return null;
+  let neg = false;
+  let i = from;
+  if (buf[i] === 0x2d /* '-' */) {
+    neg = true;
+    i++;
+    if (i >= to) return null;
+  }
+  let n = 0;
+  for (; i < to; i++) {
+    const c = buf[i]! - 48;
+    if (c < 0 || c > 9) return null;
+    n = n * 10 + c;
+  }
+  return neg ? -n : n;
+}
+
+function printable(c: number): string {
+  return c >= 32 && c < 127 ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`;
+}
+
+function isSpace(c: number): boolean {
+  return c === 32 || c === 9 || c === 10 || c === 13 || c === 11 || c === 12;
+}
+
+function hexVal(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/**
+ * Splits an inline request line the way Redis's sdssplitargs does: whitespace separated,
+ * "double quotes" with \n \r \t \b \a \\ \" \xHH escapes, 'single quotes' with \' only.
+ * Returns null on unbalanced quotes (or a closing quote not followed by a space).
+ */
+export function splitInlineArgs(line: Buffer): Buffer[] | null {
+  const out: Buffer[] = [];
+  let i = 0;
+  const n = line.length;
+  for (;;) {
+    while (i < n && isSpace(line[i]!)) i++;
+    if (i >= n) return out;
+    const cur: number[] = [];
+    let inDq = false;
+    let inSq = false;
+    let done = false;
+    while (!done) {
+      if (inDq) {
+        if (i >= n) return null;
+        const c = line[i]!;
+        if (c === 0x5c /* \ */ && line[i + 1] === 0x78 /* x */ && i + 3 < n &&
+            hexVal(line[i + 2]!) >= 0 && hexVal(line[i + 3]!) >= 0) {
+          cur.push(hexVal(line[i + 2]!) * 16 + hexVal(line[i + 3]!));
+          i += 3;
+        } else if (c === 0x5c && i + 1 < n) {
+          i++;
+          const e = line[i]!;
+          cur.push(e === 0x6e ? 10 : e === 0x72 ? 13 : e === 0x74 ? 9 : e === 0x62 ? 8 : e === 0x61 ? 7 : e);
+        } else if (c === 0x22 /* " */) {
+          if (i + 1 < n && !isSpace(line[i + 1]!)) return null;
+          done = true;
+        } else {
+          cur.push(c);
+        }
+      } else if (inSq) {
+        if (i >= n) return null;
+        const c = line[i]!;
+        if (c === 0x5c && line[i + 1] === 0x27 /* ' */) {
+          i++;
+          cur.push(0x27);
+        } else if (c === 0x27) {
+          if (i + 1 < n && !isSpace(line[i + 1]!)) return null;
+          done = true;
+        } else {
+          cur.push(c);
+        }
+      } else {
+        if (i >= n) {
+          done = true;
+          break;
+        }
+        const c = line[i]!;
+        if (isSpace(c)) done = true;
+        else if (c === 0x22) inDq = true;
+        else if (c === 0x27) inSq = true;
+        else cur.push(c);
+      }
+      if (i < n) i++;
+    }
+    out.push(Buffer.from(cur));
+  }
+}

@@ -1,0 +1,54 @@
+/** Parsing of redis://[user:pass@]host:port[/db] URLs and host:port addresses. */
+import { ConfigError } from '../errors.js';
+
+/** Where a server is and how to authenticate to it. */
+export interface Endpoint {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+}
+
+export function parseRedisUrl(what: string, url: string): Endpoint {
+  let u: URL;
+  try {
+    u = new URL(url.includes('://') ? url : `redis://${url}`);
+  } catch {
+    throw new ConfigError(`${what}: not a redis:// URL: ${url}`);
+  }
+  if (u.protocol !== 'redis:') {
+    throw new ConfigError(`${what}: only redis:// URLs are supported (got ${u.protocol}//)`);
+  }
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  if (!host) throw new ConfigError(`${what}: missing host in ${url}`);
+  const port = u.port ? Number(u.port) : 6379;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigError(`${what}: bad port in ${url}`);
+  }
+  const ep: Endpoint = { host, port };
+  const user = decodeURIComponent(u.username);
+  const pass = decodeURIComponent(u.password);
+  if (pass) {
+    ep.password = pass;
+    if (user && user !== 'default') ep.username = user;
+    else if (user === 'default') ep.username = 'default';
+  } else if (user) {
+    // redis://secret@host is a password-only URL, as redis-cli and ioredis read it.
+    ep.password = user;
+  }
+  return ep;
+}
+
+export function parseHostPort(what: string, s: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(s);
+  if (!m || !m[1]) throw new ConfigError(`${what}: expected host:port, got '${s}'`);
+  const port = Number(m[2]);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError(`${what}: bad port in '${s}'`);
+  }
+  return { host: m[1], port };
+}
+
+export function describeEndpoint(ep: { host: string; port: number }): string {
+  return ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
+}
