@@ -248,7 +248,17 @@ function parseCommand(entry: unknown): CommandInfo | null {
     mode = KeyMode.None;
   } else if (!movable) {
     mode = first > 0 ? KeyMode.Triple : KeyMode.None;
-    if (mode === KeyMode.None && rawSpecs && rawSpecs.length > 0) {
+    const parsedSpecs = rawSpecs ? rawSpecs.map(parseSpec) : [];
+    if (parsedSpecs.some((sp) => sp !== null && sp.notKey)) {
+      // Some positions are not keys (shard channels of SPUBLISH, SSUBSCRIBE...): the triple
+      // would name them, the specs do not.
+      if (parsedSpecs.every((sp) => sp !== null)) {
+        specs = parsedSpecs as KeySpec[];
+        mode = specs.every((sp) => sp.notKey) ? KeyMode.None : KeyMode.Specs;
+      } else {
+        mode = KeyMode.GetKeys;
+      }
+    } else if (mode === KeyMode.None && rawSpecs && rawSpecs.length > 0) {
       // Keys described only by specs (no triple): use them if complete, else ask the server.
       const parsed = rawSpecs.map(parseSpec);
       if (parsed.every((s) => s !== null)) {

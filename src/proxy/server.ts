@@ -118,7 +118,8 @@ export class RehomeProxy {
         ...(config.target.password !== undefined ? { password: config.target.password } : {}),
         timeoutMs: config.migrateTimeoutMs,
       });
-      const server = net.createServer();
+      // Half-open: a client that shuts down its sending side still gets every reply.
+      const server = net.createServer({ allowHalfOpen: true });
       let proxy: RehomeProxy | null = null;
       const ctx: SessionContext = {
         table,

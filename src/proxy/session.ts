@@ -129,7 +129,12 @@ export class Session {
   /** Pieces of a target reply that spans chunks (not streamed). */
   private partial: Buffer[] | null = null;
   private readonly ends: number[] = [];
+  /** No more requests are read; the connection closes once every reply is out. */
   private closing = false;
+  /** The client half-closed: answer what it sent, then close. */
+  private inputEnded = false;
+  /** pump() stopped because too many replies are outstanding. */
+  private fullPipeline = false;
   private dead = false;
   private upstreamFailed: string | null = null;
   private upstreamConnected = false;
@@ -162,6 +167,10 @@ export class Session {
       this.updateReading();
     });
     client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    client.on('end', () => {
+      this.inputEnded = true;
+      this.pump();
+    });
     client.on('error', () => this.destroy());
     client.on('close', () => this.destroy());
     client.on('drain', () => {
@@ -178,19 +187,24 @@ export class Session {
   // ---------------------------------------------------------------- client side
 
   private onClientData(chunk: Buffer): void {
-    if (this.closing) return;
+    if (this.closing || this.dead) return;
     this.framer.push(chunk);
     this.pump();
   }
 
   /** Frames and dispatches buffered requests until done or held. */
   private pump(): void {
-    if (this.pumping) return;
+    if (this.pumping || this.dead) return;
     this.pumping = true;
     const up = this.upstream;
     up.cork();
     try {
-      while (!this.closing && this.held === null && this.out.length < this.ctx.maxPending) {
+      for (;;) {
+        if (this.closing || this.held !== null) break;
+        if (this.out.length >= this.ctx.maxPending) {
+          this.fullPipeline = true;
+          break;
+        }
         let req: Request | null;
         try {
           req = this.framer.next();
@@ -201,13 +215,22 @@ export class Session {
           }
           throw e;
         }
-        if (req === null) break;
+        if (req === null) {
+          // Nothing more will come from a client that half-closed. While subscribed, the
+          // end of the replies is known only from a barrier's answer.
+          if (this.inputEnded) {
+            this.closing = true;
+            if (this.subscribed) this.startBarrier(null);
+          }
+          break;
+        }
         this.dispatch(req);
       }
     } finally {
       this.pumping = false;
       up.uncork();
     }
+    if (this.closing) this.flushOut();
     this.updateReading();
   }
 
@@ -238,9 +261,16 @@ export class Session {
       this.closing = true;
       return;
     }
-    if (this.subscribed && !PUBSUB_ALLOWED.has(name)) {
-      this.startBarrier(req);
-      return;
+    if (this.subscribed) {
+      if (!PUBSUB_ALLOWED.has(name)) {
+        this.startBarrier(req);
+        return;
+      }
+      if (name !== 'reset') {
+        // Its replies arrive through the stream entry.
+        this.upstream.write(req.raw);
+        return;
+      }
     }
     if (!this.authed && this.authPending > 0 && name !== 'auth' && name !== 'hello') {
       // Whether this client may act depends on an AUTH still in flight: wait for its reply.
@@ -527,7 +557,7 @@ export class Session {
    * known only once the target has answered everything before it, so send a PING with a unique
    * token and decide when its reply comes back through the stream.
    */
-  private startBarrier(req: Request): void {
+  private startBarrier(req: Request | null): void {
     this.held = req;
     const token = randomBytes(12).toString('hex');
     this.barrierToken = Buffer.from(token);
@@ -691,6 +721,7 @@ export class Session {
       }
     }
     client.uncork();
+    if (this.out.length === 0 && (this.closing || this.fullPipeline)) this.flushOut();
   }
 
   private takeReply(chunk: Buffer, s: number, end: number): Buffer {
@@ -748,8 +779,10 @@ export class Session {
     if (this.closing && out.length === 0 && !this.dead) {
       this.client.end();
       this.upstream.destroy();
-    } else if (!this.closing && this.held === null && this.out.length < this.ctx.maxPending / 2) {
-      this.updateReading();
+    } else if (this.fullPipeline && out.length < this.ctx.maxPending / 2) {
+      // Room again: frame what was already received (pump() resumes reading too).
+      this.fullPipeline = false;
+      setImmediate(() => this.pump());
     }
   }
 
@@ -787,6 +820,12 @@ export class Session {
 
   private onBarrier(e: Entry): void {
     const req = this.held;
+    if (req === null) {
+      // The closing barrier: every reply the client asked for is out.
+      this.subscribed = false;
+      this.endStream(e);
+      return;
+    }
     if (this.subCount + this.shardCount === 0) {
       // Back in normal mode: the held command runs as usual.
       this.subscribed = false;

@@ -323,7 +323,8 @@ export function splitInlineArgs(line: Buffer): Buffer[] | null {
           break;
         }
         const c = line[i]!;
-        if (isSpace(c)) done = true;
+        // An unquoted word ends only at space, tab, CR, LF or NUL (as in Redis).
+        if (c === 32 || c === 9 || c === 13 || c === 10 || c === 0) done = true;
         else if (c === 0x22) inDq = true;
         else if (c === 0x27) inSq = true;
         else cur.push(c);
