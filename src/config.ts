@@ -21,6 +21,17 @@ export interface ProxyConfig {
   shutdownTimeoutMs: number;
   connectTimeoutMs: number;
   limits: FramerLimits;
+  /** Longest a sweeper MIGRATE should block the source. */
+  sweepBudgetMs: number;
+  /** Sweeper keys per second at most (0: unlimited). */
+  sweepRate: number;
+  /** Keys at least this many bytes are moved alone. */
+  bigKeyBytes: number;
+  exitWhenDrained: boolean;
+  /** Admin HTTP endpoint (status, metrics, control), or null. */
+  admin: { host: string; port: number } | null;
+  /** Show a progress bar (TTY) or log progress lines. */
+  progress: 'bar' | 'log' | 'off';
 }
 
 export const DEFAULTS = {
@@ -30,6 +41,9 @@ export const DEFAULTS = {
   maxPendingPerClient: 10_000,
   shutdownTimeoutMs: 10_000,
   connectTimeoutMs: 3_000,
+  sweepBudgetMs: 20,
+  sweepRate: 0,
+  bigKeyMb: 8,
 } as const;
 
 function positiveInt(flag: string, v: string | undefined, def: number, min = 1): number {
@@ -51,6 +65,12 @@ export interface RawOptions {
   'migrate-timeout-ms'?: string | undefined;
   'max-pending-per-client'?: string | undefined;
   'shutdown-timeout-ms'?: string | undefined;
+  'sweep-budget-ms'?: string | undefined;
+  'sweep-rate'?: string | undefined;
+  'big-key-mb'?: string | undefined;
+  'exit-when-drained'?: boolean | undefined;
+  admin?: string | undefined;
+  progress?: string | undefined;
 }
 
 export function buildConfig(o: RawOptions): ProxyConfig {
@@ -74,5 +94,17 @@ export function buildConfig(o: RawOptions): ProxyConfig {
     shutdownTimeoutMs: positiveInt('--shutdown-timeout-ms', o['shutdown-timeout-ms'], DEFAULTS.shutdownTimeoutMs, 0),
     connectTimeoutMs: DEFAULTS.connectTimeoutMs,
     limits: { ...DEFAULT_FRAMER_LIMITS },
+    sweepBudgetMs: positiveInt('--sweep-budget-ms', o['sweep-budget-ms'], DEFAULTS.sweepBudgetMs),
+    sweepRate: positiveInt('--sweep-rate', o['sweep-rate'], DEFAULTS.sweepRate, 0),
+    bigKeyBytes: positiveInt('--big-key-mb', o['big-key-mb'], DEFAULTS.bigKeyMb) * 1024 * 1024,
+    exitWhenDrained: Boolean(o['exit-when-drained']),
+    admin: o.admin ? parseHostPort('--admin', o.admin) : null,
+    progress: parseProgress(o.progress),
   };
+}
+
+function parseProgress(v: string | undefined): 'bar' | 'log' | 'off' {
+  if (v === undefined) return process.stderr.isTTY ? 'bar' : 'log';
+  if (v === 'bar' || v === 'log' || v === 'off') return v;
+  throw new ConfigError(`--progress must be bar, log or off, got '${v}'`);
 }

@@ -34,6 +34,10 @@ export interface KeyRef {
 /** Counters the mover keeps (reported by status/metrics). */
 export interface MoverStats {
   migrateCalls: number;
+  /** Keys confirmed absent because a client touched them (moved or NOKEY). */
+  keysMovedOnTouch: number;
+  /** Keys moved by the background sweeper. */
+  keysMovedBySweeper: number;
   keysMoved: number;
   keysAbsent: number;
   probes: number;
@@ -56,6 +60,8 @@ function classify(err: unknown): { kind: Kind; text: string } {
   return { kind: 'error', text };
 }
 
+const TOUCH = { cache: true, origin: 'touch' as const };
+
 class Deferred {
   resolve!: () => void;
   reject!: (e: Error) => void;
@@ -74,6 +80,8 @@ class Deferred {
 export class Mover {
   readonly stats: MoverStats = {
     migrateCalls: 0,
+    keysMovedOnTouch: 0,
+    keysMovedBySweeper: 0,
     keysMoved: 0,
     keysAbsent: 0,
     probes: 0,
@@ -82,6 +90,13 @@ export class Mover {
     errorsByKind: {},
   };
   private readonly inflight = new Map<string, Promise<void>>();
+  /**
+   * The source holds no key in any db: nothing needs confirming any more (rule 1: the source
+   * never gains keys), so gates pass without consulting it.
+   */
+  drained = false;
+  /** Observes every MIGRATE's duration and outcome (metrics). */
+  onMigrate: ((ms: number, keys: number, ok: boolean) => void) | null = null;
 
   constructor(
     private readonly source: ControlPool,
@@ -96,6 +111,7 @@ export class Mover {
    * MoveError if any key could not be confirmed.
    */
   gate(db: number, keys: readonly string[]): Promise<void> | null {
+    if (this.drained) return null;
     const cache = this.cache;
     let i = 0;
     for (; i < keys.length; i++) if (!cache.has(db, keys[i]!)) break;
@@ -105,11 +121,27 @@ export class Mover {
 
   /** Like gate() for keys in several dbs (MOVE, COPY ... DB). */
   gateRefs(refs: readonly KeyRef[]): Promise<void> | null {
+    if (this.drained) return null;
     const missing = refs.filter((r) => !this.cache.has(r.db, r.key));
     return missing.length === 0 ? null : this.ensure(missing);
   }
 
-  private ensure(refs: readonly KeyRef[]): Promise<void> {
+  /**
+   * Moves keys for the sweeper: same single-flight and probing as gate(), but the keys are not
+   * added to the known-absent cache (they were never asked for by a client, and would push out
+   * keys that are). `timeoutMs` overrides MIGRATE's timeout (big keys).
+   */
+  sweep(db: number, keys: readonly string[], timeoutMs?: number): Promise<void> {
+    return this.ensure(
+      keys.map((key) => ({ db, key })),
+      { cache: false, origin: 'sweep', timeoutMs },
+    );
+  }
+
+  private ensure(
+    refs: readonly KeyRef[],
+    how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined } = TOUCH,
+  ): Promise<void> {
     const waits: Promise<void>[] = [];
     const byDb = new Map<number, string[]>();
     const seen = new Set<string>();
@@ -138,7 +170,7 @@ export class Mover {
         };
         p.then(done, done);
       });
-      void this.moveBatch(db, keys, ds);
+      void this.moveBatch(db, keys, ds, how);
     }
     if (waits.length === 1) return waits[0]!;
     return Promise.all(waits).then(() => undefined);
@@ -169,23 +201,37 @@ export class Mover {
     return String(reply);
   }
 
-  private async moveBatch(db: number, keys: string[], ds: Deferred[]): Promise<void> {
+  private async moveBatch(
+    db: number,
+    keys: string[],
+    ds: Deferred[],
+    how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined },
+  ): Promise<void> {
     let firstErr: unknown;
+    const t0 = performance.now();
     try {
-      const r = await this.migrate(db, keys);
-      for (let j = 0; j < keys.length; j++) this.markAbsent(db, keys[j]!);
-      if (r === 'NOKEY') this.stats.keysAbsent += keys.length;
-      else this.stats.keysMoved += keys.length; // OK: every key that existed moved
+      const r = await this.migrate(db, keys, how.timeoutMs);
+      this.onMigrate?.(performance.now() - t0, keys.length, true);
+      if (how.cache) for (let j = 0; j < keys.length; j++) this.markAbsent(db, keys[j]!);
+      if (r === 'NOKEY') {
+        this.stats.keysAbsent += keys.length;
+      } else {
+        // OK: every key that existed moved (the sweeper's keys existed when SCAN saw them).
+        this.stats.keysMoved += keys.length;
+        if (how.origin === 'sweep') this.stats.keysMovedBySweeper += keys.length;
+        else this.stats.keysMovedOnTouch += keys.length;
+      }
       for (const d of ds) d.resolve();
       return;
     } catch (e) {
+      this.onMigrate?.(performance.now() - t0, keys.length, false);
       firstErr = e;
     }
     // Uncertain: MIGRATE reports only its first error and may have moved some keys.
     await Promise.all(
       keys.map(async (k, j) => {
         try {
-          await this.resolveKey(db, k, firstErr);
+          await this.resolveKey(db, k, firstErr, how);
           ds[j]!.resolve();
         } catch (e) {
           ds[j]!.reject(e as Error);
@@ -203,9 +249,23 @@ export class Mover {
   }
 
   /** Probe-and-retry for one key after an uncertain MIGRATE (DESIGN.md rule 4). */
-  async resolveKey(db: number, key: string, firstErr: unknown): Promise<void> {
+  async resolveKey(
+    db: number,
+    key: string,
+    firstErr: unknown,
+    how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined } = TOUCH,
+  ): Promise<void> {
+    const markAbsent = (): void => {
+      if (how.cache) this.markAbsent(db, key);
+    };
     let cause = classify(firstErr);
     this.countError(cause.kind);
+    if (cause.kind === 'timeout' || cause.kind === 'source-unavailable') {
+      // The source itself did not answer (hung, or gone): a probe would wait just as long.
+      // Nothing is forwarded; the key stays where it is, and the next touch resolves it.
+      this.stats.failures++;
+      throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(cause.text));
+    }
     const kb = Buffer.from(key, 'latin1');
     for (let attempt = 0; attempt < 3; attempt++) {
       this.stats.probes++;
@@ -218,7 +278,7 @@ export class Mover {
         throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(classify(e).text));
       }
       if (inSource === 0) {
-        this.markAbsent(db, key);
+        markAbsent();
         return;
       }
       try {
@@ -232,14 +292,18 @@ export class Mover {
         // or newer than a copy an old snapshot brought back. The target copy wins (rule 3).
         await this.deleteFromSource(db, kb);
         this.stats.resolvedBoth++;
-        this.markAbsent(db, key);
+        markAbsent();
         return;
       }
       if (attempt === 2) break;
       try {
-        await this.migrate(db, [key]);
-        this.stats.keysMoved++;
-        this.markAbsent(db, key);
+        const r = await this.migrate(db, [key], how.timeoutMs);
+        if (r === 'OK') {
+          this.stats.keysMoved++;
+          if (how.origin === 'sweep') this.stats.keysMovedBySweeper++;
+          else this.stats.keysMovedOnTouch++;
+        }
+        markAbsent();
         return;
       } catch (e) {
         cause = classify(e);

@@ -93,7 +93,8 @@ export class RehomeProxy {
       throw new RehomeError('ESAME', 'source and target are the same server (same run_id)');
     }
     const controlOpts = {
-      commandTimeoutMs: config.migrateTimeoutMs + 5_000,
+      // MIGRATE's own timeout plus a margin: past it the source is taken as unresponsive.
+      commandTimeoutMs: config.migrateTimeoutMs + 1_000,
       connectTimeoutMs: config.connectTimeoutMs,
     };
     const source = new ControlPool(config.source, controlOpts, 'source');

@@ -135,6 +135,10 @@ export class Session {
   private inputEnded = false;
   /** pump() stopped because too many replies are outstanding. */
   private fullPipeline = false;
+  /** A held keyspace-wide command waits for every earlier reply. */
+  private heldForIdle = false;
+  /** A keyspace-wide command is running: nothing after it starts (not even moves) until it ends. */
+  private exclusive = false;
   private dead = false;
   private upstreamFailed: string | null = null;
   private upstreamConnected = false;
@@ -201,6 +205,10 @@ export class Session {
     try {
       for (;;) {
         if (this.closing || this.held !== null) break;
+        if (this.exclusive) {
+          if (this.out.length > 0) break;
+          this.exclusive = false;
+        }
         if (this.out.length >= this.ctx.maxPending) {
           this.fullPipeline = true;
           break;
@@ -364,6 +372,15 @@ export class Session {
           this.refuse(req, ErrorText.notInMulti(name.toUpperCase()));
           return;
         }
+        // These read or reshape whole dbs on both servers. They must see every earlier command
+        // of this client done, and no later command may move a key before they are done
+        // (a move in between would be counted twice, or read a db before it was swapped).
+        if (this.out.length > 0) {
+          this.held = req;
+          this.heldForIdle = true;
+          return;
+        }
+        this.exclusive = true;
         keyspace.handle(this, req);
         return;
       case 'move':
@@ -721,7 +738,9 @@ export class Session {
       }
     }
     client.uncork();
-    if (this.out.length === 0 && (this.closing || this.fullPipeline)) this.flushOut();
+    if (this.out.length === 0 && (this.closing || this.fullPipeline || this.heldForIdle || this.exclusive)) {
+      this.flushOut();
+    }
   }
 
   private takeReply(chunk: Buffer, s: number, end: number): Buffer {
@@ -775,6 +794,15 @@ export class Session {
       if (e.state !== St.Done) break;
       out.shift();
       if (e.reply !== null) this.write(e.reply);
+    }
+    if (out.length === 0 && !this.dead) {
+      if (this.heldForIdle) {
+        this.heldForIdle = false;
+        process.nextTick(() => this.releaseHeld());
+      } else if (this.exclusive) {
+        this.exclusive = false;
+        process.nextTick(() => this.pump());
+      }
     }
     if (this.closing && out.length === 0 && !this.dead) {
       this.client.end();

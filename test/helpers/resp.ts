@@ -120,7 +120,7 @@ function parseAt(buf: Buffer, off: number): [RespValue, number] {
 
 /** A raw TCP connection speaking RESP by hand. */
 export class RawClient {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private waiter: (() => void) | null = null;
   private closedFlag = false;
   private closeWaiters: Array<() => void> = [];

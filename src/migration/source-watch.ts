@@ -1,0 +1,66 @@
+/**
+ * Watches the source for a restart or failover (run_id or replication id changes): keys deleted
+ * from it after their move may come back from an old snapshot, so the known-absent cache is no
+ * longer true and the sweeper must wait for an operator (DESIGN.md failure table).
+ */
+import type { Redis } from 'ioredis';
+
+/** What identifies one life of the source server. */
+export interface SourceIdentity {
+  runId: string;
+  replId: string;
+}
+
+export function parseIdentity(info: string): SourceIdentity {
+  return {
+    runId: /run_id:(\w+)/.exec(info)?.[1] ?? '',
+    replId: /master_replid:(\w+)/.exec(info)?.[1] ?? '',
+  };
+}
+
+/** Polls INFO on a dedicated connection and reports identity changes. */
+export class SourceWatch {
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+  identity: SourceIdentity | null = null;
+  restarts = 0;
+  reachable = true;
+
+  constructor(
+    private readonly conn: Redis,
+    private readonly intervalMs: number,
+    private readonly onChange: (before: SourceIdentity, after: SourceIdentity) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.poll();
+    this.timer = setInterval(() => void this.poll(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  private async poll(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const info = (await this.conn.info('server')) + (await this.conn.info('replication'));
+      this.reachable = true;
+      const id = parseIdentity(info);
+      const before = this.identity;
+      this.identity = id;
+      if (before && (before.runId !== id.runId || (before.replId !== '' && before.replId !== id.replId))) {
+        this.restarts++;
+        this.onChange(before, id);
+      }
+    } catch {
+      this.reachable = false;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.conn.quit().catch(() => this.conn.disconnect());
+  }
+}

@@ -1,0 +1,347 @@
+/**
+ * The background sweeper: drains keys nobody touches. It SCANs every db of the source that holds
+ * keys and moves what it finds with `MIGRATE "" ... KEYS` through the mover (single-flight with
+ * client moves, same probing after any error).
+ *
+ * Batch size adapts so one MIGRATE blocks the source for about `budgetMs`: after each batch the
+ * per-key cost is measured and the next batch is budget / cost keys (bounded). Keys whose size
+ * (MEMORY USAGE) passes `bigKeyBytes` are moved alone, with a timeout that fits their size.
+ *
+ * Several proxies on one pair: only the holder of the lease sweeps. The lease is a name on one of
+ * the sweeper's own source connections, `rehome-sweeper-lease:<expiry ms, source clock>`, renewed
+ * while sweeping; it lapses when the holder stops renewing or its connection closes. Two sweepers
+ * at once are still safe (MIGRATE is atomic in the source), only wasteful; the lower client id
+ * keeps the lease when two take it together.
+ */
+import type { Redis } from 'ioredis';
+import type { ControlPool } from '../upstream/control.js';
+import type { Mover } from './mover.js';
+
+export type SweeperState = 'starting' | 'sweeping' | 'paused' | 'standby' | 'drained' | 'stopped';
+
+/** How the sweeper paces itself. */
+export interface SweeperOptions {
+  /** Longest a single MIGRATE should block the source. */
+  budgetMs: number;
+  /** Keys per second at most (0: no limit). */
+  rate: number;
+  minBatch: number;
+  maxBatch: number;
+  /** Keys at least this large (MEMORY USAGE) are moved alone. */
+  bigKeyBytes: number;
+  /** MIGRATE timeout for ordinary batches. */
+  migrateTimeoutMs: number;
+  /** Bytes per second assumed when sizing a big key's timeout. */
+  bigKeyBytesPerSec: number;
+  leaseMs: number;
+  /** Keyspace re-check interval once a pass finds nothing. */
+  idleMs: number;
+}
+
+export const SWEEPER_DEFAULTS: SweeperOptions = {
+  budgetMs: 20,
+  rate: 0,
+  minBatch: 10,
+  maxBatch: 1000,
+  bigKeyBytes: 8 * 1024 * 1024,
+  migrateTimeoutMs: 5_000,
+  bigKeyBytesPerSec: 20 * 1024 * 1024,
+  leaseMs: 10_000,
+  idleMs: 500,
+};
+
+/** A key the sweeper moved alone because of its size. */
+export interface BigKeyReport {
+  db: number;
+  key: string;
+  bytes: number;
+  ms: number;
+  ok: boolean;
+}
+
+const LEASE_PREFIX = 'rehome-sweeper-lease:';
+
+/** Background mover of untouched keys; see the file comment. */
+export class Sweeper {
+  state: SweeperState = 'starting';
+  pauseReason = '';
+  batchSize: number;
+  readonly bigKeys: BigKeyReport[] = [];
+  bigKeysTotal = 0;
+  errors = 0;
+  lastError = '';
+  /** Keys per db of the source at the last keyspace read. */
+  remaining: Record<number, number> = {};
+  private stopped = false;
+  private wake: (() => void) | null = null;
+  private conns = new Map<number, Redis>();
+  private leaseConn: Redis | null = null;
+  private leaseHeld = false;
+  private rateWindowStart = 0;
+  private rateWindowKeys = 0;
+  private perKeyMs = 0;
+  private readonly done: Promise<void>;
+
+  constructor(
+    private readonly source: ControlPool,
+    private readonly mover: Mover,
+    readonly opts: SweeperOptions,
+    private readonly log: (line: string) => void,
+    private readonly onDrained: () => void,
+    startPaused = false,
+  ) {
+    this.batchSize = Math.min(100, opts.maxBatch);
+    if (startPaused) {
+      this.state = 'paused';
+      this.pauseReason = 'started paused';
+    }
+    this.done = this.run();
+  }
+
+  /** Pauses after the current batch. */
+  pause(reason = 'paused by operator'): void {
+    if (this.state === 'drained' || this.state === 'stopped') return;
+    this.state = 'paused';
+    this.pauseReason = reason;
+    this.log(`sweeper paused: ${reason}`);
+  }
+
+  resume(): void {
+    if (this.state !== 'paused') return;
+    this.state = 'starting';
+    this.pauseReason = '';
+    this.log('sweeper resumed');
+    this.kick();
+  }
+
+  setRate(rate: number): void {
+    this.opts.rate = rate;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.state !== 'drained') this.state = 'stopped';
+    this.kick();
+    await this.done.catch(() => {});
+    const all = [...this.conns.values()];
+    if (this.leaseConn) all.push(this.leaseConn);
+    this.conns.clear();
+    this.leaseConn = null;
+    await Promise.all(all.map((c) => c.quit().catch(() => c.disconnect())));
+  }
+
+  private kick(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private conn(db: number): Redis {
+    let c = this.conns.get(db);
+    if (!c) {
+      c = this.source.dedicated(db);
+      this.conns.set(db, c);
+    }
+    return c;
+  }
+
+  /** Keys per db of the source (INFO keyspace). */
+  private async readKeyspace(): Promise<Record<number, number>> {
+    const text = await this.conn(0).info('keyspace');
+    const out: Record<number, number> = {};
+    const re = /^db(\d+):keys=(\d+)/gm;
+    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+      if (Number(m[2]) > 0) out[Number(m[1])] = Number(m[2]);
+    }
+    return out;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      if (this.state === 'paused') {
+        await this.sleep(60_000);
+        continue;
+      }
+      try {
+        if (!(await this.holdLease())) {
+          if (this.state !== 'standby') this.log('sweeper on standby: another proxy holds the sweep lease');
+          this.state = 'standby';
+          await this.sleep(this.opts.leaseMs / 3);
+          continue;
+        }
+        const ks = await this.readKeyspace();
+        this.remaining = ks;
+        const dbs = Object.keys(ks).map(Number);
+        if (dbs.length === 0) {
+          this.state = 'drained';
+          await this.releaseLease();
+          this.onDrained();
+          return;
+        }
+        if (this.state !== 'sweeping') this.log(`sweeper running over db ${dbs.join(', ')}`);
+        this.state = 'sweeping';
+        for (const db of dbs) {
+          await this.sweepDb(db);
+          if (this.stopped || this.state !== 'sweeping') break;
+        }
+      } catch (e) {
+        this.errors++;
+        this.lastError = (e as Error).message;
+        this.log(`sweeper: ${this.lastError}; retrying`);
+        await this.sleep(1_000);
+      }
+    }
+  }
+
+  private async sweepDb(db: number): Promise<void> {
+    let cursor = '0';
+    const c = this.conn(db);
+    do {
+      if (this.stopped || this.state !== 'sweeping') return;
+      const [next, keys] = await c.scanBuffer(cursor, 'COUNT', this.batchSize);
+      cursor = String(next);
+      if (keys.length > 0) await this.moveKeys(db, keys);
+      await this.renewLease();
+    } while (cursor !== '0');
+    this.remaining[db] = await c.dbsize();
+  }
+
+  private async moveKeys(db: number, raw: Buffer[]): Promise<void> {
+    const c = this.conn(db);
+    // Sizes, to move big keys alone. One pipelined round trip per batch.
+    const p = c.pipeline();
+    for (const k of raw) p.memory('USAGE', k);
+    const sizes = (await p.exec()) ?? [];
+    const small: string[] = [];
+    const big: Array<{ key: string; bytes: number }> = [];
+    raw.forEach((k, i) => {
+      const bytes = Number(sizes[i]?.[1] ?? 0);
+      const key = k.toString('latin1');
+      if (bytes >= this.opts.bigKeyBytes) big.push({ key, bytes });
+      else if (sizes[i]?.[1] !== null) small.push(key); // null: already gone
+    });
+    if (small.length > 0) {
+      await this.paceRate(small.length);
+      const t0 = performance.now();
+      await this.mover.sweep(db, small).catch((e: Error) => {
+        this.errors++;
+        this.lastError = e.message;
+      });
+      this.adapt(performance.now() - t0, small.length);
+    }
+    for (const b of big) {
+      await this.paceRate(1);
+      const timeoutMs = Math.max(
+        this.opts.migrateTimeoutMs,
+        Math.ceil((b.bytes / this.opts.bigKeyBytesPerSec) * 1000) * 2,
+      );
+      const t0 = performance.now();
+      let ok = true;
+      await this.mover.sweep(db, [b.key], timeoutMs).catch((e: Error) => {
+        ok = false;
+        this.errors++;
+        this.lastError = e.message;
+      });
+      const ms = performance.now() - t0;
+      this.bigKeysTotal++;
+      if (this.bigKeys.length < 100) this.bigKeys.push({ db, key: b.key, bytes: b.bytes, ms, ok });
+      this.log(
+        `sweeper: big key db ${db} '${b.key.slice(0, 80)}' (${(b.bytes / 1048576).toFixed(1)} MB) moved alone in ${ms.toFixed(0)} ms${ok ? '' : ' (failed, left in source)'}`,
+      );
+    }
+  }
+
+  /** Sizes the next batch so one MIGRATE blocks the source for about the budget. */
+  private adapt(ms: number, n: number): void {
+    const per = ms / n;
+    this.perKeyMs = this.perKeyMs === 0 ? per : this.perKeyMs * 0.7 + per * 0.3;
+    const want = Math.floor(this.opts.budgetMs / Math.max(this.perKeyMs, 0.001));
+    this.batchSize = Math.max(this.opts.minBatch, Math.min(this.opts.maxBatch, want));
+  }
+
+  private async paceRate(n: number): Promise<void> {
+    const rate = this.opts.rate;
+    if (rate <= 0) return;
+    const now = performance.now();
+    if (now - this.rateWindowStart > 1000) {
+      this.rateWindowStart = now;
+      this.rateWindowKeys = 0;
+    }
+    this.rateWindowKeys += n;
+    const due = this.rateWindowStart + (this.rateWindowKeys / rate) * 1000;
+    if (due > now) await this.sleep(due - now);
+    // Keep batches small enough that the limit is smooth.
+    this.batchSize = Math.max(1, Math.min(this.batchSize, Math.ceil(rate / 10)));
+  }
+
+  // ------------------------------------------------------------------ lease
+
+  private async sourceNowMs(c: Redis): Promise<number> {
+    const [s, us] = (await c.call('TIME')) as [string, string];
+    return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+  }
+
+  /** True when this sweeper holds (or just took) the lease. */
+  private async holdLease(): Promise<boolean> {
+    if (!this.leaseConn) this.leaseConn = this.source.dedicated(0);
+    const c = this.leaseConn;
+    let list: string;
+    let myId: number;
+    try {
+      myId = Number(await c.client('ID'));
+      list = String(await c.call('CLIENT', 'LIST', 'TYPE', 'normal'));
+    } catch (e) {
+      if (/NOPERM|unknown command|ERR/.test((e as Error).message)) return true; // no way to coordinate: sweep (safe)
+      throw e;
+    }
+    const now = await this.sourceNowMs(c);
+    for (const line of list.split('\n')) {
+      const id = Number(/(?:^|\s)id=(\d+)/.exec(line)?.[1]);
+      const name = /(?:^|\s)name=(\S*)/.exec(line)?.[1] ?? '';
+      if (id === myId || !name.startsWith(LEASE_PREFIX)) continue;
+      const expiry = Number(name.slice(LEASE_PREFIX.length));
+      if (expiry > now && (!this.leaseHeld || id < myId)) {
+        if (this.leaseHeld) {
+          this.leaseHeld = false;
+          await c.client('SETNAME', 'rehome-sweeper-standby');
+        }
+        return false;
+      }
+    }
+    await c.client('SETNAME', `${LEASE_PREFIX}${now + this.opts.leaseMs}`);
+    this.leaseHeld = true;
+    return true;
+  }
+
+  private lastRenew = 0;
+
+  private async renewLease(): Promise<void> {
+    if (!this.leaseHeld || !this.leaseConn) return;
+    const t = performance.now();
+    if (t - this.lastRenew < this.opts.leaseMs / 3) return;
+    this.lastRenew = t;
+    if (!(await this.holdLease())) {
+      this.state = 'standby';
+      this.log('sweeper on standby: another proxy holds the sweep lease');
+    }
+  }
+
+  private async releaseLease(): Promise<void> {
+    if (!this.leaseHeld || !this.leaseConn) return;
+    this.leaseHeld = false;
+    await this.leaseConn.client('SETNAME', 'rehome-sweeper-done').catch(() => {});
+  }
+}

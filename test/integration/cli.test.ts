@@ -1,0 +1,124 @@
+/**
+ * The CLI contract: flags, startup failures (one line on stderr, non-zero exit), the listening
+ * line, and a graceful SIGTERM.
+ */
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { usePair } from '../helpers/fixture.js';
+import { assertNoKeyInBoth } from '../helpers/invariant.js';
+import { runCli, startProxy } from '../helpers/proxy.js';
+import { freePort } from '../helpers/redis.js';
+import { withTimeout } from '../helpers/util.js';
+
+const ctx = usePair({ autoProxy: false });
+
+function oneLine(stderr: string): void {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+  expect(lines.length, `stderr should be one line, got: ${JSON.stringify(stderr)}`).toBe(1);
+}
+
+async function deadPort(): Promise<number> {
+  return freePort();
+}
+
+describe('CLI', () => {
+  it('prints the listening line and serves on the announced port', async () => {
+    const p = await startProxy({ source: ctx.source, target: ctx.target });
+    try {
+      expect(p.stdout).toMatch(/listening on 127\.0\.0\.1:\d+/);
+      expect(p.port).toBeGreaterThan(0);
+      const c = p.client();
+      expect(await c.ping()).toBe('PONG');
+    } finally {
+      const e = await p.stop();
+      expect(e.code).toBe(0);
+    }
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('an unknown flag: non-zero exit with a one-line message', async () => {
+    const r = await runCli(['--listen', '127.0.0.1:0', '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep', '--bogus-flag']);
+    expect(r.timedOut).toBe(false);
+    expect(r.code).not.toBe(0);
+    expect(r.code).not.toBeNull();
+    oneLine(r.stderr);
+    expect(r.stderr).toMatch(/bogus-flag/);
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('missing --target, bad URL scheme, bad --absent-cache-size: non-zero exit, one line', async () => {
+    const cases: string[][] = [
+      ['--listen', '127.0.0.1:0', '--source', ctx.source.url, '--no-sweep'],
+      ['--listen', '127.0.0.1:0', '--source', 'http://127.0.0.1:1', '--target', ctx.target.url, '--no-sweep'],
+      ['--listen', '127.0.0.1:0', '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep', '--absent-cache-size', 'lots'],
+      ['--listen', 'not-an-address', '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep'],
+      ['--listen', '127.0.0.1:0', '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep', '--migrate-timeout-ms', '-5'],
+    ];
+    for (const args of cases) {
+      const r = await runCli(args);
+      expect(r.timedOut, args.join(' ')).toBe(false);
+      expect(r.code, `${args.join(' ')} -> ${r.stderr}`).not.toBe(0);
+      expect(r.code).not.toBeNull();
+      oneLine(r.stderr);
+    }
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('the listen port in use: non-zero exit, one line', async () => {
+    const blocker = net.createServer();
+    const port = await new Promise<number>((resolve) =>
+      blocker.listen(0, '127.0.0.1', () => {
+        const a = blocker.address();
+        resolve(typeof a === 'object' && a ? a.port : 0);
+      }),
+    );
+    try {
+      const r = await runCli(['--listen', `127.0.0.1:${port}`, '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep']);
+      expect(r.timedOut).toBe(false);
+      expect(r.code).not.toBe(0);
+      expect(r.code).not.toBeNull();
+      oneLine(r.stderr);
+    } finally {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    }
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('unreachable source or target: non-zero exit, one line', async () => {
+    const port = await deadPort();
+    for (const [src, tgt] of [
+      [`redis://127.0.0.1:${port}`, ctx.target.url],
+      [ctx.source.url, `redis://127.0.0.1:${port}`],
+    ] as const) {
+      const r = await runCli(['--listen', '127.0.0.1:0', '--source', src, '--target', tgt, '--no-sweep'], 20_000);
+      expect(r.timedOut, `${src} -> ${tgt} should fail, not hang`).toBe(false);
+      expect(r.code).not.toBe(0);
+      expect(r.code).not.toBeNull();
+      oneLine(r.stderr);
+    }
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('SIGTERM: graceful exit 0, also with connected clients', async () => {
+    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--absent-cache-size', '1000', '--migrate-timeout-ms', '3000'] });
+    const c = p.client();
+    await ctx.source.client().set('k', 'v');
+    expect(await c.get('k')).toBe('v');
+    p.proc.kill('SIGTERM');
+    const e = await withTimeout(p.exited, 10_000, 'proxy exit after SIGTERM');
+    expect(e.code).toBe(0);
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('SIGTERM while a client is blocked (BLPOP) exits 0 within --shutdown-timeout-ms', async () => {
+    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--shutdown-timeout-ms', '1000'] });
+    const c = p.client();
+    const pending = c.blpop('never-filled', 30).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 200));
+    p.proc.kill('SIGTERM');
+    const e = await withTimeout(p.exited, 6_000, 'proxy exit after SIGTERM with a blocked client (--shutdown-timeout-ms 1000)');
+    expect(e.code).toBe(0);
+    await withTimeout(pending, 5_000, 'blocked client released');
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+});
