@@ -4,12 +4,16 @@
  * Exit codes: 0 clean stop, 1 runtime failure (unreachable server, port in use), 2 bad usage.
  */
 import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import { runStatusCli, runSweeperCli } from './admin/status-cli.js';
 import { buildConfig, DEFAULTS } from './config.js';
 import { ConfigError, RehomeError } from './errors.js';
 import { RehomeProxy } from './proxy/server.js';
 import { describeEndpoint } from './upstream/endpoint.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
+       rehome status --admin host:port [--json]
+       rehome sweeper pause|resume|rate KEYS_PER_SEC --admin host:port
 
   --listen host:port             where clients connect (default ${DEFAULTS.listen}; port 0 picks one)
   --source URL                   the old instance, keys move out of it
@@ -20,6 +24,12 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --migrate-timeout-ms N         MIGRATE timeout (default ${DEFAULTS.migrateTimeoutMs})
   --max-pending-per-client N     outstanding requests per client before reading pauses (default ${DEFAULTS.maxPendingPerClient})
   --shutdown-timeout-ms N        wait for in-flight commands on SIGTERM/SIGINT (default ${DEFAULTS.shutdownTimeoutMs})
+  --sweep-budget-ms N            longest one sweeper MIGRATE should block the source (default ${DEFAULTS.sweepBudgetMs})
+  --sweep-rate N                 sweeper keys per second at most, 0 = no limit (default ${DEFAULTS.sweepRate})
+  --big-key-mb N                 keys at least this large are moved alone and reported (default ${DEFAULTS.bigKeyMb})
+  --exit-when-drained            exit 0 once the source is empty
+  --admin host:port              serve /status, /metrics and sweeper control over HTTP
+  --progress bar|log|off         progress display (default: bar on a terminal, log lines otherwise)
   -h, --help                     this text`;
 
 function fail(code: number, msg: string): never {
@@ -32,10 +42,19 @@ function log(line: string): void {
 }
 
 async function main(): Promise<void> {
+  const sub = process.argv[2];
+  if (sub === 'status') process.exit(await runStatusCli(process.argv.slice(3)));
+  if (sub === 'sweeper') process.exit(await runSweeperCli(process.argv.slice(3)));
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       options: {
+        'sweep-budget-ms': { type: 'string' },
+        'sweep-rate': { type: 'string' },
+        'big-key-mb': { type: 'string' },
+        'exit-when-drained': { type: 'boolean' },
+        admin: { type: 'string' },
+        progress: { type: 'string' },
         listen: { type: 'string' },
         source: { type: 'string' },
         target: { type: 'string' },
@@ -73,7 +92,9 @@ async function main(): Promise<void> {
   }
   const addr = proxy.address();
   process.stdout.write(`rehome: listening on ${describeEndpoint(addr)}\n`);
-  if (config.sweep) log('background sweeper: not available in this version; keys move when touched');
+  const admin = proxy.adminAddress();
+  if (admin) log(`admin endpoint on http://${describeEndpoint(admin)} (/status, /metrics)`);
+  const stopProgress = showProgress(proxy, config.progress);
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
@@ -86,6 +107,50 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  proxy.migration.onDrained(() => {
+    stopProgress();
+    if (config.exitWhenDrained) stop('drained (--exit-when-drained)');
+  });
+}
+
+/** A progress bar on a terminal, a log line every few seconds otherwise. Returns a stopper. */
+function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): () => void {
+  const m = proxy.migration;
+  if (mode === 'off' || m.phase === 'drained') return () => {};
+  if (mode === 'bar') {
+    const bar = new cliProgress.SingleBar(
+      {
+        format: 'rehome [{bar}] {percentage}% | {value}/{total} keys | {rate} keys/s | ETA {eta_s} | {sweeper}',
+        stream: process.stderr,
+        hideCursor: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(Math.max(1, m.initialKeys), 0, { rate: 0, eta_s: '?', sweeper: m.sweeper?.state ?? 'off' });
+    const t = setInterval(() => {
+      const total = Math.max(m.initialKeys, m.remainingTotal, 1);
+      bar.setTotal(total);
+      bar.update(Math.max(0, total - m.remainingTotal), {
+        rate: Math.round(m.rate),
+        eta_s: m.etaSeconds === null ? '?' : `${m.etaSeconds}s`,
+        sweeper: m.sweeper?.state ?? 'off',
+      });
+    }, 500);
+    t.unref();
+    return () => {
+      clearInterval(t);
+      bar.update(Math.max(m.initialKeys, 1));
+      bar.stop();
+    };
+  }
+  const t = setInterval(() => {
+    const st = proxy.mover.stats;
+    log(
+      `progress: ${m.remainingTotal} keys left in the source of ${m.initialKeys}; moved ${st.keysMovedOnTouch} on touch, ${st.keysMovedBySweeper} by the sweeper; ${Math.round(m.rate)} keys/s; ETA ${m.etaSeconds ?? '?'} s; sweeper ${m.sweeper?.state ?? 'off'}; ${proxy.clients} clients`,
+    );
+  }, 5_000);
+  t.unref();
+  return () => clearInterval(t);
 }
 
 main().catch((e: Error) => fail(1, e.message));

@@ -37,6 +37,11 @@ function restArgs(req: Request, from: number): Buffer[] {
 }
 
 export function handle(s: Session, req: Request): void {
+  if (s.ctx.mover.drained && req.name !== 'scan') {
+    // The source is empty for good: pure pass-through.
+    s.forwardPlain(req);
+    return;
+  }
   switch (req.name) {
     case 'keys':
       return keys(s, req);
@@ -105,7 +110,10 @@ function scan(s: Session, req: Request): void {
   const c = BigInt(cur);
   const rest = restArgs(req, 2);
   const e = new Entry(req);
-  if (c === 0n || c % 2n === 1n) {
+  if (s.ctx.mover.drained && (c === 0n || c % 2n === 1n)) {
+    // Nothing left in the source: a walk that would start there starts on the target.
+    forwardTargetScan(e, 0n, rest);
+  } else if (c === 0n || c % 2n === 1n) {
     const srcCursor = c === 0n ? 0n : (c - 1n) / 2n;
     e.local = true;
     e.pre = s.ctx.source
@@ -124,7 +132,14 @@ function scan(s: Session, req: Request): void {
         },
       );
   } else {
-    const tgtCursor = (c - 2n) / 2n;
+    forwardTargetScan(e, (c - 2n) / 2n, rest);
+  }
+  s.enqueue(e);
+}
+
+/** Sends the SCAN to the target (through the client's connection) and re-encodes its cursor. */
+function forwardTargetScan(e: Entry, tgtCursor: bigint, rest: Buffer[]): void {
+  {
     e.bytes = encodeRequest([Buffer.from('SCAN'), Buffer.from(tgtCursor.toString()), ...rest]).raw;
     e.hook = (reply) => {
       const els = arrayElements(reply);
@@ -136,7 +151,6 @@ function scan(s: Session, req: Request): void {
       return Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), els[1]!]);
     };
   }
-  s.enqueue(e);
 }
 
 function dbsize(s: Session, req: Request): void {

@@ -4,10 +4,14 @@
  */
 import net from 'node:net';
 import { Redis } from 'ioredis';
+import type http from 'node:http';
+import { startAdmin } from '../admin/http.js';
+import { ProxyMetrics } from '../admin/metrics.js';
 import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import { KnownAbsentCache } from '../migration/absent-cache.js';
+import { Migration } from '../migration/migration.js';
 import { Mover } from '../migration/mover.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
@@ -72,6 +76,8 @@ function needsAuth(ep: Endpoint, timeoutMs: number): Promise<boolean> {
 /** A running proxy. */
 export class RehomeProxy {
   private readonly sessions = new Set<Session>();
+  readonly metrics: ProxyMetrics;
+  private admin: http.Server | null = null;
   private nextId = 1;
   private stopping: Promise<void> | null = null;
 
@@ -82,7 +88,30 @@ export class RehomeProxy {
     private readonly source: ControlPool,
     private readonly target: ControlPool,
     private readonly log: Logger,
-  ) {}
+    readonly migration: Migration,
+    readonly versions: { source: string; target: string },
+  ) {
+    this.metrics = new ProxyMetrics(() => {
+      const st = ctx.mover.stats;
+      return {
+        commands: ctx.counters.commands,
+        clients: this.sessions.size,
+        movedOnTouch: st.keysMovedOnTouch,
+        movedBySweeper: st.keysMovedBySweeper,
+        remainingPerDb: migration.remainingPerDb,
+        drained: migration.phase === 'drained',
+        rate: migration.rate,
+        errorsByKind: st.errorsByKind,
+        moveFailures: st.failures,
+        cacheSize: ctx.mover.cache.size,
+        bigKeys: migration.sweeper?.bigKeysTotal ?? 0,
+      };
+    });
+    ctx.mover.onMigrate = (ms, keys, ok) => {
+      this.metrics.migrateLatency.observe({ outcome: ok ? 'ok' : 'error' }, ms / 1000);
+      this.metrics.migrateKeys.inc(keys);
+    };
+  }
 
   static async start(config: ProxyConfig, log: Logger = () => {}): Promise<RehomeProxy> {
     const [src, tgt] = await Promise.all([
@@ -133,8 +162,29 @@ export class RehomeProxy {
         limits: config.limits,
         maxPending: config.maxPendingPerClient,
         onClose: (s) => proxy?.sessions.delete(s),
+        counters: { commands: 0 },
+        observeLatency: (sec) => proxy?.metrics.commandLatency.observe(sec),
       };
-      proxy = new RehomeProxy(config, server, ctx, source, target, log);
+      const migration = new Migration(
+        source,
+        mover,
+        {
+          sweep: config.sweep,
+          sweeper: {
+            budgetMs: config.sweepBudgetMs,
+            rate: config.sweepRate,
+            bigKeyBytes: config.bigKeyBytes,
+            migrateTimeoutMs: config.migrateTimeoutMs,
+          },
+          watchIntervalMs: 1_000,
+        },
+        log,
+      );
+      await migration.start();
+      proxy = new RehomeProxy(config, server, ctx, source, target, log, migration, {
+        source: src.version,
+        target: tgt.version,
+      });
       const p = proxy;
       server.on('connection', (sock) => {
         if (p.stopping) {
@@ -156,6 +206,14 @@ export class RehomeProxy {
         server.listen(config.listen.port, config.listen.host, () => resolve());
       });
       server.on('error', (e) => log(`server error: ${e.message}`));
+      if (config.admin) {
+        try {
+          p.admin = await startAdmin(p, config.admin.host, config.admin.port);
+        } catch (e) {
+          server.close();
+          throw new RehomeError('ELISTEN', `cannot listen on admin ${describeEndpoint(config.admin)}: ${(e as Error).message}`);
+        }
+      }
       log(
         `source ${describeEndpoint(config.source)} (redis ${src.version}), target ${describeEndpoint(config.target)} (redis ${tgt.version}), ${table.size} commands, ${databases} dbs`,
       );
@@ -172,6 +230,12 @@ export class RehomeProxy {
     return { host: a.address, port: a.port };
   }
 
+  /** The admin endpoint's address, if one is listening. */
+  adminAddress(): { host: string; port: number } | null {
+    const a = this.admin?.address() as net.AddressInfo | null | undefined;
+    return a ? { host: a.address, port: a.port } : null;
+  }
+
   get clients(): number {
     return this.sessions.size;
   }
@@ -180,11 +244,59 @@ export class RehomeProxy {
     return this.ctx.mover;
   }
 
+  /** Where the migration stands, for /status and `rehome status`. */
+  status(): Record<string, unknown> {
+    const m = this.migration;
+    const sw = m.sweeper;
+    const st = this.ctx.mover.stats;
+    return {
+      phase: m.phase,
+      source: describeEndpoint(this.config.source),
+      target: describeEndpoint(this.config.target),
+      versions: this.versions,
+      uptime_s: Math.round((Date.now() - m.startedAt) / 1000),
+      keys: {
+        initial_in_source: m.initialKeys,
+        remaining_total: m.remainingTotal,
+        remaining_per_db: m.remainingPerDb,
+        moved_on_touch: st.keysMovedOnTouch,
+        moved_by_sweeper: st.keysMovedBySweeper,
+        confirmed_absent: st.keysAbsent,
+        in_both_resolved: st.resolvedBoth,
+        known_absent_cached: this.ctx.mover.cache.size,
+      },
+      rate_keys_per_s: Math.round(m.rate),
+      eta_s: m.etaSeconds,
+      drained_at: m.drainedAt ? new Date(m.drainedAt).toISOString() : null,
+      sweeper: sw
+        ? {
+            state: sw.state,
+            pause_reason: sw.pauseReason || null,
+            batch_size: sw.batchSize,
+            budget_ms: sw.opts.budgetMs,
+            rate_limit: sw.opts.rate || null,
+            errors: sw.errors,
+            last_error: sw.lastError || null,
+          }
+        : { state: 'disabled' },
+      big_keys: sw ? { total: sw.bigKeysTotal, listed: sw.bigKeys } : { total: 0, listed: [] },
+      errors_by_kind: st.errorsByKind,
+      move_failures: st.failures,
+      migrate_calls: st.migrateCalls,
+      source_restarted: m.sourceRestarted
+        ? { at: new Date(m.sourceRestarted.at).toISOString(), run_id: m.sourceRestarted.after.runId }
+        : null,
+      source_reachable: m.watch.reachable,
+      clients: this.sessions.size,
+    };
+  }
+
   /** Stops accepting, lets in-flight commands finish (up to the timeout), then closes. */
   close(timeoutMs = this.config.shutdownTimeoutMs): Promise<void> {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
       this.server.close();
+      this.admin?.close();
       for (const s of this.sessions) s.shutdown();
       const deadline = Date.now() + timeoutMs;
       while (this.sessions.size > 0 && Date.now() < deadline) {
@@ -194,6 +306,7 @@ export class RehomeProxy {
         this.log(`closing ${this.sessions.size} client(s) with commands still in flight`);
         for (const s of [...this.sessions]) s.destroy();
       }
+      await this.migration.stop();
       await Promise.all([this.source.close(), this.target.close()]);
     })();
     return this.stopping;

@@ -43,6 +43,10 @@ export interface SessionContext {
   /** Most entries one client may have outstanding before the proxy stops reading from it. */
   maxPending: number;
   onClose(s: Session): void;
+  /** Requests handled, all clients (read by /metrics). */
+  counters: { commands: number };
+  /** Records a sampled command latency, in seconds. */
+  observeLatency: (seconds: number) => void;
 }
 
 const enum St {
@@ -80,6 +84,8 @@ export class Entry {
   pending: Buffer[] | null = null;
   /** Data for hooks. */
   data: unknown = null;
+  /** When the request was framed, for sampled latency (0: not sampled). */
+  t0 = 0;
 
   constructor(readonly req: Request | null) {}
 }
@@ -264,6 +270,7 @@ export class Session {
   /** Routes one request. */
   private dispatch(req: Request): void {
     const name = req.name;
+    this.ctx.counters.commands++;
     if (this.upstreamFailed !== null) {
       this.localReply(req, encodeError(ErrorText.targetUnavailable(this.upstreamFailed)));
       this.closing = true;
@@ -603,6 +610,7 @@ export class Session {
   /** Adds an entry in reply order; sends it now if nothing waits before it. */
   enqueue(e: Entry): void {
     e.inMulti = e.inMulti || this.inMulti;
+    if ((this.ctx.counters.commands & 15) === 0) e.t0 = performance.now();
     this.out.push(e);
     if (e.pre === null && this.waiting.length === 0) {
       this.send(e);
@@ -709,6 +717,7 @@ export class Session {
         this.partial = null;
         this.out.shift();
         entry.state = St.Done;
+        if (entry.t0 !== 0) this.ctx.observeLatency((performance.now() - entry.t0) / 1000);
         const next = this.out.peek();
         if (next !== undefined && next.state === St.Done) {
           this.write(chunk.subarray(run, end));
@@ -794,6 +803,7 @@ export class Session {
       if (e.state !== St.Done) break;
       out.shift();
       if (e.reply !== null) this.write(e.reply);
+      if (e.t0 !== 0) this.ctx.observeLatency((performance.now() - e.t0) / 1000);
     }
     if (out.length === 0 && !this.dead) {
       if (this.heldForIdle) {

@@ -200,7 +200,11 @@ describe('servers down or hung', () => {
       ctx.source.kill('SIGCONT');
     }
     await sleep(200);
-    expect(await ctx.source.client().get('frozen')).toBe('f');
+    // The MIGRATE sent before the freeze may still run once the source wakes up (an uncertain
+    // outcome, DESIGN.md rule 4): the key is then in the target. Either way it is in exactly one
+    // place, with its value.
+    expect(['source', 'target']).toContain(await whereIs(ctx.source, ctx.target, 'frozen'));
+    expect(await withTimeout(c.get('frozen'), 10_000, 'GET after the source woke up')).toBe('f');
     await assertNoKeyInBoth(ctx.source, ctx.target);
   }, 60_000);
 

@@ -1,0 +1,49 @@
+/**
+ * The admin endpoint: GET /status (JSON), GET /metrics (Prometheus text), and sweeper control:
+ * POST /sweeper/pause, POST /sweeper/resume, POST /sweeper/rate?keys_per_sec=N.
+ */
+import http from 'node:http';
+import type { RehomeProxy } from '../proxy/server.js';
+
+export function startAdmin(proxy: RehomeProxy, host: string, port: number): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    void handle(proxy, req, res).catch((e: Error) => {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end(`${e.message}\n`);
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+function json(res: http.ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(`${JSON.stringify(body, null, 2)}\n`);
+}
+
+async function handle(proxy: RehomeProxy, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://admin');
+  const sw = proxy.migration.sweeper;
+  if (req.method === 'GET' && url.pathname === '/status') return json(res, 200, proxy.status());
+  if (req.method === 'GET' && url.pathname === '/metrics') {
+    const m = proxy.metrics;
+    res.writeHead(200, { 'content-type': m.registry.contentType });
+    res.end(await m.registry.metrics());
+    return;
+  }
+  if (req.method === 'POST' && url.pathname.startsWith('/sweeper/')) {
+    if (!sw) return json(res, 409, { error: 'the sweeper is disabled (--no-sweep)' });
+    const what = url.pathname.slice('/sweeper/'.length);
+    if (what === 'pause') sw.pause('paused by operator');
+    else if (what === 'resume') sw.resume();
+    else if (what === 'rate') {
+      const n = Number(url.searchParams.get('keys_per_sec'));
+      if (!Number.isInteger(n) || n < 0) return json(res, 400, { error: 'keys_per_sec must be an integer >= 0 (0: no limit)' });
+      sw.setRate(n);
+    } else return json(res, 404, { error: `unknown sweeper action '${what}'` });
+    return json(res, 200, { sweeper: sw.state, pause_reason: sw.pauseReason || null, rate_limit: sw.opts.rate || null });
+  }
+  json(res, 404, { error: 'GET /status, GET /metrics, POST /sweeper/pause|resume|rate?keys_per_sec=N' });
+}

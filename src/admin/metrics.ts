@@ -1,0 +1,70 @@
+/**
+ * Prometheus metrics (prom-client). Hot-path figures are plain counters in the sessions and the
+ * mover, read when /metrics is scraped, so the data path pays nothing for them; latencies are
+ * histograms observed on a sample of commands and on every MIGRATE.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Everything a proxy exports on /metrics. */
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly commandLatency: Histogram;
+  readonly migrateLatency: Histogram;
+  readonly migrateKeys: Counter;
+
+  constructor(read: () => {
+    commands: number;
+    clients: number;
+    movedOnTouch: number;
+    movedBySweeper: number;
+    remainingPerDb: Record<number, number>;
+    drained: boolean;
+    rate: number;
+    errorsByKind: Record<string, number>;
+    moveFailures: number;
+    cacheSize: number;
+    bigKeys: number;
+  }) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'rehome_process_' });
+    this.commandLatency = new Histogram({
+      name: 'rehome_command_duration_seconds',
+      help: 'Time from a request being framed to its reply being ready (sampled, 1 in 16)',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [r],
+    });
+    this.migrateLatency = new Histogram({
+      name: 'rehome_migrate_duration_seconds',
+      help: 'Duration of each MIGRATE sent to the source',
+      labelNames: ['outcome'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers: [r],
+    });
+    this.migrateKeys = new Counter({
+      name: 'rehome_migrate_keys_total',
+      help: 'Keys named in MIGRATE calls',
+      registers: [r],
+    });
+    const gauge = (name: string, help: string, f: (g: Gauge) => void, labelNames: string[] = []) =>
+      new Gauge({ name, help, labelNames, registers: [r], collect() { f(this); } });
+    gauge('rehome_commands_total', 'Client requests handled', (g) => g.set(read().commands));
+    gauge('rehome_clients', 'Connected clients', (g) => g.set(read().clients));
+    gauge('rehome_keys_moved_total', 'Keys moved from the source to the target', (g) => {
+      const s = read();
+      g.set({ by: 'touch' }, s.movedOnTouch);
+      g.set({ by: 'sweeper' }, s.movedBySweeper);
+    }, ['by']);
+    gauge('rehome_keys_remaining', 'Keys still in the source, per db', (g) => {
+      g.reset();
+      for (const [db, n] of Object.entries(read().remainingPerDb)) g.set({ db }, n);
+    }, ['db']);
+    gauge('rehome_drained', '1 once the source holds no key', (g) => g.set(read().drained ? 1 : 0));
+    gauge('rehome_move_rate_keys_per_second', 'Keys moved per second (smoothed)', (g) => g.set(read().rate));
+    gauge('rehome_move_errors_total', 'MIGRATE errors by kind (each resolved by probing)', (g) => {
+      for (const [kind, n] of Object.entries(read().errorsByKind)) g.set({ kind }, n);
+    }, ['kind']);
+    gauge('rehome_move_failures_total', 'Keys that could not be moved (client got an error)', (g) => g.set(read().moveFailures));
+    gauge('rehome_known_absent_cached', 'Keys in the known-absent cache', (g) => g.set(read().cacheSize));
+    gauge('rehome_big_keys_total', 'Big keys moved alone by the sweeper', (g) => g.set(read().bigKeys));
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The migration as a whole: the sweeper, the source watch, the drained state and progress
+ * figures (keys remaining per db, rate, ETA) that status, metrics and the progress display read.
+ */
+import type { ControlPool } from '../upstream/control.js';
+import type { Mover } from './mover.js';
+import { SourceWatch, type SourceIdentity } from './source-watch.js';
+import { Sweeper, SWEEPER_DEFAULTS, type SweeperOptions } from './sweeper.js';
+
+export type Phase = 'migrating' | 'drained';
+
+/** Settings of the migration's background work. */
+export interface MigrationOptions {
+  sweep: boolean;
+  sweeper: Partial<SweeperOptions>;
+  watchIntervalMs: number;
+}
+
+/** Keys per db of the source, from INFO keyspace. */
+export function parseKeyspace(text: string): Record<number, number> {
+  const out: Record<number, number> = {};
+  const re = /^db(\d+):keys=(\d+)/gm;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    if (Number(m[2]) > 0) out[Number(m[1])] = Number(m[2]);
+  }
+  return out;
+}
+
+/** Drives and reports the migration; see the file comment. */
+export class Migration {
+  phase: Phase = 'migrating';
+  readonly sweeper: Sweeper | null;
+  readonly watch: SourceWatch;
+  readonly startedAt = Date.now();
+  drainedAt: number | null = null;
+  /** Keys in the source when the proxy started. */
+  initialKeys = 0;
+  remainingPerDb: Record<number, number> = {};
+  /** Keys moved per second (smoothed). */
+  rate = 0;
+  sourceRestarted: { at: number; before: SourceIdentity; after: SourceIdentity } | null = null;
+  private lastMoved = 0;
+  private lastAt = Date.now();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly drainedListeners: Array<() => void> = [];
+
+  constructor(
+    private readonly source: ControlPool,
+    readonly mover: Mover,
+    private readonly opts: MigrationOptions,
+    private readonly log: (line: string) => void,
+  ) {
+    this.watch = new SourceWatch(source.dedicated(0), opts.watchIntervalMs, (a, b) => this.onSourceRestart(a, b));
+    this.sweeper = opts.sweep
+      ? new Sweeper(source, mover, { ...SWEEPER_DEFAULTS, ...opts.sweeper }, log, () => this.setDrained())
+      : null;
+  }
+
+  async start(): Promise<void> {
+    await this.watch.start();
+    await this.refresh();
+    this.initialKeys = this.remainingTotal;
+    this.timer = setInterval(() => void this.refresh(), this.opts.watchIntervalMs);
+    this.timer.unref();
+  }
+
+  get remainingTotal(): number {
+    let n = 0;
+    for (const v of Object.values(this.remainingPerDb)) n += v;
+    return n;
+  }
+
+  /** Moved keys so far (on touch and by the sweeper). */
+  get moved(): number {
+    return this.mover.stats.keysMovedOnTouch + this.mover.stats.keysMovedBySweeper;
+  }
+
+  /** Seconds to drain at the current rate, or null when unknown. */
+  get etaSeconds(): number | null {
+    if (this.phase === 'drained') return 0;
+    return this.rate > 0 ? Math.round(this.remainingTotal / this.rate) : null;
+  }
+
+  onDrained(f: () => void): void {
+    if (this.phase === 'drained') f();
+    else this.drainedListeners.push(f);
+  }
+
+  private async refresh(): Promise<void> {
+    const now = Date.now();
+    const moved = this.moved;
+    const inst = ((moved - this.lastMoved) * 1000) / Math.max(1, now - this.lastAt);
+    this.rate = this.rate === 0 ? inst : this.rate * 0.6 + inst * 0.4;
+    this.lastMoved = moved;
+    this.lastAt = now;
+    if (this.phase === 'drained') return;
+    try {
+      const text = await this.source.db(0).info('keyspace');
+      this.remainingPerDb = parseKeyspace(text);
+      // The source never gains keys (rule 1), so an empty source stays empty.
+      if (this.remainingTotal === 0) this.setDrained();
+    } catch {
+      // Unreachable source: the watch reports it; keep the last figures.
+    }
+  }
+
+  private setDrained(): void {
+    if (this.phase === 'drained') return;
+    this.phase = 'drained';
+    this.drainedAt = Date.now();
+    this.remainingPerDb = {};
+    this.mover.drained = true;
+    this.log(
+      `migration complete: the source holds no key in any db (${this.moved} keys moved in ${((this.drainedAt - this.startedAt) / 1000).toFixed(1)} s); every command now goes straight to the target`,
+    );
+    for (const f of this.drainedListeners.splice(0)) f();
+  }
+
+  private onSourceRestart(before: SourceIdentity, after: SourceIdentity): void {
+    this.sourceRestarted = { at: Date.now(), before, after };
+    // Keys deleted after their move may be back in the source: what the cache says is no longer
+    // known. Touches now probe again, and rule 3 keeps every copy the target holds.
+    this.mover.cache.clear();
+    this.log(
+      `WARNING: the source restarted or failed over (run_id ${before.runId.slice(0, 8)} -> ${after.runId.slice(0, 8)}, replid ${before.replId.slice(0, 8)} -> ${after.replId.slice(0, 8)}). ` +
+        'Keys deleted after their move may have come back from an old snapshot. The sweeper is paused; ' +
+        'check the source, then resume it (rehome sweeper resume --admin HOST:PORT).',
+    );
+    this.sweeper?.pause('source restarted: keys may have come back from an old snapshot');
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await Promise.all([this.sweeper?.stop(), this.watch.stop()]);
+  }
+}

@@ -1,0 +1,551 @@
+/**
+ * `plan`: the pre-flight check of a source/target pair, run before rehome starts (and by the
+ * proxy at start, with apply: true, to resolve conflicts it was told how to resolve).
+ *
+ * Checks, each reported as a finding (ok / warn / fail):
+ *   connect    both servers reachable and authenticated with the URLs' credentials
+ *   server     they are two different servers (run_id)
+ *   keyspace   keys per db of the source; the target has every db the source uses
+ *   memory     the source's used_memory fits in the target's free room under maxmemory
+ *   eviction   the target's maxmemory-policy is noeviction
+ *   migrate    the source can MIGRATE to the target's address (a throwaway probe key)
+ *   restore    the target RESTOREs the source's DUMP payload (and the versions, to explain why not)
+ *   version    the versions of both servers
+ *   conflicts  keys already in both servers (DESIGN.md rule 3: the target copy would win), and
+ *              their resolution with onConflict + apply
+ *
+ * The only writes are the probe keys (short TTL, deleted afterwards) and, with apply, the DELs
+ * that resolve conflicts. Resolve conflicts before any proxy serves clients: a DEL of the target
+ * copy races with a proxy that is moving the same key.
+ */
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { ConfigError, showKey } from '../errors.js';
+import { describeEndpoint, parseHostPort, parseRedisUrl, type Endpoint } from '../upstream/endpoint.js';
+import {
+  closeServer,
+  configDatabases,
+  confirmInBoth,
+  delEach,
+  describeCounts,
+  existsEach,
+  formatBytes,
+  hasDb,
+  keyText,
+  openServer,
+  parseInfo,
+  parseKeyspace,
+  plural,
+  scanDb,
+  sumCounts,
+  toRecord,
+  type DbKey,
+  type ServerConn,
+} from './scan-both.js';
+
+export type FindingLevel = 'ok' | 'warn' | 'fail';
+
+export type PlanCheck =
+  | 'connect'
+  | 'server'
+  | 'version'
+  | 'keyspace'
+  | 'memory'
+  | 'eviction'
+  | 'migrate'
+  | 'restore'
+  | 'conflicts';
+
+export interface Finding {
+  /** Which check produced it (stable, for programs; the message is for humans). */
+  check: PlanCheck;
+  level: FindingLevel;
+  message: string;
+  /** Extra lines (e.g. the keys in both), printed indented under the message. */
+  details?: string[];
+}
+
+export interface PlanOptions {
+  source: Endpoint;
+  target: Endpoint;
+  /** The target's address as the source dials it for MIGRATE (default: the target's). */
+  targetFromSource?: { host: string; port: number } | null;
+  /** Which copy of a key in both servers to keep; null/absent: conflicts are a failure. */
+  onConflict?: 'source' | 'target' | null;
+  /**
+   * With onConflict, resolve the conflicts (DEL the other copy). Only done when no other check
+   * failed. Without apply, plan only reports what it would do.
+   */
+  apply?: boolean;
+  /** How many conflicting keys to list (default 100). */
+  maxListed?: number;
+}
+
+export interface PlanResult {
+  findings: Finding[];
+  /** True when any finding is 'fail'. */
+  hardFailure: boolean;
+  /**
+   * Keys found in both servers: total, the first maxListed (latin1 strings), and how many of
+   * them apply resolved (0 without apply).
+   */
+  conflicts: { total: number; listed: DbKey[]; resolved: number };
+  /** Source keys per db (INFO keyspace, before any resolution), only dbs with keys. */
+  sourceKeysPerDb: Record<number, number>;
+}
+
+/** Names a probe key; keys with this prefix are never reported as conflicts. */
+export const PROBE_PREFIX = '__rehome:plan-probe:';
+const PROBE_TTL_MS = 10_000;
+const MIGRATE_TIMEOUT_MS = 5_000;
+const DEFAULT_MAX_LISTED = 100;
+
+function errText(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.split('\n')[0] ?? m;
+}
+
+function versionLabel(inf: Map<string, string>): string {
+  const valkey = inf.get('valkey_version');
+  if (valkey !== undefined) return `valkey ${valkey}`;
+  return `redis ${inf.get('redis_version') ?? 'unknown'}`;
+}
+
+function majorOf(inf: Map<string, string>): number | null {
+  const v = inf.get('redis_version');
+  const m = v ? /^(\d+)\./.exec(v) : null;
+  return m ? Number(m[1]) : null;
+}
+
+function num(inf: Map<string, string>, field: string): number | null {
+  const v = inf.get(field);
+  if (v === undefined || v.trim() === '') return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : null;
+}
+
+/** Outcome of the probe-key round trip: MIGRATE and RESTORE. */
+interface ProbeOutcome {
+  restore: 'ok' | 'refused' | 'untested';
+}
+
+/** Runs the pre-flight checks. Never throws for a server problem: that is a 'fail' finding. */
+export async function plan(opts: PlanOptions): Promise<PlanResult> {
+  const findings: Finding[] = [];
+  const add = (check: PlanCheck, level: FindingLevel, message: string, details?: string[]): void => {
+    findings.push(details && details.length > 0 ? { check, level, message, details } : { check, level, message });
+  };
+  const conflicts: PlanResult['conflicts'] = { total: 0, listed: [], resolved: 0 };
+  let sourceKeysPerDb: Record<number, number> = {};
+  const result = (): PlanResult => ({
+    findings,
+    hardFailure: findings.some((f) => f.level === 'fail'),
+    conflicts,
+    sourceKeysPerDb,
+  });
+
+  let source: ServerConn | undefined;
+  let target: ServerConn | undefined;
+  let phase: PlanCheck = 'connect';
+  try {
+    // connect: both, so one report names every unreachable server.
+    const opened = await Promise.allSettled([
+      openServer('source', opts.source, { commandTimeoutMs: MIGRATE_TIMEOUT_MS + 25_000 }),
+      openServer('target', opts.target, { commandTimeoutMs: MIGRATE_TIMEOUT_MS + 25_000 }),
+    ]);
+    for (const [i, r] of opened.entries()) {
+      const role = i === 0 ? 'source' : 'target';
+      const ep = i === 0 ? opts.source : opts.target;
+      if (r.status === 'rejected') {
+        add('connect', 'fail', errText(r.reason));
+        continue;
+      }
+      if (i === 0) source = r.value;
+      else target = r.value;
+      const auth = ep.password !== undefined ? `authenticated${ep.username !== undefined ? ` as ${ep.username}` : ''}` : 'no credentials';
+      add('connect', 'ok', `${role} ${describeEndpoint(ep)} reachable (${auth})`);
+      if (r.value.authWarning) add('connect', 'warn', r.value.authWarning);
+    }
+    if (!source || !target) {
+      const f = findings.filter((x) => x.level === 'fail');
+      const last = f[f.length - 1];
+      if (last) last.message += ' (remaining checks skipped)';
+      return result();
+    }
+    const s = source;
+    const t = target;
+
+    // server: INFO (default sections: server, memory, keyspace, ...) of both.
+    phase = 'server';
+    const [sText, tText] = await Promise.all([s.redis.info(), t.redis.info()]);
+    const sInfo = parseInfo(sText);
+    const tInfo = parseInfo(tText);
+    const sRun = sInfo.get('run_id') ?? '';
+    if (sRun !== '' && sRun === tInfo.get('run_id')) {
+      add('server', 'fail', 'source and target are the same server (same run_id); remaining checks skipped');
+      return result();
+    }
+
+    // keyspace: what the source holds, and whether the target has those dbs.
+    phase = 'keyspace';
+    const sourceKeys = parseKeyspace(sText);
+    const targetKeys = parseKeyspace(tText);
+    sourceKeysPerDb = toRecord(sourceKeys);
+    const srcTotal = sumCounts(sourceKeysPerDb);
+    let tDatabases = await configDatabases(t);
+    if (tDatabases === null) {
+      add('keyspace', 'warn', "could not read the target's databases setting (CONFIG GET denied): assuming 16");
+      tDatabases = 16;
+    }
+    const maxDb = sourceKeys.size > 0 ? Math.max(...sourceKeys.keys()) : -1;
+    if (maxDb >= tDatabases) {
+      const beyond = [...sourceKeys.keys()].filter((db) => db >= tDatabases).sort((a, b) => a - b);
+      add(
+        'keyspace',
+        'fail',
+        `source uses db ${beyond.join(', ')} but the target has only ${tDatabases} databases (db0-db${tDatabases - 1}): those keys cannot be migrated; start the target with databases ${maxDb + 1} or more`,
+      );
+    } else {
+      add(
+        'keyspace',
+        'ok',
+        srcTotal > 0
+          ? `source holds ${plural(srcTotal, 'key')} (${describeCounts(sourceKeysPerDb)}); the target has ${tDatabases} databases`
+          : `source holds no keys; the target has ${tDatabases} databases`,
+      );
+    }
+    const tgtRec = toRecord(targetKeys);
+    const tgtTotal = sumCounts(tgtRec);
+    if (tgtTotal > 0) {
+      add('keyspace', 'ok', `target already holds ${plural(tgtTotal, 'key')} (${describeCounts(tgtRec)})`);
+    }
+
+    // memory: will the source's data fit under the target's maxmemory?
+    phase = 'memory';
+    const sUsed = num(sInfo, 'used_memory');
+    const tUsed = num(tInfo, 'used_memory');
+    const tMax = num(tInfo, 'maxmemory');
+    const policy = tInfo.get('maxmemory_policy');
+    if (sUsed === null || tUsed === null || tMax === null) {
+      add('memory', 'warn', 'could not read used_memory/maxmemory from INFO: memory not checked');
+    } else if (tMax === 0) {
+      add(
+        'memory',
+        'ok',
+        `source uses ${formatBytes(sUsed)}; the target has no maxmemory limit (uses ${formatBytes(tUsed)})`,
+      );
+    } else {
+      const room = tMax - tUsed;
+      const where = `the target has ${formatBytes(Math.max(room, 0))} free under its maxmemory ${formatBytes(tMax)} (uses ${formatBytes(tUsed)})`;
+      if (sUsed > room) {
+        add(
+          'memory',
+          'fail',
+          `source uses ${formatBytes(sUsed)} but ${where}: migrated keys would be refused (OOM); raise maxmemory on the target`,
+        );
+      } else if (sUsed > 0.8 * room) {
+        add(
+          'memory',
+          'warn',
+          `source uses ${formatBytes(sUsed)}, more than 80% of the ${formatBytes(room)} the target has free under its maxmemory ${formatBytes(tMax)} (uses ${formatBytes(tUsed)})`,
+        );
+      } else {
+        add('memory', 'ok', `source uses ${formatBytes(sUsed)}; ${where}`);
+      }
+    }
+    phase = 'eviction';
+    if (policy === undefined) {
+      add('eviction', 'warn', "could not read the target's maxmemory-policy from INFO");
+    } else if (policy !== 'noeviction') {
+      add(
+        'eviction',
+        'warn',
+        `target maxmemory-policy is ${policy}, not noeviction: eviction could drop migrated keys; consider CONFIG SET maxmemory-policy noeviction on the target during the migration`,
+      );
+    } else {
+      add('eviction', 'ok', 'target maxmemory-policy is noeviction');
+    }
+
+    // migrate + restore: the probe key round trip.
+    phase = 'migrate';
+    const probe = await probeMigrate(s, t, opts, add);
+
+    // version: reported after the RESTORE probe, which is the real test of payload compatibility.
+    phase = 'version';
+    const sMajor = majorOf(sInfo);
+    const tMajor = majorOf(tInfo);
+    const versions = `source ${versionLabel(sInfo)}, target ${versionLabel(tInfo)}`;
+    if (sMajor !== null && tMajor !== null && tMajor < sMajor) {
+      if (probe.restore === 'ok') {
+        add('version', 'warn', `${versions}: the target is older; it restored the probe payload, but newer data types or commands may not work on it`);
+      } else {
+        add('version', 'fail', `${versions}: the target is older than the source and may refuse to RESTORE the source's payloads`);
+      }
+    } else {
+      add('version', 'ok', versions);
+    }
+
+    // conflicts: keys already in both servers.
+    phase = 'conflicts';
+    const applying = opts.apply === true && opts.onConflict != null && !findings.some((f) => f.level === 'fail');
+    await findConflicts(s, t, targetKeys, opts, applying, conflicts);
+    reportConflicts(opts, applying, conflicts, add);
+    return result();
+  } catch (e) {
+    add(phase, 'fail', `${phase} check failed: ${errText(e)}; remaining checks skipped`);
+    return result();
+  } finally {
+    closeServer(source);
+    closeServer(target);
+  }
+}
+
+/**
+ * SET a throwaway key on the source (short PX), DUMP it, MIGRATE ... COPY it to the target's
+ * address, check it arrived, RESTORE the DUMP under another throwaway name on the target; then
+ * delete every probe key on both servers.
+ */
+async function probeMigrate(
+  s: ServerConn,
+  t: ServerConn,
+  opts: PlanOptions,
+  add: (check: PlanCheck, level: FindingLevel, message: string) => void,
+): Promise<ProbeOutcome> {
+  const dest = opts.targetFromSource ?? { host: opts.target.host, port: opts.target.port };
+  const destText = describeEndpoint(dest);
+  const id = randomBytes(8).toString('hex');
+  const probeKey = `${PROBE_PREFIX}${id}`;
+  const restoreKey = `${PROBE_PREFIX}${id}:restore`;
+  const out: ProbeOutcome = { restore: 'untested' };
+  try {
+    await Promise.all([s.redis.select(0), t.redis.select(0)]);
+    try {
+      await s.redis.set(probeKey, 'rehome plan probe', 'PX', PROBE_TTL_MS);
+    } catch (e) {
+      const msg = errText(e);
+      if (/^READONLY/.test(msg)) {
+        add('migrate', 'fail', `source is read-only (${msg}): rehome removes keys from the source, so it must be the primary`);
+      } else {
+        add('migrate', 'warn', `could not write a probe key on the source (${msg}): MIGRATE and RESTORE not tested`);
+      }
+      return out;
+    }
+    let payload: Buffer | null = null;
+    let dumpError = '';
+    try {
+      payload = (await s.redis.callBuffer('DUMP', probeKey)) as Buffer | null;
+    } catch (e) {
+      dumpError = errText(e);
+    }
+
+    const args: Array<string | number> = [dest.host, dest.port, probeKey, 0, MIGRATE_TIMEOUT_MS, 'COPY'];
+    const tep = opts.target;
+    if (tep.password !== undefined) {
+      if (tep.username !== undefined) args.push('AUTH2', tep.username, tep.password);
+      else args.push('AUTH', tep.password);
+    }
+    let reply = '';
+    let migrateError = '';
+    try {
+      reply = String(await s.redis.call('MIGRATE', ...args));
+    } catch (e) {
+      migrateError = errText(e);
+    }
+    if (migrateError !== '') {
+      const hint = opts.targetFromSource
+        ? ''
+        : ' (if the source reaches the target under another address, pass --target-from-source host:port)';
+      add('migrate', 'fail', `source cannot MIGRATE to the target at ${destText}: ${migrateError}${hint}`);
+    } else if (reply !== 'OK') {
+      add('migrate', 'fail', `MIGRATE of the probe key to ${destText} answered ${reply}`);
+    } else if ((await t.redis.exists(probeKey)) !== 1) {
+      add(
+        'migrate',
+        'fail',
+        `MIGRATE to ${destText} succeeded but the probe key did not arrive in the target ${describeEndpoint(opts.target)}: ${destText} is another server`,
+      );
+    } else {
+      add('migrate', 'ok', `source can MIGRATE to the target at ${destText}`);
+    }
+
+    if (payload === null) {
+      add('restore', 'warn', `could not DUMP the probe key on the source (${dumpError || 'no payload'}): RESTORE not tested`);
+      return out;
+    }
+    try {
+      await t.redis.call('RESTORE', restoreKey, PROBE_TTL_MS, payload);
+      out.restore = 'ok';
+      add('restore', 'ok', "target can RESTORE the source's payload format");
+    } catch (e) {
+      out.restore = 'refused';
+      add('restore', 'fail', `target cannot RESTORE the source's payload format: ${errText(e)}`);
+    }
+    return out;
+  } finally {
+    // Best effort: the probe keys expire on their own within PROBE_TTL_MS anyway.
+    await Promise.allSettled([s.redis.del(probeKey), t.redis.del(probeKey, restoreKey)]);
+  }
+}
+
+/** Scans the target (normally empty or small) per db and finds keys also in the source. */
+async function findConflicts(
+  s: ServerConn,
+  t: ServerConn,
+  targetKeys: ReadonlyMap<number, number>,
+  opts: PlanOptions,
+  applying: boolean,
+  conflicts: PlanResult['conflicts'],
+): Promise<void> {
+  const maxListed = opts.maxListed ?? DEFAULT_MAX_LISTED;
+  const probePrefix = Buffer.from(PROBE_PREFIX, 'latin1');
+  for (const db of [...targetKeys.keys()].sort((a, b) => a - b)) {
+    if (!(await hasDb(s, db))) continue; // the source has no such db: nothing there is in both
+    for await (const page of scanDb(t, db)) {
+      const keys = page.filter((k) => !k.subarray(0, probePrefix.length).equals(probePrefix));
+      // Most target keys are not in the source: filter cheaply, then confirm in the safe order.
+      const inSource = await existsEach(s, db, keys);
+      const both = await confirmInBoth(s, t, db, keys.filter((_, i) => inSource[i]));
+      if (both.length === 0) continue;
+      conflicts.total += both.length;
+      for (const k of both) {
+        if (conflicts.listed.length < maxListed) conflicts.listed.push({ db, key: keyText(k) });
+      }
+      if (applying) {
+        // 'source' keeps the source copy: drop the target's, the key is migrated later.
+        // 'target' keeps the target copy: drop the source's.
+        conflicts.resolved += await delEach(opts.onConflict === 'source' ? t : s, db, both);
+      }
+    }
+  }
+}
+
+function reportConflicts(
+  opts: PlanOptions,
+  applying: boolean,
+  c: PlanResult['conflicts'],
+  add: (check: PlanCheck, level: FindingLevel, message: string, details?: string[]) => void,
+): void {
+  if (c.total === 0) {
+    add('conflicts', 'ok', 'no key exists in both servers');
+    return;
+  }
+  const details = c.listed.map(({ db, key }) => `db${db} '${showKey(key)}'`);
+  if (c.total > c.listed.length) details.push(`... and ${c.total - c.listed.length} more`);
+  const n = `${plural(c.total, 'key')} ${c.total === 1 ? 'exists' : 'exist'} in both`;
+  const keep = opts.onConflict;
+  if (keep == null) {
+    add('conflicts', 'fail', `${n}; the target copy would win; pass --on-conflict source|target`, details);
+    return;
+  }
+  const other = keep === 'source' ? 'target' : 'source';
+  const effect =
+    keep === 'source'
+      ? 'delete the target copy of each (the source copy is migrated later)'
+      : 'delete the source copy of each (the target copy stays)';
+  if (applying) {
+    add('conflicts', 'ok', `${n}: resolved, kept the ${keep} copy: deleted ${plural(c.resolved, `${other} copy`, `${other} copies`)}`, details);
+  } else if (opts.apply) {
+    add('conflicts', 'warn', `${n}; --on-conflict ${keep} would ${effect}; not applied because of the failures above`, details);
+  } else {
+    add('conflicts', 'warn', `${n}; --on-conflict ${keep} would ${effect}; not applied without --apply`, details);
+  }
+}
+
+/** The human report: one finding per line with a marker, details indented, then a summary. */
+export function formatPlanReport(r: PlanResult): string {
+  const mark: Record<FindingLevel, string> = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' };
+  const lines: string[] = [];
+  for (const f of r.findings) {
+    lines.push(`${mark[f.level]}  ${f.message}`);
+    for (const d of f.details ?? []) lines.push(`        ${d}`);
+  }
+  const fails = r.findings.filter((f) => f.level === 'fail').length;
+  const warns = r.findings.filter((f) => f.level === 'warn').length;
+  if (fails > 0) {
+    lines.push(`plan: NOT ready: ${plural(fails, 'failure')}, ${plural(warns, 'warning')}; fix the failures before starting rehome`);
+  } else if (warns > 0) {
+    lines.push(`plan: ready to migrate, with ${plural(warns, 'warning')} (see above)`);
+  } else {
+    lines.push('plan: ready to migrate');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const PLAN_USAGE = `usage: rehome-plan --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
+
+Pre-flight checks of a migration: both servers reachable and authenticated, the source can
+MIGRATE to the target (a throwaway probe key with a 10 s TTL, deleted afterwards), the target
+can RESTORE the source's payloads, versions, databases, memory, eviction policy, and keys that
+already exist in both servers (conflicts). Exit code 0: no failure; 1: a failure; 2: bad usage.
+
+  --source URL                    the old instance
+  --target URL                    the new instance
+  --target-from-source host:port  the target's address as the source dials it for MIGRATE
+  --on-conflict source|target     which copy of a key in both servers to keep; without --apply
+                                  plan only reports what it would delete
+  --apply                         with --on-conflict, resolve the conflicts now: 'source' deletes
+                                  the target copies, 'target' deletes the source copies (only
+                                  when no other check failed; run it before any proxy serves)
+  -h, --help                      this text`;
+
+/** The plan command line. Returns the exit code (0 no failure, 1 a failure, 2 usage). */
+export async function runPlanCli(argv: string[]): Promise<number> {
+  let opts: PlanOptions;
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        source: { type: 'string' },
+        target: { type: 'string' },
+        'target-from-source': { type: 'string' },
+        'on-conflict': { type: 'string' },
+        apply: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: false,
+      strict: true,
+    });
+    if (values.help) {
+      process.stdout.write(`${PLAN_USAGE}\n`);
+      return 0;
+    }
+    if (values.source === undefined) throw new ConfigError('--source is required');
+    if (values.target === undefined) throw new ConfigError('--target is required');
+    const oc = values['on-conflict'];
+    if (oc !== undefined && oc !== 'source' && oc !== 'target') {
+      throw new ConfigError(`--on-conflict: expected source or target, got '${oc}'`);
+    }
+    if (values.apply && oc === undefined) throw new ConfigError('--apply needs --on-conflict source|target');
+    const tfs = values['target-from-source'];
+    opts = {
+      source: parseRedisUrl('--source', values.source),
+      target: parseRedisUrl('--target', values.target),
+      targetFromSource: tfs !== undefined ? parseHostPort('--target-from-source', tfs) : null,
+      onConflict: oc ?? null,
+      apply: values.apply === true,
+    };
+    if (opts.targetFromSource && opts.targetFromSource.port === 0) {
+      throw new ConfigError('--target-from-source: port 0 is not an address');
+    }
+  } catch (e) {
+    process.stderr.write(`rehome plan: ${errText(e)} (see --help)\n`);
+    return 2;
+  }
+  const r = await plan(opts);
+  process.stdout.write(formatPlanReport(r));
+  return r.hardFailure ? 1 : 0;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  // exitCode, not exit(): stdout is flushed and the connections are already closed.
+  runPlanCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: Error) => {
+      process.stderr.write(`rehome plan: ${e.message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,196 @@
+/**
+ * `verify`: the cutover gate. Applications may point at the target directly only when the source
+ * is empty in every db and no key exists in both servers (DESIGN.md: every key lives in exactly
+ * one place).
+ *
+ * It SCANs every db of the source that INFO keyspace lists (at cutover time the source is small)
+ * and checks each key on the target with pipelined EXISTS, then re-checks the hits on the source
+ * (see confirmInBoth), so it is safe to run while proxies are still moving keys.
+ */
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { ConfigError, RehomeError, showKey } from '../errors.js';
+import { describeEndpoint, parseRedisUrl, type Endpoint } from '../upstream/endpoint.js';
+import {
+  closeServer,
+  configDatabases,
+  confirmInBoth,
+  describeCounts,
+  info,
+  keyspace,
+  keyText,
+  openBoth,
+  plural,
+  scanDb,
+  sumCounts,
+  type DbKey,
+  type ServerConn,
+} from './scan-both.js';
+
+export interface VerifyOptions {
+  source: Endpoint;
+  target: Endpoint;
+  /**
+   * The target's number of databases. Default: CONFIG GET databases on the target, or 16 when
+   * that is denied. Source keys in a db the target does not have cannot be in both.
+   */
+  databases?: number;
+  /** How many keys in both to list (default 100); inBothTotal counts them all. */
+  maxListed?: number;
+}
+
+export interface VerifyResult {
+  /** True only when the source is empty in every db and no key exists in both servers. */
+  ok: boolean;
+  /** Keys still in the source, per db (only dbs that have keys). */
+  remainingPerDb: Record<number, number>;
+  /** Keys found in both servers, up to maxListed; keys are latin1 strings (one char per byte). */
+  inBoth: DbKey[];
+  /** How many keys were found in both servers in all. */
+  inBothTotal: number;
+  /** The target's number of databases as used for the check. */
+  databases: number;
+}
+
+export const DEFAULT_MAX_LISTED = 100;
+
+/** Throws RehomeError ESAME when both connections reach the same server (same run_id). */
+export async function assertDistinct(source: ServerConn, target: ServerConn): Promise<void> {
+  const [s, t] = await Promise.all([info(source, 'server'), info(target, 'server')]);
+  const sid = s.get('run_id') ?? '';
+  if (sid !== '' && sid === t.get('run_id')) {
+    throw new RehomeError('ESAME', 'source and target are the same server (same run_id)');
+  }
+}
+
+/**
+ * Checks that the migration is complete. Throws RehomeError (EUPSTREAM, EAUTH, ESAME) when a
+ * server cannot be checked; the message names the server and the cause.
+ */
+export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
+  const maxListed = opts.maxListed ?? DEFAULT_MAX_LISTED;
+  let source: ServerConn | undefined;
+  let target: ServerConn | undefined;
+  try {
+    ({ source, target } = await openBoth(opts.source, opts.target));
+    await assertDistinct(source, target);
+    const databases = opts.databases ?? (await configDatabases(target)) ?? 16;
+    const dbs = [...(await keyspace(source)).keys()].sort((a, b) => a - b);
+    const remainingPerDb: Record<number, number> = {};
+    const inBoth: DbKey[] = [];
+    let inBothTotal = 0;
+    for (const db of dbs) {
+      let count = 0;
+      for await (const page of scanDb(source, db)) {
+        count += page.length;
+        if (db >= databases) continue; // the target has no such db: nothing can be in both
+        for (const k of await confirmInBoth(source, target, db, page)) {
+          inBothTotal++;
+          if (inBoth.length < maxListed) inBoth.push({ db, key: keyText(k) });
+        }
+      }
+      // INFO keyspace also counts expired keys not yet reclaimed; SCAN does not return them.
+      if (count > 0) remainingPerDb[db] = count;
+    }
+    const ok = Object.keys(remainingPerDb).length === 0 && inBothTotal === 0;
+    return { ok, remainingPerDb, inBoth, inBothTotal, databases };
+  } catch (e) {
+    if (e instanceof RehomeError) throw e;
+    throw new RehomeError('EUPSTREAM', `check failed: ${(e as Error).message.split('\n')[0]}`);
+  } finally {
+    closeServer(source);
+    closeServer(target);
+  }
+}
+
+/** The human report printed by the CLI (one item per line, newline-terminated). */
+export function formatVerifyReport(r: VerifyResult, source: Endpoint, target: Endpoint): string {
+  const src = describeEndpoint(source);
+  const lines: string[] = [];
+  if (r.ok) {
+    lines.push(`source ${src} empty in every db; no key in both: safe to cut over to target ${describeEndpoint(target)}`);
+    return `${lines.join('\n')}\n`;
+  }
+  const remaining = sumCounts(r.remainingPerDb);
+  if (remaining > 0) {
+    lines.push(`source ${src} still holds ${plural(remaining, 'key')}: ${describeCounts(r.remainingPerDb)}`);
+    const missing = Object.keys(r.remainingPerDb)
+      .map(Number)
+      .filter((db) => db >= r.databases);
+    if (missing.length > 0) {
+      lines.push(
+        `  db ${missing.join(', ')} ${missing.length === 1 ? 'does' : 'do'} not exist on the target (it has ${r.databases} databases): those keys cannot be migrated`,
+      );
+    }
+  }
+  if (r.inBothTotal > 0) {
+    lines.push(
+      `${plural(r.inBothTotal, 'key')} ${r.inBothTotal === 1 ? 'exists' : 'exist'} in both source and target (the target copy wins; rehome deletes the source copy when the key is touched or swept):`,
+    );
+    for (const { db, key } of r.inBoth) lines.push(`  db${db} '${showKey(key)}'`);
+    if (r.inBothTotal > r.inBoth.length) lines.push(`  ... and ${r.inBothTotal - r.inBoth.length} more`);
+  }
+  lines.push('not safe to cut over yet: keep rehome running until the source is empty, then run verify again');
+  return `${lines.join('\n')}\n`;
+}
+
+const VERIFY_USAGE = `usage: rehome-verify --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port
+
+Checks that the migration is complete: the source is empty in every db and no key exists in
+both servers. Exit code 0: safe to cut over; 1: not yet (or a server could not be checked);
+2: bad usage.
+
+  --source URL   the old instance
+  --target URL   the new instance
+  -h, --help     this text`;
+
+/** The verify command line. Returns the exit code (0 ok, 1 not ok or unreachable, 2 usage). */
+export async function runVerifyCli(argv: string[]): Promise<number> {
+  let source: Endpoint;
+  let target: Endpoint;
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        source: { type: 'string' },
+        target: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: false,
+      strict: true,
+    });
+    if (values.help) {
+      process.stdout.write(`${VERIFY_USAGE}\n`);
+      return 0;
+    }
+    if (values.source === undefined) throw new ConfigError('--source is required');
+    if (values.target === undefined) throw new ConfigError('--target is required');
+    source = parseRedisUrl('--source', values.source);
+    target = parseRedisUrl('--target', values.target);
+  } catch (e) {
+    process.stderr.write(`rehome verify: ${(e as Error).message.split('\n')[0]} (see --help)\n`);
+    return 2;
+  }
+  let r: VerifyResult;
+  try {
+    r = await verify({ source, target });
+  } catch (e) {
+    process.stderr.write(`rehome verify: ${(e as Error).message.split('\n')[0]}\n`);
+    return 1;
+  }
+  process.stdout.write(formatVerifyReport(r, source, target));
+  return r.ok ? 0 : 1;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  // exitCode, not exit(): stdout is flushed and the connections are already closed.
+  runVerifyCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: Error) => {
+      process.stderr.write(`rehome verify: ${e.message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
