@@ -39,6 +39,7 @@ export class Migration {
   /** Keys moved per second (smoothed). */
   rate = 0;
   sourceRestarted: { at: number; before: SourceIdentity; after: SourceIdentity } | null = null;
+  private warnedRefill = false;
   private lastMoved = 0;
   private lastAt = Date.now();
   private timer: NodeJS.Timeout | null = null;
@@ -93,17 +94,29 @@ export class Migration {
     this.rate = this.rate === 0 ? inst : this.rate * 0.6 + inst * 0.4;
     this.lastMoved = moved;
     this.lastAt = now;
-    if (this.phase === 'drained') return;
     try {
       const text = await this.source.db(0).info('keyspace');
-      this.remainingPerDb = parseKeyspace(text);
-      // The source never gains keys (rule 1), so an empty source stays empty.
-      if (this.remainingTotal === 0) this.setDrained();
+      const per = parseKeyspace(text);
+      if (this.phase === 'drained') {
+        const n = Object.values(per).reduce((a, b) => a + b, 0);
+        if (n > 0 && !this.warnedRefill) {
+          this.warnedRefill = true;
+          this.log(
+            `WARNING: ${n} keys appeared in the source after it was drained: something writes to it directly, bypassing rehome. rehome no longer reads the source; run rehome verify.`,
+          );
+        }
+        return;
+      }
+      this.remainingPerDb = per;
     } catch {
       // Unreachable source: the watch reports it; keep the last figures.
     }
   }
 
+  /**
+   * Declared by the sweeper when a pass finds every db of the source empty. The source never
+   * gains keys in migrate mode (rule 1), so it stays empty and is no longer consulted.
+   */
   private setDrained(): void {
     if (this.phase === 'drained') return;
     this.phase = 'drained';

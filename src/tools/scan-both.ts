@@ -99,9 +99,17 @@ export async function openServer(role: Role, ep: Endpoint, opts: OpenOptions = {
     }
     return { role, endpoint: ep, redis, authWarning };
   } catch (e) {
-    redis.disconnect();
+    disconnect(redis);
     throw e;
   }
+}
+
+/**
+ * Closes a connection. Skipped once ioredis has ended it: disconnect() on an already closed
+ * socket arms a timer (disconnectTimeout) that would keep the process alive for 2 s.
+ */
+function disconnect(redis: Redis): void {
+  if (redis.status !== 'end') redis.disconnect();
 }
 
 /** Opens both servers; if either fails, the other is closed and the first error is thrown. */
@@ -112,13 +120,13 @@ export async function openBoth(
 ): Promise<{ source: ServerConn; target: ServerConn }> {
   const [s, t] = await Promise.allSettled([openServer('source', source, opts), openServer('target', target, opts)]);
   if (s.status === 'fulfilled' && t.status === 'fulfilled') return { source: s.value, target: t.value };
-  if (s.status === 'fulfilled') s.value.redis.disconnect();
-  if (t.status === 'fulfilled') t.value.redis.disconnect();
+  if (s.status === 'fulfilled') disconnect(s.value.redis);
+  if (t.status === 'fulfilled') disconnect(t.value.redis);
   throw s.status === 'rejected' ? s.reason : (t as PromiseRejectedResult).reason;
 }
 
 export function closeServer(c: ServerConn | null | undefined): void {
-  c?.redis.disconnect();
+  if (c) disconnect(c.redis);
 }
 
 /** `field:value` lines of an INFO reply. */
