@@ -6,12 +6,16 @@
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { runStatusCli, runSweeperCli } from './admin/status-cli.js';
+import { runPlanCli } from './tools/plan.js';
+import { runVerifyCli } from './tools/verify.js';
 import { buildConfig, DEFAULTS } from './config.js';
 import { ConfigError, RehomeError } from './errors.js';
 import { RehomeProxy } from './proxy/server.js';
 import { describeEndpoint } from './upstream/endpoint.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
+       rehome plan --source URL --target URL [--target-from-source host:port] [--on-conflict source|target [--apply]]
+       rehome verify --source URL --target URL
        rehome status --admin host:port [--json]
        rehome sweeper pause|resume|rate KEYS_PER_SEC --admin host:port
 
@@ -28,6 +32,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --sweep-rate N                 sweeper keys per second at most, 0 = no limit (default ${DEFAULTS.sweepRate})
   --big-key-mb N                 keys at least this large are moved alone and reported (default ${DEFAULTS.bigKeyMb})
   --exit-when-drained            exit 0 once the source is empty
+  --on-conflict source|target    keys found in both servers at start: keep this copy, delete the other
+  --force                        start even when the pre-flight checks (rehome plan) fail
   --admin host:port              serve /status, /metrics and sweeper control over HTTP
   --progress bar|log|off         progress display (default: bar on a terminal, log lines otherwise)
   -h, --help                     this text`;
@@ -45,6 +51,8 @@ async function main(): Promise<void> {
   const sub = process.argv[2];
   if (sub === 'status') process.exit(await runStatusCli(process.argv.slice(3)));
   if (sub === 'sweeper') process.exit(await runSweeperCli(process.argv.slice(3)));
+  if (sub === 'plan') process.exit(await runPlanCli(process.argv.slice(3)));
+  if (sub === 'verify') process.exit(await runVerifyCli(process.argv.slice(3)));
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -53,6 +61,8 @@ async function main(): Promise<void> {
         'sweep-rate': { type: 'string' },
         'big-key-mb': { type: 'string' },
         'exit-when-drained': { type: 'boolean' },
+        'on-conflict': { type: 'string' },
+        force: { type: 'boolean' },
         admin: { type: 'string' },
         progress: { type: 'string' },
         listen: { type: 'string' },

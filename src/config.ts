@@ -32,6 +32,10 @@ export interface ProxyConfig {
   admin: { host: string; port: number } | null;
   /** Show a progress bar (TTY) or log progress lines. */
   progress: 'bar' | 'log' | 'off';
+  /** Which copy of a key found in both servers at start to keep (null: refuse to start). */
+  onConflict: 'source' | 'target' | null;
+  /** Start even when the pre-flight checks fail. */
+  force: boolean;
 }
 
 export const DEFAULTS = {
@@ -71,6 +75,8 @@ export interface RawOptions {
   'exit-when-drained'?: boolean | undefined;
   admin?: string | undefined;
   progress?: string | undefined;
+  'on-conflict'?: string | undefined;
+  force?: boolean | undefined;
 }
 
 export function buildConfig(o: RawOptions): ProxyConfig {
@@ -100,7 +106,15 @@ export function buildConfig(o: RawOptions): ProxyConfig {
     exitWhenDrained: Boolean(o['exit-when-drained']),
     admin: o.admin ? parseHostPort('--admin', o.admin) : null,
     progress: parseProgress(o.progress),
+    onConflict: parseOnConflict(o['on-conflict']),
+    force: Boolean(o.force),
   };
+}
+
+function parseOnConflict(v: string | undefined): 'source' | 'target' | null {
+  if (v === undefined) return null;
+  if (v === 'source' || v === 'target') return v;
+  throw new ConfigError(`--on-conflict must be source or target, got '${v}'`);
 }
 
 function parseProgress(v: string | undefined): 'bar' | 'log' | 'off' {

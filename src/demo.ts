@@ -100,20 +100,25 @@ async function main(): Promise<void> {
   console.log(`filled the old server with ${total} keys (strings, lists, hashes, sets, zsets, streams; a third with TTLs) in dbs ${DBS.join(', ')}`);
 
   const proxy = await RehomeProxy.start(
-    buildConfig({ listen: '127.0.0.1:0', source: `redis://127.0.0.1:${oldS.port}`, target: `redis://127.0.0.1:${newS.port}`, 'no-sweep': true }),
+    buildConfig({
+      listen: '127.0.0.1:0',
+      source: `redis://127.0.0.1:${oldS.port}`,
+      target: `redis://127.0.0.1:${newS.port}`,
+    }),
   );
   const pport = proxy.address().port;
-  console.log(`rehome listening on 127.0.0.1:${pport}; applications now talk to it`);
+  console.log(`rehome listening on 127.0.0.1:${pport}; applications now talk to it; the sweeper drains the rest`);
+  const tMig = Date.now();
 
-  // Live workload: writers and readers on random keys, while a "toucher" reads every key once
-  // through the proxy (standing in for the background sweeper of a later release).
+  // Live workload for the whole migration: readers and writers on random keys (many of them
+  // still in the old server, so they move on first touch) and counters.
   const lat: number[] = [];
   let ops = 0;
   let errors = 0;
   let running = true;
   const workers = Array.from({ length: 4 }, async (_, w) => {
-    const c = new Redis({ port: pport, db: DBS[w % DBS.length]! });
     const db = DBS[w % DBS.length]!;
+    const c = new Redis({ port: pport, db });
     while (running) {
       const i = Math.floor(Math.random() * KEYS_PER_DB);
       const t = process.hrtime.bigint();
@@ -129,23 +134,19 @@ async function main(): Promise<void> {
     }
     c.disconnect();
   });
-  const toucher = new Redis({ port: pport });
-  let touched = 0;
-  for (const db of DBS) {
-    await toucher.select(db);
-    let cursor = '0';
-    do {
-      const [next, keys] = await toucher.scan(cursor, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) {
-        await toucher.exists(...keys); // one MIGRATE ... KEYS per batch
-        touched += keys.length;
-      }
-    } while (cursor !== '0');
-    process.stdout.write(`  db ${db}: every key touched through the proxy (${touched} touches so far)\n`);
-  }
+  const m = proxy.migration;
+  const progress = setInterval(() => {
+    const done = Math.max(0, m.initialKeys - m.remainingTotal);
+    process.stdout.write(`\r  moved ${done}/${m.initialKeys} keys  (${Math.round(m.rate)} keys/s)   `);
+  }, 250);
+  await new Promise<void>((resolve) => m.onDrained(resolve));
+  clearInterval(progress);
+  process.stdout.write(`\r  moved ${m.initialKeys}/${m.initialKeys} keys in ${((Date.now() - tMig) / 1000).toFixed(1)} s            \n`);
+  // Keep the workload going briefly on the drained (pass-through) proxy too.
+  await new Promise((r) => setTimeout(r, 500));
   running = false;
   await Promise.all(workers);
+  const toucher = new Redis({ port: pport });
 
   // Verify: old empty, nothing in both, values intact.
   const oldC = oldS.client();
@@ -175,11 +176,11 @@ async function main(): Promise<void> {
   oldC.disconnect();
   newC.disconnect();
   await proxy.close(1000);
-  const m = proxy.mover.stats;
+  const st = proxy.mover.stats;
   lat.sort((a, b) => a - b);
   console.log('');
   console.log(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  console.log(`  MIGRATE calls ${m.migrateCalls}, keys moved ${m.keysMoved}, in-both resolved ${m.resolvedBoth}`);
+  console.log(`  keys moved: ${st.keysMovedOnTouch} on first touch, ${st.keysMovedBySweeper} by the sweeper (${st.migrateCalls} MIGRATE calls)`);
   console.log(`  workload: ${ops} operations, ${errors} errors, p50 ${pct(lat, 0.5).toFixed(2)} ms, p99 ${pct(lat, 0.99).toFixed(2)} ms`);
   console.log(`  verify: keys left in old ${leftover}, keys in both ${inBoth}, wrong values ${bad}`);
   const ok = leftover === 0 && inBoth === 0 && bad === 0 && errors === 0;

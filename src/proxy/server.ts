@@ -13,6 +13,7 @@ import { RehomeError } from '../errors.js';
 import { KnownAbsentCache } from '../migration/absent-cache.js';
 import { Migration } from '../migration/migration.js';
 import { Mover } from '../migration/mover.js';
+import { formatPlanReport, plan } from '../tools/plan.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { Session, type SessionContext } from './session.js';
@@ -120,6 +121,29 @@ export class RehomeProxy {
     ]);
     if (src.runId !== '' && src.runId === tgt.runId) {
       throw new RehomeError('ESAME', 'source and target are the same server (same run_id)');
+    }
+    // The pre-flight checks of `rehome plan`, conflicts resolved as --on-conflict says.
+    const pre = await plan({
+      source: config.source,
+      target: config.target,
+      targetFromSource: config.targetFromSource,
+      onConflict: config.onConflict,
+      apply: config.onConflict !== null,
+    });
+    if (pre.findings.some((f) => f.level !== 'ok')) {
+      const report = formatPlanReport(pre).trimEnd().split('\n');
+      for (const line of report) if (!line.startsWith('ok ')) log(`plan: ${line.replace(/^plan: /, '')}`);
+    }
+    if (pre.hardFailure) {
+      const first = pre.findings.find((f) => f.level === 'fail');
+      const hint =
+        first?.check === 'conflicts'
+          ? ' (a restarted rehome finds the leftovers of interrupted moves here: --on-conflict target keeps the target copies, as DESIGN.md rule 3 does)'
+          : '';
+      if (!config.force) {
+        throw new RehomeError('EPLAN', `pre-flight check failed: ${first?.message ?? 'see the log'}${hint}; fix it, or pass --force`);
+      }
+      log('pre-flight checks failed; starting anyway (--force)');
     }
     const controlOpts = {
       // MIGRATE's own timeout plus a margin: past it the source is taken as unresponsive.

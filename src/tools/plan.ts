@@ -472,7 +472,7 @@ export function formatPlanReport(r: PlanResult): string {
   return `${lines.join('\n')}\n`;
 }
 
-const PLAN_USAGE = `usage: rehome-plan --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
+const PLAN_USAGE = `usage: rehome plan --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
 
 Pre-flight checks of a migration: both servers reachable and authenticated, the source can
 MIGRATE to the target (a throwaway probe key with a 10 s TTL, deleted afterwards), the target

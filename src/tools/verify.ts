@@ -134,7 +134,7 @@ export function formatVerifyReport(r: VerifyResult, source: Endpoint, target: En
   return `${lines.join('\n')}\n`;
 }
 
-const VERIFY_USAGE = `usage: rehome-verify --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port
+const VERIFY_USAGE = `usage: rehome verify --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port
 
 Checks that the migration is complete: the source is empty in every db and no key exists in
 both servers. Exit code 0: safe to cut over; 1: not yet (or a server could not be checked);

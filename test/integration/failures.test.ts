@@ -78,7 +78,8 @@ describe('failed moves inside transactions and scripts', () => {
     const deadPort = dead.port;
     await dead.close();
     await ctx.source.client().set('stuck', 'in-source');
-    return ctx.restartProxy(['--migrate-timeout-ms', '1000', '--target-from-source', `127.0.0.1:${deadPort}`]);
+    // --force: the pre-flight MIGRATE probe would (rightly) refuse this address at start.
+    return ctx.restartProxy(['--force', '--migrate-timeout-ms', '1000', '--target-from-source', `127.0.0.1:${deadPort}`]);
   }
 
   it('a queued command whose key cannot be moved aborts the whole transaction (EXECABORT)', async () => {

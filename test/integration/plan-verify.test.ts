@@ -379,6 +379,20 @@ describe('plan', () => {
     expect(findings(none, 'connect').some((f) => f.level === 'fail' && /authentication required/.test(f.message))).toBe(true);
   });
 
+  it('an ACL user on the target: MIGRATE uses AUTH2 user pass', async () => {
+    const acl = await startRedis({
+      args: ['--user', 'default', 'off', '--user', 'mover', 'on', '>pw2', '~*', '&*', '+@all'],
+      username: 'mover',
+      password: 'pw2',
+    });
+    extra.push(acl);
+    const r = await plan({ source: ep(ctx.source), target: ep(acl) });
+    expect(r.hardFailure, describePlan(r)).toBe(false);
+    expect(levelOf(r, 'migrate')).toBe('ok');
+    expect(levelOf(r, 'restore')).toBe('ok');
+    expect(await keysOf(acl, 0)).toEqual([]);
+  });
+
   it('fails, without throwing, when a server is unreachable or both are the same server', async () => {
     const dead = await freePort();
     const r = await plan({ source: parseRedisUrl('s', `redis://127.0.0.1:${dead}`), target: ep(ctx.target) });
