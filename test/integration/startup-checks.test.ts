@@ -1,0 +1,56 @@
+/**
+ * The proxy runs the pre-flight checks of `rehome plan` at start: it refuses keys found in both
+ * servers unless --on-conflict says which copy to keep, and refuses an unusable MIGRATE address
+ * unless --force is given.
+ */
+import { describe, expect, it } from 'vitest';
+import { usePair } from '../helpers/fixture.js';
+import { assertNoKeyInBoth } from '../helpers/invariant.js';
+import { runCli, startProxy } from '../helpers/proxy.js';
+import { freePort } from '../helpers/redis.js';
+
+const ctx = usePair({ autoProxy: false });
+
+describe('pre-flight checks at start', () => {
+  it('refuses to start on keys in both servers, with one line naming the cause', async () => {
+    await ctx.source.client().set('dup', 'from-source');
+    await ctx.target.client().set('dup', 'from-target');
+    const r = await runCli(['--listen', '127.0.0.1:0', '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/pre-flight check failed: .*1 key.* both/);
+    expect(r.stderr).toMatch(/--on-conflict/);
+    // Nothing was touched.
+    expect(await ctx.source.client().get('dup')).toBe('from-source');
+    expect(await ctx.target.client().get('dup')).toBe('from-target');
+  });
+
+  it('--on-conflict target keeps the target copy; --on-conflict source keeps the source copy', async () => {
+    await ctx.source.client().mset('a', 'src-a', 'b', 'src-b');
+    await ctx.target.client().set('a', 'tgt-a');
+    let p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--on-conflict', 'target'] });
+    expect(await p.client().get('a')).toBe('tgt-a');
+    expect(await p.client().get('b')).toBe('src-b');
+    await p.stop();
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+
+    await ctx.source.client().set('c', 'src-c');
+    await ctx.target.client().set('c', 'tgt-c');
+    p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--on-conflict', 'source'] });
+    expect(await p.client().get('c')).toBe('src-c');
+    await p.stop();
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('refuses a MIGRATE address the source cannot reach, unless --force', async () => {
+    const dead = await freePort();
+    const args = ['--listen', '127.0.0.1:0', '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep', '--target-from-source', `127.0.0.1:${dead}`];
+    const r = await runCli(args);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot MIGRATE/);
+    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--force', '--target-from-source', `127.0.0.1:${dead}`] });
+    expect(await p.client().ping()).toBe('PONG');
+    expect(p.stderr).toMatch(/--force/);
+    await p.stop();
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+});
