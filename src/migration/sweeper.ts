@@ -176,12 +176,7 @@ export class Sweeper {
         continue;
       }
       try {
-        if (!(await this.holdLease())) {
-          if (this.state !== 'standby') this.log('sweeper on standby: another proxy holds the sweep lease');
-          this.state = 'standby';
-          await this.sleep(this.opts.leaseMs / 3);
-          continue;
-        }
+        // Every proxy sees the source empty, lease holder or not.
         const ks = await this.readKeyspace();
         this.remaining = ks;
         const dbs = Object.keys(ks).map(Number);
@@ -190,6 +185,12 @@ export class Sweeper {
           await this.releaseLease();
           this.onDrained();
           return;
+        }
+        if (!(await this.holdLease())) {
+          if (this.state !== 'standby') this.log('sweeper on standby: another proxy holds the sweep lease');
+          this.state = 'standby';
+          await this.sleep(this.opts.leaseMs / 3);
+          continue;
         }
         if (this.state !== 'sweeping') this.log(`sweeper running over db ${dbs.join(', ')}`);
         this.state = 'sweeping';
