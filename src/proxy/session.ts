@@ -152,6 +152,9 @@ export class Session {
   private upstreamBlocked = false;
   private readonly upstream: net.Socket;
   private pumping = false;
+  /** Bytes for the target not yet written (see sendBytes). */
+  private wParts: Buffer[] = [];
+  private wLast: Buffer | null = null;
 
   constructor(
     readonly client: net.Socket,
@@ -242,6 +245,7 @@ export class Session {
       }
     } finally {
       this.pumping = false;
+      this.flushUp();
       up.uncork();
     }
     if (this.closing) this.flushOut();
@@ -283,7 +287,7 @@ export class Session {
       }
       if (name !== 'reset') {
         // Its replies arrive through the stream entry.
-        this.upstream.write(req.raw);
+        this.sendBytes(req.raw);
         return;
       }
     }
@@ -352,7 +356,7 @@ export class Session {
         if (this.subscribed) {
           // The stream ends when the target answers +RESET.
           this.subscribed = false;
-          this.upstream.write(req.raw);
+          this.sendBytes(req.raw);
           return;
         }
         this.forwardPlain(req);
@@ -551,6 +555,7 @@ export class Session {
     this.held = null;
     this.upstream.cork();
     this.dispatch(req);
+    this.flushUp();
     this.upstream.uncork();
     this.pump();
   }
@@ -561,7 +566,7 @@ export class Session {
       return;
     }
     if (this.subscribed) {
-      this.upstream.write(req.raw);
+      this.sendBytes(req.raw);
       return;
     }
     if (req.name.endsWith('subscribe') && !req.name.includes('un') && req.argc < 2) {
@@ -585,7 +590,8 @@ export class Session {
     this.held = req;
     const token = randomBytes(12).toString('hex');
     this.barrierToken = Buffer.from(token);
-    this.upstream.write(`*2\r\n$4\r\nPING\r\n$${token.length}\r\n${token}\r\n`);
+    this.sendBytes(Buffer.from(`*2\r\n$4\r\nPING\r\n$${token.length}\r\n${token}\r\n`));
+    this.flushUp();
   }
 
   private refuse(req: Request, text: string): void {
@@ -640,6 +646,7 @@ export class Session {
     while (this.waiting.length > 0 && this.waiting.peek()!.pre === null) {
       this.send(this.waiting.shift()!);
     }
+    this.flushUp();
     this.upstream.uncork();
     this.flushOut();
     if (this.waiting.length === 0) this.pump();
@@ -652,7 +659,7 @@ export class Session {
         p.swallow = true;
         p.state = St.Forwarded;
         this.up.push(p);
-        this.upstream.write(POISON);
+        this.sendBytes(POISON);
       }
       e.reply = e.failed;
       e.state = St.Done;
@@ -672,9 +679,35 @@ export class Session {
     }
     e.state = St.Forwarded;
     this.up.push(e);
-    if (!this.upstream.write(e.bytes ?? e.req!.raw)) {
-      this.upstreamBlocked = true;
+    this.sendBytes(e.bytes ?? e.req!.raw);
+  }
+
+  /**
+   * Queues bytes for the target. Requests framed from one client chunk lie next to each other in
+   * that chunk, so consecutive ones are merged into one view and written with a single call.
+   */
+  private sendBytes(b: Buffer): void {
+    const last = this.wLast;
+    if (last !== null && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
+      this.wLast = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+      return;
     }
+    if (last !== null) this.wParts.push(last);
+    this.wLast = b;
+  }
+
+  /** Writes what sendBytes() queued. */
+  private flushUp(): void {
+    const last = this.wLast;
+    if (last === null || this.dead) return;
+    this.wLast = null;
+    let ok = true;
+    if (this.wParts.length > 0) {
+      for (const p of this.wParts) ok = this.upstream.write(p) && ok;
+      this.wParts = [];
+    }
+    ok = this.upstream.write(last) && ok;
+    if (!ok) this.upstreamBlocked = true;
   }
 
   // ---------------------------------------------------------------- target side
