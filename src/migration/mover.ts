@@ -193,12 +193,28 @@ export class Mover {
   }
 
   /** One MIGRATE (single-key or KEYS form). Resolves to 'OK' or 'NOKEY'; rejects on any error. */
-  async migrate(db: number, keys: readonly string[], timeoutMs?: number): Promise<string> {
+  /**
+   * One MIGRATE (single-key or KEYS form), sent in a MULTI after an EXISTS of the same keys: the
+   * two run atomically in the source, so on OK `moved` is exactly the number of keys that moved
+   * (MIGRATE ... KEYS skips missing keys without saying so). Rejects on any error.
+   */
+  async migrate(
+    db: number,
+    keys: readonly string[],
+    timeoutMs?: number,
+  ): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
     this.stats.migrateCalls++;
     const args = this.migrateArgs(db, keys);
     if (timeoutMs !== undefined) args[4] = timeoutMs;
-    const reply = await this.source.db(db).call('MIGRATE', ...args);
-    return String(reply);
+    const kb = keys.map((k) => Buffer.from(k, 'latin1'));
+    const res = await this.source.db(db).multi().exists(...kb).call('MIGRATE', ...args).exec();
+    if (res === null) throw new Error('MIGRATE transaction aborted');
+    const [ex, mg] = res;
+    if (mg?.[0]) throw mg[0];
+    if (ex?.[0]) throw ex[0];
+    const reply = String(mg?.[1]);
+    if (reply !== 'OK' && reply !== 'NOKEY') throw new Error(`unexpected MIGRATE reply: ${reply}`);
+    return { reply, moved: reply === 'OK' ? Number(ex?.[1] ?? 0) : 0 };
   }
 
   private async moveBatch(
@@ -213,14 +229,7 @@ export class Mover {
       const r = await this.migrate(db, keys, how.timeoutMs);
       this.onMigrate?.(performance.now() - t0, keys.length, true);
       if (how.cache) for (let j = 0; j < keys.length; j++) this.markAbsent(db, keys[j]!);
-      if (r === 'NOKEY') {
-        this.stats.keysAbsent += keys.length;
-      } else {
-        // OK: every key that existed moved (the sweeper's keys existed when SCAN saw them).
-        this.stats.keysMoved += keys.length;
-        if (how.origin === 'sweep') this.stats.keysMovedBySweeper += keys.length;
-        else this.stats.keysMovedOnTouch += keys.length;
-      }
+      this.countMoved(r.moved, keys.length - r.moved, how.origin);
       for (const d of ds) d.resolve();
       return;
     } catch (e) {
@@ -238,6 +247,13 @@ export class Mover {
         }
       }),
     );
+  }
+
+  private countMoved(moved: number, absent: number, origin: 'touch' | 'sweep'): void {
+    this.stats.keysMoved += moved;
+    this.stats.keysAbsent += absent;
+    if (origin === 'sweep') this.stats.keysMovedBySweeper += moved;
+    else this.stats.keysMovedOnTouch += moved;
   }
 
   private markAbsent(db: number, key: string): void {
@@ -298,11 +314,7 @@ export class Mover {
       if (attempt === 2) break;
       try {
         const r = await this.migrate(db, [key], how.timeoutMs);
-        if (r === 'OK') {
-          this.stats.keysMoved++;
-          if (how.origin === 'sweep') this.stats.keysMovedBySweeper++;
-          else this.stats.keysMovedOnTouch++;
-        }
+        this.countMoved(r.moved, 1 - r.moved, how.origin);
         markAbsent();
         return;
       } catch (e) {

@@ -104,6 +104,7 @@ export class Sweeper {
     this.state = 'paused';
     this.pauseReason = reason;
     this.log(`sweeper paused: ${reason}`);
+    this.kick();
   }
 
   resume(): void {
@@ -116,6 +117,9 @@ export class Sweeper {
 
   setRate(rate: number): void {
     this.opts.rate = rate;
+    this.rateWindowStart = 0;
+    this.batchSize = Math.min(Math.max(this.batchSize, this.opts.minBatch), this.rateCap());
+    this.kick();
   }
 
   async stop(): Promise<void> {
@@ -236,6 +240,9 @@ export class Sweeper {
     });
     if (small.length > 0) {
       await this.paceRate(small.length);
+      // Paused (or stopped) while waiting for the rate: move nothing more; the next pass sees
+      // these keys again.
+      if (this.state !== 'sweeping' || this.stopped) return;
       const t0 = performance.now();
       await this.mover.sweep(db, small).catch((e: Error) => {
         this.errors++;
@@ -245,6 +252,7 @@ export class Sweeper {
     }
     for (const b of big) {
       await this.paceRate(1);
+      if (this.state !== 'sweeping' || this.stopped) return;
       const timeoutMs = Math.max(
         this.opts.migrateTimeoutMs,
         Math.ceil((b.bytes / this.opts.bigKeyBytesPerSec) * 1000) * 2,
@@ -270,7 +278,7 @@ export class Sweeper {
     const per = ms / n;
     this.perKeyMs = this.perKeyMs === 0 ? per : this.perKeyMs * 0.7 + per * 0.3;
     const want = Math.floor(this.opts.budgetMs / Math.max(this.perKeyMs, 0.001));
-    this.batchSize = Math.max(this.opts.minBatch, Math.min(this.opts.maxBatch, want));
+    this.batchSize = Math.min(Math.max(this.opts.minBatch, Math.min(this.opts.maxBatch, want)), this.rateCap());
   }
 
   private async paceRate(n: number): Promise<void> {
@@ -284,8 +292,13 @@ export class Sweeper {
     this.rateWindowKeys += n;
     const due = this.rateWindowStart + (this.rateWindowKeys / rate) * 1000;
     if (due > now) await this.sleep(due - now);
-    // Keep batches small enough that the limit is smooth.
-    this.batchSize = Math.max(1, Math.min(this.batchSize, Math.ceil(rate / 10)));
+    this.batchSize = Math.min(this.batchSize, this.rateCap());
+  }
+
+  /** With a rate limit, batches of a tenth of a second's worth keep the flow smooth. */
+  private rateCap(): number {
+    const rate = this.opts.rate;
+    return rate > 0 ? Math.max(1, Math.ceil(rate / 10)) : Number.MAX_SAFE_INTEGER;
   }
 
   // ------------------------------------------------------------------ lease
