@@ -103,6 +103,7 @@ export class Mover {
     private readonly target: ControlPool,
     readonly cache: KnownAbsentCache,
     private readonly dest: MigrateDestination,
+    private readonly sweepSource: ControlPool | null = null,
   ) {}
 
   /**
@@ -202,12 +203,16 @@ export class Mover {
     db: number,
     keys: readonly string[],
     timeoutMs?: number,
+    sweep = false,
   ): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
     this.stats.migrateCalls++;
     const args = this.migrateArgs(db, keys);
     if (timeoutMs !== undefined) args[4] = timeoutMs;
     const kb = keys.map((k) => Buffer.from(k, 'latin1'));
-    const res = await this.source.db(db).multi().exists(...kb).call('MIGRATE', ...args).exec();
+    // The sweeper's moves use their own connections, so a client's move never queues behind a
+    // sweeper batch on the same socket (only behind the one the source is running).
+    const pool = sweep && this.sweepSource ? this.sweepSource : this.source;
+    const res = await pool.db(db).multi().exists(...kb).call('MIGRATE', ...args).exec();
     if (res === null) throw new Error('MIGRATE transaction aborted');
     const [ex, mg] = res;
     if (mg?.[0]) throw mg[0];
@@ -226,7 +231,7 @@ export class Mover {
     let firstErr: unknown;
     const t0 = performance.now();
     try {
-      const r = await this.migrate(db, keys, how.timeoutMs);
+      const r = await this.migrate(db, keys, how.timeoutMs, how.origin === 'sweep');
       this.onMigrate?.(performance.now() - t0, keys.length, true);
       if (how.cache) for (let j = 0; j < keys.length; j++) this.markAbsent(db, keys[j]!);
       this.countMoved(r.moved, keys.length - r.moved, how.origin);
@@ -313,7 +318,7 @@ export class Mover {
       }
       if (attempt === 2) break;
       try {
-        const r = await this.migrate(db, [key], how.timeoutMs);
+        const r = await this.migrate(db, [key], how.timeoutMs, how.origin === 'sweep');
         this.countMoved(r.moved, 1 - r.moved, how.origin);
         markAbsent();
         return;

@@ -61,6 +61,17 @@ export interface BigKeyReport {
 
 const LEASE_PREFIX = 'rehome-sweeper-lease:';
 
+/** SCAN one step and name the keys at least ARGV[3] bytes large (read-only). */
+const SCAN_SCRIPT = `
+local r = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local lim = tonumber(ARGV[3])
+local big, sizes = {}, {}
+for _, k in ipairs(r[2]) do
+  local m = redis.call('MEMORY', 'USAGE', k)
+  if m and m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m end
+end
+return {r[1], r[2], big, sizes}`;
+
 /** Background mover of untouched keys; see the file comment. */
 export class Sweeper {
   state: SweeperState = 'starting';
@@ -80,6 +91,7 @@ export class Sweeper {
   private rateWindowStart = 0;
   private rateWindowKeys = 0;
   private perKeyMs = 0;
+  private scriptOk = true;
   private readonly done: Promise<void>;
 
   constructor(
@@ -211,33 +223,69 @@ export class Sweeper {
     }
   }
 
-  private async sweepDb(db: number): Promise<void> {
-    let cursor = '0';
+  /**
+   * One SCAN step and the size check of what it found, in one read-only script on the source:
+   * [next cursor, keys, big keys, their sizes]. One round trip per batch, whatever its size.
+   */
+  private async scanStep(db: number, cursor: string): Promise<[string, Buffer[], Buffer[], number[]]> {
     const c = this.conn(db);
-    do {
-      if (this.stopped || this.state !== 'sweeping') return;
-      const [next, keys] = await c.scanBuffer(cursor, 'COUNT', this.batchSize);
-      cursor = String(next);
-      if (keys.length > 0) await this.moveKeys(db, keys);
-      await this.renewLease();
-    } while (cursor !== '0');
-    this.remaining[db] = await c.dbsize();
+    if (this.scriptOk) {
+      try {
+        const r = (await c.callBuffer('EVAL_RO', SCAN_SCRIPT, '0', cursor, String(this.batchSize), String(this.opts.bigKeyBytes))) as [
+          Buffer,
+          Buffer[],
+          Buffer[],
+          number[],
+        ];
+        return [r[0].toString('latin1'), r[1], r[2], r[3]];
+      } catch (e) {
+        // Scripts disabled or denied: plain SCAN and a pipelined MEMORY USAGE instead.
+        this.scriptOk = false;
+        this.log(`sweeper: size check by script unavailable (${(e as Error).message}); using MEMORY USAGE per key`);
+      }
+    }
+    const [next, keys] = await c.scanBuffer(cursor, 'COUNT', this.batchSize);
+    const p = c.pipeline();
+    for (const k of keys) p.memory('USAGE', k);
+    const sizes = (await p.exec()) ?? [];
+    const big: Buffer[] = [];
+    const bigSizes: number[] = [];
+    keys.forEach((k, i) => {
+      const bytes = Number(sizes[i]?.[1] ?? 0);
+      if (bytes >= this.opts.bigKeyBytes) {
+        big.push(k);
+        bigSizes.push(bytes);
+      }
+    });
+    return [String(next), keys, big, bigSizes];
   }
 
-  private async moveKeys(db: number, raw: Buffer[]): Promise<void> {
-    const c = this.conn(db);
-    // Sizes, to move big keys alone. One pipelined round trip per batch.
-    const p = c.pipeline();
-    for (const k of raw) p.memory('USAGE', k);
-    const sizes = (await p.exec()) ?? [];
+  private async sweepDb(db: number): Promise<void> {
+    // While one batch is being moved, the next SCAN step already runs (on another connection),
+    // so the source is never idle waiting for the proxy.
+    let step = this.scanStep(db, '0');
+    for (;;) {
+      const [cursor, keys, big, bigSizes] = await step;
+      if (this.stopped || this.state !== 'sweeping') return;
+      if (cursor !== '0') {
+        step = this.scanStep(db, cursor);
+        step.catch(() => {}); // awaited on the next turn
+      }
+      if (keys.length > 0) await this.moveKeys(db, keys, big, bigSizes);
+      await this.renewLease();
+      if (cursor === '0') break;
+    }
+    this.remaining[db] = await this.conn(db).dbsize();
+  }
+
+  private async moveKeys(db: number, raw: Buffer[], bigRaw: Buffer[], bigSizes: number[]): Promise<void> {
+    const bigSet = new Set(bigRaw.map((k) => k.toString('latin1')));
     const small: string[] = [];
-    const big: Array<{ key: string; bytes: number }> = [];
-    raw.forEach((k, i) => {
-      const bytes = Number(sizes[i]?.[1] ?? 0);
+    for (const k of raw) {
       const key = k.toString('latin1');
-      if (bytes >= this.opts.bigKeyBytes) big.push({ key, bytes });
-      else if (sizes[i]?.[1] !== null) small.push(key); // null: already gone
-    });
+      if (!bigSet.has(key)) small.push(key);
+    }
+    const big = bigRaw.map((k, i) => ({ key: k.toString('latin1'), bytes: Number(bigSizes[i] ?? 0) }));
     if (small.length > 0) {
       await this.paceRate(small.length);
       // Paused (or stopped) while waiting for the rate: move nothing more; the next pass sees

@@ -91,6 +91,7 @@ export class RehomeProxy {
     private readonly log: Logger,
     readonly migration: Migration,
     readonly versions: { source: string; target: string },
+    private readonly sweepSource: ControlPool,
   ) {
     this.metrics = new ProxyMetrics(() => {
       const st = ctx.mover.stats;
@@ -152,6 +153,7 @@ export class RehomeProxy {
     };
     const source = new ControlPool(config.source, controlOpts, 'source');
     const target = new ControlPool(config.target, controlOpts, 'target');
+    const sweepSource = new ControlPool(config.source, controlOpts, 'source');
     try {
       const commandReply = (await target.db(0).call('COMMAND')) as unknown[];
       const table = new CommandTable(commandReply);
@@ -171,7 +173,7 @@ export class RehomeProxy {
         ...(config.target.username !== undefined ? { username: config.target.username } : {}),
         ...(config.target.password !== undefined ? { password: config.target.password } : {}),
         timeoutMs: config.migrateTimeoutMs,
-      });
+      }, sweepSource);
       // Half-open: a client that shuts down its sending side still gets every reply.
       const server = net.createServer({ allowHalfOpen: true });
       let proxy: RehomeProxy | null = null;
@@ -208,7 +210,7 @@ export class RehomeProxy {
       proxy = new RehomeProxy(config, server, ctx, source, target, log, migration, {
         source: src.version,
         target: tgt.version,
-      });
+      }, sweepSource);
       const p = proxy;
       server.on('connection', (sock) => {
         if (p.stopping) {
@@ -243,7 +245,7 @@ export class RehomeProxy {
       );
       return proxy;
     } catch (e) {
-      await Promise.all([source.close(), target.close()]);
+      await Promise.all([source.close(), target.close(), sweepSource.close()]);
       throw e;
     }
   }
@@ -331,7 +333,7 @@ export class RehomeProxy {
         for (const s of [...this.sessions]) s.destroy();
       }
       await this.migration.stop();
-      await Promise.all([this.source.close(), this.target.close()]);
+      await Promise.all([this.source.close(), this.target.close(), this.sweepSource.close()]);
     })();
     return this.stopping;
   }
