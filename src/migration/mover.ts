@@ -62,18 +62,15 @@ function classify(err: unknown): { kind: Kind; text: string } {
 
 const TOUCH = { cache: true, origin: 'touch' as const };
 
-class Deferred {
-  resolve!: () => void;
-  reject!: (e: Error) => void;
-  readonly promise: Promise<void>;
-  constructor() {
-    this.promise = new Promise<void>((res, rej) => {
-      this.resolve = res;
-      this.reject = rej;
-    });
-    // A waiter always attaches; this keeps a failure nobody awaited from being "unhandled".
-    this.promise.catch(() => {});
-  }
+const NO_FAILURES: Map<string, Error> = new Map();
+
+function throwFirst(fails: Map<string, Error>): void {
+  for (const e of fails.values()) throw e;
+}
+
+function throwFor(fails: Map<string, Error>, key: string): void {
+  const e = fails.get(key);
+  if (e) throw e;
 }
 
 /** Moves keys from the source to the target; see the file comment. */
@@ -89,7 +86,8 @@ export class Mover {
     failures: 0,
     errorsByKind: {},
   };
-  private readonly inflight = new Map<string, Promise<void>>();
+  /** Keys being moved now, each with the batch that moves it (single-flight). */
+  private readonly inflight = new Map<string, { batch: Promise<Map<string, Error>>; key: string }>();
   /**
    * The source holds no key in any db: nothing needs confirming any more (rule 1: the source
    * never gains keys), so gates pass without consulting it.
@@ -152,7 +150,7 @@ export class Mover {
       seen.add(id);
       const f = this.inflight.get(id);
       if (f) {
-        waits.push(f);
+        waits.push(f.batch.then((fails) => throwFor(fails, f.key)));
         continue;
       }
       let list = byDb.get(db);
@@ -160,18 +158,17 @@ export class Mover {
       list.push(key);
     }
     for (const [db, keys] of byDb) {
-      const ds = keys.map(() => new Deferred());
-      keys.forEach((k, j) => {
-        const id = `${db}:${k}`;
-        const p = ds[j]!.promise;
-        this.inflight.set(id, p);
-        waits.push(p);
-        const done = () => {
-          if (this.inflight.get(id) === p) this.inflight.delete(id);
-        };
-        p.then(done, done);
+      // One promise per batch (not per key): it resolves to the keys that could not be
+      // confirmed, so a sweeper batch of hundreds of keys costs one promise.
+      const batch = this.moveBatch(db, keys, how);
+      for (const k of keys) this.inflight.set(`${db}:${k}`, { batch, key: k });
+      waits.push(batch.then(throwFirst));
+      void batch.then(() => {
+        for (const k of keys) {
+          const id = `${db}:${k}`;
+          if (this.inflight.get(id)?.batch === batch) this.inflight.delete(id);
+        }
       });
-      void this.moveBatch(db, keys, ds, how);
     }
     if (waits.length === 1) return waits[0]!;
     return Promise.all(waits).then(() => undefined);
@@ -222,12 +219,12 @@ export class Mover {
     return { reply, moved: reply === 'OK' ? Number(ex?.[1] ?? 0) : 0 };
   }
 
+  /** Moves one batch; resolves (never rejects) to the keys that could not be confirmed absent. */
   private async moveBatch(
     db: number,
     keys: string[],
-    ds: Deferred[],
     how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined },
-  ): Promise<void> {
+  ): Promise<Map<string, Error>> {
     let firstErr: unknown;
     const t0 = performance.now();
     try {
@@ -235,23 +232,23 @@ export class Mover {
       this.onMigrate?.(performance.now() - t0, keys.length, true);
       if (how.cache) for (let j = 0; j < keys.length; j++) this.markAbsent(db, keys[j]!);
       this.countMoved(r.moved, keys.length - r.moved, how.origin);
-      for (const d of ds) d.resolve();
-      return;
+      return NO_FAILURES;
     } catch (e) {
       this.onMigrate?.(performance.now() - t0, keys.length, false);
       firstErr = e;
     }
     // Uncertain: MIGRATE reports only its first error and may have moved some keys.
+    const fails = new Map<string, Error>();
     await Promise.all(
-      keys.map(async (k, j) => {
+      keys.map(async (k) => {
         try {
           await this.resolveKey(db, k, firstErr, how);
-          ds[j]!.resolve();
         } catch (e) {
-          ds[j]!.reject(e as Error);
+          fails.set(k, e as Error);
         }
       }),
     );
+    return fails;
   }
 
   private countMoved(moved: number, absent: number, origin: 'touch' | 'sweep'): void {
