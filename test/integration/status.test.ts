@@ -6,56 +6,20 @@
  * the migration drained at once).
  */
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { fetchStatus, useAdminProxies, type AdminProxy } from '../helpers/admin.js';
 import { usePair, type PairContext } from '../helpers/fixture.js';
 import { assertNoKeyInBoth } from '../helpers/invariant.js';
-import { runCli, startProxy, type ProxyHandle } from '../helpers/proxy.js';
+import { runCli } from '../helpers/proxy.js';
 import { freePort } from '../helpers/redis.js';
 import { sleep, waitFor } from '../helpers/util.js';
 
 // ------------------------------------------------------------------ helpers (local to this file)
 
+const adminProxy = useAdminProxies();
+
 type Json = Record<string, any>;
 
-interface AdminProxy {
-  proxy: ProxyHandle;
-  /** host:port of the admin endpoint. */
-  admin: string;
-}
-
-const running: ProxyHandle[] = [];
-
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((p) => p.stop('SIGTERM', 3_000)));
-});
-
-/** Starts a proxy (sweeper on unless sweep: false) with an admin endpoint on a free port. */
-async function adminProxy(ctx: PairContext, args: string[] = [], sweep = true): Promise<AdminProxy> {
-  let lastErr: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const admin = `127.0.0.1:${await freePort()}`;
-    try {
-      const proxy = await startProxy({
-        source: ctx.source,
-        target: ctx.target,
-        sweep,
-        args: ['--admin', admin, ...(args.includes('--progress') ? [] : ['--progress', 'off']), ...args],
-      });
-      running.push(proxy);
-      return { proxy, admin };
-    } catch (e) {
-      lastErr = e; // the free port may have been taken in between: try another
-    }
-  }
-  throw lastErr;
-}
-
-async function getStatus(admin: string): Promise<Json> {
-  const r = await fetch(`http://${admin}/status`);
-  expect(r.status).toBe(200);
-  expect(r.headers.get('content-type')).toMatch(/application\/json/);
-  return (await r.json()) as Json;
-}
 
 async function getMetrics(admin: string): Promise<string> {
   const r = await fetch(`http://${admin}/metrics`);
@@ -90,7 +54,7 @@ async function waitDrained(ap: AdminProxy, timeoutMs = 20_000): Promise<Json> {
   try {
     return await waitFor(
       async () => {
-        const st = await getStatus(ap.admin);
+        const st = await fetchStatus<Json>(ap.admin);
         return st.phase === 'drained' ? st : null;
       },
       'phase drained',
@@ -135,7 +99,7 @@ describe('GET /status and `rehome status`', () => {
     for (let i = 0; i < 10; i++) expect(await c.get(`k:${i}`)).toBe(`v-2-${i}`);
     await c.select(0);
 
-    const st = await getStatus(ap.admin);
+    const st = await fetchStatus<Json>(ap.admin);
     expect(st.phase).toBe('migrating');
     expect(st.keys.initial_in_source).toBe(2300);
     expect(typeof st.keys.remaining_total).toBe('number');
@@ -164,7 +128,7 @@ describe('GET /status and `rehome status`', () => {
     const s2 = ctx.source.client(2);
     await waitFor(
       async () => {
-        const x = await getStatus(ap.admin);
+        const x = await fetchStatus<Json>(ap.admin);
         return x.keys.remaining_per_db['2'] === 290 && (await s2.dbsize()) === 290;
       },
       'remaining_per_db to reflect the touched keys',
@@ -194,7 +158,7 @@ describe('GET /status and `rehome status`', () => {
     // Lift the limit: it drains.
     expect((await post(ap.admin, '/sweeper/rate?keys_per_sec=0')).code).toBe(200);
     await waitDrained(ap, 15_000);
-    const d = await getStatus(ap.admin);
+    const d = await fetchStatus<Json>(ap.admin);
     expect(d.phase).toBe('drained');
     expect(d.keys.remaining_total).toBe(0);
     expect(d.keys.remaining_per_db).toEqual({});
@@ -239,7 +203,7 @@ describe('GET /status and `rehome status`', () => {
     const s = ctx.source.client();
     await seedStrings(s, 0, 50);
     const ap = await adminProxy(ctx, [], false);
-    const st = await getStatus(ap.admin);
+    const st = await fetchStatus<Json>(ap.admin);
     expect(st.phase).toBe('migrating');
     expect(st.sweeper.state).toBe('disabled');
     expect(st.keys.initial_in_source).toBe(50);
@@ -271,7 +235,7 @@ describe('moved counts', () => {
     expect(await c.del('b', 'nosuch3')).toBe(1);
     expect(await s.dbsize()).toBe(1);
     await noKeyInBoth(ctx, [ap]);
-    const st = await getStatus(ap.admin);
+    const st = await fetchStatus<Json>(ap.admin);
     const m = await getMetrics(ap.admin);
     expect(
       { status: st.keys.moved_on_touch, metric: metric(m, 'rehome_keys_moved_total', { by: 'touch' }) },

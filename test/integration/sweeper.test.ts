@@ -10,15 +10,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readValue, seedAllTypes } from '../helpers/data.js';
+import { fetchStatus, useAdminProxies, type AdminProxy } from '../helpers/admin.js';
 import { usePair, type PairContext } from '../helpers/fixture.js';
 import { ALL_DBS, assertNoKeyInBoth, keysByDb } from '../helpers/invariant.js';
-import { runCli, startProxy, type ProxyHandle } from '../helpers/proxy.js';
-import { freePort } from '../helpers/redis.js';
+import { runCli, type ProxyHandle } from '../helpers/proxy.js';
 import { sleep, waitFor, withTimeout } from '../helpers/util.js';
 
 // ------------------------------------------------------------------ helpers (local to this file)
+
+const sweepProxy = (ctx: PairContext, args: string[] = []) => startAdmin(ctx, args, true);
+const startAdmin = useAdminProxies();
 
 interface Status {
   phase: 'migrating' | 'drained';
@@ -44,45 +47,6 @@ interface Status {
   clients: number;
 }
 
-interface SweepProxy {
-  proxy: ProxyHandle;
-  /** host:port of the admin endpoint. */
-  admin: string;
-}
-
-const running: ProxyHandle[] = [];
-
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((p) => p.stop('SIGTERM', 3_000)));
-});
-
-/** Starts a proxy with the sweeper on and an admin endpoint on a free port. */
-async function sweepProxy(ctx: PairContext, args: string[] = []): Promise<SweepProxy> {
-  let lastErr: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const admin = `127.0.0.1:${port}`;
-    try {
-      const proxy = await startProxy({
-        source: ctx.source,
-        target: ctx.target,
-        sweep: true,
-        args: ['--admin', admin, '--progress', 'off', ...args],
-      });
-      running.push(proxy);
-      return { proxy, admin };
-    } catch (e) {
-      lastErr = e; // the free port may have been taken in between: try another
-    }
-  }
-  throw lastErr;
-}
-
-async function getStatus(admin: string): Promise<Status> {
-  const r = await fetch(`http://${admin}/status`);
-  expect(r.status).toBe(200);
-  return (await r.json()) as Status;
-}
 
 async function post(admin: string, path: string): Promise<{ code: number; body: Record<string, unknown> }> {
   const r = await fetch(`http://${admin}${path}`, { method: 'POST' });
@@ -90,11 +54,11 @@ async function post(admin: string, path: string): Promise<{ code: number; body: 
 }
 
 /** Waits until /status says phase 'drained'; includes the proxy's stderr on timeout. */
-async function waitDrained(sp: SweepProxy, timeoutMs = 20_000): Promise<Status> {
+async function waitDrained(sp: AdminProxy, timeoutMs = 20_000): Promise<Status> {
   try {
     return await waitFor(
       async () => {
-        const st = await getStatus(sp.admin);
+        const st = await fetchStatus<Status>(sp.admin);
         return st.phase === 'drained' ? st : null;
       },
       'phase drained',
@@ -102,7 +66,7 @@ async function waitDrained(sp: SweepProxy, timeoutMs = 20_000): Promise<Status> 
       100,
     );
   } catch (e) {
-    const st = await getStatus(sp.admin).catch(() => null);
+    const st = await fetchStatus<Status>(sp.admin).catch(() => null);
     throw new Error(`${(e as Error).message}\nlast status: ${JSON.stringify(st)}\nproxy stderr:\n${sp.proxy.stderr.slice(-4000)}`);
   }
 }
@@ -144,7 +108,7 @@ async function expectSourceEmpty(ctx: PairContext): Promise<void> {
   expect(left, 'keys left in the source').toEqual([]);
 }
 
-async function noKeyInBoth(ctx: PairContext, proxies: SweepProxy[]): Promise<void> {
+async function noKeyInBoth(ctx: PairContext, proxies: AdminProxy[]): Promise<void> {
   await assertNoKeyInBoth(ctx.source, ctx.target).catch((e: Error) => {
     throw new Error(`${e.message}\n${proxies.map((p) => `proxy stderr:\n${p.proxy.stderr.slice(-3000)}`).join('\n')}`);
   });
@@ -282,7 +246,7 @@ describe('sweeper: drain', () => {
     await pc.select(0);
     await expectWrites(ctx, writers.tallies, dbs);
 
-    st = await getStatus(sp.admin);
+    st = await fetchStatus<Status>(sp.admin);
     expect(st.phase).toBe('drained');
     expect(st.sweeper.state).toBe('drained');
     expect(st.keys.remaining_total).toBe(0);
@@ -330,7 +294,7 @@ describe('sweeper: control', () => {
     // Soft: a failure here is reported but the rest of the test (drain, invariant) still runs.
     expect.soft(b, 'source DBSIZE while paused').toBe(a);
     expect(a).toBeGreaterThan(0);
-    let st = await getStatus(sp.admin);
+    let st = await fetchStatus<Status>(sp.admin);
     expect(st.sweeper.state).toBe('paused');
     expect(st.sweeper.pause_reason).toMatch(/operator/);
     expect.soft(st.keys.remaining_total).toBe(a);
@@ -349,7 +313,7 @@ describe('sweeper: control', () => {
     const c = await s.dbsize();
     await sleep(1_500);
     expect.soft(await s.dbsize(), 'source DBSIZE while paused (CLI)').toBe(c);
-    st = await getStatus(sp.admin);
+    st = await fetchStatus<Status>(sp.admin);
     expect(st.sweeper.state).toBe('paused');
     expect(st.phase).toBe('migrating');
 
@@ -369,7 +333,7 @@ describe('sweeper: control', () => {
     const s = ctx.source.client();
     await seedStrings(s, 0, 3000);
     const sp = await sweepProxy(ctx, ['--sweep-rate', '500']);
-    let st = await getStatus(sp.admin);
+    let st = await fetchStatus<Status>(sp.admin);
     expect(st.sweeper.rate_limit).toBe(500);
     await waitFor(async () => (await s.dbsize()) < 3000, 'the sweeper to start', 10_000, 20);
 
@@ -387,7 +351,7 @@ describe('sweeper: control', () => {
     const p = await post(sp.admin, '/sweeper/rate?keys_per_sec=100');
     expect(p.code).toBe(200);
     expect(p.body.rate_limit).toBe(100);
-    st = await getStatus(sp.admin);
+    st = await fetchStatus<Status>(sp.admin);
     expect(st.sweeper.rate_limit).toBe(100);
     await sleep(600);
     const r100 = await measure(2_000);
@@ -397,7 +361,7 @@ describe('sweeper: control', () => {
     // Bad values are refused and change nothing.
     expect((await post(sp.admin, '/sweeper/rate?keys_per_sec=-1')).code).toBe(400);
     expect((await post(sp.admin, '/sweeper/rate?keys_per_sec=abc')).code).toBe(400);
-    expect((await getStatus(sp.admin)).sweeper.rate_limit).toBe(100);
+    expect((await fetchStatus<Status>(sp.admin)).sweeper.rate_limit).toBe(100);
 
     // Lift the limit with the CLI: the rest drains quickly.
     const r = await runCli(['sweeper', 'rate', '0', '--admin', sp.admin]);
@@ -459,7 +423,7 @@ describe('sweeper: several proxies on one pair', () => {
     const samples: Array<[string, string]> = [];
     const deadline = Date.now() + 25_000;
     for (;;) {
-      const [sa, sb] = await Promise.all([getStatus(a.admin), getStatus(b.admin)]);
+      const [sa, sb] = await Promise.all([fetchStatus<Status>(a.admin), fetchStatus<Status>(b.admin)]);
       samples.push([sa.sweeper.state, sb.sweeper.state]);
       if (sa.phase === 'drained' && sb.phase === 'drained') break;
       if (Date.now() > deadline) {
@@ -473,7 +437,7 @@ describe('sweeper: several proxies on one pair', () => {
       samples.some(([x, y]) => (x === 'sweeping' && y === 'standby') || (x === 'standby' && y === 'sweeping')),
       `one sweeping while the other is on standby; samples: ${JSON.stringify(samples.slice(0, 40))}`,
     ).toBe(true);
-    const [fa, fb] = await Promise.all([getStatus(a.admin), getStatus(b.admin)]);
+    const [fa, fb] = await Promise.all([fetchStatus<Status>(a.admin), fetchStatus<Status>(b.admin)]);
     expect(fa.keys.moved_by_sweeper + fb.keys.moved_by_sweeper).toBe(3000);
     expect(fa.sweeper.state).toBe('drained');
     expect(fb.sweeper.state).toBe('drained');
@@ -519,7 +483,7 @@ describe('sweeper: several proxies on one pair', () => {
     await expectSourceEmpty(ctx);
     expect(await snap.verify(ctx.target.client())).toEqual([]);
     await expectWrites(ctx, writers.tallies, dbs);
-    const [fa, fb] = await Promise.all([getStatus(a.admin), getStatus(b.admin)]);
+    const [fa, fb] = await Promise.all([fetchStatus<Status>(a.admin), fetchStatus<Status>(b.admin)]);
     const moved = fa.keys.moved_on_touch + fa.keys.moved_by_sweeper + fb.keys.moved_on_touch + fb.keys.moved_by_sweeper;
     await noKeyInBoth(ctx, [a, b]);
     // Checked last (reporting, not data): each seeded key counted as moved once over both proxies.
@@ -545,13 +509,13 @@ describe('sweeper: two sweeping at once (no lease: CLIENT denied by ACL) stays s
     let sawBoth = false;
     const deadline = Date.now() + 20_000;
     for (;;) {
-      const [sa, sb] = await Promise.all([getStatus(a.admin), getStatus(b.admin)]);
+      const [sa, sb] = await Promise.all([fetchStatus<Status>(a.admin), fetchStatus<Status>(b.admin)]);
       if (sa.sweeper.state === 'sweeping' && sb.sweeper.state === 'sweeping') sawBoth = true;
       if (sa.phase === 'drained' && sb.phase === 'drained') break;
       if (Date.now() > deadline) throw new Error(`not drained: ${JSON.stringify(sa)} / ${JSON.stringify(sb)}\nA:\n${a.proxy.stderr}\nB:\n${b.proxy.stderr}`);
       await sleep(20);
     }
-    const [fa, fb] = await Promise.all([getStatus(a.admin), getStatus(b.admin)]);
+    const [fa, fb] = await Promise.all([fetchStatus<Status>(a.admin), fetchStatus<Status>(b.admin)]);
     // Not asserted (drain may be quicker than sampling), only reported on failure below.
     const info = `sawBoth=${sawBoth} A=${JSON.stringify(fa.keys)} B=${JSON.stringify(fb.keys)}`;
     await expectSourceEmpty(ctx);
@@ -576,7 +540,7 @@ describe('sweeper: source restart mid-migration', () => {
     const before = /run_id:(\w+)/.exec(await s.info('server'))![1];
     const sp = await sweepProxy(ctx, ['--sweep-rate', '200']);
     await waitFor(async () => (await s.dbsize()) < 1900, 'the sweeper to move some keys', 10_000, 50);
-    let st = await getStatus(sp.admin);
+    let st = await fetchStatus<Status>(sp.admin);
     expect(st.source_restarted).toBeNull();
 
     await ctx.source.restart({ keepData: true });
@@ -588,7 +552,7 @@ describe('sweeper: source restart mid-migration', () => {
 
     await waitFor(() => /WARNING: the source restarted/.test(sp.proxy.stderr), "the proxy's restart WARNING", 10_000, 50);
     st = await waitFor(async () => {
-      const x = await getStatus(sp.admin);
+      const x = await fetchStatus<Status>(sp.admin);
       return x.source_restarted !== null && x.sweeper.state === 'paused' ? x : null;
     }, 'status to show the restart and a paused sweeper', 5_000, 50);
     expect(st.source_restarted!.run_id).toBe(after);
