@@ -64,6 +64,11 @@ const TOUCH = { cache: true, origin: 'touch' as const };
 
 const NO_FAILURES: Map<string, Error> = new Map();
 
+const NON_ASCII = /[^\x00-\x7f]/;
+function notAscii(k: string): boolean {
+  return NON_ASCII.test(k);
+}
+
 function throwFirst(fails: Map<string, Error>): void {
   for (const e of fails.values()) throw e;
 }
@@ -146,7 +151,8 @@ export class Mover {
     const seen = new Set<string>();
     for (const { db, key } of refs) {
       const id = `${db}:${key}`;
-      if (seen.has(id) || this.cache.has(db, key)) continue;
+      // The sweeper's keys were just seen in the source: the cache has nothing to say about them.
+      if (seen.has(id) || (how.cache && this.cache.has(db, key))) continue;
       seen.add(id);
       const f = this.inflight.get(id);
       if (f) {
@@ -174,10 +180,10 @@ export class Mover {
     return Promise.all(waits).then(() => undefined);
   }
 
-  private migrateArgs(db: number, keys: readonly string[]): Array<string | Buffer | number> {
+  private migrateArgs(db: number, keys: ReadonlyArray<string | Buffer>): Array<string | Buffer | number> {
     const d = this.dest;
     const args: Array<string | Buffer | number> = [d.host, d.port];
-    args.push(keys.length === 1 ? Buffer.from(keys[0]!, 'latin1') : '');
+    args.push(keys.length === 1 ? keys[0]! : '');
     args.push(db, d.timeoutMs);
     if (d.password !== undefined) {
       if (d.username !== undefined) args.push('AUTH2', d.username, d.password);
@@ -185,12 +191,11 @@ export class Mover {
     }
     if (keys.length > 1) {
       args.push('KEYS');
-      for (const k of keys) args.push(Buffer.from(k, 'latin1'));
+      for (const k of keys) args.push(k);
     }
     return args;
   }
 
-  /** One MIGRATE (single-key or KEYS form). Resolves to 'OK' or 'NOKEY'; rejects on any error. */
   /**
    * One MIGRATE (single-key or KEYS form), sent in a MULTI after an EXISTS of the same keys: the
    * two run atomically in the source, so on OK `moved` is exactly the number of keys that moved
@@ -203,9 +208,14 @@ export class Mover {
     sweep = false,
   ): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
     this.stats.migrateCalls++;
-    const args = this.migrateArgs(db, keys);
+    // Keys are latin1 strings (one char per byte). ioredis writes strings as UTF-8, which is the
+    // same bytes for ASCII, and writes a command of strings in one piece (Buffers go piece by
+    // piece); so ASCII keys go as strings, anything else as Buffers.
+    const kb: Array<string | Buffer> = keys.some(notAscii)
+      ? keys.map((k) => Buffer.from(k, 'latin1'))
+      : (keys as string[]);
+    const args = this.migrateArgs(db, kb);
     if (timeoutMs !== undefined) args[4] = timeoutMs;
-    const kb = keys.map((k) => Buffer.from(k, 'latin1'));
     // The sweeper's moves use their own connections, so a client's move never queues behind a
     // sweeper batch on the same socket (only behind the one the source is running).
     const pool = sweep && this.sweepSource ? this.sweepSource : this.source;
