@@ -289,7 +289,7 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     // conflicts: keys already in both servers.
     phase = 'conflicts';
     const applying = opts.apply === true && opts.onConflict != null && !findings.some((f) => f.level === 'fail');
-    await findConflicts(s, t, targetKeys, opts, applying, conflicts);
+    await findConflicts(s, t, sourceKeys, targetKeys, opts, applying, conflicts);
     reportConflicts(opts, applying, conflicts, add);
     return result();
   } catch (e) {
@@ -388,10 +388,15 @@ async function probeMigrate(
   }
 }
 
-/** Scans the target (normally empty or small) per db and finds keys also in the source. */
+/**
+ * Finds keys in both servers, per db, by scanning whichever side holds fewer keys there: the
+ * target before a migration, the source late in one (a proxy restarted mid-migration does not
+ * scan millions of moved keys).
+ */
 async function findConflicts(
   s: ServerConn,
   t: ServerConn,
+  sourceKeys: ReadonlyMap<number, number>,
   targetKeys: ReadonlyMap<number, number>,
   opts: PlanOptions,
   applying: boolean,
@@ -401,11 +406,15 @@ async function findConflicts(
   const probePrefix = Buffer.from(PROBE_PREFIX, 'latin1');
   for (const db of [...targetKeys.keys()].sort((a, b) => a - b)) {
     if (!(await hasDb(s, db))) continue; // the source has no such db: nothing there is in both
-    for await (const page of scanDb(t, db)) {
+    const nSource = sourceKeys.get(db) ?? 0;
+    if (nSource === 0) continue;
+    const scanSource = nSource < (targetKeys.get(db) ?? 0);
+    for await (const page of scanDb(scanSource ? s : t, db)) {
       const keys = page.filter((k) => !k.subarray(0, probePrefix.length).equals(probePrefix));
-      // Most target keys are not in the source: filter cheaply, then confirm in the safe order.
-      const inSource = await existsEach(s, db, keys);
-      const both = await confirmInBoth(s, t, db, keys.filter((_, i) => inSource[i]));
+      // Most keys of the scanned side are not on the other: filter cheaply, then confirm in the
+      // safe order (target first, then source).
+      const onOther = await existsEach(scanSource ? t : s, db, keys);
+      const both = await confirmInBoth(s, t, db, keys.filter((_, i) => onOther[i]));
       if (both.length === 0) continue;
       conflicts.total += both.length;
       for (const k of both) {

@@ -41,6 +41,22 @@ describe('pre-flight checks at start', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
+  it('finds a conflict when the target holds many more keys than the source (scans the smaller side)', async () => {
+    const t = ctx.target.client();
+    const p = t.pipeline();
+    for (let i = 0; i < 3000; i++) p.set(`moved:${i}`, 'x');
+    await p.exec();
+    await ctx.source.client().mset('left:1', 'a', 'left:2', 'b', 'moved:1234', 'stale');
+    const r = await runCli(['--listen', '127.0.0.1:0', '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/1 key.* both/);
+    const ok = await startProxy({ source: ctx.source, target: ctx.target, args: ['--on-conflict', 'target'] });
+    expect(await ok.client().get('moved:1234')).toBe('x');
+    expect(await ok.client().get('left:2')).toBe('b');
+    await ok.stop();
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
   it('refuses a MIGRATE address the source cannot reach, unless --force', async () => {
     const dead = await freePort();
     const args = ['--listen', '127.0.0.1:0', '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep', '--target-from-source', `127.0.0.1:${dead}`];
