@@ -64,6 +64,31 @@ const TOUCH = { cache: true, origin: 'touch' as const };
 
 const NO_FAILURES: Map<string, Error> = new Map();
 
+/**
+ * The sweeper's step, inside the source. ARGV: cursor, count, big-key bytes, host, port, db,
+ * timeout, [AUTH pass | AUTH2 user pass]. Returns {next cursor, moved, big keys, their sizes,
+ * error text or '', the small keys (only when MIGRATE failed)}.
+ */
+const SWEEP_SCRIPT = `
+local r = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local lim = tonumber(ARGV[3])
+local small, big, sizes = {}, {}, {}
+for _, k in ipairs(r[2]) do
+  local m = redis.call('MEMORY', 'USAGE', k)
+  if m then
+    if m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m else small[#small + 1] = k end
+  end
+end
+if #small == 0 then return {r[1], 0, big, sizes, '', {}} end
+local moved = redis.call('EXISTS', unpack(small))
+local args = {'MIGRATE', ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]}
+for i = 8, #ARGV do args[#args + 1] = ARGV[i] end
+args[#args + 1] = 'KEYS'
+for _, k in ipairs(small) do args[#args + 1] = k end
+local res = redis.pcall(unpack(args))
+if type(res) == 'table' and res.err then return {r[1], 0, big, sizes, res.err, small} end
+return {r[1], moved, big, sizes, '', {}}`;
+
 const NON_ASCII = /[^\x00-\x7f]/;
 function notAscii(k: string): boolean {
   return NON_ASCII.test(k);
@@ -98,6 +123,8 @@ export class Mover {
    * never gains keys), so gates pass without consulting it.
    */
   drained = false;
+  /** The last MIGRATE error text (for logs). */
+  lastErrorText = '';
   /** Observes every MIGRATE's duration and outcome (metrics). */
   onMigrate: ((ms: number, keys: number, ok: boolean) => void) | null = null;
 
@@ -261,6 +288,64 @@ export class Mover {
     return fails;
   }
 
+  /**
+   * One sweeper step run entirely inside the source by a script: SCAN one step, size each key,
+   * and MIGRATE the small ones (KEYS form, no REPLACE) after counting them with EXISTS. The
+   * script sends the source only what DESIGN.md rule 1 allows (SCAN, probes, MIGRATE) and
+   * returns no key names unless MIGRATE failed, when every small key is probed and resolved
+   * (rules 3 and 4). Big keys come back to be moved alone.
+   * Throws when the script cannot run (scripts disabled or denied), so the caller falls back.
+   */
+  async sweepStep(
+    db: number,
+    cursor: string,
+    count: number,
+    bigKeyBytes: number,
+    timeoutMs: number,
+  ): Promise<{ cursor: string; moved: number; big: Buffer[]; bigSizes: number[]; failed: number }> {
+    const d = this.dest;
+    const auth: string[] = [];
+    if (d.password !== undefined) {
+      if (d.username !== undefined) auth.push('AUTH2', d.username, d.password);
+      else auth.push('AUTH', d.password);
+    }
+    const pool = this.sweepSource ?? this.source;
+    const t0 = performance.now();
+    const r = (await pool
+      .db(db)
+      .callBuffer('EVAL', SWEEP_SCRIPT, '0', cursor, String(count), String(bigKeyBytes), d.host, String(d.port), String(db), String(timeoutMs), ...auth)) as [
+      Buffer,
+      number,
+      Buffer[],
+      number[],
+      Buffer,
+      Buffer[],
+    ];
+    const [next, moved, big, bigSizes, errBuf, small] = r;
+    const err = errBuf.toString('latin1');
+    if (err !== '') this.lastErrorText = err;
+    let failed = 0;
+    if (small.length > 0 || err !== '') {
+      this.stats.migrateCalls++;
+      this.onMigrate?.(performance.now() - t0, small.length, err === '');
+    }
+    if (err === '') {
+      this.countMoved(moved, 0, 'sweep');
+    } else {
+      // Uncertain (IOERR, BUSYKEY, OOM, part-way): probe and resolve each key.
+      const how = { cache: false, origin: 'sweep' as const };
+      const firstErr = new Error(err);
+      await Promise.all(
+        small.map((k) =>
+          this.resolveKey(db, k.toString('latin1'), firstErr, how).catch(() => {
+            failed++;
+          }),
+        ),
+      );
+    }
+    return { cursor: next.toString('latin1'), moved, big, bigSizes, failed };
+  }
+
   private countMoved(moved: number, absent: number, origin: 'touch' | 'sweep'): void {
     this.stats.keysMoved += moved;
     this.stats.keysAbsent += absent;
@@ -295,7 +380,10 @@ export class Mover {
       throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(cause.text));
     }
     const kb = Buffer.from(key, 'latin1');
-    for (let attempt = 0; attempt < 3; attempt++) {
+    // A client waits for its key: probe and retry. The sweeper only probes (resolving uncertain
+    // outcomes); a key still only in the source waits for its next pass.
+    const attempts = how.origin === 'sweep' ? 1 : 3;
+    for (let attempt = 0; attempt < attempts; attempt++) {
       this.stats.probes++;
       let inSource: number;
       let inTarget: number;
@@ -323,7 +411,7 @@ export class Mover {
         markAbsent();
         return;
       }
-      if (attempt === 2) break;
+      if (attempt === attempts - 1) break;
       try {
         const r = await this.migrate(db, [key], how.timeoutMs, how.origin === 'sweep');
         this.countMoved(r.moved, 1 - r.moved, how.origin);

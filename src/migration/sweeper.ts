@@ -92,6 +92,7 @@ export class Sweeper {
   private rateWindowKeys = 0;
   private perKeyMs = 0;
   private scriptOk = true;
+  private backoffMs = 0;
   private readonly done: Promise<void>;
 
   constructor(
@@ -260,7 +261,54 @@ export class Sweeper {
     return [String(next), keys, big, bigSizes];
   }
 
+  /**
+   * Sweeps one db. Normally each step is one script inside the source (scan, size, migrate: see
+   * Mover.sweepStep): one round trip per batch and no key names through the proxy. Where
+   * scripts are unavailable, SCAN steps and moves go separately (sweepDbSplit).
+   */
   private async sweepDb(db: number): Promise<void> {
+    if (!this.scriptOk) return this.sweepDbSplit(db);
+    let cursor = '0';
+    do {
+      if (this.stopped || this.state !== 'sweeping') return;
+      await this.paceRate(this.batchSize);
+      if (this.stopped || this.state !== 'sweeping') return;
+      const n = this.batchSize;
+      const t0 = performance.now();
+      let step;
+      try {
+        // A script blocks the source for its whole run: keep MIGRATE's own I/O timeout well
+        // under the server's script time limit.
+        step = await this.mover.sweepStep(db, cursor, n, this.opts.bigKeyBytes, Math.min(this.opts.migrateTimeoutMs, 2_000));
+      } catch (e) {
+        if (/NOSCRIPT|unknown command|NOPERM|disabled|not allowed/i.test((e as Error).message)) {
+          this.scriptOk = false;
+          this.log(`sweeper: server-side sweep step unavailable (${(e as Error).message}); moving batches from the proxy`);
+          return this.sweepDbSplit(db);
+        }
+        throw e;
+      }
+      cursor = step.cursor;
+      if (step.failed > 0) {
+        this.errors += step.failed;
+        this.lastError = `${step.failed} keys could not be moved; they stay in the source for the next pass`;
+        // The target refuses (out of memory, unreachable...): back off, up to 30 s.
+        this.backoffMs = Math.min(30_000, this.backoffMs === 0 ? 500 : this.backoffMs * 2);
+        this.log(`sweeper: ${step.failed} keys not moved (${this.mover.lastErrorText}); backing off ${this.backoffMs} ms`);
+        await this.sleep(this.backoffMs);
+      } else {
+        this.backoffMs = 0;
+      }
+      if (step.moved > 0) this.adapt(performance.now() - t0, n);
+      for (let i = 0; i < step.big.length; i++) {
+        await this.moveBig(db, step.big[i]!.toString('latin1'), Number(step.bigSizes[i] ?? 0));
+      }
+      await this.renewLease();
+    } while (cursor !== '0');
+    this.remaining[db] = await this.conn(db).dbsize();
+  }
+
+  private async sweepDbSplit(db: number): Promise<void> {
     // While one batch is being moved, the next SCAN step already runs (on another connection),
     // so the source is never idle waiting for the proxy.
     let step = this.scanStep(db, '0');
@@ -298,7 +346,13 @@ export class Sweeper {
       });
       this.adapt(performance.now() - t0, small.length);
     }
-    for (const b of big) {
+    for (const b of big) await this.moveBig(db, b.key, b.bytes);
+  }
+
+  /** Moves one big key alone, with a MIGRATE timeout sized for it, and reports it. */
+  private async moveBig(db: number, key: string, bytes: number): Promise<void> {
+    const b = { key, bytes };
+    {
       await this.paceRate(1);
       if (this.state !== 'sweeping' || this.stopped) return;
       const timeoutMs = Math.max(

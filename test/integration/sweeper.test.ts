@@ -527,6 +527,59 @@ describe('sweeper: two sweeping at once (no lease: CLIENT denied by ACL) stays s
   });
 });
 
+describe('sweeper: scripts denied on the source (EVAL refused by ACL)', () => {
+  const ctx = usePair({
+    autoProxy: false,
+    source: {
+      args: ['--user', 'mover', 'on', '>pw', '~*', '&*', '+@all', '-eval', '-evalsha', '-eval_ro'],
+      username: 'mover',
+      password: 'pw',
+    },
+  });
+
+  it('falls back to moving batches from the proxy, and drains', async () => {
+    const s = ctx.source.client();
+    const snap = await seedAllTypes(s, { dbs: [0, 2], n: 30 });
+    await seedStrings(s, 0, 2000);
+    const a = await sweepProxy(ctx);
+    await waitFor(async () => (await fetchStatus<Status>(a.admin)).phase === 'drained', 'drained without scripts', 20_000, 50);
+    expect(a.proxy.stderr).toMatch(/server-side sweep step unavailable/);
+    await expectSourceEmpty(ctx);
+    expect(await snap.verify(ctx.target.client())).toEqual([]);
+    await expectStrings(ctx.target.client(), 0, 2000);
+    await noKeyInBoth(ctx, [a]);
+    expect((await fetchStatus<Status>(a.admin)).keys.moved_by_sweeper).toBe(snap.records.length + 2000);
+  });
+});
+
+describe('sweeper: the target refuses keys (out of memory), then recovers', () => {
+  const ctx = usePair({ autoProxy: false });
+
+  it('failed batches are probed, keys stay in the source, errors are counted, then it drains', async () => {
+    const s = ctx.source.client();
+    await seedStrings(s, 0, 2000);
+    const t = ctx.target.client();
+    expect(await t.call('CONFIG', 'SET', 'maxmemory', '1')).toBe('OK');
+    // --force: the pre-flight memory check rightly fails on this target.
+    const a = await sweepProxy(ctx, ['--force']);
+    try {
+      await waitFor(async () => (await fetchStatus<Status>(a.admin)).sweeper.state === 'sweeping', 'sweeping', 10_000, 50);
+      await sleep(1_500);
+      const st = await fetchStatus<Status>(a.admin);
+      expect(st.phase).toBe('migrating');
+      expect(Object.keys(st.errors_by_kind)).toContain('oom');
+      expect(await s.dbsize()).toBe(2000);
+      await noKeyInBoth(ctx, [a]);
+    } finally {
+      await t.call('CONFIG', 'SET', 'maxmemory', '0');
+    }
+    await waitFor(async () => (await fetchStatus<Status>(a.admin)).phase === 'drained', 'drained after recovery', 20_000, 50);
+    await expectSourceEmpty(ctx);
+    await expectStrings(t, 0, 2000);
+    await noKeyInBoth(ctx, [a]);
+  });
+});
+
 describe('sweeper: source restart mid-migration', () => {
   const ctx = usePair({
     autoProxy: false,
