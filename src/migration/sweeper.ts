@@ -42,7 +42,7 @@ export const SWEEPER_DEFAULTS: SweeperOptions = {
   budgetMs: 20,
   rate: 0,
   minBatch: 10,
-  maxBatch: 1000,
+  maxBatch: 2000,
   bigKeyBytes: 8 * 1024 * 1024,
   migrateTimeoutMs: 5_000,
   bigKeyBytesPerSec: 20 * 1024 * 1024,
