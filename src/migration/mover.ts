@@ -66,17 +66,21 @@ const NO_FAILURES: Map<string, Error> = new Map();
 
 /**
  * The sweeper's step, inside the source. ARGV: cursor, count, big-key bytes, host, port, db,
- * timeout, [AUTH pass | AUTH2 user pass]. Returns {next cursor, moved, big keys, their sizes,
- * error text or '', the small keys (only when MIGRATE failed)}.
+ * timeout, [AUTH pass | AUTH2 user pass]. Returns {next cursor, keys moved, big keys, their
+ * sizes, error text or '', the small keys (only when MIGRATE failed, to be probed)}. Keys named
+ * `__rehome:plan-probe:*` (rehome plan's throwaway keys) are skipped.
  */
 const SWEEP_SCRIPT = `
 local r = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local lim = tonumber(ARGV[3])
 local small, big, sizes = {}, {}, {}
 for _, k in ipairs(r[2]) do
-  local m = redis.call('MEMORY', 'USAGE', k)
-  if m then
-    if m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m else small[#small + 1] = k end
+  -- rehome plan's throwaway probe keys are never moved by the sweeper
+  if string.sub(k, 1, 20) ~= '__rehome:plan-probe:' then
+    local m = redis.call('MEMORY', 'USAGE', k)
+    if m then
+      if m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m else small[#small + 1] = k end
+    end
   end
 end
 if #small == 0 then return {r[1], 0, big, sizes, '', {}} end
@@ -86,7 +90,10 @@ for i = 8, #ARGV do args[#args + 1] = ARGV[i] end
 args[#args + 1] = 'KEYS'
 for _, k in ipairs(small) do args[#args + 1] = k end
 local res = redis.pcall(unpack(args))
-if type(res) == 'table' and res.err then return {r[1], 0, big, sizes, res.err, small} end
+if type(res) == 'table' and res.err then
+  -- MIGRATE may have moved some keys before failing: count them (the script is atomic)
+  return {r[1], moved - redis.call('EXISTS', unpack(small)), big, sizes, res.err, small}
+end
 return {r[1], moved, big, sizes, '', {}}`;
 
 const NON_ASCII = /[^\x00-\x7f]/;
@@ -329,9 +336,8 @@ export class Mover {
       this.stats.migrateCalls++;
       this.onMigrate?.(performance.now() - t0, small.length, err === '');
     }
-    if (err === '') {
-      this.countMoved(moved, 0, 'sweep');
-    } else {
+    this.countMoved(moved, 0, 'sweep');
+    if (err !== '') {
       // Uncertain (IOERR, BUSYKEY, OOM, part-way): probe and resolve each key.
       const how = { cache: false, origin: 'sweep' as const };
       const firstErr = new Error(err);

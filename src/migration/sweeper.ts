@@ -61,6 +61,9 @@ export interface BigKeyReport {
 
 const LEASE_PREFIX = 'rehome-sweeper-lease:';
 
+/** rehome plan's throwaway probe keys: never swept. */
+const PROBE_PREFIX = Buffer.from('__rehome:plan-probe:');
+
 /** SCAN one step and name the keys at least ARGV[3] bytes large (read-only). */
 const SCAN_SCRIPT = `
 local r = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
@@ -238,14 +241,16 @@ export class Sweeper {
           Buffer[],
           number[],
         ];
-        return [r[0].toString('latin1'), r[1], r[2], r[3]];
+        const keys = r[1].filter((k) => !k.subarray(0, PROBE_PREFIX.length).equals(PROBE_PREFIX));
+        return [r[0].toString('latin1'), keys, r[2], r[3]];
       } catch (e) {
         // Scripts disabled or denied: plain SCAN and a pipelined MEMORY USAGE instead.
         this.scriptOk = false;
         this.log(`sweeper: size check by script unavailable (${(e as Error).message}); using MEMORY USAGE per key`);
       }
     }
-    const [next, keys] = await c.scanBuffer(cursor, 'COUNT', this.batchSize);
+    const [next, found] = await c.scanBuffer(cursor, 'COUNT', this.batchSize);
+    const keys = found.filter((k) => !k.subarray(0, PROBE_PREFIX.length).equals(PROBE_PREFIX));
     const p = c.pipeline();
     for (const k of keys) p.memory('USAGE', k);
     const sizes = (await p.exec()) ?? [];
