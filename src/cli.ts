@@ -109,6 +109,7 @@ async function main(): Promise<void> {
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
+    stopProgress();
     log(`${sig}: no longer accepting clients; finishing in-flight commands`);
     proxy.close().then(
       () => process.exit(0),
@@ -147,9 +148,12 @@ function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): () => vo
       });
     }, 500);
     t.unref();
+    let done = false;
     return () => {
+      if (done) return;
+      done = true;
       clearInterval(t);
-      bar.update(Math.max(m.initialKeys, 1));
+      if (m.phase === 'drained') bar.update(Math.max(m.initialKeys, 1));
       bar.stop();
     };
   }

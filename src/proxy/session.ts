@@ -172,14 +172,14 @@ export class Session {
     up.on('connect', () => {
       this.upstreamConnected = true;
     });
-    up.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
+    up.on('data', (chunk: Buffer) => this.guard(() => this.onUpstreamData(chunk)));
     up.on('error', (err) => this.onUpstreamGone(err.message));
     up.on('close', () => this.onUpstreamGone('connection closed'));
     up.on('drain', () => {
       this.upstreamBlocked = false;
       this.updateReading();
     });
-    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    client.on('data', (chunk: Buffer) => this.guard(() => this.onClientData(chunk)));
     client.on('end', () => {
       this.inputEnded = true;
       this.pump();
@@ -190,6 +190,19 @@ export class Session {
       this.clientBlocked = false;
       if (!this.dead) this.upstream.resume();
     });
+  }
+
+  /**
+   * Runs a socket event handler. An unexpected exception (a bug) closes this client's
+   * connection only; every other client carries on.
+   */
+  private guard(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      process.stderr.write(`${new Date().toISOString()} rehome: internal error on client ${this.id}, connection closed: ${(e as Error).stack ?? String(e)}\n`);
+      this.destroy();
+    }
   }
 
   /** Commands waiting for a reply (for graceful shutdown). */
