@@ -82,8 +82,6 @@ export class Entry {
   streamEnded = false;
   /** Replies of a stream waiting for the entry to reach the front. */
   pending: Buffer[] | null = null;
-  /** Data for hooks. */
-  data: unknown = null;
   /** When the request was framed, for sampled latency (0: not sampled). */
   t0 = 0;
 
@@ -434,11 +432,8 @@ export class Session {
     const keys = this.ctx.table.keys(req);
     if (keys === null) {
       const e = new Entry(req);
-      e.pre = this.getKeys(req).then((ks) => {
-        const p = ks.length > 0 ? this.ctx.mover.gate(this.dbForEntry(e), ks) : null;
-        return p ?? undefined;
-      });
-      e.data = this.db;
+      const db = this.db; // the db the command runs in, whatever SELECTs follow it
+      e.pre = this.getKeys(req).then((ks) => (ks.length > 0 ? this.ctx.mover.gate(db, ks) : null) ?? undefined);
       this.enqueue(e);
       return;
     }
@@ -454,10 +449,6 @@ export class Session {
     const e = new Entry(req);
     e.pre = p;
     this.enqueue(e);
-  }
-
-  private dbForEntry(e: Entry): number {
-    return typeof e.data === 'number' ? e.data : this.db;
   }
 
   /** Asks the target which keys a command touches (COMMAND GETKEYS). */
