@@ -79,13 +79,22 @@ export interface RawOptions {
   force?: boolean | undefined;
 }
 
-export function buildConfig(o: RawOptions): ProxyConfig {
+/** --source and --target, required, as endpoints (shared by the proxy, plan and verify). */
+export function parseSourceTarget(o: { source?: string | undefined; target?: string | undefined }): {
+  source: Endpoint;
+  target: Endpoint;
+} {
   if (!o.source) throw new ConfigError('--source is required (redis://[user:pass@]host:port)');
   if (!o.target) throw new ConfigError('--target is required (redis://[user:pass@]host:port)');
+  return { source: parseRedisUrl('--source', o.source), target: parseRedisUrl('--target', o.target) };
+}
+
+export function buildConfig(o: RawOptions): ProxyConfig {
+  const { source, target } = parseSourceTarget(o);
   return {
     listen: parseHostPort('--listen', o.listen ?? DEFAULTS.listen),
-    source: parseRedisUrl('--source', o.source),
-    target: parseRedisUrl('--target', o.target),
+    source,
+    target,
     targetFromSource: o['target-from-source']
       ? parseHostPort('--target-from-source', o['target-from-source'])
       : null,
@@ -111,7 +120,8 @@ export function buildConfig(o: RawOptions): ProxyConfig {
   };
 }
 
-function parseOnConflict(v: string | undefined): 'source' | 'target' | null {
+/** --on-conflict source|target, or null when absent. */
+export function parseOnConflict(v: string | undefined): 'source' | 'target' | null {
   if (v === undefined) return null;
   if (v === 'source' || v === 'target') return v;
   throw new ConfigError(`--on-conflict must be source or target, got '${v}'`);

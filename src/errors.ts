@@ -35,7 +35,6 @@ export class MoveError extends RehomeError {
   constructor(
     code: string,
     message: string,
-    readonly cause_?: string,
   ) {
     super(code, message);
     this.name = 'MoveError';
@@ -72,7 +71,6 @@ export const ErrorText = {
     'ERR rehome: SORT with BY or GET patterns reads keys it cannot name, which may still be in the source; not supported during a migration',
   pubsubContext: (cmd: string) =>
     `ERR Can't execute '${cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`,
-  shuttingDown: () => 'TRYAGAIN rehome: proxy is shutting down',
   tooBigCursor: () => 'ERR rehome: invalid cursor',
   invalidCursor: () => 'ERR invalid cursor',
 } as const;

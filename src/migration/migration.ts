@@ -4,7 +4,7 @@
  */
 import type { ControlPool } from '../upstream/control.js';
 import type { Mover } from './mover.js';
-import { SourceWatch, type SourceIdentity } from './source-watch.js';
+import { parseKeyspace, SourceWatch, type SourceIdentity } from './source-watch.js';
 import { Sweeper, SWEEPER_DEFAULTS, type SweeperOptions } from './sweeper.js';
 
 export type Phase = 'migrating' | 'drained';
@@ -14,16 +14,6 @@ export interface MigrationOptions {
   sweep: boolean;
   sweeper: Partial<SweeperOptions>;
   watchIntervalMs: number;
-}
-
-/** Keys per db of the source, from INFO keyspace. */
-export function parseKeyspace(text: string): Record<number, number> {
-  const out: Record<number, number> = {};
-  const re = /^db(\d+):keys=(\d+)/gm;
-  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-    if (Number(m[2]) > 0) out[Number(m[1])] = Number(m[2]);
-  }
-  return out;
 }
 
 /** Drives and reports the migration; see the file comment. */

@@ -11,9 +11,9 @@
  *
  * Concurrent moves of one key share one in-flight promise (single-flight).
  */
-import type { Redis } from 'ioredis';
 import { ErrorText, MoveError } from '../errors.js';
 import type { ControlPool } from '../upstream/control.js';
+import { migrateAuthArgs } from '../upstream/endpoint.js';
 import type { KnownAbsentCache } from './absent-cache.js';
 
 /** Where MIGRATE sends keys, as the source sees the target. */
@@ -218,11 +218,7 @@ export class Mover {
     const d = this.dest;
     const args: Array<string | Buffer | number> = [d.host, d.port];
     args.push(keys.length === 1 ? keys[0]! : '');
-    args.push(db, d.timeoutMs);
-    if (d.password !== undefined) {
-      if (d.username !== undefined) args.push('AUTH2', d.username, d.password);
-      else args.push('AUTH', d.password);
-    }
+    args.push(db, d.timeoutMs, ...migrateAuthArgs(d));
     if (keys.length > 1) {
       args.push('KEYS');
       for (const k of keys) args.push(k);
@@ -311,11 +307,7 @@ export class Mover {
     timeoutMs: number,
   ): Promise<{ cursor: string; moved: number; big: Buffer[]; bigSizes: number[]; failed: number }> {
     const d = this.dest;
-    const auth: string[] = [];
-    if (d.password !== undefined) {
-      if (d.username !== undefined) auth.push('AUTH2', d.username, d.password);
-      else auth.push('AUTH', d.password);
-    }
+    const auth = migrateAuthArgs(d);
     const pool = this.sweepSource ?? this.source;
     const t0 = performance.now();
     const r = (await pool
@@ -442,10 +434,5 @@ export class Mover {
     } catch (e) {
       throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(classify(e).text));
     }
-  }
-
-  /** The connection used for a db of the source (exposed for keyspace-wide reads). */
-  sourceDb(db: number): Redis {
-    return this.source.db(db);
   }
 }

@@ -18,6 +18,16 @@ export function parseIdentity(info: string): SourceIdentity {
   };
 }
 
+/** Keys per db (only dbs holding keys), from INFO keyspace. */
+export function parseKeyspace(text: string): Record<number, number> {
+  const out: Record<number, number> = {};
+  const re = /^db(\d+):keys=(\d+)/gm;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    if (Number(m[2]) > 0) out[Number(m[1])] = Number(m[2]);
+  }
+  return out;
+}
+
 /** Polls INFO on a dedicated connection and reports identity changes. */
 export class SourceWatch {
   private timer: NodeJS.Timeout | null = null;

@@ -16,6 +16,7 @@
 import type { Redis } from 'ioredis';
 import type { ControlPool } from '../upstream/control.js';
 import type { Mover } from './mover.js';
+import { parseKeyspace } from './source-watch.js';
 
 export type SweeperState = 'starting' | 'sweeping' | 'paused' | 'standby' | 'drained' | 'stopped';
 
@@ -64,16 +65,6 @@ const LEASE_PREFIX = 'rehome-sweeper-lease:';
 /** rehome plan's throwaway probe keys: never swept. */
 const PROBE_PREFIX = Buffer.from('__rehome:plan-probe:');
 
-/** SCAN one step and name the keys at least ARGV[3] bytes large (read-only). */
-const SCAN_SCRIPT = `
-local r = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
-local lim = tonumber(ARGV[3])
-local big, sizes = {}, {}
-for _, k in ipairs(r[2]) do
-  local m = redis.call('MEMORY', 'USAGE', k)
-  if m and m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m end
-end
-return {r[1], r[2], big, sizes}`;
 
 /** Background mover of untouched keys; see the file comment. */
 export class Sweeper {
@@ -84,8 +75,6 @@ export class Sweeper {
   bigKeysTotal = 0;
   errors = 0;
   lastError = '';
-  /** Keys per db of the source at the last keyspace read. */
-  remaining: Record<number, number> = {};
   private stopped = false;
   private wake: (() => void) | null = null;
   private conns = new Map<number, Redis>();
@@ -178,17 +167,6 @@ export class Sweeper {
     return c;
   }
 
-  /** Keys per db of the source (INFO keyspace). */
-  private async readKeyspace(): Promise<Record<number, number>> {
-    const text = await this.conn(0).info('keyspace');
-    const out: Record<number, number> = {};
-    const re = /^db(\d+):keys=(\d+)/gm;
-    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-      if (Number(m[2]) > 0) out[Number(m[1])] = Number(m[2]);
-    }
-    return out;
-  }
-
   private async run(): Promise<void> {
     while (!this.stopped) {
       if (this.state === 'paused') {
@@ -197,8 +175,7 @@ export class Sweeper {
       }
       try {
         // Every proxy sees the source empty, lease holder or not.
-        const ks = await this.readKeyspace();
-        this.remaining = ks;
+        const ks = parseKeyspace(await this.conn(0).info('keyspace'));
         const dbs = Object.keys(ks).map(Number);
         if (dbs.length === 0) {
           this.state = 'drained';
@@ -227,28 +204,9 @@ export class Sweeper {
     }
   }
 
-  /**
-   * One SCAN step and the size check of what it found, in one read-only script on the source:
-   * [next cursor, keys, big keys, their sizes]. One round trip per batch, whatever its size.
-   */
+  /** One SCAN step and the sizes of what it found (pipelined MEMORY USAGE): the split path. */
   private async scanStep(db: number, cursor: string): Promise<[string, Buffer[], Buffer[], number[]]> {
     const c = this.conn(db);
-    if (this.scriptOk) {
-      try {
-        const r = (await c.callBuffer('EVAL_RO', SCAN_SCRIPT, '0', cursor, String(this.batchSize), String(this.opts.bigKeyBytes))) as [
-          Buffer,
-          Buffer[],
-          Buffer[],
-          number[],
-        ];
-        const keys = r[1].filter((k) => !k.subarray(0, PROBE_PREFIX.length).equals(PROBE_PREFIX));
-        return [r[0].toString('latin1'), keys, r[2], r[3]];
-      } catch (e) {
-        // Scripts disabled or denied: plain SCAN and a pipelined MEMORY USAGE instead.
-        this.scriptOk = false;
-        this.log(`sweeper: size check by script unavailable (${(e as Error).message}); using MEMORY USAGE per key`);
-      }
-    }
     const [next, found] = await c.scanBuffer(cursor, 'COUNT', this.batchSize);
     const keys = found.filter((k) => !k.subarray(0, PROBE_PREFIX.length).equals(PROBE_PREFIX));
     const p = c.pipeline();
@@ -310,7 +268,6 @@ export class Sweeper {
       }
       await this.renewLease();
     } while (cursor !== '0');
-    this.remaining[db] = await this.conn(db).dbsize();
   }
 
   private async sweepDbSplit(db: number): Promise<void> {
@@ -328,7 +285,6 @@ export class Sweeper {
       await this.renewLease();
       if (cursor === '0') break;
     }
-    this.remaining[db] = await this.conn(db).dbsize();
   }
 
   private async moveKeys(db: number, raw: Buffer[], bigRaw: Buffer[], bigSizes: number[]): Promise<void> {

@@ -139,18 +139,16 @@ function scan(s: Session, req: Request): void {
 
 /** Sends the SCAN to the target (through the client's connection) and re-encodes its cursor. */
 function forwardTargetScan(e: Entry, tgtCursor: bigint, rest: Buffer[]): void {
-  {
-    e.bytes = encodeRequest([Buffer.from('SCAN'), Buffer.from(tgtCursor.toString()), ...rest]).raw;
-    e.hook = (reply) => {
-      const els = arrayElements(reply);
-      if (els === null || els.length !== 2) return reply;
-      const cursorVal = decodeReply(els[0]!) as Buffer;
-      const next = BigInt(cursorVal.toString('latin1'));
-      const out = next === 0n ? 0n : next * 2n + 2n;
-      if (out > MAX_CURSOR) return encodeError(ErrorText.tooBigCursor());
-      return Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), els[1]!]);
-    };
-  }
+  e.bytes = encodeRequest([Buffer.from('SCAN'), Buffer.from(tgtCursor.toString()), ...rest]).raw;
+  e.hook = (reply) => {
+    const els = arrayElements(reply);
+    if (els === null || els.length !== 2) return reply;
+    const cursorVal = decodeReply(els[0]!) as Buffer;
+    const next = BigInt(cursorVal.toString('latin1'));
+    const out = next === 0n ? 0n : next * 2n + 2n;
+    if (out > MAX_CURSOR) return encodeError(ErrorText.tooBigCursor());
+    return Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), els[1]!]);
+  };
 }
 
 function dbsize(s: Session, req: Request): void {

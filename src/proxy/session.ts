@@ -203,11 +203,6 @@ export class Session {
     }
   }
 
-  /** Commands waiting for a reply (for graceful shutdown). */
-  get idle(): boolean {
-    return this.out.length === 0;
-  }
-
   // ---------------------------------------------------------------- client side
 
   private onClientData(chunk: Buffer): void {
@@ -974,11 +969,6 @@ export class Session {
     this.client.destroy();
     this.upstream.destroy();
     this.ctx.onClose(this);
-  }
-
-  /** Exposed to keyspace-wide command handlers. */
-  get inTransaction(): boolean {
-    return this.inMulti;
   }
 }
 

@@ -34,7 +34,3 @@ export function decodeReply(buf: Buffer): RespValue {
   if (!got) throw new Error('incomplete reply');
   return out as RespValue;
 }
-
-export function isErrorReply(buf: Buffer): boolean {
-  return buf[0] === 0x2d;
-}

@@ -7,23 +7,10 @@ export function encodeError(text: string): Buffer {
   return Buffer.from(`-${text.replace(/[\r\n]+/g, ' ')}${CRLF}`);
 }
 
-export function encodeSimple(text: string): Buffer {
-  return Buffer.from(`+${text}${CRLF}`);
-}
-
-export function encodeInteger(n: number | bigint): Buffer {
-  return Buffer.from(`:${n}${CRLF}`);
-}
-
 export function encodeBulk(b: Buffer | string | null): Buffer {
   if (b === null) return Buffer.from(`$-1${CRLF}`);
   const buf = typeof b === 'string' ? Buffer.from(b) : b;
   return Buffer.concat([Buffer.from(`$${buf.length}${CRLF}`), buf, Buffer.from(CRLF)]);
-}
-
-/** An array whose elements are already-encoded replies. */
-export function encodeArrayOfReplies(items: Buffer[]): Buffer {
-  return Buffer.concat([Buffer.from(`*${items.length}${CRLF}`), ...items]);
 }
 
 /** An array of bulk strings. */

@@ -21,8 +21,9 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
+import { parseOnConflict, parseSourceTarget } from '../config.js';
 import { ConfigError, showKey } from '../errors.js';
-import { describeEndpoint, parseHostPort, parseRedisUrl, type Endpoint } from '../upstream/endpoint.js';
+import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
 import {
   closeServer,
   configDatabases,
@@ -339,12 +340,7 @@ async function probeMigrate(
       dumpError = errText(e);
     }
 
-    const args: Array<string | number> = [dest.host, dest.port, probeKey, 0, MIGRATE_TIMEOUT_MS, 'COPY'];
-    const tep = opts.target;
-    if (tep.password !== undefined) {
-      if (tep.username !== undefined) args.push('AUTH2', tep.username, tep.password);
-      else args.push('AUTH', tep.password);
-    }
+    const args: Array<string | number> = [dest.host, dest.port, probeKey, 0, MIGRATE_TIMEOUT_MS, 'COPY', ...migrateAuthArgs(opts.target)];
     let reply = '';
     let migrateError = '';
     try {
@@ -519,19 +515,15 @@ export async function runPlanCli(argv: string[]): Promise<number> {
       process.stdout.write(`${PLAN_USAGE}\n`);
       return 0;
     }
-    if (values.source === undefined) throw new ConfigError('--source is required');
-    if (values.target === undefined) throw new ConfigError('--target is required');
-    const oc = values['on-conflict'];
-    if (oc !== undefined && oc !== 'source' && oc !== 'target') {
-      throw new ConfigError(`--on-conflict: expected source or target, got '${oc}'`);
-    }
-    if (values.apply && oc === undefined) throw new ConfigError('--apply needs --on-conflict source|target');
+    const { source, target } = parseSourceTarget(values);
+    const oc = parseOnConflict(values['on-conflict']);
+    if (values.apply && oc === null) throw new ConfigError('--apply needs --on-conflict source|target');
     const tfs = values['target-from-source'];
     opts = {
-      source: parseRedisUrl('--source', values.source),
-      target: parseRedisUrl('--target', values.target),
+      source,
+      target,
       targetFromSource: tfs !== undefined ? parseHostPort('--target-from-source', tfs) : null,
-      onConflict: oc ?? null,
+      onConflict: oc,
       apply: values.apply === true,
     };
     if (opts.targetFromSource && opts.targetFromSource.port === 0) {

@@ -9,8 +9,9 @@
  */
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, RehomeError, showKey } from '../errors.js';
-import { describeEndpoint, parseRedisUrl, type Endpoint } from '../upstream/endpoint.js';
+import { parseSourceTarget } from '../config.js';
+import { RehomeError, showKey } from '../errors.js';
+import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import {
   closeServer,
   configDatabases,
@@ -163,10 +164,7 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
       process.stdout.write(`${VERIFY_USAGE}\n`);
       return 0;
     }
-    if (values.source === undefined) throw new ConfigError('--source is required');
-    if (values.target === undefined) throw new ConfigError('--target is required');
-    source = parseRedisUrl('--source', values.source);
-    target = parseRedisUrl('--target', values.target);
+    ({ source, target } = parseSourceTarget(values));
   } catch (e) {
     process.stderr.write(`rehome verify: ${(e as Error).message.split('\n')[0]} (see --help)\n`);
     return 2;

@@ -52,3 +52,9 @@ export function parseHostPort(what: string, s: string): { host: string; port: nu
 export function describeEndpoint(ep: { host: string; port: number }): string {
   return ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
 }
+
+/** MIGRATE's credential arguments for a target: AUTH2 user pass, AUTH pass, or none. */
+export function migrateAuthArgs(ep: { username?: string | undefined; password?: string | undefined }): string[] {
+  if (ep.password === undefined) return [];
+  return ep.username !== undefined ? ['AUTH2', ep.username, ep.password] : ['AUTH', ep.password];
+}
