@@ -4,7 +4,7 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { startProxy, type ProxyHandle } from './proxy.js';
-import { flushAll, startPair, stopAll, type RedisServer, type StartRedisOptions } from './redis.js';
+import { flushAll, startPair, startRedis, stopAll, type RedisServer, type StartRedisOptions } from './redis.js';
 
 export interface PairContext {
   readonly source: RedisServer;
@@ -77,6 +77,22 @@ export function usePair(opts: PairOptions = {}): PairContext {
       if (proxy) await proxy.stop('SIGTERM', 3_000);
       proxy = await startProxy({ source: source!, target: target!, args: args ?? opts.proxyArgs ?? [] });
       return proxy;
+    },
+  };
+}
+
+/** A plain reference redis-server for the calling test file (started once, stopped after it). */
+export function useReferenceRedis(): { readonly server: RedisServer } {
+  let server: RedisServer | undefined;
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(async () => {
+    await stopAll(server);
+  });
+  return {
+    get server() {
+      return server!;
     },
   };
 }

@@ -2,21 +2,14 @@
  * Connection state behaves as on a direct connection: transactions, WATCH, scripts and functions,
  * blocking commands, pub/sub, client names and ids. Keys named by these commands move first.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { usePair } from '../helpers/fixture.js';
+import { describe, expect, it } from 'vitest';
+import { usePair, useReferenceRedis } from '../helpers/fixture.js';
 import { assertNoKeyInBoth, whereIs } from '../helpers/invariant.js';
-import { startRedis, stopAll, type RedisServer } from '../helpers/redis.js';
 import { RawClient, show } from '../helpers/resp.js';
 import { sleep, withTimeout } from '../helpers/util.js';
 
 const ctx = usePair();
-let ref: RedisServer;
-beforeAll(async () => {
-  ref = await startRedis();
-});
-afterAll(async () => {
-  await stopAll(ref);
-});
+const ref = useReferenceRedis();
 
 describe('transactions', () => {
   it('MULTI/EXEC moves the keys of queued commands', async () => {
@@ -251,7 +244,7 @@ describe('pub/sub', () => {
       return out;
     };
     const viaProxy = await replies(ctx.proxy.port);
-    const direct = await replies(ref.port);
+    const direct = await replies(ref.server.port);
     expect(viaProxy).toEqual(direct);
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });

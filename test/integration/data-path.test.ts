@@ -5,26 +5,19 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { seedAllTypes } from '../helpers/data.js';
-import { usePair } from '../helpers/fixture.js';
+import { usePair, useReferenceRedis } from '../helpers/fixture.js';
 import { assertNoKeyInBoth, whereIs } from '../helpers/invariant.js';
-import { REDIS_CLI, flushAll, startRedis, stopAll, type RedisServer } from '../helpers/redis.js';
+import { REDIS_CLI, flushAll } from '../helpers/redis.js';
 import { RawClient, encodeCommand, parseReply, show } from '../helpers/resp.js';
 
 const execFileP = promisify(execFile);
 
 const ctx = usePair();
-let ref: RedisServer;
-
-beforeAll(async () => {
-  ref = await startRedis();
-});
-afterAll(async () => {
-  await stopAll(ref);
-});
+const ref = useReferenceRedis();
 beforeEach(async () => {
-  await flushAll(ref);
+  await flushAll(ref.server);
 });
 
 async function cli(port: number, ...args: string[]): Promise<string> {
@@ -35,7 +28,7 @@ async function cli(port: number, ...args: string[]): Promise<string> {
 /** Seeds the same data into the source (behind the proxy) and the reference server. */
 async function seedBoth(): Promise<void> {
   const a = ctx.source.client();
-  const b = ref.client();
+  const b = ref.server.client();
   await seedAllTypes(a, { dbs: [0], n: 3 });
   await seedAllTypes(b, { dbs: [0], n: 3 });
   a.disconnect();
@@ -45,7 +38,7 @@ async function seedBoth(): Promise<void> {
 /** Sends each command on its own round trip to both servers; returns mismatches. */
 async function compareSequence(cmds: Array<Array<string | number>>): Promise<string[]> {
   const p = await ctx.proxy.raw();
-  const r = await RawClient.connect(ref.port);
+  const r = await RawClient.connect(ref.server.port);
   const diffs: string[] = [];
   try {
     for (const c of cmds) {
@@ -256,7 +249,7 @@ describe('data path', () => {
     }
     const payload = Buffer.concat(cmds.map((c) => encodeCommand(c)));
     const p = await ctx.proxy.raw();
-    const r = await RawClient.connect(ref.port);
+    const r = await RawClient.connect(ref.server.port);
     try {
       p.write(payload);
       r.write(payload);

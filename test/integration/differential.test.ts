@@ -7,23 +7,17 @@
  * Re-run a failing sequence with REHOME_DIFF_SEED=<seed> (the seed is in the failure message);
  * REHOME_DIFF_EXCLUDE=CMD1,CMD2 leaves commands out of the mix.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { readValue, type KeyType } from '../helpers/data.js';
-import { usePair } from '../helpers/fixture.js';
+import { usePair, useReferenceRedis } from '../helpers/fixture.js';
 import { assertNoKeyInBoth } from '../helpers/invariant.js';
-import { flushAll, startRedis, stopAll, type RedisServer } from '../helpers/redis.js';
+import { flushAll } from '../helpers/redis.js';
 import { RawClient, encodeCommand, parseReply, type RespValue } from '../helpers/resp.js';
 import { prng } from '../helpers/util.js';
 
 const ctx = usePair();
-let ref: RedisServer;
-beforeAll(async () => {
-  ref = await startRedis();
-});
-afterAll(async () => {
-  await stopAll(ref);
-});
+const ref = useReferenceRedis();
 
 const DBS = [0, 1];
 const KEYS = Array.from({ length: 36 }, (_, i) => `k${i}`);
@@ -183,7 +177,7 @@ async function dumpAll(c: Redis): Promise<Record<string, unknown>> {
 /** Where the keyspaces differ (direct reads of source, target and reference) for a failure message. */
 async function diagnose(db: number): Promise<string> {
   const [src, tgt, refk] = await Promise.all(
-    [ctx.source.client(db), ctx.target.client(db), ref.client(db)].map(async (c) => {
+    [ctx.source.client(db), ctx.target.client(db), ref.server.client(db)].map(async (c) => {
       const k = (await c.keys('*')).sort();
       c.disconnect();
       return k;
@@ -201,15 +195,15 @@ async function diagnose(db: number): Promise<string> {
 async function runDifferential(mode: 'sequential' | 'pipelined'): Promise<void> {
   const seedNum = process.env.REHOME_DIFF_SEED ? Number(process.env.REHOME_DIFF_SEED) : Math.floor(Math.random() * 2 ** 31);
   const tag = `[differential ${mode}, seed ${seedNum}; re-run with REHOME_DIFF_SEED=${seedNum}]`;
-  await flushAll(ref);
+  await flushAll(ref.server);
   const sc = ctx.source.client();
-  const rc = ref.client();
+  const rc = ref.server.client();
   await seed(sc);
   await seed(rc);
   const rnd = prng(seedNum);
   const next = generator(rnd);
   const p = await ctx.proxy.raw();
-  const r = await RawClient.connect(ref.port);
+  const r = await RawClient.connect(ref.server.port);
   const history: string[] = [];
   let curDb = 0;
   try {

@@ -5,11 +5,15 @@
  * The source is seeded before each proxy starts (a sweeper that starts on an empty source declares
  * the migration drained at once).
  */
-import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { fetchStatus, useAdminProxies, type AdminProxy } from '../helpers/admin.js';
-import { usePair, type PairContext } from '../helpers/fixture.js';
-import { assertNoKeyInBoth } from '../helpers/invariant.js';
+import {
+  fetchStatus,
+  noKeyInBoth,
+  seedStrings,
+  useAdminProxies,
+  waitDrained,
+} from '../helpers/admin.js';
+import { usePair } from '../helpers/fixture.js';
 import { runCli } from '../helpers/proxy.js';
 import { freePort } from '../helpers/redis.js';
 import { sleep, waitFor } from '../helpers/util.js';
@@ -50,38 +54,8 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
   return sum;
 }
 
-async function waitDrained(ap: AdminProxy, timeoutMs = 20_000): Promise<Json> {
-  try {
-    return await waitFor(
-      async () => {
-        const st = await fetchStatus<Json>(ap.admin);
-        return st.phase === 'drained' ? st : null;
-      },
-      'phase drained',
-      timeoutMs,
-      100,
-    );
-  } catch (e) {
-    throw new Error(`${(e as Error).message}\nproxy stderr:\n${ap.proxy.stderr.slice(-4000)}`);
-  }
-}
 
-/** SETs n string keys `${prefix}${i}` in `db` (pipelined); the client is left on db 0. */
-async function seedStrings(c: Redis, db: number, n: number, prefix = 'k:'): Promise<void> {
-  await c.select(db);
-  for (let i = 0; i < n; i += 500) {
-    const p = c.pipeline();
-    for (let j = i; j < Math.min(n, i + 500); j++) p.set(`${prefix}${j}`, `v-${db}-${j}`);
-    await p.exec();
-  }
-  await c.select(0);
-}
 
-async function noKeyInBoth(ctx: PairContext, aps: AdminProxy[]): Promise<void> {
-  await assertNoKeyInBoth(ctx.source, ctx.target).catch((e: Error) => {
-    throw new Error(`${e.message}\n${aps.map((p) => `proxy stderr:\n${p.proxy.stderr.slice(-3000)}`).join('\n')}`);
-  });
-}
 
 // ------------------------------------------------------------------ tests
 

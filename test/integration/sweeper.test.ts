@@ -12,9 +12,16 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { readValue, seedAllTypes } from '../helpers/data.js';
-import { fetchStatus, useAdminProxies, type AdminProxy } from '../helpers/admin.js';
+import {
+  expectStrings,
+  fetchStatus,
+  noKeyInBoth,
+  seedStrings,
+  useAdminProxies,
+  waitDrained,
+} from '../helpers/admin.js';
 import { usePair, type PairContext } from '../helpers/fixture.js';
-import { ALL_DBS, assertNoKeyInBoth, keysByDb } from '../helpers/invariant.js';
+import { ALL_DBS, keysByDb } from '../helpers/invariant.js';
 import { runCli, type ProxyHandle } from '../helpers/proxy.js';
 import { sleep, waitFor, withTimeout } from '../helpers/util.js';
 
@@ -53,46 +60,8 @@ async function post(admin: string, path: string): Promise<{ code: number; body: 
   return { code: r.status, body: (await r.json()) as Record<string, unknown> };
 }
 
-/** Waits until /status says phase 'drained'; includes the proxy's stderr on timeout. */
-async function waitDrained(sp: AdminProxy, timeoutMs = 20_000): Promise<Status> {
-  try {
-    return await waitFor(
-      async () => {
-        const st = await fetchStatus<Status>(sp.admin);
-        return st.phase === 'drained' ? st : null;
-      },
-      'phase drained',
-      timeoutMs,
-      100,
-    );
-  } catch (e) {
-    const st = await fetchStatus<Status>(sp.admin).catch(() => null);
-    throw new Error(`${(e as Error).message}\nlast status: ${JSON.stringify(st)}\nproxy stderr:\n${sp.proxy.stderr.slice(-4000)}`);
-  }
-}
 
-/** SETs n string keys `${prefix}${i}` = `v-${db}-${i}` in `db` (pipelined); the client is left on db 0. */
-async function seedStrings(c: Redis, db: number, n: number, prefix = 'k:'): Promise<void> {
-  await c.select(db);
-  for (let i = 0; i < n; i += 500) {
-    const p = c.pipeline();
-    for (let j = i; j < Math.min(n, i + 500); j++) p.set(`${prefix}${j}`, `v-${db}-${j}`);
-    await p.exec();
-  }
-  await c.select(0);
-}
 
-/** Checks that every `${prefix}${i}` of seedStrings() has its value (through `c`, on `db`). */
-async function expectStrings(c: Redis, db: number, n: number, prefix = 'k:'): Promise<void> {
-  await c.select(db);
-  for (let i = 0; i < n; i += 500) {
-    const keys = Array.from({ length: Math.min(n, i + 500) - i }, (_, j) => `${prefix}${i + j}`);
-    const vals = await c.mget(...keys);
-    const bad = keys.filter((k, j) => vals[j] !== `v-${db}-${k.slice(prefix.length)}`);
-    expect(bad.slice(0, 10), `db${db}: keys with a wrong or missing value`).toEqual([]);
-  }
-  await c.select(0);
-}
 
 /** Keys in the source, all dbs (INFO keyspace). */
 async function sourceKeys(c: Redis): Promise<number> {
@@ -108,11 +77,6 @@ async function expectSourceEmpty(ctx: PairContext): Promise<void> {
   expect(left, 'keys left in the source').toEqual([]);
 }
 
-async function noKeyInBoth(ctx: PairContext, proxies: AdminProxy[]): Promise<void> {
-  await assertNoKeyInBoth(ctx.source, ctx.target).catch((e: Error) => {
-    throw new Error(`${e.message}\n${proxies.map((p) => `proxy stderr:\n${p.proxy.stderr.slice(-3000)}`).join('\n')}`);
-  });
-}
 
 interface WriterTally {
   incrs: number;
@@ -227,7 +191,7 @@ describe('sweeper: drain', () => {
     const started = Date.now();
     let st: Status;
     try {
-      st = await waitDrained(sp, 25_000);
+      st = await waitDrained<Status>(sp, 25_000);
       const minRun = 1_500 - (Date.now() - started);
       await sleep(Math.max(300, minRun)); // keep writing a little after the drain too
     } finally {
@@ -320,7 +284,7 @@ describe('sweeper: control', () => {
     // Resume over HTTP, lift the limit, and it drains.
     expect((await post(sp.admin, '/sweeper/resume')).code).toBe(200);
     expect((await post(sp.admin, '/sweeper/rate?keys_per_sec=0')).code).toBe(200);
-    st = await waitDrained(sp, 15_000);
+    st = await waitDrained<Status>(sp, 15_000);
     expect(st.sweeper.state).toBe('drained');
     expect(sp.proxy.stderr).toMatch(/sweeper paused/);
     expect(sp.proxy.stderr).toMatch(/sweeper resumed/);
@@ -367,7 +331,7 @@ describe('sweeper: control', () => {
     const r = await runCli(['sweeper', 'rate', '0', '--admin', sp.admin]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).rate_limit).toBeNull();
-    st = await waitDrained(sp, 10_000);
+    st = await waitDrained<Status>(sp, 10_000);
     await expectSourceEmpty(ctx);
     await expectStrings(ctx.target.client(), 0, 3000);
     await noKeyInBoth(ctx, [sp]);
@@ -383,7 +347,7 @@ describe('sweeper: control', () => {
     await s.rpush('biglist', ...Array.from({ length: 50 }, (_, i) => `${i}-${'y'.repeat(100)}`));
     await s.select(0);
     const sp = await sweepProxy(ctx, ['--big-key-mb', '4']);
-    const st = await waitDrained(sp, 30_000);
+    const st = await waitDrained<Status>(sp, 30_000);
     expect(st.big_keys.total, JSON.stringify(st.big_keys)).toBe(1);
     const rep = st.big_keys.listed.find((b) => b.key === 'big');
     expect(rep, JSON.stringify(st.big_keys)).toBeDefined();
@@ -474,7 +438,7 @@ describe('sweeper: several proxies on one pair', () => {
     });
     try {
       await Promise.all(readers);
-      await Promise.all([waitDrained(a, 25_000), waitDrained(b, 25_000)]);
+      await Promise.all([waitDrained<Status>(a, 25_000), waitDrained<Status>(b, 25_000)]);
       await sleep(300);
     } finally {
       await writers.stop();
@@ -542,7 +506,7 @@ describe('sweeper: scripts denied on the source (EVAL refused by ACL)', () => {
     const snap = await seedAllTypes(s, { dbs: [0, 2], n: 30 });
     await seedStrings(s, 0, 2000);
     const a = await sweepProxy(ctx);
-    await waitFor(async () => (await fetchStatus<Status>(a.admin)).phase === 'drained', 'drained without scripts', 20_000, 50);
+    await waitDrained<Status>(a, 20_000);
     expect(a.proxy.stderr).toMatch(/server-side sweep step unavailable/);
     await expectSourceEmpty(ctx);
     expect(await snap.verify(ctx.target.client())).toEqual([]);
@@ -573,7 +537,7 @@ describe('sweeper: the target refuses keys (out of memory), then recovers', () =
     } finally {
       await t.call('CONFIG', 'SET', 'maxmemory', '0');
     }
-    await waitFor(async () => (await fetchStatus<Status>(a.admin)).phase === 'drained', 'drained after recovery', 20_000, 50);
+    await waitDrained<Status>(a, 20_000);
     await expectSourceEmpty(ctx);
     await expectStrings(t, 0, 2000);
     await noKeyInBoth(ctx, [a]);
@@ -628,7 +592,7 @@ describe('sweeper: source restart mid-migration', () => {
     const r = await runCli(['sweeper', 'resume', '--admin', sp.admin]);
     expect(r.code, r.stderr).toBe(0);
     expect((await runCli(['sweeper', 'rate', '0', '--admin', sp.admin])).code).toBe(0);
-    st = await waitDrained(sp, 20_000);
+    st = await waitDrained<Status>(sp, 20_000);
     expect(st.sweeper.state).toBe('drained');
     await expectSourceEmpty(ctx);
     await expectStrings(ctx.target.client(), 0, 2000);

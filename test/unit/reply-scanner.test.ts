@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { splitAt } from '../helpers/chunks.js';
 import { ProtocolError } from '../../src/errors.js';
 import { ReplyScanner, arrayElements, splitReplies } from '../../src/resp/reply-scanner.js';
 
@@ -42,17 +43,6 @@ function scanChunks(chunks: Buffer[]): number[] {
     base += c.length;
   }
   return abs;
-}
-
-function splitAt(buf: Buffer, ...points: number[]): Buffer[] {
-  const out: Buffer[] = [];
-  let s = 0;
-  for (const p of points) {
-    out.push(buf.subarray(s, p));
-    s = p;
-  }
-  out.push(buf.subarray(s));
-  return out;
 }
 
 function sameArr(a: number[], c: number[]): boolean {

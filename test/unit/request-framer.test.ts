@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { splitAt } from '../helpers/chunks.js';
 import { ProtocolError } from '../../src/errors.js';
 import {
   DEFAULT_FRAMER_LIMITS,
@@ -65,17 +66,6 @@ function frameChunks(chunks: Buffer[], limits?: FramerLimits): Framed[] {
   live.forEach((r, i) => {
     if (!r.raw.equals(out[i]!.raw)) expect(Buffer.from(r.raw), `request ${i} altered`).toEqual(out[i]!.raw);
   });
-  return out;
-}
-
-function splitAt(buf: Buffer, ...points: number[]): Buffer[] {
-  const out: Buffer[] = [];
-  let s = 0;
-  for (const p of points) {
-    out.push(buf.subarray(s, p));
-    s = p;
-  }
-  out.push(buf.subarray(s));
   return out;
 }
 
