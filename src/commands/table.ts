@@ -86,11 +86,13 @@ export class CommandTable {
 
   /**
    * The keys a request touches (latin1 strings), [] for none, or NEEDS_GETKEYS when only the
-   * server can tell. Unknown commands and wrong arity yield [] (the server rejects them unrun).
+   * server can tell (incomplete key specs, commands not in the table). Wrong arity yields []
+   * (the server rejects the command unrun).
    */
   keys(req: Request): string[] | null {
     const info = this.lookup(req);
-    if (!info) return EMPTY;
+    // Not in the table read at start (a module loaded since?): only the server can tell.
+    if (!info) return NEEDS_GETKEYS;
     const argc = req.argc;
     if (info.arity > 0 ? argc !== info.arity : argc < -info.arity) return EMPTY;
     switch (info.mode) {

@@ -458,6 +458,8 @@ export class Session {
       // "Invalid arguments" means the server found no key in them: nothing to move.
       if (/no key arguments|Invalid arguments specified|Invalid number of arguments/i.test(msg)) return [];
       if (/Invalid command specified/i.test(msg)) return [];
+      // GETKEYS needs at least one argument after the name: a bare command names no key.
+      if (req.argc < 2 && /wrong number of arguments for 'command\|getkeys'/i.test(msg)) return [];
       throw new RehomeError('EGETKEYS', ErrorText.getkeysFailed(req.name.toUpperCase(), msg));
     }
   }

@@ -266,6 +266,21 @@ describe('data path', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
+  it('answers commands the server does not know exactly as the server does, also inside MULTI', async () => {
+    await seedBoth();
+    const diffs = await compareSequence([
+      ['NOSUCHCMD', 'str:1', 'x'],
+      ['FOO'],
+      ['MULTI'],
+      ['SET', 'str:1', 'changed'],
+      ['NOSUCHCMD', 'str:1'],
+      ['EXEC'],
+      ['GET', 'str:1'],
+    ]);
+    expect(diffs).toEqual([]);
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
   it('answers HELLO and HELLO 2, and refuses HELLO 3 with NOPROTO', async () => {
     const c = ctx.proxy.client();
     const hello = (await c.call('HELLO')) as unknown[];
