@@ -5,10 +5,11 @@
  */
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
-import { runStatusCli, runSweeperCli } from './admin/status-cli.js';
+import { runPhaseCli, runStatusCli, runSweeperCli } from './admin/status-cli.js';
 import { runPlanCli } from './tools/plan.js';
 import { runVerifyCli } from './tools/verify.js';
 import { buildConfig, DEFAULTS } from './config.js';
+import { DEFAULT_CLIENT_LIMITS } from './proxy/limits.js';
 import { ConfigError, RehomeError } from './errors.js';
 import { RehomeProxy } from './proxy/server.js';
 import { describeEndpoint } from './upstream/endpoint.js';
@@ -18,16 +19,25 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
        rehome verify --source URL --target URL
        rehome status --admin host:port [--json]
        rehome sweeper pause|resume|rate KEYS_PER_SEC --admin host:port
+       rehome phase hold|migrate|reverse --admin host:port
 
   --listen host:port             where clients connect (default ${DEFAULTS.listen}; port 0 picks one)
   --source URL                   the old instance, keys move out of it
   --target URL                   the new instance, keys move into it
   --target-from-source host:port the target's address as the source dials it for MIGRATE
+  --phase hold|migrate           use phases; the phase a fresh deployment starts in (see rehome phase)
+  --source-from-target host:port the source's address as the target dials it for MIGRATE (reverse)
   --no-sweep                     do not move untouched keys in the background
   --absent-cache-size N          keys remembered as absent from the source, per db (default ${DEFAULTS.absentCacheSize})
   --migrate-timeout-ms N         MIGRATE timeout (default ${DEFAULTS.migrateTimeoutMs})
   --max-pending-per-client N     outstanding requests per client before reading pauses (default ${DEFAULTS.maxPendingPerClient})
   --shutdown-timeout-ms N        wait for in-flight commands on SIGTERM/SIGINT (default ${DEFAULTS.shutdownTimeoutMs})
+  --maxclients N                 most clients at once; the next gets an error and is closed (default ${DEFAULT_CLIENT_LIMITS.maxClients})
+  --proto-max-bulk-len BYTES     largest bulk argument of a request (default 512mb)
+  --client-query-buffer-limit BYTES  most bytes of unfinished requests held for one client (default 1gb)
+  --client-output-buffer-limit BYTES most reply bytes held for a client that does not read them;
+                                 past it the client is disconnected; 0 = no limit (default 256mb)
+  --timeout SECONDS              close clients idle this long, 0 = never (default 0)
   --sweep-budget-ms N            longest one sweeper MIGRATE should block the source (default ${DEFAULTS.sweepBudgetMs})
   --sweep-rate N                 sweeper keys per second at most, 0 = no limit (default ${DEFAULTS.sweepRate})
   --big-key-mb N                 keys at least this large are moved alone and reported (default ${DEFAULTS.bigKeyMb})
@@ -51,6 +61,7 @@ async function main(): Promise<void> {
   const sub = process.argv[2];
   if (sub === 'status') process.exit(await runStatusCli(process.argv.slice(3)));
   if (sub === 'sweeper') process.exit(await runSweeperCli(process.argv.slice(3)));
+  if (sub === 'phase') process.exit(await runPhaseCli(process.argv.slice(3)));
   if (sub === 'plan') process.exit(await runPlanCli(process.argv.slice(3)));
   if (sub === 'verify') process.exit(await runVerifyCli(process.argv.slice(3)));
   let values: Record<string, string | boolean | undefined>;
@@ -63,6 +74,8 @@ async function main(): Promise<void> {
         'exit-when-drained': { type: 'boolean' },
         'on-conflict': { type: 'string' },
         force: { type: 'boolean' },
+        phase: { type: 'string' },
+        'source-from-target': { type: 'string' },
         admin: { type: 'string' },
         progress: { type: 'string' },
         listen: { type: 'string' },
@@ -74,6 +87,11 @@ async function main(): Promise<void> {
         'migrate-timeout-ms': { type: 'string' },
         'max-pending-per-client': { type: 'string' },
         'shutdown-timeout-ms': { type: 'string' },
+        maxclients: { type: 'string' },
+        'proto-max-bulk-len': { type: 'string' },
+        'client-query-buffer-limit': { type: 'string' },
+        'client-output-buffer-limit': { type: 'string' },
+        timeout: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
@@ -118,7 +136,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  proxy.migration.onDrained(() => {
+  proxy.onDrained(() => {
     stopProgress();
     if (config.exitWhenDrained) stop('drained (--exit-when-drained)');
   });
@@ -126,8 +144,10 @@ async function main(): Promise<void> {
 
 /** A progress bar on a terminal, a log line every few seconds otherwise. Returns a stopper. */
 function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): () => void {
+  if (mode === 'off' || (proxy.phases === null && proxy.migration.phase === 'drained')) return () => {};
+  // With phases the migration is replaced on every switch: read the current one each time.
+  if (proxy.phases !== null) mode = 'log';
   const m = proxy.migration;
-  if (mode === 'off' || m.phase === 'drained') return () => {};
   if (mode === 'bar') {
     const bar = new cliProgress.SingleBar(
       {
@@ -158,9 +178,15 @@ function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): () => vo
     };
   }
   const t = setInterval(() => {
+    const m = proxy.migration;
     const st = proxy.mover.stats;
+    const phase = proxy.phases ? `phase ${proxy.phaseName} (epoch ${proxy.phases.state.epoch}); ` : '';
+    if (proxy.phases && m.phase === 'drained') {
+      log(`progress: ${phase}nothing to move; ${proxy.clients} clients`);
+      return;
+    }
     log(
-      `progress: ${m.remainingTotal} keys left in the source of ${m.initialKeys}; moved ${st.keysMovedOnTouch} on touch, ${st.keysMovedBySweeper} by the sweeper; ${Math.round(m.rate)} keys/s; ETA ${m.etaSeconds ?? '?'} s; sweeper ${m.sweeper?.state ?? 'off'}; ${proxy.clients} clients`,
+      `progress: ${phase}${m.remainingTotal} keys left in the source of ${m.initialKeys}; moved ${st.keysMovedOnTouch} on touch, ${st.keysMovedBySweeper} by the sweeper; ${Math.round(m.rate)} keys/s; ETA ${m.etaSeconds ?? '?'} s; sweeper ${m.sweeper?.state ?? 'off'}; ${proxy.clients} clients`,
     );
   }, 5_000);
   t.unref();

@@ -1,5 +1,6 @@
 /** Typed configuration, defaults, and validation with clear messages. */
 import { ConfigError } from './errors.js';
+import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from './proxy/limits.js';
 import { DEFAULT_FRAMER_LIMITS, type FramerLimits } from './resp/request-framer.js';
 import { type Endpoint, parseHostPort, parseRedisUrl } from './upstream/endpoint.js';
 
@@ -21,6 +22,8 @@ export interface ProxyConfig {
   shutdownTimeoutMs: number;
   connectTimeoutMs: number;
   limits: FramerLimits;
+  /** maxclients, query and output buffer limits, idle timeout (src/proxy/limits.ts). */
+  clientLimits: ClientLimits;
   /** Longest a sweeper MIGRATE should block the source. */
   sweepBudgetMs: number;
   /** Sweeper keys per second at most (0: unlimited). */
@@ -36,6 +39,14 @@ export interface ProxyConfig {
   onConflict: 'source' | 'target' | null;
   /** Start even when the pre-flight checks fail. */
   force: boolean;
+  /** Phases (src/phase): the phase a fresh deployment starts in; null = phases only if the old server has a phase key. */
+  phase: 'hold' | 'migrate' | null;
+  /** The old server's address as the new one dials it for MIGRATE in reverse (default: the source's). */
+  sourceFromTarget: { host: string; port: number } | null;
+  /** How often each process reads the shared phase. */
+  phasePollMs: number;
+  /** Longest clients wait for a phase switch to finish before they are disconnected. */
+  fenceWaitMs: number;
 }
 
 export const DEFAULTS = {
@@ -49,6 +60,21 @@ export const DEFAULTS = {
   sweepRate: 0,
   bigKeyMb: 8,
 } as const;
+
+/**
+ * A size in bytes, written as Redis writes them in its config: a number with an optional unit,
+ * k/m/g (powers of 1000) or kb/mb/gb (powers of 1024), case-insensitive.
+ */
+export function byteSize(flag: string, v: string | undefined, def: number, min = 1): number {
+  if (v === undefined) return def;
+  const m = /^(\d+)(b|k|kb|m|mb|g|gb)?$/i.exec(v);
+  const unit = { '': 1, b: 1, k: 1e3, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 }[m?.[2]?.toLowerCase() ?? ''];
+  const n = m && unit !== undefined ? Number(m[1]) * unit : NaN;
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new ConfigError(`${flag} must be a size in bytes >= ${min} (like 512mb, 1gb, 65536), got '${v}'`);
+  }
+  return n;
+}
 
 function positiveInt(flag: string, v: string | undefined, def: number, min = 1): number {
   if (v === undefined) return def;
@@ -77,6 +103,13 @@ export interface RawOptions {
   progress?: string | undefined;
   'on-conflict'?: string | undefined;
   force?: boolean | undefined;
+  phase?: string | undefined;
+  'source-from-target'?: string | undefined;
+  maxclients?: string | undefined;
+  'proto-max-bulk-len'?: string | undefined;
+  'client-query-buffer-limit'?: string | undefined;
+  'client-output-buffer-limit'?: string | undefined;
+  timeout?: string | undefined;
 }
 
 /** --source and --target, required, as endpoints (shared by the proxy, plan and verify). */
@@ -108,7 +141,25 @@ export function buildConfig(o: RawOptions): ProxyConfig {
     ),
     shutdownTimeoutMs: positiveInt('--shutdown-timeout-ms', o['shutdown-timeout-ms'], DEFAULTS.shutdownTimeoutMs, 0),
     connectTimeoutMs: DEFAULTS.connectTimeoutMs,
-    limits: { ...DEFAULT_FRAMER_LIMITS },
+    limits: {
+      ...DEFAULT_FRAMER_LIMITS,
+      maxBulkLen: byteSize('--proto-max-bulk-len', o['proto-max-bulk-len'], DEFAULT_FRAMER_LIMITS.maxBulkLen),
+    },
+    clientLimits: {
+      maxClients: positiveInt('--maxclients', o.maxclients, DEFAULT_CLIENT_LIMITS.maxClients),
+      queryBufferLimit: byteSize(
+        '--client-query-buffer-limit',
+        o['client-query-buffer-limit'],
+        DEFAULT_CLIENT_LIMITS.queryBufferLimit,
+      ),
+      outputBufferLimit: byteSize(
+        '--client-output-buffer-limit',
+        o['client-output-buffer-limit'],
+        DEFAULT_CLIENT_LIMITS.outputBufferLimit,
+        0,
+      ),
+      idleTimeoutMs: positiveInt('--timeout', o.timeout, DEFAULT_CLIENT_LIMITS.idleTimeoutMs / 1000, 0) * 1000,
+    },
     sweepBudgetMs: positiveInt('--sweep-budget-ms', o['sweep-budget-ms'], DEFAULTS.sweepBudgetMs),
     sweepRate: positiveInt('--sweep-rate', o['sweep-rate'], DEFAULTS.sweepRate, 0),
     bigKeyBytes: positiveInt('--big-key-mb', o['big-key-mb'], DEFAULTS.bigKeyMb) * 1024 * 1024,
@@ -117,7 +168,17 @@ export function buildConfig(o: RawOptions): ProxyConfig {
     progress: parseProgress(o.progress),
     onConflict: parseOnConflict(o['on-conflict']),
     force: Boolean(o.force),
+    phase: parsePhase(o.phase),
+    sourceFromTarget: o['source-from-target'] ? parseHostPort('--source-from-target', o['source-from-target']) : null,
+    phasePollMs: 250,
+    fenceWaitMs: 10_000,
   };
+}
+
+function parsePhase(v: string | undefined): 'hold' | 'migrate' | null {
+  if (v === undefined) return null;
+  if (v === 'hold' || v === 'migrate') return v;
+  throw new ConfigError(`--phase must be hold or migrate, got '${v}'`);
 }
 
 /** --on-conflict source|target, or null when absent. */

@@ -54,6 +54,10 @@ export function showKey(key: string): string {
 /** The RESP error texts the proxy produces itself (without the leading '-' and CRLF). */
 export const ErrorText = {
   protocol: (msg: string) => `ERR ${msg}`,
+  /** Redis's own text for a connection past maxclients. */
+  maxClients: () => 'ERR max number of clients reached',
+  queryBufferLimit: (limit: number) =>
+    `ERR rehome: client query buffer limit reached (more than ${limit} bytes of unfinished requests, see --client-query-buffer-limit); closing the connection`,
   noproto: () => 'NOPROTO sorry, this protocol version is not supported',
   sourceUnavailable: (detail: string) =>
     `TRYAGAIN rehome: source unavailable, key not moved (${detail})`,
@@ -73,4 +77,5 @@ export const ErrorText = {
     `ERR Can't execute '${cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`,
   tooBigCursor: () => 'ERR rehome: invalid cursor',
   invalidCursor: () => 'ERR invalid cursor',
+  reservedKey: () => "ERR rehome: keys starting with '__rehome:' are reserved for rehome's own state",
 } as const;

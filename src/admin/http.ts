@@ -1,8 +1,10 @@
 /**
  * The admin endpoint: GET /status (JSON), GET /metrics (Prometheus text), and sweeper control:
- * POST /sweeper/pause, POST /sweeper/resume, POST /sweeper/rate?keys_per_sec=N.
+ * POST /sweeper/pause, POST /sweeper/resume, POST /sweeper/rate?keys_per_sec=N, and the
+ * fleet-wide phase switch POST /phase?to=hold|migrate|reverse.
  */
 import http from 'node:http';
+import { SWITCHABLE, type SwitchablePhase } from '../phase/phase.js';
 import type { RehomeProxy } from '../proxy/server.js';
 
 export function startAdmin(proxy: RehomeProxy, host: string, port: number): Promise<http.Server> {
@@ -33,6 +35,16 @@ async function handle(proxy: RehomeProxy, req: http.IncomingMessage, res: http.S
     res.end(await m.registry.metrics());
     return;
   }
+  if (req.method === 'POST' && url.pathname === '/phase') {
+    const to = url.searchParams.get('to') ?? '';
+    if (!(SWITCHABLE as readonly string[]).includes(to)) return json(res, 400, { error: 'to must be hold, migrate or reverse' });
+    try {
+      const r = await proxy.switchPhase(to as SwitchablePhase);
+      return json(res, 200, r);
+    } catch (e) {
+      return json(res, 409, { error: (e as Error).message });
+    }
+  }
   if (req.method === 'POST' && url.pathname.startsWith('/sweeper/')) {
     if (!sw) return json(res, 409, { error: 'the sweeper is disabled (--no-sweep)' });
     const what = url.pathname.slice('/sweeper/'.length);
@@ -45,5 +57,5 @@ async function handle(proxy: RehomeProxy, req: http.IncomingMessage, res: http.S
     } else return json(res, 404, { error: `unknown sweeper action '${what}'` });
     return json(res, 200, { sweeper: sw.state, pause_reason: sw.pauseReason || null, rate_limit: sw.opts.rate || null });
   }
-  json(res, 404, { error: 'GET /status, GET /metrics, POST /sweeper/pause|resume|rate?keys_per_sec=N' });
+  json(res, 404, { error: 'GET /status, GET /metrics, POST /sweeper/pause|resume|rate?keys_per_sec=N, POST /phase?to=hold|migrate|reverse' });
 }

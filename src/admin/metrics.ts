@@ -24,6 +24,8 @@ export class ProxyMetrics {
     moveFailures: number;
     cacheSize: number;
     bigKeys: number;
+    phase: string;
+    epoch: number;
   }) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'rehome_process_' });
@@ -49,6 +51,11 @@ export class ProxyMetrics {
       new Gauge({ name, help, labelNames, registers: [r], collect() { f(this); } });
     gauge('rehome_commands_total', 'Client requests handled', (g) => g.set(read().commands));
     gauge('rehome_clients', 'Connected clients', (g) => g.set(read().clients));
+    gauge('rehome_phase', 'The phase this process serves (1 for the current one), with its epoch', (g) => {
+      g.reset();
+      const s = read();
+      g.set({ phase: s.phase, epoch: String(s.epoch) }, 1);
+    }, ['phase', 'epoch']);
     gauge('rehome_keys_moved_total', 'Keys moved from the source to the target', (g) => {
       const s = read();
       g.set({ by: 'touch' }, s.movedOnTouch);

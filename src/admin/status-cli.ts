@@ -1,6 +1,7 @@
 /**
  * `rehome status --admin HOST:PORT` (a person's view of /status) and
- * `rehome sweeper pause|resume|rate N --admin HOST:PORT`.
+ * `rehome sweeper pause|resume|rate N --admin HOST:PORT` and
+ * `rehome phase hold|migrate|reverse --admin HOST:PORT`.
  */
 import http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -31,7 +32,19 @@ function fmtDuration(s: number | null): string {
 export function renderStatus(st: Record<string, any>): string {
   const k = st.keys ?? {};
   const lines: string[] = [];
-  lines.push(`phase        ${st.phase}${st.drained_at ? ` (since ${st.drained_at})` : ''}`);
+  lines.push(`phase        ${st.phase}${st.epoch !== null && st.epoch !== undefined ? ` (epoch ${st.epoch})` : ''}${st.drained_at ? ` (drained since ${st.drained_at})` : ''}${st.direction === 'new -> old' ? '  [keys move new -> old]' : ''}`);
+  const ph = st.phases;
+  if (ph) {
+    if (ph.shared && (ph.shared.phase !== st.phase || ph.shared.epoch !== st.epoch)) {
+      lines.push(`shared phase ${ph.shared.phase}${ph.shared.next ? ` -> ${ph.shared.next}` : ''} (epoch ${ph.shared.epoch}, set by ${ph.shared.by})`);
+    }
+    const procs: any[] = ph.processes ?? [];
+    const agree = procs.filter((p) => p.phase === ph.shared?.phase && p.epoch === ph.shared?.epoch).length;
+    lines.push(`processes    ${procs.length} seen, ${agree} on ${ph.shared?.phase} (epoch ${ph.shared?.epoch}), ${procs.reduce((n, p) => n + (p.clients ?? 0), 0)} clients in all`);
+    for (const p of procs) {
+      lines.push(`  ${p.id}  ${p.phase} (epoch ${p.epoch})  ${p.clients} clients  listen ${p.listen}${p.admin ? `  admin ${p.admin}` : ''}`);
+    }
+  }
   lines.push(`source       ${st.source} (redis ${st.versions?.source})${st.source_reachable === false ? '  UNREACHABLE' : ''}`);
   lines.push(`target       ${st.target} (redis ${st.versions?.target})`);
   lines.push(`moved        ${k.moved_on_touch ?? 0} on touch, ${k.moved_by_sweeper ?? 0} by the sweeper (${k.in_both_resolved ?? 0} found in both, target kept)`);
@@ -99,6 +112,31 @@ export async function runSweeperCli(argv: string[]): Promise<number> {
     return r.code === 200 ? 0 : 1;
   } catch (e) {
     process.stderr.write(`rehome sweeper: cannot reach ${values.admin}: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
+
+export async function runPhaseCli(argv: string[]): Promise<number> {
+  let values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, options: { admin: { type: 'string' } }, strict: true, allowPositionals: true }));
+  } catch (e) {
+    process.stderr.write(`rehome phase: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const [to] = positionals;
+  if (!values.admin || !to || !['hold', 'migrate', 'reverse'].includes(to) || positionals.length !== 1) {
+    process.stderr.write('usage: rehome phase hold|migrate|reverse --admin HOST:PORT\n');
+    return 2;
+  }
+  const a = parseHostPort('--admin', values.admin);
+  try {
+    const r = await request('POST', a.host, a.port, `/phase?to=${to}`);
+    process.stdout.write(r.body);
+    return r.code === 200 ? 0 : 1;
+  } catch (e) {
+    process.stderr.write(`rehome phase: cannot reach ${values.admin}: ${(e as Error).message}\n`);
     return 1;
   }
 }

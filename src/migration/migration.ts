@@ -4,7 +4,7 @@
  */
 import type { ControlPool } from '../upstream/control.js';
 import type { Mover } from './mover.js';
-import { parseKeyspace, SourceWatch, type SourceIdentity } from './source-watch.js';
+import { SourceWatch, visibleKeyspace, type SourceIdentity } from './source-watch.js';
 import { Sweeper, SWEEPER_DEFAULTS, type SweeperOptions } from './sweeper.js';
 
 export type Phase = 'migrating' | 'drained';
@@ -12,6 +12,8 @@ export type Phase = 'migrating' | 'drained';
 /** Settings of the migration's background work. */
 export interface MigrationOptions {
   sweep: boolean;
+  /** Nothing to move (hold and drained phases): no sweeper, no source watch, drained from the start. */
+  passThrough?: boolean;
   sweeper: Partial<SweeperOptions>;
   watchIntervalMs: number;
 }
@@ -20,7 +22,7 @@ export interface MigrationOptions {
 export class Migration {
   phase: Phase = 'migrating';
   readonly sweeper: Sweeper | null;
-  readonly watch: SourceWatch;
+  readonly watch: SourceWatch | null;
   readonly startedAt = Date.now();
   drainedAt: number | null = null;
   /** Keys in the source when the proxy started. */
@@ -41,6 +43,14 @@ export class Migration {
     private readonly opts: MigrationOptions,
     private readonly log: (line: string) => void,
   ) {
+    if (opts.passThrough) {
+      this.watch = null;
+      this.sweeper = null;
+      this.phase = 'drained';
+      this.drainedAt = this.startedAt;
+      mover.drained = true;
+      return;
+    }
     this.watch = new SourceWatch(source.dedicated(0), opts.watchIntervalMs, (a, b) => this.onSourceRestart(a, b));
     this.sweeper = opts.sweep
       ? new Sweeper(source, mover, { ...SWEEPER_DEFAULTS, ...opts.sweeper }, log, () => this.setDrained())
@@ -48,6 +58,7 @@ export class Migration {
   }
 
   async start(): Promise<void> {
+    if (this.watch === null) return;
     await this.watch.start();
     await this.refresh();
     this.initialKeys = this.remainingTotal;
@@ -85,8 +96,7 @@ export class Migration {
     this.lastMoved = moved;
     this.lastAt = now;
     try {
-      const text = await this.source.db(0).info('keyspace');
-      const per = parseKeyspace(text);
+      const per = await visibleKeyspace(this.source.db(0));
       if (this.phase === 'drained') {
         const n = Object.values(per).reduce((a, b) => a + b, 0);
         if (n > 0 && !this.warnedRefill) {
@@ -107,7 +117,7 @@ export class Migration {
    * Declared by the sweeper when a pass finds every db of the source empty. The source never
    * gains keys in migrate mode (rule 1), so it stays empty and is no longer consulted.
    */
-  private setDrained(): void {
+  setDrained(): void {
     if (this.phase === 'drained') return;
     this.phase = 'drained';
     this.drainedAt = Date.now();
@@ -135,6 +145,6 @@ export class Migration {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await Promise.all([this.sweeper?.stop(), this.watch.stop()]);
+    await Promise.all([this.sweeper?.stop(), this.watch?.stop()]);
   }
 }

@@ -68,15 +68,15 @@ const NO_FAILURES: Map<string, Error> = new Map();
  * The sweeper's step, inside the source. ARGV: cursor, count, big-key bytes, host, port, db,
  * timeout, [AUTH pass | AUTH2 user pass]. Returns {next cursor, keys moved, big keys, their
  * sizes, error text or '', the small keys (only when MIGRATE failed, to be probed)}. Keys named
- * `__rehome:plan-probe:*` (rehome plan's throwaway keys) are skipped.
+ * `__rehome:*` (rehome's own keys: the phase hash, plan's probes) are skipped.
  */
 const SWEEP_SCRIPT = `
 local r = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local lim = tonumber(ARGV[3])
 local small, big, sizes = {}, {}, {}
 for _, k in ipairs(r[2]) do
-  -- rehome plan's throwaway probe keys are never moved by the sweeper
-  if string.sub(k, 1, 20) ~= '__rehome:plan-probe:' then
+  -- rehome's own keys (the phase hash, plan's probes) are never moved
+  if string.sub(k, 1, 9) ~= '__rehome:' then
     local m = redis.call('MEMORY', 'USAGE', k)
     if m then
       if m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m else small[#small + 1] = k end

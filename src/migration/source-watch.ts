@@ -4,6 +4,7 @@
  * longer true and the sweeper must wait for an operator (DESIGN.md failure table).
  */
 import type { Redis } from 'ioredis';
+import { PHASE_KEY } from '../phase/phase.js';
 
 /** What identifies one life of the source server. */
 export interface SourceIdentity {
@@ -24,6 +25,17 @@ export function parseKeyspace(text: string): Record<number, number> {
   const re = /^db(\d+):keys=(\d+)/gm;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) {
     if (Number(m[2]) > 0) out[Number(m[1])] = Number(m[2]);
+  }
+  return out;
+}
+
+/** Keys per db as INFO keyspace counts them, rehome's phase key left out. `c` is on db 0. */
+export async function visibleKeyspace(c: Redis): Promise<Record<number, number>> {
+  const [text, phaseKeys] = await Promise.all([c.info('keyspace'), c.exists(PHASE_KEY)]);
+  const out = parseKeyspace(text);
+  if (phaseKeys > 0 && out[0] !== undefined) {
+    if (out[0] > phaseKeys) out[0] -= phaseKeys;
+    else delete out[0];
   }
   return out;
 }

@@ -16,7 +16,8 @@
 import type { Redis } from 'ioredis';
 import type { ControlPool } from '../upstream/control.js';
 import type { Mover } from './mover.js';
-import { parseKeyspace } from './source-watch.js';
+import { RESERVED_PREFIX } from '../phase/phase.js';
+import { visibleKeyspace } from './source-watch.js';
 
 export type SweeperState = 'starting' | 'sweeping' | 'paused' | 'standby' | 'drained' | 'stopped';
 
@@ -63,7 +64,7 @@ export interface BigKeyReport {
 const LEASE_PREFIX = 'rehome-sweeper-lease:';
 
 /** rehome plan's throwaway probe keys: never swept. */
-const PROBE_PREFIX = Buffer.from('__rehome:plan-probe:');
+const PROBE_PREFIX = Buffer.from(RESERVED_PREFIX);
 
 
 /** Background mover of untouched keys; see the file comment. */
@@ -175,7 +176,7 @@ export class Sweeper {
       }
       try {
         // Every proxy sees the source empty, lease holder or not.
-        const ks = parseKeyspace(await this.conn(0).info('keyspace'));
+        const ks = await visibleKeyspace(this.conn(0));
         const dbs = Object.keys(ks).map(Number);
         if (dbs.length === 0) {
           this.state = 'drained';

@@ -19,6 +19,7 @@ import { decodeReply } from '../resp/decode.js';
 import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
 import { argBuf, argLower, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
 import { arrayElements } from '../resp/reply-scanner.js';
+import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import { Entry, parseDbIndex, type Session } from './session.js';
 
 const MAX_CURSOR = (1n << 64n) - 1n;
@@ -38,8 +39,9 @@ function restArgs(req: Request, from: number): Buffer[] {
 
 export function handle(s: Session, req: Request): void {
   if (s.ctx.mover.drained && req.name !== 'scan') {
-    // The source is empty for good: pure pass-through.
-    s.forwardPlain(req);
+    // The source is empty for good: pure pass-through (hiding rehome's phase key if it is there).
+    if (s.ctx.hideSide === 'target') hiddenPassThrough(s, req);
+    else s.forwardPlain(req);
     return;
   }
   switch (req.name) {
@@ -92,7 +94,7 @@ function union(a: Buffer[], b: Buffer[]): Buffer[] {
   for (const list of [a, b]) {
     for (const k of list) {
       const id = k.toString('latin1');
-      if (seen.has(id)) continue;
+      if (seen.has(id) || id.startsWith(RESERVED_PREFIX)) continue;
       seen.add(id);
       out.push(k);
     }
@@ -112,7 +114,7 @@ function scan(s: Session, req: Request): void {
   const e = new Entry(req);
   if (s.ctx.mover.drained && (c === 0n || c % 2n === 1n)) {
     // Nothing left in the source: a walk that would start there starts on the target.
-    forwardTargetScan(e, 0n, rest);
+    forwardTargetScan(e, 0n, rest, s.ctx.hideSide === 'target');
   } else if (c === 0n || c % 2n === 1n) {
     const srcCursor = c === 0n ? 0n : (c - 1n) / 2n;
     e.local = true;
@@ -125,20 +127,21 @@ function scan(s: Session, req: Request): void {
           const next = BigInt(nextBuf.toString('latin1'));
           const out = next === 0n ? 2n : next * 2n + 1n;
           if (out > MAX_CURSOR) throw new RehomeError('ECURSOR', ErrorText.tooBigCursor());
-          e.reply = Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), encodeBulkArray(found)]);
+          const shown = s.ctx.hideSide === 'source' ? found.filter((k) => !isReservedBuf(k)) : found;
+          e.reply = Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), encodeBulkArray(shown)]);
         },
         (err) => {
           throw sourceError(err);
         },
       );
   } else {
-    forwardTargetScan(e, (c - 2n) / 2n, rest);
+    forwardTargetScan(e, (c - 2n) / 2n, rest, s.ctx.hideSide === 'target');
   }
   s.enqueue(e);
 }
 
 /** Sends the SCAN to the target (through the client's connection) and re-encodes its cursor. */
-function forwardTargetScan(e: Entry, tgtCursor: bigint, rest: Buffer[]): void {
+function forwardTargetScan(e: Entry, tgtCursor: bigint, rest: Buffer[], hide: boolean): void {
   e.bytes = encodeRequest([Buffer.from('SCAN'), Buffer.from(tgtCursor.toString()), ...rest]).raw;
   e.hook = (reply) => {
     const els = arrayElements(reply);
@@ -147,7 +150,8 @@ function forwardTargetScan(e: Entry, tgtCursor: bigint, rest: Buffer[]): void {
     const next = BigInt(cursorVal.toString('latin1'));
     const out = next === 0n ? 0n : next * 2n + 2n;
     if (out > MAX_CURSOR) return encodeError(ErrorText.tooBigCursor());
-    return Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), els[1]!]);
+    const keysEl = hide ? hideReservedArray(els[1]!) : els[1]!;
+    return Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), keysEl]);
   };
 }
 
@@ -155,9 +159,9 @@ function dbsize(s: Session, req: Request): void {
   if (req.argc !== 1) return s.forwardPlain(req);
   const e = new Entry(req);
   let n = 0;
-  e.pre = s.ctx.source
-    .db(s.db)
-    .dbsize()
+  if (s.ctx.hideSide === 'target') e.bytes = hiddenRequest(s, req);
+  const src = s.ctx.source.db(s.db);
+  e.pre = (s.ctx.hideSide === 'source' ? (src.eval(DBSIZE_SCRIPT, 1, PHASE_KEY) as Promise<number>) : src.dbsize())
     .then(
       (r) => {
         n = r;
@@ -179,9 +183,12 @@ function randomkey(s: Session, req: Request): void {
   const e = new Entry(req);
   const db = s.db;
   e.pre = (async () => {
+    const hideSource = s.ctx.hideSide === 'source';
+    if (s.ctx.hideSide === 'target') e.bytes = hiddenRequest(s, req);
+    const src = s.ctx.source.db(db);
     let ns: number;
     try {
-      ns = await s.ctx.source.db(db).dbsize();
+      ns = hideSource ? ((await src.eval(DBSIZE_SCRIPT, 1, PHASE_KEY)) as number) : await src.dbsize();
     } catch (err) {
       throw sourceError(err);
     }
@@ -190,7 +197,9 @@ function randomkey(s: Session, req: Request): void {
     if (Math.random() * (ns + nt) >= ns) return;
     let k: Buffer | null;
     try {
-      k = (await s.ctx.source.db(db).callBuffer('RANDOMKEY')) as Buffer | null;
+      k = hideSource
+        ? ((await src.callBuffer('EVAL', RANDOMKEY_SCRIPT, 1, PHASE_KEY)) as Buffer | null)
+        : ((await src.callBuffer('RANDOMKEY')) as Buffer | null);
     } catch (err) {
       throw sourceError(err);
     }
@@ -210,20 +219,23 @@ function info(s: Session, req: Request): void {
   if (!wantKeyspace) return s.forwardPlain(req);
   const e = new Entry(req);
   let sourceInfo = '';
-  e.pre = s.ctx.source
-    .db(0)
-    .info('keyspace')
-    .then(
-      (r) => {
-        sourceInfo = r;
-      },
-      (err) => {
-        throw sourceError(err);
-      },
-    );
+  let hidden = 0;
+  const side = s.ctx.hideSide;
+  e.pre = Promise.all([
+    s.ctx.source.db(0).info('keyspace'),
+    side === null ? 0 : s.ctx[side].db(0).exists(PHASE_KEY),
+  ]).then(
+    ([r, h]) => {
+      sourceInfo = side === 'source' ? dropFromDb0(r, h) : r;
+      hidden = side === 'target' ? h : 0;
+    },
+    (err) => {
+      throw sourceError(err);
+    },
+  );
   e.hook = (reply) => {
     if (reply[0] !== 0x24) return reply;
-    const text = (decodeReply(reply) as Buffer).toString('latin1');
+    const text = dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), hidden);
     return encodeBulk(Buffer.from(mergeKeyspaceInfo(text, sourceInfo), 'latin1'));
   };
   s.enqueue(e);
@@ -270,10 +282,14 @@ function flush(s: Session, req: Request): void {
   const e = new Entry(req);
   const db = s.db;
   const args = restArgs(req, 1);
-  e.pre = s.ctx.source
-    .db(req.name === 'flushall' ? 0 : db)
-    .callBuffer(req.name.toUpperCase(), ...args)
-    .then(
+  if (s.ctx.hideSide === 'target') e.bytes = hiddenRequest(s, req);
+  const src = s.ctx.source.db(req.name === 'flushall' ? 0 : db);
+  const cmd = Buffer.from(req.name.toUpperCase());
+  e.pre = (
+    s.ctx.hideSide === 'source'
+      ? src.callBuffer('EVAL', KEEP_PHASE_SCRIPT, 1, PHASE_KEY, String(req.name === 'flushall' ? 0 : db), cmd, ...args)
+      : src.callBuffer(req.name.toUpperCase(), ...args)
+  ).then(
       () => undefined,
       (err) => {
         throw sourceError(err);
@@ -287,10 +303,13 @@ function swapdb(s: Session, req: Request): void {
   const a = parseDbIndex(argStr(req, 1), s.ctx.databases);
   const b = parseDbIndex(argStr(req, 2), s.ctx.databases);
   const e = new Entry(req);
-  e.pre = s.ctx.source
-    .db(0)
-    .callBuffer('SWAPDB', argBuf(req, 1), argBuf(req, 2))
-    .then(
+  if (s.ctx.hideSide === 'target') e.bytes = hiddenRequest(s, req);
+  const src = s.ctx.source.db(0);
+  e.pre = (
+    s.ctx.hideSide === 'source'
+      ? src.callBuffer('EVAL', KEEP_PHASE_SCRIPT, 1, PHASE_KEY, '0', 'SWAPDB', argBuf(req, 1), argBuf(req, 2))
+      : src.callBuffer('SWAPDB', argBuf(req, 1), argBuf(req, 2))
+  ).then(
       () => {
         if (a !== null && b !== null) s.ctx.mover.cache.swap(a, b);
       },
@@ -298,5 +317,138 @@ function swapdb(s: Session, req: Request): void {
         throw sourceError(err);
       },
     );
+  s.enqueue(e);
+}
+
+// ---------------------------------------------------------------- rehome's phase key, hidden
+
+/** DBSIZE without rehome's phase key. */
+const DBSIZE_SCRIPT = "return redis.call('DBSIZE') - redis.call('EXISTS', KEYS[1])";
+
+/** RANDOMKEY that never returns one of rehome's keys. */
+const RANDOMKEY_SCRIPT = `
+if redis.call('DBSIZE') - redis.call('EXISTS', KEYS[1]) <= 0 then return false end
+for i = 1, 100 do
+  local k = redis.call('RANDOMKEY')
+  if not k or string.sub(k, 1, 9) ~= '${RESERVED_PREFIX}' then return k end
+end
+return false`;
+
+/**
+ * FLUSHDB, FLUSHALL or SWAPDB (ARGV[2..], run in db ARGV[1]) that keeps rehome's phase key in db 0:
+ * the phase hash is saved first and put back afterwards, in one atomic script. Errors come back
+ * as the command's own.
+ */
+const KEEP_PHASE_SCRIPT = `
+redis.call('SELECT', 0)
+local h = redis.call('HGETALL', KEYS[1])
+redis.call('SELECT', tonumber(ARGV[1]))
+local args = {}
+for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
+local r = redis.pcall(unpack(args))
+if type(r) == 'table' and r.err then return r end
+if #h > 0 then
+  if string.upper(ARGV[2]) == 'SWAPDB' then
+    -- the key went to the other db of the swap: take it out of there
+    local a, b = tonumber(ARGV[3]), tonumber(ARGV[4])
+    if a == 0 and b ~= 0 then redis.call('SELECT', b); redis.call('DEL', KEYS[1]) end
+    if b == 0 and a ~= 0 then redis.call('SELECT', a); redis.call('DEL', KEYS[1]) end
+  end
+  redis.call('SELECT', 0)
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], unpack(h))
+end
+return r`;
+
+function isReservedBuf(k: Buffer): boolean {
+  return k.length >= RESERVED.length && k.subarray(0, RESERVED.length).equals(RESERVED);
+}
+const RESERVED = Buffer.from(RESERVED_PREFIX);
+
+/** A RESP array of bulk strings without rehome's keys. */
+function hideReservedArray(el: Buffer): Buffer {
+  const keys = decodeReply(el) as Buffer[] | null;
+  if (!Array.isArray(keys) || !keys.some(isReservedBuf)) return el;
+  return encodeBulkArray(keys.filter((k) => !isReservedBuf(k)));
+}
+
+/** INFO text with `n` keys (rehome's phase key) taken off db 0 of its Keyspace section. */
+function dropFromDb0(text: string, n: number): string {
+  if (n <= 0) return text;
+  return text.replace(/^db0:keys=(\d+),([^\r\n]*)(\r?\n)?/m, (_m, k: string, rest: string, nl: string | undefined) => {
+    const left = Number(k) - n;
+    return left > 0 ? `db0:keys=${left},${rest}${nl ?? ''}` : '';
+  });
+}
+
+/**
+ * The request to send instead, on a connection whose server holds the phase key: a script that
+ * does the same and leaves the key out (or in place).
+ */
+function hiddenRequest(s: Session, req: Request): Buffer {
+  const key = Buffer.from(PHASE_KEY);
+  const ev = (script: string, ...args: Buffer[]) =>
+    encodeRequest([Buffer.from('EVAL'), Buffer.from(script), Buffer.from('1'), key, ...args]).raw;
+  switch (req.name) {
+    case 'dbsize':
+      return ev(DBSIZE_SCRIPT);
+    case 'randomkey':
+      return ev(RANDOMKEY_SCRIPT);
+    case 'flushall':
+      return ev(KEEP_PHASE_SCRIPT, Buffer.from('0'), Buffer.from('FLUSHALL'), ...restArgs(req, 1));
+    case 'flushdb':
+      return ev(KEEP_PHASE_SCRIPT, Buffer.from(String(s.db)), Buffer.from('FLUSHDB'), ...restArgs(req, 1));
+    case 'swapdb':
+      return ev(KEEP_PHASE_SCRIPT, Buffer.from('0'), Buffer.from('SWAPDB'), ...restArgs(req, 1));
+    default:
+      return req.raw;
+  }
+}
+
+/** Pass-through to a server that holds the phase key (hold phase): the same commands, key hidden. */
+function hiddenPassThrough(s: Session, req: Request): void {
+  const e = new Entry(req);
+  switch (req.name) {
+    case 'keys':
+      if (req.argc !== 2) return s.forwardPlain(req);
+      e.hook = (reply) => (reply[0] === 0x2a ? hideReservedArray(reply) : reply);
+      break;
+    case 'dbsize':
+    case 'randomkey':
+      if (req.argc !== 1) return s.forwardPlain(req);
+      e.bytes = hiddenRequest(s, req);
+      break;
+    case 'flushall':
+    case 'flushdb':
+      e.bytes = hiddenRequest(s, req);
+      break;
+    case 'swapdb': {
+      if (req.argc !== 3) return s.forwardPlain(req);
+      e.bytes = hiddenRequest(s, req);
+      break;
+    }
+    case 'info': {
+      let wantKeyspace = req.argc === 1;
+      for (let i = 1; i < req.argc; i++) if (KEYSPACE_SECTIONS.has(argLower(req, i))) wantKeyspace = true;
+      if (!wantKeyspace) return s.forwardPlain(req);
+      let hidden = 0;
+      e.pre = s.ctx.target
+        .db(0)
+        .exists(PHASE_KEY)
+        .then(
+          (h) => {
+            hidden = h;
+          },
+          () => undefined,
+        );
+      e.hook = (reply) => {
+        if (reply[0] !== 0x24) return reply;
+        return encodeBulk(Buffer.from(dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), hidden), 'latin1'));
+      };
+      break;
+    }
+    default:
+      return s.forwardPlain(req);
+  }
   s.enqueue(e);
 }

@@ -2,7 +2,9 @@
  * The proxy's lifecycle: checks both servers, loads the target's command table, accepts clients
  * (one Session each), and stops gracefully.
  */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import os from 'node:os';
 import { Redis } from 'ioredis';
 import type http from 'node:http';
 import { startAdmin } from '../admin/http.js';
@@ -13,9 +15,11 @@ import { RehomeError } from '../errors.js';
 import { KnownAbsentCache } from '../migration/absent-cache.js';
 import { Migration } from '../migration/migration.js';
 import { Mover } from '../migration/mover.js';
+import { fencedName, PhaseController, type PhaseState, type ProcessView, type SwitchablePhase } from '../phase/phase.js';
 import { formatPlanReport, plan } from '../tools/plan.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import { IdleReaper, refuseConnection } from './limits.js';
 import { Session, type SessionContext } from './session.js';
 
 /** Logging sink (the CLI prints; tests may collect). */
@@ -74,6 +78,24 @@ function needsAuth(ep: Endpoint, timeoutMs: number): Promise<boolean> {
   });
 }
 
+/** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
+type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
+
+/**
+ * Everything that belongs to one phase at one epoch: the upstream pools (named for the epoch),
+ * the mover and its cache, the migration, and the sessions started under it. A switch retires
+ * the runtime whole and starts a new one.
+ */
+interface Runtime {
+  phase: RuntimePhase;
+  /** 0 without phases. */
+  epoch: number;
+  ctx: SessionContext;
+  migration: Migration;
+  pools: ControlPool[];
+  sessions: Set<Session>;
+}
+
 /** A running proxy. */
 export class RehomeProxy {
   private readonly sessions = new Set<Session>();
@@ -81,38 +103,52 @@ export class RehomeProxy {
   private admin: http.Server | null = null;
   private nextId = 1;
   private stopping: Promise<void> | null = null;
+  /** Closes idle clients (--timeout); null when off. */
+  private idle: IdleReaper | null = null;
+  private rt: Runtime | null = null;
+  /** The last runtime's migration, kept for status while a switch is under way. */
+  private lastMigration: Migration;
+  private readonly counters = { commands: 0 };
+  private readonly tables = new Map<string, CommandTable>();
+  /** Clients that connected while the phase was fencing: they wait for the new runtime. */
+  private readonly pending = new Set<net.Socket>();
+  private rebuilding: Promise<void> = Promise.resolve();
+  private readonly drainedListeners: Array<() => void> = [];
+  private drainedFired = false;
+  /** Every process's view of the phase (refreshed every second with phases on). */
+  fleet: ProcessView[] = [];
+  private fleetTimer: NodeJS.Timeout | null = null;
+  readonly processId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
 
   private constructor(
     readonly config: ProxyConfig,
     private readonly server: net.Server,
-    private readonly ctx: SessionContext,
-    private readonly source: ControlPool,
-    private readonly target: ControlPool,
     private readonly log: Logger,
-    readonly migration: Migration,
     readonly versions: { source: string; target: string },
-    private readonly sweepSource: ControlPool,
+    private readonly authRequired: { old: boolean; new: boolean },
+    private readonly databases: number,
+    readonly phases: PhaseController | null,
   ) {
+    this.lastMigration = null as unknown as Migration;
     this.metrics = new ProxyMetrics(() => {
-      const st = ctx.mover.stats;
+      const m = this.migration;
+      const st = m.mover.stats;
       return {
-        commands: ctx.counters.commands,
+        commands: this.counters.commands,
         clients: this.sessions.size,
         movedOnTouch: st.keysMovedOnTouch,
         movedBySweeper: st.keysMovedBySweeper,
-        remainingPerDb: migration.remainingPerDb,
-        drained: migration.phase === 'drained',
-        rate: migration.rate,
+        remainingPerDb: m.remainingPerDb,
+        drained: m.phase === 'drained',
+        rate: m.rate,
         errorsByKind: st.errorsByKind,
         moveFailures: st.failures,
-        cacheSize: ctx.mover.cache.size,
-        bigKeys: migration.sweeper?.bigKeysTotal ?? 0,
+        cacheSize: m.mover.cache.size,
+        bigKeys: m.sweeper?.bigKeysTotal ?? 0,
+        phase: this.phaseName,
+        epoch: this.phases?.state.epoch ?? 0,
       };
     });
-    ctx.mover.onMigrate = (ms, keys, ok) => {
-      this.metrics.migrateLatency.observe({ outcome: ok ? 'ok' : 'error' }, ms / 1000);
-      this.metrics.migrateKeys.inc(keys);
-    };
   }
 
   static async start(config: ProxyConfig, log: Logger = () => {}): Promise<RehomeProxy> {
@@ -123,103 +159,51 @@ export class RehomeProxy {
     if (src.runId !== '' && src.runId === tgt.runId) {
       throw new RehomeError('ESAME', 'source and target are the same server (same run_id)');
     }
-    // The pre-flight checks of `rehome plan`, conflicts resolved as --on-conflict says.
-    const pre = await plan({
-      source: config.source,
-      target: config.target,
-      targetFromSource: config.targetFromSource,
-      onConflict: config.onConflict,
-      apply: config.onConflict !== null,
-    });
-    if (pre.findings.some((f) => f.level !== 'ok')) {
-      const report = formatPlanReport(pre).trimEnd().split('\n');
-      for (const line of report) if (!line.startsWith('ok ')) log(`plan: ${line.replace(/^plan: /, '')}`);
-    }
-    if (pre.hardFailure) {
-      const first = pre.findings.find((f) => f.level === 'fail');
-      const hint =
-        first?.check === 'conflicts'
-          ? ' (a restarted rehome finds the leftovers of interrupted moves here: --on-conflict target keeps the target copies, as DESIGN.md rule 3 does)'
-          : '';
-      if (!config.force) {
-        throw new RehomeError('EPLAN', `pre-flight check failed: ${first?.message ?? 'see the log'}${hint}; fix it, or pass --force`);
-      }
-      log('pre-flight checks failed; starting anyway (--force)');
-    }
-    const controlOpts = {
-      // MIGRATE's own timeout plus a margin: past it the source is taken as unresponsive.
-      commandTimeoutMs: config.migrateTimeoutMs + 1_000,
-      connectTimeoutMs: config.connectTimeoutMs,
-    };
-    const source = new ControlPool(config.source, controlOpts, 'source');
-    const target = new ControlPool(config.target, controlOpts, 'target');
-    const sweepSource = new ControlPool(config.source, controlOpts, 'source');
+    const id = `${os.hostname()}:${process.pid}`;
+    // Phases: the phase key on the old server decides; --phase creates it when it is missing.
+    const phases = await PhaseController.open(
+      { old: config.source, new: config.target, id, pollMs: config.phasePollMs, connectTimeoutMs: config.connectTimeoutMs },
+      config.phase,
+    );
     try {
-      const commandReply = (await target.db(0).call('COMMAND')) as unknown[];
-      const table = new CommandTable(commandReply);
+      if (phases && config.phase !== null && phases.state.phase !== config.phase && phases.state.phase !== 'fencing') {
+        log(`the old server's phase key says ${phases.state.phase} (epoch ${phases.state.epoch}); --phase ${config.phase} applies only to a fresh deployment`);
+      }
+      // The pre-flight checks of `rehome plan` (only for a migration: hold moves nothing yet).
+      if (!phases || phases.state.phase === 'migrate' || (phases.state.phase === 'fencing' && phases.state.next === 'migrate')) {
+        await preflight(config, log);
+      }
+      const authRequired = {
+        old: await needsAuth(config.source, config.connectTimeoutMs),
+        new: await needsAuth(config.target, config.connectTimeoutMs),
+      };
       let databases = 16;
+      const probe = new ControlPool(config.target, { commandTimeoutMs: config.connectTimeoutMs * 2, connectTimeoutMs: config.connectTimeoutMs }, 'target');
       try {
-        const r = (await target.db(0).call('CONFIG', 'GET', 'databases')) as string[];
+        const r = (await probe.db(0).call('CONFIG', 'GET', 'databases')) as string[];
         if (r.length === 2 && Number(r[1]) > 0) databases = Number(r[1]);
       } catch {
         // CONFIG may be renamed or denied by ACL: keep Redis's default.
+      } finally {
+        await probe.close();
       }
-      const targetAuthRequired = await needsAuth(config.target, config.connectTimeoutMs);
-      const cache = new KnownAbsentCache(config.absentCacheSize);
-      const dest = config.targetFromSource ?? { host: config.target.host, port: config.target.port };
-      const mover = new Mover(source, target, cache, {
-        host: dest.host,
-        port: dest.port,
-        ...(config.target.username !== undefined ? { username: config.target.username } : {}),
-        ...(config.target.password !== undefined ? { password: config.target.password } : {}),
-        timeoutMs: config.migrateTimeoutMs,
-      }, sweepSource);
       // Half-open: a client that shuts down its sending side still gets every reply.
       const server = net.createServer({ allowHalfOpen: true });
-      let proxy: RehomeProxy | null = null;
-      const ctx: SessionContext = {
-        table,
-        mover,
-        source,
-        target,
-        targetEndpoint: config.target,
-        targetAuthRequired,
-        databases,
-        limits: config.limits,
-        maxPending: config.maxPendingPerClient,
-        onClose: (s) => proxy?.sessions.delete(s),
-        counters: { commands: 0 },
-        observeLatency: (sec) => proxy?.metrics.commandLatency.observe(sec),
-      };
-      const migration = new Migration(
-        source,
-        mover,
-        {
-          sweep: config.sweep,
-          sweeper: {
-            budgetMs: config.sweepBudgetMs,
-            rate: config.sweepRate,
-            bigKeyBytes: config.bigKeyBytes,
-            migrateTimeoutMs: config.migrateTimeoutMs,
-          },
-          watchIntervalMs: 1_000,
-        },
-        log,
-      );
-      await migration.start();
-      proxy = new RehomeProxy(config, server, ctx, source, target, log, migration, {
-        source: src.version,
-        target: tgt.version,
-      }, sweepSource);
-      const p = proxy;
-      server.on('connection', (sock) => {
-        if (p.stopping) {
-          sock.destroy();
-          return;
-        }
-        const s = new Session(sock, ctx, p.nextId++);
-        p.sessions.add(s);
-      });
+      const p = new RehomeProxy(config, server, log, { source: src.version, target: tgt.version }, authRequired, databases, phases);
+      if (phases) {
+        phases.onChange((s) => p.onPhaseChange(s));
+        phases.view = () => ({
+          phase: p.rt?.phase ?? 'fencing',
+          epoch: p.rt?.epoch ?? phases.state.epoch,
+          clients: p.sessions.size,
+          listen: describeEndpoint(p.address()),
+          admin: p.adminAddress() ? describeEndpoint(p.adminAddress()!) : null,
+        });
+      }
+      const first = phases ? await p.waitForPhase() : null;
+      p.rt = await p.buildRuntime(first);
+      p.lastMigration = p.rt.migration;
+      server.on('connection', (sock) => p.accept(sock));
       await new Promise<void>((resolve, reject) => {
         server.once('error', (e: NodeJS.ErrnoException) => {
           reject(
@@ -230,23 +214,305 @@ export class RehomeProxy {
           );
         });
         server.listen(config.listen.port, config.listen.host, () => resolve());
+      }).catch(async (e: unknown) => {
+        await p.retire(p.rt!, 'stopping');
+        throw e;
       });
       server.on('error', (e) => log(`server error: ${e.message}`));
+      p.idle = new IdleReaper(config.clientLimits.idleTimeoutMs, () => p.sessions);
+      p.idle.start();
       if (config.admin) {
         try {
           p.admin = await startAdmin(p, config.admin.host, config.admin.port);
         } catch (e) {
           server.close();
+          await p.retire(p.rt!, 'stopping');
           throw new RehomeError('ELISTEN', `cannot listen on admin ${describeEndpoint(config.admin)}: ${(e as Error).message}`);
         }
       }
+      if (phases) {
+        phases.start();
+        p.fleetTimer = setInterval(() => {
+          phases.fleet().then((f) => (p.fleet = f), () => undefined);
+        }, 1_000);
+        p.fleetTimer.unref();
+      }
       log(
-        `source ${describeEndpoint(config.source)} (redis ${src.version}), target ${describeEndpoint(config.target)} (redis ${tgt.version}), ${table.size} commands, ${databases} dbs`,
+        `source ${describeEndpoint(config.source)} (redis ${src.version}), target ${describeEndpoint(config.target)} (redis ${tgt.version}), ${p.rt.ctx.table.size} commands, ${databases} dbs` +
+          (phases ? `; phase ${p.rt.phase} (epoch ${p.rt.epoch})` : ''),
       );
-      return proxy;
+      return p;
     } catch (e) {
-      await Promise.all([source.close(), target.close(), sweepSource.close()]);
+      await phases?.close();
       throw e;
+    }
+  }
+
+  /** The shared phase once it is not fencing (a switch under way finishes first). */
+  private async waitForPhase(): Promise<PhaseState> {
+    const c = this.phases!;
+    const deadline = Date.now() + this.config.fenceWaitMs;
+    for (;;) {
+      const s = (await c.fresh()) ?? c.state;
+      if (s.phase !== 'fencing') return s;
+      if (Date.now() > deadline) {
+        throw new RehomeError('EFENCED', `the phase has been fencing (switch to ${s.next ?? '?'}) for over ${this.config.fenceWaitMs} ms: a switch did not finish; run rehome phase again`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** The command table of one server (its own COMMAND reply), loaded once. */
+  private async table(pool: ControlPool): Promise<CommandTable> {
+    const k = describeEndpoint(pool.endpoint);
+    let t = this.tables.get(k);
+    if (!t) {
+      t = new CommandTable((await pool.db(0).call('COMMAND')) as unknown[]);
+      this.tables.set(k, t);
+    }
+    return t;
+  }
+
+  /** Builds the runtime for a phase (null: no phases, migrate as a legacy proxy). */
+  private async buildRuntime(state: PhaseState | null): Promise<Runtime> {
+    const config = this.config;
+    const phase: RuntimePhase = state === null ? 'migrate' : (state.phase as RuntimePhase);
+    const epoch = state?.epoch ?? 0;
+    const phases = this.phases;
+    const controlOpts = {
+      // MIGRATE's own timeout plus a margin: past it the source is taken as unresponsive.
+      commandTimeoutMs: config.migrateTimeoutMs + 1_000,
+      connectTimeoutMs: config.connectTimeoutMs,
+    };
+    const reverse = phase === 'reverse' || phase === 'hold';
+    // Which server keys move out of (source) and which one clients talk to (target).
+    const srcEp = reverse ? config.target : config.source;
+    const tgtEp = reverse ? config.source : config.target;
+    const pool = (ep: Endpoint, role: 'source' | 'target', name: string) =>
+      new ControlPool(ep, controlOpts, role, phases ? { name: fencedName(epoch, name), check: () => phases.verify(epoch) } : null);
+    const source = pool(srcEp, 'source', 'source');
+    const target = pool(tgtEp, 'target', 'target');
+    const sweepSource = pool(srcEp, 'source', 'sweep');
+    const pools = [source, target, sweepSource];
+    try {
+      const table = await this.table(target);
+      const cache = new KnownAbsentCache(config.absentCacheSize);
+      const dest = reverse
+        ? (config.sourceFromTarget ?? { host: config.source.host, port: config.source.port })
+        : (config.targetFromSource ?? { host: config.target.host, port: config.target.port });
+      const mover = new Mover(source, target, cache, {
+        host: dest.host,
+        port: dest.port,
+        ...(tgtEp.username !== undefined ? { username: tgtEp.username } : {}),
+        ...(tgtEp.password !== undefined ? { password: tgtEp.password } : {}),
+        timeoutMs: config.migrateTimeoutMs,
+      }, sweepSource);
+      mover.onMigrate = (ms, keys, ok) => {
+        this.metrics.migrateLatency.observe({ outcome: ok ? 'ok' : 'error' }, ms / 1000);
+        this.metrics.migrateKeys.inc(keys);
+      };
+      const rt: Runtime = {
+        phase,
+        epoch,
+        pools,
+        sessions: new Set(),
+        migration: null as unknown as Migration,
+        ctx: {
+          table,
+          mover,
+          source,
+          target,
+          targetEndpoint: tgtEp,
+          targetAuthRequired: reverse ? this.authRequired.old : this.authRequired.new,
+          databases: this.databases,
+          limits: config.limits,
+          clientLimits: config.clientLimits,
+          log: this.log,
+          maxPending: config.maxPendingPerClient,
+          onClose: (s) => {
+            this.sessions.delete(s);
+            rt.sessions.delete(s);
+          },
+          counters: this.counters,
+          observeLatency: (sec) => this.metrics.commandLatency.observe(sec),
+          fence: phases ? { epoch, verify: () => phases.verify(epoch) } : null,
+          // The phase key is on the old server: hidden wherever a client reads the old server.
+          hideSide: phases === null ? null : phase === 'migrate' ? 'source' : phase === 'drained' ? null : 'target',
+        },
+      };
+      const passThrough = phase === 'hold' || phase === 'drained';
+      rt.migration = new Migration(
+        source,
+        mover,
+        {
+          sweep: config.sweep,
+          passThrough,
+          sweeper: {
+            budgetMs: config.sweepBudgetMs,
+            rate: config.sweepRate,
+            bigKeyBytes: config.bigKeyBytes,
+            migrateTimeoutMs: config.migrateTimeoutMs,
+          },
+          watchIntervalMs: 1_000,
+        },
+        this.log,
+      );
+      if (!passThrough) await rt.migration.start();
+      rt.migration.onDrained(() => this.onRuntimeDrained(rt));
+      return rt;
+    } catch (e) {
+      await Promise.all(pools.map((p) => p.close()));
+      throw e;
+    }
+  }
+
+  private accept(sock: net.Socket): void {
+    if (this.stopping) {
+      sock.destroy();
+      return;
+    }
+    if (this.sessions.size + this.pending.size >= this.config.clientLimits.maxClients) {
+      refuseConnection(sock);
+      return;
+    }
+    const rt = this.rt;
+    if (rt === null) {
+      // A switch is under way: the client waits (unread) for the new phase.
+      sock.pause();
+      this.pending.add(sock);
+      sock.on('close', () => this.pending.delete(sock));
+      sock.on('error', () => sock.destroy());
+      return;
+    }
+    const s = new Session(sock, rt.ctx, this.nextId++);
+    this.sessions.add(s);
+    rt.sessions.add(s);
+  }
+
+  /** The phase changed (seen by the poll, a fence check or this process's own switch). */
+  private onPhaseChange(s: PhaseState): void {
+    const rt = this.rt;
+    if (rt !== null && s.epoch === rt.epoch && (
+      (rt.phase === 'migrate' && s.phase === 'drained') || (rt.phase === 'reverse' && s.phase === 'hold'))) {
+      // The end of a drain, same epoch: nothing changes for clients, the source is empty.
+      this.log(`phase ${rt.phase} -> ${s.phase} (epoch ${s.epoch}): the ${rt.phase === 'migrate' ? 'old' : 'new'} server is empty`);
+      rt.phase = s.phase;
+      rt.migration.setDrained();
+      return;
+    }
+    if (rt !== null && s.epoch === rt.epoch && s.phase === rt.phase) return;
+    this.rebuilding = this.rebuilding.then(() => this.switchRuntime()).catch((e: Error) => {
+      this.log(`phase switch failed: ${e.message}; retrying`);
+      setTimeout(() => this.onPhaseChange(this.phases!.state), 500).unref();
+    });
+  }
+
+  /** Retires the current runtime and builds the one the shared phase now asks for. */
+  private async switchRuntime(): Promise<void> {
+    const c = this.phases!;
+    const want = c.state;
+    const rt = this.rt;
+    if (this.stopping) return;
+    if (rt !== null && want.epoch === rt.epoch && (want.phase === rt.phase)) return;
+    if (rt !== null) {
+      this.rt = null;
+      this.log(`phase ${rt.phase} (epoch ${rt.epoch}) -> ${want.phase === 'fencing' ? `fencing for ${want.next ?? '?'}` : want.phase} (epoch ${want.epoch}): closing ${rt.sessions.size} client connection(s) of the old phase`);
+      await this.retire(rt, `the phase changed to ${want.phase === 'fencing' ? (want.next ?? 'fencing') : want.phase} (epoch ${want.epoch}); reconnect`);
+    }
+    if (want.phase === 'fencing') {
+      // Wait for the switch to finish (the poll calls back); clients connecting now wait.
+      setTimeout(() => {
+        if (this.rt === null && c.state.phase === 'fencing') this.failPending('the phase switch did not finish in time');
+      }, this.config.fenceWaitMs).unref();
+      return;
+    }
+    const next = await this.buildRuntime(want);
+    if (this.stopping) {
+      await this.retire(next, 'stopping');
+      return;
+    }
+    this.rt = next;
+    this.lastMigration = next.migration;
+    this.log(`phase ${next.phase} (epoch ${next.epoch}) in effect`);
+    for (const sock of [...this.pending]) {
+      this.pending.delete(sock);
+      this.accept(sock);
+      sock.resume();
+    }
+    // The phase may have moved on while this one was being built.
+    if (c.state.epoch !== next.epoch || (c.state.phase !== next.phase && c.state.phase !== 'drained' && c.state.phase !== 'hold')) {
+      this.onPhaseChange(c.state);
+    }
+  }
+
+  private failPending(why: string): void {
+    for (const sock of [...this.pending]) {
+      this.pending.delete(sock);
+      sock.destroy();
+    }
+    if (why) this.log(`clients waiting for the phase were closed: ${why}`);
+  }
+
+  /** Closes a runtime's clients (in-flight commands get an error) and its upstream connections. */
+  private async retire(rt: Runtime, why: string): Promise<void> {
+    for (const s of [...rt.sessions]) s.fail(why);
+    await rt.migration.stop();
+    await Promise.all(rt.pools.map((p) => p.close()));
+  }
+
+  private onRuntimeDrained(rt: Runtime): void {
+    if (this.phases && (rt.phase === 'migrate' || rt.phase === 'reverse')) {
+      // Tell every process: the phase becomes drained (or hold after a reverse).
+      void this.phases.markDrained(rt.epoch, rt.phase);
+    }
+    if (rt.phase === 'migrate' || rt.phase === 'drained') this.fireDrained();
+  }
+
+  private fireDrained(): void {
+    if (this.drainedFired) return;
+    this.drainedFired = true;
+    for (const f of this.drainedListeners.splice(0)) f();
+  }
+
+  /** Calls `f` once the migration has drained the old server (now, if it has). */
+  onDrained(f: () => void): void {
+    if (this.drainedFired) f();
+    else this.drainedListeners.push(f);
+  }
+
+  /**
+   * Switches the phase of every process on this pair (the fenced switch, src/phase/phase.ts).
+   * hold needs the new server empty: keys there would vanish for clients.
+   */
+  async switchPhase(to: SwitchablePhase): Promise<{ from: string; to: string; epoch: number; killed: number }> {
+    const c = this.phases;
+    if (!c) {
+      throw new RehomeError('ENOPHASE', 'phases are not in use on this pair: start every rehome process with --phase hold|migrate');
+    }
+    if (to === 'hold') {
+      const n = await this.keysOnNew();
+      if (n > 0) {
+        throw new RehomeError('EPHASE', `cannot switch to hold: the new server holds ${n} keys, which clients would no longer see; switch to reverse and wait until it is drained (the phase then becomes hold by itself)`);
+      }
+    }
+    const cur = c.state;
+    if (cur.phase === to || (cur.phase === 'drained' && to === 'migrate')) {
+      return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0 };
+    }
+    const r = await c.switchTo(to, this.processId);
+    this.log(`phase switched ${r.from} -> ${to} (epoch ${r.epoch}); ${r.killed} connection(s) of older epochs killed`);
+    return { from: r.from, to, epoch: r.epoch, killed: r.killed };
+  }
+
+  private async keysOnNew(): Promise<number> {
+    const c = new ControlPool(this.config.target, { commandTimeoutMs: 5_000, connectTimeoutMs: this.config.connectTimeoutMs }, 'target');
+    try {
+      const text = await c.db(0).info('keyspace');
+      let n = 0;
+      for (const m of text.matchAll(/^db\d+:keys=(\d+)/gm)) n += Number(m[1]);
+      return n;
+    } finally {
+      await c.close();
     }
   }
 
@@ -266,17 +532,38 @@ export class RehomeProxy {
     return this.sessions.size;
   }
 
+  /** The current phase's migration (the last one while a switch is under way). */
+  get migration(): Migration {
+    return this.rt?.migration ?? this.lastMigration;
+  }
+
   get mover(): Mover {
-    return this.ctx.mover;
+    return this.migration.mover;
+  }
+
+  /** The phase as status shows it: migrating|drained without phases, else the shared phase. */
+  get phaseName(): string {
+    if (!this.phases) return this.migration.phase;
+    return this.rt?.phase ?? 'fencing';
   }
 
   /** Where the migration stands, for /status and `rehome status`. */
   status(): Record<string, unknown> {
     const m = this.migration;
     const sw = m.sweeper;
-    const st = this.ctx.mover.stats;
+    const st = m.mover.stats;
+    const c = this.phases;
     return {
-      phase: m.phase,
+      phase: this.phaseName,
+      epoch: c ? (this.rt?.epoch ?? c.state.epoch) : null,
+      phases: c
+        ? {
+            shared: { phase: c.state.phase, epoch: c.state.epoch, next: c.state.next, since: new Date(c.state.since).toISOString(), by: c.state.by },
+            processes: this.fleet,
+            read_error: c.error || null,
+          }
+        : null,
+      direction: this.rt?.phase === 'reverse' || this.rt?.phase === 'hold' ? 'new -> old' : 'old -> new',
       source: describeEndpoint(this.config.source),
       target: describeEndpoint(this.config.target),
       versions: this.versions,
@@ -289,11 +576,11 @@ export class RehomeProxy {
         moved_by_sweeper: st.keysMovedBySweeper,
         confirmed_absent: st.keysAbsent,
         in_both_resolved: st.resolvedBoth,
-        known_absent_cached: this.ctx.mover.cache.size,
+        known_absent_cached: m.mover.cache.size,
       },
       rate_keys_per_s: Math.round(m.rate),
       eta_s: m.etaSeconds,
-      drained_at: m.drainedAt ? new Date(m.drainedAt).toISOString() : null,
+      drained_at: m.drainedAt && m.phase === 'drained' && this.phaseName !== 'hold' ? new Date(m.drainedAt).toISOString() : null,
       sweeper: sw
         ? {
             state: sw.state,
@@ -312,7 +599,7 @@ export class RehomeProxy {
       source_restarted: m.sourceRestarted
         ? { at: new Date(m.sourceRestarted.at).toISOString(), run_id: m.sourceRestarted.after.runId }
         : null,
-      source_reachable: m.watch.reachable,
+      source_reachable: m.watch?.reachable ?? true,
       clients: this.sessions.size,
     };
   }
@@ -322,7 +609,10 @@ export class RehomeProxy {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
       this.server.close();
+      this.idle?.stop();
       this.admin?.close();
+      if (this.fleetTimer) clearInterval(this.fleetTimer);
+      this.failPending('');
       for (const s of this.sessions) s.shutdown();
       const deadline = Date.now() + timeoutMs;
       while (this.sessions.size > 0 && Date.now() < deadline) {
@@ -332,9 +622,38 @@ export class RehomeProxy {
         this.log(`closing ${this.sessions.size} client(s) with commands still in flight`);
         for (const s of [...this.sessions]) s.destroy();
       }
-      await this.migration.stop();
-      await Promise.all([this.source.close(), this.target.close(), this.sweepSource.close()]);
+      await this.rebuilding.catch(() => undefined);
+      const rt = this.rt;
+      this.rt = null;
+      if (rt) await this.retire(rt, 'stopping');
+      await this.phases?.close();
     })();
     return this.stopping;
+  }
+}
+
+/** The pre-flight checks of `rehome plan`, conflicts resolved as --on-conflict says. */
+async function preflight(config: ProxyConfig, log: Logger): Promise<void> {
+  const pre = await plan({
+    source: config.source,
+    target: config.target,
+    targetFromSource: config.targetFromSource,
+    onConflict: config.onConflict,
+    apply: config.onConflict !== null,
+  });
+  if (pre.findings.some((f) => f.level !== 'ok')) {
+    const report = formatPlanReport(pre).trimEnd().split('\n');
+    for (const line of report) if (!line.startsWith('ok ')) log(`plan: ${line.replace(/^plan: /, '')}`);
+  }
+  if (pre.hardFailure) {
+    const first = pre.findings.find((f) => f.level === 'fail');
+    const hint =
+      first?.check === 'conflicts'
+        ? ' (a restarted rehome finds the leftovers of interrupted moves here: --on-conflict target keeps the target copies, as DESIGN.md rule 3 does)'
+        : '';
+    if (!config.force) {
+      throw new RehomeError('EPLAN', `pre-flight check failed: ${first?.message ?? 'see the log'}${hint}; fix it, or pass --force`);
+    }
+    log('pre-flight checks failed; starting anyway (--force)');
   }
 }

@@ -21,13 +21,15 @@ import { randomBytes } from 'node:crypto';
 import type { CommandTable } from '../commands/table.js';
 import { ErrorText, ProtocolError, RehomeError } from '../errors.js';
 import type { Mover, KeyRef } from '../migration/mover.js';
-import { encodeError } from '../resp/encode.js';
-import { argLower, argStr, type FramerLimits, type Request, RequestFramer } from '../resp/request-framer.js';
+import { isReserved } from '../phase/phase.js';
+import { encodeBulk, encodeError } from '../resp/encode.js';
+import { argBuf, argLower, argStr, encodeRequest, type FramerLimits, type Request, RequestFramer } from '../resp/request-framer.js';
 import { arrayElements, ReplyScanner } from '../resp/reply-scanner.js';
 import type { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
 import * as keyspace from './keyspace.js';
+import { type ClientLimits, type IdleClient, trackActivity } from './limits.js';
 
 /** What every session shares: the command table, the mover, the upstreams. */
 export interface SessionContext {
@@ -42,11 +44,29 @@ export interface SessionContext {
   limits: FramerLimits;
   /** Most entries one client may have outstanding before the proxy stops reading from it. */
   maxPending: number;
+  /** maxclients, query and output buffer limits, idle timeout (src/proxy/limits.ts). */
+  clientLimits: ClientLimits;
+  /** The proxy's log (a client closed by a limit). */
+  log: (line: string) => void;
   onClose(s: Session): void;
   /** Requests handled, all clients (read by /metrics). */
   counters: { commands: number };
   /** Records a sampled command latency, in seconds. */
   observeLatency: (seconds: number) => void;
+  /** Phases in use: upstream connections are named for the epoch and checked (src/phase). */
+  fence: SessionFence | null;
+  /**
+   * Which side of this session holds rehome's phase key (the old server), so keyspace-wide
+   * commands hide it; null when neither side a client reads holds it.
+   */
+  hideSide: 'source' | 'target' | null;
+}
+
+/** How a session fences its upstream connection when phases are in use. */
+export interface SessionFence {
+  epoch: number;
+  /** Resolves when the phase, read after the call, is still this session's; rejects otherwise. */
+  verify(): Promise<void>;
 }
 
 const enum St {
@@ -84,6 +104,8 @@ export class Entry {
   pending: Buffer[] | null = null;
   /** When the request was framed, for sampled latency (0: not sampled). */
   t0 = 0;
+  /** For the proxy's own requests (swallow): sees the reply. */
+  onReply: ((reply: Buffer) => void) | null = null;
 
   constructor(readonly req: Request | null) {}
 }
@@ -112,8 +134,10 @@ const REFUSED: Record<string, string> = {
 const POISON = Buffer.from('*1\r\n$3\r\nGET\r\n');
 
 /** One client connection. */
-export class Session {
+export class Session implements IdleClient {
   readonly id: number;
+  /** Last bytes in or replies taken (kept only with an idle timeout: see limits.ts). */
+  lastActivity = Date.now();
   db = 0;
   private inMulti = false;
   private multiDb = 0;
@@ -153,6 +177,12 @@ export class Session {
   /** Bytes for the target not yet written (see sendBytes). */
   private wParts: Buffer[] = [];
   private wLast: Buffer | null = null;
+  /** Phases: the upstream is not yet named and checked for the epoch; nothing is dispatched. */
+  private fenceHold = false;
+  /** Phases: the upstream carries this session's fenced name. */
+  private named = false;
+  /** Phases: the name the client gave itself (CLIENT SETNAME), shown by CLIENT GETNAME. */
+  private clientName: string | null = null;
 
   constructor(
     readonly client: net.Socket,
@@ -186,8 +216,66 @@ export class Session {
     client.on('close', () => this.destroy());
     client.on('drain', () => {
       this.clientBlocked = false;
-      if (!this.dead) this.upstream.resume();
+      if (!this.dead) {
+        this.upstream.resume();
+        this.updateReading();
+      }
     });
+    if (ctx.clientLimits.idleTimeoutMs > 0) trackActivity(client, this);
+    // Without AUTH the connection is named now; with AUTH once the client has authenticated.
+    if (ctx.fence !== null && this.authed) this.startFence();
+  }
+
+  /**
+   * Phases: names the upstream connection for the session's epoch, then reads the phase; only
+   * if it still matches does the session go on. A later switch finds the name and kills the
+   * connection (src/phase/phase.ts). Nothing is dispatched meanwhile.
+   */
+  private startFence(): void {
+    const fence = this.ctx.fence;
+    if (fence === null || this.named) return;
+    this.fenceHold = true;
+    this.named = true;
+    this.sendInternal(this.nameRequest(), (reply) => {
+      if (reply[0] !== 0x2b) {
+        // Not authenticated yet (NOAUTH): nothing can run; try again after AUTH.
+        this.named = false;
+        this.endFenceHold();
+        return;
+      }
+      fence.verify().then(
+        () => this.endFenceHold(),
+        (err: Error) => this.guard(() => this.onUpstreamGone(err.message)),
+      );
+    });
+  }
+
+  private endFenceHold(): void {
+    if (!this.fenceHold || this.dead) return;
+    this.fenceHold = false;
+    if (this.held !== null && this.authPending === 0) process.nextTick(() => this.releaseHeld());
+    else process.nextTick(() => this.pump());
+  }
+
+  /** CLIENT SETNAME for the fenced name, carrying the client's own name after a dot. */
+  private nameRequest(): Buffer {
+    return encodeRequest([Buffer.from('CLIENT'), Buffer.from('SETNAME'), this.nameRequestName()]).raw;
+  }
+
+  private nameRequestName(): Buffer {
+    const base = `rehome-e${this.ctx.fence!.epoch}-client`;
+    return Buffer.from(this.clientName === null ? base : `${base}.${this.clientName}`, 'latin1');
+  }
+
+  /** Sends a request of the proxy's own on the client's connection; its reply goes to `f`. */
+  private sendInternal(bytes: Buffer, f: (reply: Buffer) => void): void {
+    const p = new Entry(null);
+    p.swallow = true;
+    p.state = St.Forwarded;
+    p.onReply = f;
+    this.up.push(p);
+    this.sendBytes(bytes);
+    this.flushUp();
   }
 
   /**
@@ -209,6 +297,14 @@ export class Session {
     if (this.closing || this.dead) return;
     this.framer.push(chunk);
     this.pump();
+    // What is left is an unfinished request, or requests waiting their turn (the client then
+    // is paused): bounded like Redis's client-query-buffer-limit.
+    const limit = this.ctx.clientLimits.queryBufferLimit;
+    if (this.framer.buffered > limit && !this.closing && !this.dead) {
+      this.ctx.log(`client ${this.id} closed: query buffer limit (${limit} bytes) reached`);
+      this.framer.discard();
+      this.closeWithError(ErrorText.queryBufferLimit(limit));
+    }
   }
 
   /** Frames and dispatches buffered requests until done or held. */
@@ -219,7 +315,7 @@ export class Session {
     up.cork();
     try {
       for (;;) {
-        if (this.closing || this.held !== null) break;
+        if (this.closing || this.held !== null || this.fenceHold) break;
         if (this.exclusive) {
           if (this.out.length > 0) break;
           this.exclusive = false;
@@ -261,16 +357,22 @@ export class Session {
   private updateReading(): void {
     if (this.dead) return;
     const stop =
-      this.closing || this.held !== null || this.upstreamBlocked ||
-      this.out.length >= this.ctx.maxPending;
+      this.closing || this.held !== null || this.upstreamBlocked || this.fenceHold ||
+      this.out.length >= this.ctx.maxPending ||
+      (this.clientBlocked && this.ctx.clientLimits.outputBufferLimit === 0);
     if (stop) this.client.pause();
     else this.client.resume();
   }
 
   private protocolError(msg: string): void {
+    this.closeWithError(ErrorText.protocol(msg));
+  }
+
+  /** Answers `text` after every earlier reply, then closes; nothing more is read. */
+  private closeWithError(text: string): void {
     const e = new Entry(null);
     e.local = true;
-    e.reply = encodeError(ErrorText.protocol(msg));
+    e.reply = encodeError(text);
     this.enqueue(e);
     this.closing = true;
     this.client.pause();
@@ -363,9 +465,15 @@ export class Session {
           // The stream ends when the target answers +RESET.
           this.subscribed = false;
           this.sendBytes(req.raw);
-          return;
+        } else {
+          this.forwardPlain(req);
         }
-        this.forwardPlain(req);
+        if (this.ctx.fence !== null) {
+          // RESET clears the connection's name: name it (and check the phase) again.
+          this.named = false;
+          this.clientName = null;
+          if (this.authed) this.startFence();
+        }
         return;
       case 'quit':
         this.forwardPlain(req);
@@ -375,6 +483,7 @@ export class Session {
           this.refuse(req, ErrorText.refused('CLIENT REPLY', 'the proxy matches every request to its reply'));
           return;
         }
+        if (this.ctx.fence !== null && this.named && this.clientNameCommand(req)) return;
         this.forwardPlain(req);
         return;
       case 'keys':
@@ -422,9 +531,41 @@ export class Session {
     this.keyed(req);
   }
 
+  /**
+   * Phases: the connection's name belongs to rehome's fencing, so CLIENT SETNAME keeps the fenced
+   * prefix (`rehome-e<epoch>-client.<name>`) and CLIENT GETNAME answers the client's own name.
+   * Returns false for other CLIENT subcommands.
+   */
+  private clientNameCommand(req: Request): boolean {
+    const sub = argLower(req, 1);
+    if (sub === 'getname' && req.argc === 2) {
+      this.localReply(req, this.clientName === null ? Buffer.from('$-1\r\n') : encodeBulk(Buffer.from(this.clientName, 'latin1')));
+      return true;
+    }
+    if (sub !== 'setname' || req.argc !== 3) return false;
+    const name = argStr(req, 2);
+    const e = new Entry(req);
+    if (validClientName(name)) {
+      const before = this.clientName;
+      this.clientName = name === '' ? null : name;
+      e.bytes = this.nameRequest();
+      e.hook = (reply) => {
+        if (reply[0] !== 0x2b) this.clientName = before;
+        return reply;
+      };
+    }
+    // An invalid name goes as it is: the server's own error, and the fenced name stays.
+    this.enqueue(e);
+    return true;
+  }
+
   /** The general case: move the command's keys (if not known absent), then forward it. */
   private keyed(req: Request): void {
     const keys = this.ctx.table.keys(req);
+    if (this.ctx.fence !== null && keys !== null && keys.some(isReserved)) {
+      this.refuse(req, ErrorText.reservedKey());
+      return;
+    }
     if (keys === null) {
       const e = new Entry(req);
       const db = this.db; // the db the command runs in, whatever SELECTs follow it
@@ -512,7 +653,10 @@ export class Session {
     this.authPending++;
     e.hook = (reply) => {
       this.authPending--;
-      if (reply[0] === 0x2b) this.authed = true;
+      if (reply[0] === 0x2b) {
+        this.authed = true;
+        if (this.ctx.fence !== null) this.startFence();
+      }
       this.releaseHeldAfterAuth();
       return reply;
     };
@@ -528,16 +672,35 @@ export class Session {
       }
     }
     let hasAuth = false;
-    for (let i = 2; i < req.argc; i++) if (argLower(req, i) === 'auth') hasAuth = true;
-    if (!hasAuth) {
-      this.forwardPlain(req);
-      return;
+    let setname = -1;
+    for (let i = 2; i < req.argc; i++) {
+      const a = argLower(req, i);
+      if (a === 'auth') hasAuth = true;
+      else if (a === 'setname' && i + 1 < req.argc) setname = i + 1;
     }
     const e = new Entry(req);
+    if (setname > 0 && this.ctx.fence !== null && validClientName(argStr(req, setname))) {
+      // Keep the fenced prefix on the connection's name (see clientNameCommand); an unnamed
+      // connection gets it with the fence that follows AUTH.
+      const name = argStr(req, setname);
+      this.clientName = name === '' ? null : name;
+      if (this.named) {
+        const args: Buffer[] = [];
+        for (let i = 0; i < req.argc; i++) args.push(i === setname ? this.nameRequestName() : argBuf(req, i));
+        e.bytes = encodeRequest(args).raw;
+      }
+    }
+    if (!hasAuth) {
+      this.enqueue(e);
+      return;
+    }
     this.authPending++;
     e.hook = (reply) => {
       this.authPending--;
-      if (reply[0] === 0x2a) this.authed = true;
+      if (reply[0] === 0x2a) {
+        this.authed = true;
+        if (this.ctx.fence !== null) this.startFence();
+      }
       this.releaseHeldAfterAuth();
       return reply;
     };
@@ -545,14 +708,14 @@ export class Session {
   }
 
   private releaseHeldAfterAuth(): void {
-    if (this.authPending > 0 || this.held === null || this.subscribed) return;
+    if (this.authPending > 0 || this.held === null || this.subscribed || this.fenceHold) return;
     // Resume on the next tick: this runs inside reply processing.
     process.nextTick(() => this.releaseHeld());
   }
 
   private releaseHeld(): void {
     const req = this.held;
-    if (req === null || this.dead) return;
+    if (req === null || this.dead || this.fenceHold) return;
     this.held = null;
     this.upstream.cork();
     this.dispatch(req);
@@ -797,15 +960,40 @@ export class Session {
 
   private write(buf: Buffer): void {
     if (this.dead) return;
-    if (!this.client.write(buf) && !this.clientBlocked) {
-      // The client reads slower than the target answers: stop reading the target.
+    if (this.client.write(buf)) return;
+    const limit = this.ctx.clientLimits.outputBufferLimit;
+    if (limit > 0) {
+      // The client reads slower than replies come: hold them, up to the limit (as Redis's
+      // client-output-buffer-limit does), rather than leave them piling up in the target.
+      if (this.heldReplyBytes() > limit) this.outputLimitExceeded(limit);
+    } else if (!this.clientBlocked) {
+      // No limit: stop reading the target, and the client, until the client catches up.
       this.clientBlocked = true;
       this.upstream.pause();
     }
   }
 
+  /**
+   * Reply bytes held for the client: what its socket has not sent yet and a reply being
+   * assembled. Finished replies waiting in `out` behind an earlier one are not counted: there
+   * are at most --max-pending-per-client of them, each one of the proxy's own short replies.
+   */
+  private heldReplyBytes(): number {
+    let n = this.client.writableLength;
+    if (this.partial !== null) for (const p of this.partial) n += p.length;
+    return n;
+  }
+
+  private outputLimitExceeded(limit: number): void {
+    this.ctx.log(`client ${this.id} closed: output buffer limit (${limit} bytes) reached, it does not read its replies`);
+    this.destroy();
+  }
+
   private complete(e: Entry, reply: Buffer): void {
-    if (e.swallow) return;
+    if (e.swallow) {
+      e.onReply?.(reply);
+      return;
+    }
     let out = reply;
     if (e.hook !== null) {
       try {
@@ -957,12 +1145,31 @@ export class Session {
     if (this.closing) this.client.pause();
   }
 
+  /**
+   * The phase this session belongs to is over: what is in flight gets an error, as on a dropped
+   * connection, and the client is closed (it reconnects under the new phase).
+   */
+  fail(reason: string): void {
+    this.guard(() => this.onUpstreamGone(reason));
+    if (!this.dead && this.out.length === 0) this.destroy();
+  }
+
   /** Graceful stop: finish what was received, then close. */
   shutdown(): void {
     if (this.dead) return;
     this.closing = true;
     this.client.pause();
     this.flushOut();
+  }
+
+  /** Waiting on a reply (a blocking command too), subscribed, or holding a request: not idle. */
+  get busy(): boolean {
+    return this.out.length > 0 || this.up.length > 0 || this.held !== null || this.subscribed;
+  }
+
+  /** Closes an idle client without a reply, as Redis does. */
+  closeIdle(): void {
+    this.destroy();
   }
 
   destroy(): void {
@@ -978,6 +1185,15 @@ function isBarrierReply(reply: Buffer, token: Buffer): boolean {
   const t = token.toString('latin1');
   const s = reply.toString('latin1');
   return s === `*2\r\n$4\r\npong\r\n$${t.length}\r\n${t}\r\n` || s === `$${t.length}\r\n${t}\r\n`;
+}
+
+/** What Redis accepts as a client name: no spaces, newlines or other special characters. */
+function validClientName(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 33 || c > 126) return false;
+  }
+  return true;
 }
 
 /** A db index the target accepts, or null. */

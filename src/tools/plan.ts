@@ -24,6 +24,7 @@ import { pathToFileURL } from 'node:url';
 import { parseOnConflict, parseSourceTarget } from '../config.js';
 import { ConfigError, showKey } from '../errors.js';
 import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
+import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import {
   closeServer,
   configDatabases,
@@ -41,6 +42,7 @@ import {
   scanDb,
   sumCounts,
   toRecord,
+  withoutPhaseKey,
   type DbKey,
   type ServerConn,
 } from './scan-both.js';
@@ -190,8 +192,9 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
 
     // keyspace: what the source holds, and whether the target has those dbs.
     phase = 'keyspace';
-    const sourceKeys = parseKeyspace(sText);
-    const targetKeys = parseKeyspace(tText);
+    const [sPhase, tPhase] = await Promise.all([s.redis.exists(PHASE_KEY), t.redis.exists(PHASE_KEY)]);
+    const sourceKeys = withoutPhaseKey(parseKeyspace(sText), sPhase);
+    const targetKeys = withoutPhaseKey(parseKeyspace(tText), tPhase);
     sourceKeysPerDb = toRecord(sourceKeys);
     const srcTotal = sumCounts(sourceKeysPerDb);
     let tDatabases = await configDatabases(t);
@@ -399,7 +402,7 @@ async function findConflicts(
   conflicts: PlanResult['conflicts'],
 ): Promise<void> {
   const maxListed = opts.maxListed ?? DEFAULT_MAX_LISTED;
-  const probePrefix = Buffer.from(PROBE_PREFIX, 'latin1');
+  const probePrefix = Buffer.from(RESERVED_PREFIX, 'latin1');
   for (const db of [...targetKeys.keys()].sort((a, b) => a - b)) {
     if (!(await hasDb(s, db))) continue; // the source has no such db: nothing there is in both
     const nSource = sourceKeys.get(db) ?? 0;

@@ -8,6 +8,7 @@
 import { Redis } from 'ioredis';
 import { RehomeError } from '../errors.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 
 export type Role = 'source' | 'target';
 
@@ -157,8 +158,19 @@ export async function info(c: ServerConn, section: string): Promise<Map<string, 
   return parseInfo(await c.redis.info(section));
 }
 
+/** Keys per db, rehome's phase key left out (it is not data). The connection must be on db 0. */
 export async function keyspace(c: ServerConn): Promise<Map<number, number>> {
-  return parseKeyspace(await c.redis.info('keyspace'));
+  return withoutPhaseKey(parseKeyspace(await c.redis.info('keyspace')), await c.redis.exists(PHASE_KEY));
+}
+
+/** A keyspace count with the phase key (when present in db 0) taken out. */
+export function withoutPhaseKey(m: Map<number, number>, phaseKeys: number): Map<number, number> {
+  if (phaseKeys > 0 && m.has(0)) {
+    const n = m.get(0)! - phaseKeys;
+    if (n > 0) m.set(0, n);
+    else m.delete(0);
+  }
+  return m;
 }
 
 /** The server's `databases` setting, or null when CONFIG GET is denied or renamed. */
@@ -285,7 +297,8 @@ export async function* scanDb(c: ServerConn, db: number): AsyncGenerator<Buffer[
     const fresh: Buffer[] = [];
     for (const k of page) {
       const t = keyText(k);
-      if (seen.has(t)) continue;
+      // rehome's own keys (the phase hash, plan's probes) are not data: never listed or moved.
+      if (seen.has(t) || t.startsWith(RESERVED_PREFIX)) continue;
       seen.add(t);
       fresh.push(k);
     }

@@ -1,0 +1,356 @@
+/**
+ * Phases shared by every rehome process on one source/target pair, and the fenced switch.
+ *
+ * The phase lives in one reserved hash on the OLD server (db 0), `__rehome:phase`:
+ *   phase  hold | migrate | drained | reverse | fencing
+ *   epoch  a number that grows by one on every fenced switch
+ *   next   while fencing: the phase being switched to
+ *   since  ms timestamp of the last change; by: who changed it
+ *   proc:<id>  each process's own view (JSON), refreshed every second, for `rehome status`
+ *
+ * Fencing: every upstream connection a process uses is named `rehome-e<epoch>...` (CLIENT SETNAME)
+ * before the process reads the phase and uses the connection. A switch
+ *   1. sets phase=fencing with epoch+1 (compare-and-set on the epoch),
+ *   2. kills every connection named for an older epoch, on both servers (CLIENT LIST + KILL),
+ *   3. sets the new phase.
+ * A process that read the old phase before step 1 had already named its connection, so step 2
+ * kills it before any process acts on the new phase; one that reads after step 1 sees fencing
+ * or the new epoch and does not use the connection.
+ */
+import { Redis } from 'ioredis';
+import { RehomeError } from '../errors.js';
+import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+
+/** The reserved key; every key starting with RESERVED_PREFIX is hidden and never moved. */
+export const PHASE_KEY = '__rehome:phase';
+export const RESERVED_PREFIX = '__rehome:';
+
+export type PhaseName = 'hold' | 'migrate' | 'drained' | 'reverse' | 'fencing';
+/** Phases an operator can switch to. */
+export type SwitchablePhase = 'hold' | 'migrate' | 'reverse';
+export const SWITCHABLE: readonly SwitchablePhase[] = ['hold', 'migrate', 'reverse'];
+
+export interface PhaseState {
+  phase: PhaseName;
+  epoch: number;
+  next: PhaseName | null;
+  since: number;
+  by: string;
+}
+
+/** One process's view, as it reports it in the phase hash. */
+export interface ProcessView {
+  id: string;
+  phase: PhaseName;
+  epoch: number;
+  clients: number;
+  listen: string;
+  admin: string | null;
+  seen_at: number;
+}
+
+export function isReserved(key: string): boolean {
+  return key.startsWith(RESERVED_PREFIX);
+}
+
+/** A connection name for an epoch: `rehome-e<epoch>-<role>`. */
+export function fencedName(epoch: number, role: string): string {
+  return `rehome-e${epoch}-${role}`;
+}
+
+/** The epoch a connection name is fenced for, or null for names rehome does not fence. */
+export function epochOfName(name: string): number | null {
+  const m = /^rehome-e(\d+)(?:[-.]|$)/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** Creates the phase hash if it does not exist. Returns the phase as stored afterwards. */
+const INIT_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'epoch', '1', 'next', '', 'since', ARGV[2], 'by', ARGV[3])
+end
+return redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'next', 'since', 'by')`;
+
+/** Step 1: fencing with epoch+1, only if the epoch is still ARGV[1]. */
+const BEGIN_SCRIPT = `
+local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
+if cur[2] ~= ARGV[1] then return redis.error_reply('ESTALE the phase changed meanwhile (epoch ' .. tostring(cur[2]) .. ')') end
+local e = tonumber(ARGV[1]) + 1
+redis.call('HSET', KEYS[1], 'phase', 'fencing', 'epoch', tostring(e), 'next', ARGV[2], 'since', ARGV[3], 'by', ARGV[4])
+return e`;
+
+/** Step 3 (and the drained marks): set ARGV[3] if the phase is still ARGV[2] at epoch ARGV[1]. */
+const SET_SCRIPT = `
+local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
+if cur[2] ~= ARGV[1] or cur[1] ~= ARGV[2] then
+  return redis.error_reply('ESTALE the phase is ' .. tostring(cur[1]) .. ' at epoch ' .. tostring(cur[2]))
+end
+redis.call('HSET', KEYS[1], 'phase', ARGV[3], 'next', '', 'since', ARGV[4], 'by', ARGV[5])
+return 1`;
+
+function parseState(r: Array<string | null>): PhaseState | null {
+  const [phase, epoch, next, since, by] = r;
+  if (!phase || !epoch) return null;
+  return {
+    phase: phase as PhaseName,
+    epoch: Number(epoch),
+    next: next ? (next as PhaseName) : null,
+    since: Number(since ?? 0),
+    by: by ?? '',
+  };
+}
+
+function connect(ep: Endpoint, name: string, timeoutMs: number): Redis {
+  const c = new Redis({
+    host: ep.host,
+    port: ep.port,
+    ...(ep.username !== undefined ? { username: ep.username } : {}),
+    ...(ep.password !== undefined ? { password: ep.password } : {}),
+    connectionName: name,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    maxRetriesPerRequest: 1,
+    enableReadyCheck: false,
+    retryStrategy: (times: number) => Math.min(times * 100, 1000),
+  });
+  c.on('error', () => {});
+  return c;
+}
+
+/** Reads the phase hash once (null: no phase key on this server). */
+export async function readPhase(c: Redis): Promise<PhaseState | null> {
+  const r = (await c.hmget(PHASE_KEY, 'phase', 'epoch', 'next', 'since', 'by')) as Array<string | null>;
+  return parseState(r);
+}
+
+/**
+ * Kills every connection fenced for an epoch older than `epoch` on one server. Returns how many.
+ */
+export async function killOlderThan(c: Redis, epoch: number): Promise<number> {
+  const list = (await c.call('CLIENT', 'LIST', 'TYPE', 'normal')) as string;
+  const ids: string[] = [];
+  for (const line of list.split('\n')) {
+    const name = /(?:^| )name=(\S*)/.exec(line)?.[1] ?? '';
+    const e = epochOfName(name);
+    if (e !== null && e < epoch) {
+      const id = /(?:^| )id=(\d+)/.exec(line)?.[1];
+      if (id) ids.push(id);
+    }
+  }
+  if (ids.length === 0) return 0;
+  const p = c.pipeline();
+  for (const id of ids) p.call('CLIENT', 'KILL', 'ID', id);
+  const res = (await p.exec()) ?? [];
+  return res.filter(([err, v]) => !err && Number(v) > 0).length;
+}
+
+export interface PhaseControllerOptions {
+  /** The old server: holds the phase key. */
+  old: Endpoint;
+  /** The new server. */
+  new: Endpoint;
+  id: string;
+  pollMs: number;
+  connectTimeoutMs: number;
+}
+
+/**
+ * One process's link to the shared phase: reads it (polling, and fresh reads for fence checks),
+ * reports this process's view, and performs switches.
+ */
+export class PhaseController {
+  state: PhaseState;
+  private readonly conn: Redis;
+  private timer: NodeJS.Timeout | null = null;
+  private polling = false;
+  private current: Promise<PhaseState | null> | null = null;
+  private nextRead: Promise<PhaseState | null> | null = null;
+  private listeners: Array<(s: PhaseState) => void> = [];
+  private lastError = '';
+  /** Supplies this process's view for the fleet report. */
+  view: (() => Omit<ProcessView, 'id' | 'seen_at'>) | null = null;
+
+  private constructor(
+    private readonly opts: PhaseControllerOptions,
+    conn: Redis,
+    state: PhaseState,
+  ) {
+    this.conn = conn;
+    this.state = state;
+  }
+
+  /**
+   * Connects to the old server and reads the phase. With `initial`, creates the phase key when
+   * it is missing; without, returns null when there is none (phases are not in use).
+   */
+  static async open(opts: PhaseControllerOptions, initial: SwitchablePhase | null): Promise<PhaseController | null> {
+    // Named without an epoch: a switch never kills the connection that reads the phase.
+    const conn = connect(opts.old, 'rehome-phase', opts.connectTimeoutMs);
+    try {
+      let state: PhaseState | null;
+      if (initial !== null) {
+        const r = (await conn.eval(INIT_SCRIPT, 1, PHASE_KEY, initial, String(Date.now()), opts.id)) as Array<string | null>;
+        state = parseState(r);
+      } else {
+        state = await readPhase(conn);
+      }
+      if (state === null) {
+        conn.disconnect();
+        return null;
+      }
+      return new PhaseController(opts, conn, state);
+    } catch (e) {
+      conn.disconnect();
+      throw new RehomeError('EUPSTREAM', `cannot read the phase from the old server ${describeEndpoint(opts.old)}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Polls the phase and reports this process's view; calls listeners on every change. */
+  start(): void {
+    this.timer = setInterval(() => void this.poll(), this.opts.pollMs);
+    this.timer.unref();
+  }
+
+  onChange(f: (s: PhaseState) => void): void {
+    this.listeners.push(f);
+  }
+
+  private lastReport = 0;
+
+  private async poll(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      await this.fresh();
+      if (this.view && Date.now() - this.lastReport >= 1_000) {
+        this.lastReport = Date.now();
+        const v: ProcessView = { id: this.opts.id, ...this.view(), seen_at: Date.now() };
+        await this.conn.hset(PHASE_KEY, `proc:${this.opts.id}`, JSON.stringify(v));
+      }
+    } catch (e) {
+      this.lastError = (e as Error).message;
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /**
+   * A read of the phase sent after this call (never one already in flight: a fence check must
+   * read after its connection was named). Concurrent callers share the next read.
+   */
+  fresh(): Promise<PhaseState | null> {
+    if (this.current === null) return this.readNow();
+    if (this.nextRead === null) {
+      this.nextRead = this.current.catch(() => null).then(() => {
+        this.nextRead = null;
+        return this.readNow();
+      });
+    }
+    return this.nextRead;
+  }
+
+  private readNow(): Promise<PhaseState | null> {
+    const p = readPhase(this.conn).then((s) => {
+      if (s !== null) this.update(s);
+      return s;
+    });
+    this.current = p;
+    void p.finally(() => {
+      if (this.current === p) this.current = null;
+    }).catch(() => {});
+    return p;
+  }
+
+  private update(s: PhaseState): void {
+    const before = this.state;
+    this.state = s;
+    if (before.epoch !== s.epoch || before.phase !== s.phase || before.next !== s.next) {
+      for (const f of this.listeners) f(s);
+    }
+  }
+
+  /**
+   * Resolves when the epoch is still `epoch` and no switch is under way, as read after the call;
+   * rejects otherwise. (Within one epoch the phase only goes from migrate to drained or from
+   * reverse to hold, which need no fencing.)
+   */
+  async verify(epoch: number): Promise<void> {
+    const s = await this.fresh();
+    if (s === null || s.epoch !== epoch || s.phase === 'fencing') {
+      throw new RehomeError(
+        'EFENCED',
+        `the phase changed (epoch ${epoch} -> ${s ? `${s.phase} at epoch ${s.epoch}` : 'no phase key'}); reconnect`,
+      );
+    }
+  }
+
+  /** Every process's last report (those seen in the last 10 s), this one included. */
+  async fleet(): Promise<ProcessView[]> {
+    const all = (await this.conn.hgetall(PHASE_KEY)) as Record<string, string>;
+    const out: ProcessView[] = [];
+    const now = Date.now();
+    const stale: string[] = [];
+    for (const [k, v] of Object.entries(all)) {
+      if (!k.startsWith('proc:')) continue;
+      try {
+        const p = JSON.parse(v) as ProcessView;
+        if (now - p.seen_at <= 10_000) out.push(p);
+        else if (now - p.seen_at > 60_000) stale.push(k);
+      } catch {
+        stale.push(k);
+      }
+    }
+    if (stale.length > 0) await this.conn.hdel(PHASE_KEY, ...stale).catch(() => 0);
+    return out.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /**
+   * The fenced switch (see the file comment). `checkTo` runs before step 1 and may refuse the
+   * switch (for example hold while the new server still holds keys).
+   */
+  async switchTo(to: SwitchablePhase, by: string): Promise<{ from: PhaseName; epoch: number; killed: number }> {
+    const cur = await this.fresh();
+    if (cur === null) throw new RehomeError('ENOPHASE', 'the phase key is gone from the old server');
+    const from = cur.phase === 'fencing' ? (cur.next ?? 'fencing') : cur.phase;
+    const e = (await this.conn.eval(BEGIN_SCRIPT, 1, PHASE_KEY, String(cur.epoch), to, String(Date.now()), by)) as number;
+    this.update({ phase: 'fencing', epoch: e, next: to, since: Date.now(), by });
+    const other = connect(this.opts.new, 'rehome-phase', this.opts.connectTimeoutMs);
+    let killed = 0;
+    try {
+      const [a, b] = await Promise.all([killOlderThan(this.conn, e), killOlderThan(other, e)]);
+      killed = a + b;
+    } finally {
+      other.disconnect();
+    }
+    await this.conn.eval(SET_SCRIPT, 1, PHASE_KEY, String(e), 'fencing', to, String(Date.now()), by);
+    await this.fresh();
+    return { from, epoch: e, killed };
+  }
+
+  /**
+   * Marks the end of a drain without fencing: migrate -> drained (the source is empty, every
+   * command goes to the new server either way) and reverse -> hold (the new server is empty,
+   * every command goes to the old one either way).
+   */
+  async markDrained(epoch: number, from: 'migrate' | 'reverse'): Promise<boolean> {
+    const to = from === 'migrate' ? 'drained' : 'hold';
+    try {
+      await this.conn.eval(SET_SCRIPT, 1, PHASE_KEY, String(epoch), from, to, String(Date.now()), this.opts.id);
+      await this.fresh();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  get error(): string {
+    return this.lastError;
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.conn.hdel(PHASE_KEY, `proc:${this.opts.id}`).catch(() => 0);
+    await this.conn.quit().catch(() => this.conn.disconnect());
+  }
+}
