@@ -64,10 +64,13 @@ export function epochOfName(name: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-/** Creates the phase hash if it does not exist. Returns the phase as stored afterwards. */
+/**
+ * Creates the phase hash (ARGV: phase, since, by, epoch) if it does not exist. Returns the phase as
+ * stored afterwards.
+ */
 const INIT_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'epoch', '1', 'next', '', 'since', ARGV[2], 'by', ARGV[3])
+  redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'epoch', ARGV[4], 'next', '', 'since', ARGV[2], 'by', ARGV[3])
 end
 return redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'next', 'since', 'by')`;
 
@@ -189,7 +192,7 @@ export class PhaseController {
     try {
       let state: PhaseState | null;
       if (initial !== null) {
-        const r = (await conn.eval(INIT_SCRIPT, 1, PHASE_KEY, initial, String(Date.now()), opts.id)) as Array<string | null>;
+        const r = (await conn.eval(INIT_SCRIPT, 1, PHASE_KEY, initial, String(Date.now()), opts.id, '1')) as Array<string | null>;
         state = parseState(r);
       } else {
         state = await readPhase(conn);
@@ -250,7 +253,16 @@ export class PhaseController {
   }
 
   private readNow(): Promise<PhaseState | null> {
-    const p = readPhase(this.conn).then((s) => {
+    const p = readPhase(this.conn).then(async (s) => {
+      if (s === null) {
+        // Someone deleted the phase key (a FLUSHALL straight on the old server): put back the
+        // phase every process has been acting on, unless another process already did.
+        const cur = this.state;
+        const phase = cur.phase === 'fencing' ? 'fencing' : cur.phase;
+        const r = (await this.conn.eval(INIT_SCRIPT, 1, PHASE_KEY, phase, String(Date.now()), this.opts.id, String(cur.epoch))) as Array<string | null>;
+        s = parseState(r);
+        if (s !== null) this.lastError = `the phase key was missing on the old server; restored ${s.phase} at epoch ${s.epoch}`;
+      }
       if (s !== null) this.update(s);
       return s;
     });
