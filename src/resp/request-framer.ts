@@ -61,6 +61,15 @@ export class RequestFramer {
     return this.buf.length - this.pos + this.waitingLen;
   }
 
+  /** Drops every byte held (the connection is being closed): nothing more is framed. */
+  discard(): void {
+    this.buf = Buffer.alloc(0);
+    this.pos = 0;
+    this.waiting = [];
+    this.waitingLen = 0;
+    this.need = 0;
+  }
+
   push(chunk: Buffer): void {
     const have = this.buf.length - this.pos;
     if (have === 0 && this.waitingLen === 0) {
