@@ -1,0 +1,122 @@
+/**
+ * Faults between the servers and in the target while clients write and the sweeper drains
+ * (issue 5 section 1): CLIENT KILL on both servers, the target stopped (SIGSTOP) past MIGRATE's
+ * timeout, a fault-injecting relay on the source -> target path, the target out of memory.
+ * See harness.ts for the workload and the checks.
+ */
+import { afterEach, describe, it } from 'vitest';
+import { describeMode, startFaultRelay, type FaultRelay, type RelayMode } from '../helpers/fault-relay.js';
+import { usePair } from '../helpers/fixture.js';
+import { connect } from '../helpers/invariant.js';
+import { sleep } from '../helpers/util.js';
+import { faultSeed, killNormalClients, runScenario } from './harness.js';
+
+const SEED = faultSeed('network.test.ts');
+const ctx = usePair({ autoProxy: false });
+
+let relay: FaultRelay | null = null;
+afterEach(async () => {
+  ctx.target.kill('SIGCONT');
+  await relay?.close();
+  relay = null;
+});
+
+async function setTargetMaxmemory(v: string): Promise<void> {
+  const c = connect(ctx.target);
+  try {
+    await c.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    await c.call('CONFIG', 'SET', 'maxmemory', v);
+  } finally {
+    c.disconnect();
+  }
+}
+
+describe('faults: connections and the target', () => {
+  it('CLIENT KILL TYPE normal on the source, the target or both, repeatedly', async () => {
+    await runScenario(ctx, SEED, 'client-kill', {
+      async faults(env) {
+        for (let i = 0; i < 6; i++) {
+          await sleep(env.between(250, 900));
+          const where = env.pick(['source', 'target', 'both'] as const);
+          const n =
+            (where !== 'target' ? await killNormalClients(ctx.source) : 0) +
+            (where !== 'source' ? await killNormalClients(ctx.target) : 0);
+          env.log(`CLIENT KILL TYPE normal on ${where}: ${n} connections killed`);
+        }
+        await sleep(env.between(300, 800));
+      },
+    });
+  }, 150_000);
+
+  it('target stopped (SIGSTOP) past MIGRATE timeout, then continued (SIGCONT)', async () => {
+    await runScenario(ctx, SEED, 'target-sigstop', {
+      async faults(env) {
+        for (let i = 0; i < 3; i++) {
+          await sleep(env.between(400, 1200));
+          const ms = env.between(700, 1800);
+          ctx.target.kill('SIGSTOP');
+          env.log(`target SIGSTOP for ${ms} ms (--migrate-timeout-ms 500)`);
+          await sleep(ms);
+          ctx.target.kill('SIGCONT');
+          env.log('target SIGCONT');
+        }
+        await sleep(env.between(300, 1000));
+      },
+      async heal() {
+        ctx.target.kill('SIGCONT');
+      },
+    });
+  }, 150_000);
+
+  it('a relay on the source -> target path delays, swallows replies and resets connections', async () => {
+    relay = await startFaultRelay(ctx.target.port);
+    const r = relay;
+    await runScenario(ctx, SEED, 'migrate-relay', {
+      proxyArgs: ['--target-from-source', `127.0.0.1:${r.port}`],
+      async faults(env) {
+        const modes: RelayMode[] = [
+          { kind: 'delay', ms: 100 },
+          { kind: 'delay', ms: 800 },
+          { kind: 'slow', ms: 800 },
+          { kind: 'swallow' },
+          { kind: 'reset' },
+        ];
+        for (let i = 0; i < 6; i++) {
+          await sleep(env.between(200, 600));
+          const m = env.pick(modes);
+          r.setMode(m);
+          env.log(`relay: ${describeMode(m)}`);
+          await sleep(env.between(400, 1200));
+          r.setMode({ kind: 'pass' });
+          env.log('relay: pass');
+        }
+        env.log(`relay stats ${JSON.stringify(r.stats)}`);
+        await sleep(env.between(300, 800));
+      },
+      async heal() {
+        r.setMode({ kind: 'pass' });
+      },
+    });
+  }, 150_000);
+
+  it('target out of memory (maxmemory, noeviction), then memory raised', async () => {
+    await runScenario(ctx, SEED, 'target-oom', {
+      async faults(env) {
+        for (let i = 0; i < 2; i++) {
+          await sleep(env.between(400, 1200));
+          await setTargetMaxmemory('1');
+          const ms = env.between(600, 1500);
+          env.log(`target maxmemory 1 byte (noeviction) for ${ms} ms`);
+          await sleep(ms);
+          await setTargetMaxmemory('0');
+          env.log('target maxmemory 0 (no limit)');
+        }
+        await sleep(env.between(300, 1000));
+      },
+      async heal() {
+        ctx.target.kill('SIGCONT');
+        await setTargetMaxmemory('0');
+      },
+    });
+  }, 150_000);
+});
