@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import type { ControlPool } from '../upstream/control.js';
 import type { Mover } from './mover.js';
 import { RESERVED_PREFIX } from '../phase/phase.js';
-import { visibleKeyspace } from './source-watch.js';
+import { parseIdentity, visibleKeyspace } from './source-watch.js';
 
 export type SweeperState = 'starting' | 'sweeping' | 'paused' | 'standby' | 'drained' | 'stopped';
 
@@ -179,6 +179,10 @@ export class Sweeper {
         const ks = await visibleKeyspace(this.conn(0));
         const dbs = Object.keys(ks).map(Number);
         if (dbs.length === 0) {
+          if (!(await this.confirmEmpty())) {
+            await this.sleep(500);
+            continue;
+          }
           this.state = 'drained';
           await this.releaseLease();
           this.onDrained();
@@ -203,6 +207,20 @@ export class Sweeper {
         await this.sleep(1_000);
       }
     }
+  }
+
+  /**
+   * An empty keyspace was just read: true if it holds. A source loading its data (just restarted)
+   * answers INFO with the keys loaded so far, and none at first (a snapshot's expired keys are
+   * skipped, dbs load one after another): empty counts only when read while one and the same
+   * server process was up and done loading (a primary loads only when it starts).
+   */
+  private async confirmEmpty(): Promise<boolean> {
+    const c = this.conn(0);
+    const before = await c.info();
+    if (/^loading:1/m.test(before)) return false;
+    if (Object.keys(await visibleKeyspace(c)).length > 0) return false;
+    return parseIdentity(await c.info('server')).runId === parseIdentity(before).runId;
   }
 
   /** One SCAN step and the sizes of what it found (pipelined MEMORY USAGE): the split path. */
@@ -238,7 +256,6 @@ export class Sweeper {
       await this.paceRate(this.batchSize);
       if (this.stopped || this.state !== 'sweeping') return;
       const n = this.batchSize;
-      const t0 = performance.now();
       let step;
       try {
         // A script blocks the source for its whole run: keep MIGRATE's own I/O timeout well
@@ -263,7 +280,8 @@ export class Sweeper {
       } else {
         this.backoffMs = 0;
       }
-      if (step.moved > 0) this.adapt(performance.now() - t0, n);
+      // Sized by the time the step held the source (its own clock), not by the round trip.
+      if (step.moved > 0) this.adapt(step.heldMs, n);
       for (let i = 0; i < step.big.length; i++) {
         await this.moveBig(db, step.big[i]!.toString('latin1'), Number(step.bigSizes[i] ?? 0));
       }
