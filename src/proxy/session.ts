@@ -894,9 +894,12 @@ export class Session implements IdleClient {
       const end = ends[k]!;
       const entry = this.up.peek();
       if (entry === undefined) {
-        // A reply nobody asked for: the connection is out of step; give up on it.
+        // A reply nobody asked for. An error is the target refusing this connection (its
+        // maxclients, protected mode): reported like a failed connect, with the target's words,
+        // to the client's next command. Anything else: out of step; give up on the connection.
         client.uncork();
-        this.onUpstreamGone('unexpected reply from target');
+        if (chunk[s] === 0x2d) this.upstreamConnected = false;
+        this.onUpstreamGone(chunk[s] === 0x2d ? chunk.toString('latin1', s + 1, end - 2) : 'unexpected reply from target');
         return;
       }
       if (entry.stream) {
