@@ -130,6 +130,9 @@ const REFUSED: Record<string, string> = {
   shutdown: 'it would stop the target under a running migration; shut servers down directly',
 };
 
+/** How long a closed client's connection stays after its last reply reached the kernel. */
+const CLOSE_LINGER_MS = 1_000;
+
 /** A wrong-arity command: queued inside MULTI, it makes the target abort the EXEC. */
 const POISON = Buffer.from('*1\r\n$3\r\nGET\r\n');
 
@@ -138,6 +141,8 @@ export class Session implements IdleClient {
   readonly id: number;
   /** Last bytes in or replies taken (kept only with an idle timeout: see limits.ts). */
   lastActivity = Date.now();
+  /** Closing, every reply written: see linger(). */
+  private lingering = false;
   db = 0;
   private inMulti = false;
   private multiDb = 0;
@@ -355,7 +360,7 @@ export class Session implements IdleClient {
   }
 
   private updateReading(): void {
-    if (this.dead) return;
+    if (this.dead || this.lingering) return;
     const stop =
       this.closing || this.held !== null || this.upstreamBlocked || this.fenceHold ||
       this.out.length >= this.ctx.maxPending ||
@@ -1042,6 +1047,7 @@ export class Session implements IdleClient {
     if (this.closing && out.length === 0 && !this.dead) {
       this.client.end();
       this.upstream.destroy();
+      this.linger();
     } else if (this.fullPipeline && out.length < this.ctx.maxPending / 2) {
       // Room again: frame what was already received (pump() resumes reading too).
       this.fullPipeline = false;
@@ -1144,8 +1150,9 @@ export class Session implements IdleClient {
     // A connection that was up and went away closes the client too, as a direct connection
     // would. One that never came up stays open so the client's next command gets the reason.
     if (this.out.length > 0 || this.upstreamConnected) this.closing = true;
+    // Paused before flushOut(): once every reply is out, linger() reads again.
+    if (this.closing && !this.lingering) this.client.pause();
     this.flushOut();
-    if (this.closing) this.client.pause();
   }
 
   /**
@@ -1161,8 +1168,20 @@ export class Session implements IdleClient {
   shutdown(): void {
     if (this.dead) return;
     this.closing = true;
-    this.client.pause();
+    if (!this.lingering) this.client.pause();
     this.flushOut();
+  }
+
+  /**
+   * Every reply is out and the client's side is ended. A paused socket would never see its peer
+   * close, so keep reading (input is dropped while closing), and let the connection go shortly
+   * after the last reply has reached the kernel, whether or not the peer closes.
+   */
+  private linger(): void {
+    if (this.lingering) return;
+    this.lingering = true;
+    this.client.resume();
+    this.client.once('finish', () => setTimeout(() => this.destroy(), CLOSE_LINGER_MS).unref());
   }
 
   /** Waiting on a reply (a blocking command too), subscribed, or holding a request: not idle. */
