@@ -104,6 +104,17 @@ function union(a: Buffer[], b: Buffer[]): Buffer[] {
 
 function scan(s: Session, req: Request): void {
   if (req.argc < 2) return s.forwardPlain(req);
+  if (s.ctx.mover.drained && s.ctx.hideSide === 'target') {
+    // hold: the old server's own cursors, rehome's phase key left out of each page.
+    const e = new Entry(req);
+    e.hook = (reply) => {
+      const els = arrayElements(reply);
+      if (els === null || els.length !== 2) return reply;
+      return Buffer.concat([Buffer.from('*2\r\n'), els[0]!, hideReservedArray(els[1]!)]);
+    };
+    s.enqueue(e);
+    return;
+  }
   const cur = argStr(req, 1);
   if (!/^\d{1,20}$/.test(cur) || BigInt(cur) > MAX_CURSOR) {
     s.localReply(req, encodeError(ErrorText.invalidCursor()));
@@ -450,5 +461,22 @@ function hiddenPassThrough(s: Session, req: Request): void {
     default:
       return s.forwardPlain(req);
   }
+  s.enqueue(e);
+}
+
+/**
+ * A keyspace-wide command queued inside MULTI while nothing moves (hold, drained): forwarded, with
+ * the phase-key-hiding form of DBSIZE, RANDOMKEY, FLUSHDB, FLUSHALL and SWAPDB where the key is
+ * on this server. (KEYS, SCAN and INFO inside MULTI show the server's own answer.)
+ */
+export function queuedInMulti(s: Session, req: Request): void {
+  const hide =
+    s.ctx.hideSide === 'target' &&
+    (req.name === 'flushall' || req.name === 'flushdb' ||
+      ((req.name === 'dbsize' || req.name === 'randomkey') && req.argc === 1) ||
+      (req.name === 'swapdb' && req.argc === 3));
+  if (!hide) return s.forwardPlain(req);
+  const e = new Entry(req);
+  e.bytes = hiddenRequest(s, req);
   s.enqueue(e);
 }

@@ -500,7 +500,9 @@ export class Session implements IdleClient {
       case 'flushall':
       case 'swapdb':
         if (this.inMulti) {
-          this.refuse(req, ErrorText.notInMulti(name.toUpperCase()));
+          // Once nothing moves any more (hold, drained) they run inside MULTI as on the server.
+          if (this.ctx.mover.drained) keyspace.queuedInMulti(this, req);
+          else this.refuse(req, ErrorText.notInMulti(name.toUpperCase()));
           return;
         }
         // These read or reshape whole dbs on both servers. They must see every earlier command

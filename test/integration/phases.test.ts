@@ -90,6 +90,10 @@ describe('hold', () => {
     await expect(c.hgetall(PHASE_KEY)).rejects.toThrow(/reserved/);
     await expect(c.del(PHASE_KEY)).rejects.toThrow(/reserved/);
 
+    // Inside MULTI too (nothing moves in hold, so they are not refused there).
+    const tx = await c.multi().dbsize().exists('nope').exec();
+    expect(tx).toEqual([[null, 21], [null, 0]]);
+
     // SWAPDB and FLUSHDB through rehome keep the phase key in db 0 of the old server.
     await c.swapdb(0, 1);
     expect(await c.dbsize()).toBe(5);
