@@ -129,6 +129,7 @@ async function main(): Promise<number> {
   // Seed the old server, one connection per db.
   const perDb = keysPerDb(total);
   const tSeed = Date.now();
+  let seedS = 0;
   const models: DbModel[] = await Promise.all(
     [...perDb].map(async ([db, n]): Promise<DbModel> => {
       const { names, withTtl } = await seedDb(oldS.port, db, n);
@@ -137,7 +138,7 @@ async function main(): Promise<number> {
   );
   const ttlTotal = models.reduce((a, m) => a + m.seededWithTtl, 0);
   say(
-    `seeded the old server in ${((Date.now() - tSeed) / 1000).toFixed(1)} s: ${fmt(total)} keys (${models.map((m) => `db${m.db} ${fmt(m.seeded)}`).join(', ')}): ` +
+    `seeded the old server in ${(seedS = (Date.now() - tSeed) / 1000).toFixed(1)} s: ${fmt(total)} keys (${models.map((m) => `db${m.db} ${fmt(m.seeded)}`).join(', ')}): ` +
       `strings, hashes, lists, sets, sorted sets, streams; ${fmt(ttlTotal)} with a TTL`,
   );
 
@@ -179,14 +180,16 @@ async function main(): Promise<number> {
   say(`drained: the old server is empty; rehome is a pure pass-through now`);
 
   // The cutover gate, then every key on the new server against the model.
+  const tCheck = Date.now();
   say('running verify (rehome verify --source ... --target ...):');
   const ends = parseSourceTarget({ source, target });
   const v = await verify(ends);
   process.stdout.write(`  ${formatVerifyReport(v, ends.source, ends.target).trimEnd().replace(/\n/g, '\n  ')}\n`);
   const content = await checkContent(newS.port, models);
+  const checkS = (Date.now() - tCheck) / 1000;
 
   // Stop rehome as an operator would (SIGTERM: finish in-flight commands, exit 0).
-  await children.stopAll('SIGTERM', 10_000);
+  await children.stop(rehome.proc, 'SIGTERM', 10_000);
   const rehomeCode = rehome.proc.exitCode;
 
   const w = workload.stats;
@@ -200,7 +203,7 @@ async function main(): Promise<number> {
   say('summary');
   say(`  dataset      ${fmt(total)} keys in dbs ${models.map((m) => m.db).join(', ')}, ${fmt(ttlTotal)} with a TTL`);
   say(`  moved        ${fmt(movedTouch)} on first touch + ${fmt(movedSweep)} by the sweeper = ${fmt(movedTouch + movedSweep)} of ${fmt(Number(k.initial_in_source ?? total))}`);
-  say(`  duration     migration ${migrationS.toFixed(1)} s (rehome start to drained); whole demo ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  say(`  duration     migration ${migrationS.toFixed(1)} s (rehome start to drained); whole demo ${((Date.now() - t0) / 1000).toFixed(1)} s (seeding ${seedS.toFixed(1)} s, verify and checks ${checkS.toFixed(1)} s)`);
   say(`  workload     ${workload.size} clients, ${fmt(w.ops)} operations (${fmt(w.reads)} reads checked, ${fmt(w.writes)} writes), ${w.errors} errors, ${w.wrong} wrong values`);
   say(
     `  latency      p50 ${ms(quantile(w.latencies, 0.5))}, p99 ${ms(quantile(w.latencies, 0.99))} while migrating (${fmt(w.latencies.length)} ops); ` +

@@ -78,6 +78,11 @@ export class Children {
     return p;
   }
 
+  /** Sends `signal` to one child, SIGKILL if it is still alive after `graceMs`, and waits. */
+  stop(p: ChildProcess, signal: NodeJS.Signals, graceMs: number): Promise<void> {
+    return exited(p, signal, graceMs);
+  }
+
   /** Sends `signal` to every live child, SIGKILL to those still alive after `graceMs`, and waits. */
   async stopAll(signal: NodeJS.Signals = 'SIGKILL', graceMs = 3_000): Promise<void> {
     const waits = [...this.live].map((p) => exited(p, signal, graceMs));
