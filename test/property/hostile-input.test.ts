@@ -85,6 +85,7 @@ const malformed: fc.Arbitrary<string> = fc.oneof(
   digits(512n * 1024n * 1024n + 1n, 10n ** 17n).map((len) => `*2\r\n$3\r\nGET\r\n$${len}\r\n`),
   // multibulk count past the limit, e.g. *2147483648
   digits(1024n * 1024n + 1n, 10n ** 17n).map((n) => `*${n}\r\n`),
+  fc.constantFrom('*2147483648\r\n', '*2\r\n$3\r\nGET\r\n$99999999999\r\n', '*1\r\n$-5\r\n'),
   notANumber.map((s) => `*${s}\r\n`),
   notANumber.map((s) => `*1\r\n$${s}\r\n`),
   // CR not followed by LF in a header
