@@ -107,7 +107,16 @@ class Client {
     private readonly stats: WorkloadStats,
     port: number,
   ) {
-    this.redis = new Redis({ port, host: '127.0.0.1', db: model.db, lazyConnect: true, maxRetriesPerRequest: 1 });
+    // No silent resend after a dropped connection: a write must not run twice unseen, and every
+    // failure must count as an error.
+    this.redis = new Redis({
+      port,
+      host: '127.0.0.1',
+      db: model.db,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+    });
     this.redis.on('error', () => {});
   }
 
