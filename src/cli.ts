@@ -3,6 +3,7 @@
  * rehome's command line: flags -> config -> start; exit codes; signals.
  * Exit codes: 0 clean stop, 1 runtime failure (unreachable server, port in use), 2 bad usage.
  */
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { runPhaseCli, runStatusCli, runSweeperCli } from './admin/status-cli.js';
@@ -13,6 +14,7 @@ import { DEFAULT_CLIENT_LIMITS } from './proxy/limits.js';
 import { ConfigError, RehomeError } from './errors.js';
 import { RehomeProxy } from './proxy/server.js';
 import { describeEndpoint } from './upstream/endpoint.js';
+import { onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
        rehome plan --source URL --target URL [--target-from-source host:port] [--on-conflict source|target [--apply]]
@@ -46,6 +48,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --force                        start even when the pre-flight checks (rehome plan) fail
   --admin host:port              serve /status, /metrics and sweeper control over HTTP
   --progress bar|log|off         progress display (default: bar on a terminal, log lines otherwise)
+  --workers N                    processes serving the one --listen port (default ${DEFAULTS.workers}); worker 1
+                                 also runs the sweeper, --admin and the progress output
   -h, --help                     this text`;
 
 function fail(code: number, msg: string): never {
@@ -53,8 +57,11 @@ function fail(code: number, msg: string): never {
   process.exit(code);
 }
 
+/** `worker N: ` in a --workers fleet's worker processes. */
+let logPrefix = '';
+
 function log(line: string): void {
-  process.stderr.write(`${new Date().toISOString()} rehome: ${line}\n`);
+  process.stderr.write(`${new Date().toISOString()} rehome: ${logPrefix}${line}\n`);
 }
 
 async function main(): Promise<void> {
@@ -92,6 +99,7 @@ async function main(): Promise<void> {
         'client-query-buffer-limit': { type: 'string' },
         'client-output-buffer-limit': { type: 'string' },
         timeout: { type: 'string' },
+        workers: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
@@ -111,15 +119,23 @@ async function main(): Promise<void> {
     if (e instanceof ConfigError) fail(2, e.message);
     throw e;
   }
+  if (config.workers > 1 && !cluster.isWorker) await runPrimary(config, log);
+  const slot = workerSlot();
+  if (slot !== null) {
+    logPrefix = `worker ${slot.id}: `;
+    config = workerConfig(config, slot);
+  }
   let proxy: RehomeProxy;
   try {
-    proxy = await RehomeProxy.start(config, log);
+    proxy = await RehomeProxy.start(config, log, { preflight: slot?.preflight ?? true });
   } catch (e) {
     if (e instanceof RehomeError) fail(1, e.message);
     fail(1, (e as Error).message);
   }
   const addr = proxy.address();
-  process.stdout.write(`rehome: listening on ${describeEndpoint(addr)}\n`);
+  // In a --workers fleet the primary prints this line once every worker listens.
+  if (slot !== null) toPrimary({ rehome: 'listening', host: addr.host, port: addr.port });
+  else process.stdout.write(`rehome: listening on ${describeEndpoint(addr)}\n`);
   const admin = proxy.adminAddress();
   if (admin) log(`admin endpoint on http://${describeEndpoint(admin)} (/status, /metrics)`);
   const stopProgress = showProgress(proxy, config.progress);
@@ -136,7 +152,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  if (slot !== null) {
+    // Another worker's sweeper found the source empty (only sent without phases: see workers.ts).
+    onPrimaryMessage((m) => {
+      if (m.rehome === 'drained' && proxy.phases === null) proxy.migration.setDrained();
+    });
+  }
   proxy.onDrained(() => {
+    toPrimary({ rehome: 'drained', phases: proxy.phases !== null });
     stopProgress();
     if (config.exitWhenDrained) stop('drained (--exit-when-drained)');
   });

@@ -47,6 +47,8 @@ export interface ProxyConfig {
   phasePollMs: number;
   /** Longest clients wait for a phase switch to finish before they are disconnected. */
   fenceWaitMs: number;
+  /** Processes serving the one listening port (node:cluster); 1 = this process alone. */
+  workers: number;
 }
 
 export const DEFAULTS = {
@@ -59,6 +61,7 @@ export const DEFAULTS = {
   sweepBudgetMs: 20,
   sweepRate: 0,
   bigKeyMb: 8,
+  workers: 1,
 } as const;
 
 /**
@@ -110,6 +113,7 @@ export interface RawOptions {
   'client-query-buffer-limit'?: string | undefined;
   'client-output-buffer-limit'?: string | undefined;
   timeout?: string | undefined;
+  workers?: string | undefined;
 }
 
 /** --source and --target, required, as endpoints (shared by the proxy, plan and verify). */
@@ -172,6 +176,7 @@ export function buildConfig(o: RawOptions): ProxyConfig {
     sourceFromTarget: o['source-from-target'] ? parseHostPort('--source-from-target', o['source-from-target']) : null,
     phasePollMs: 250,
     fenceWaitMs: 10_000,
+    workers: positiveInt('--workers', o.workers, DEFAULTS.workers),
   };
 }
 

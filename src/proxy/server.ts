@@ -151,7 +151,11 @@ export class RehomeProxy {
     });
   }
 
-  static async start(config: ProxyConfig, log: Logger = () => {}): Promise<RehomeProxy> {
+  /**
+   * `preflight: false` skips the checks of `rehome plan` (and their --on-conflict resolution): for
+   * a worker process started while other workers of the same proxy already serve clients.
+   */
+  static async start(config: ProxyConfig, log: Logger = () => {}, opts: { preflight?: boolean } = {}): Promise<RehomeProxy> {
     const [src, tgt] = await Promise.all([
       probeServer('source', config.source, config.connectTimeoutMs),
       probeServer('target', config.target, config.connectTimeoutMs),
@@ -170,7 +174,8 @@ export class RehomeProxy {
         log(`the old server's phase key says ${phases.state.phase} (epoch ${phases.state.epoch}); --phase ${config.phase} applies only to a fresh deployment`);
       }
       // The pre-flight checks of `rehome plan` (only for a migration: hold moves nothing yet).
-      if (!phases || phases.state.phase === 'migrate' || (phases.state.phase === 'fencing' && phases.state.next === 'migrate')) {
+      if (opts.preflight !== false &&
+          (!phases || phases.state.phase === 'migrate' || (phases.state.phase === 'fencing' && phases.state.next === 'migrate'))) {
         await preflight(config, log);
       }
       const authRequired = {
