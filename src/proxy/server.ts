@@ -501,8 +501,22 @@ export class RehomeProxy {
       }
     }
     const cur = c.state;
-    if (cur.phase === to || (cur.phase === 'drained' && to === 'migrate')) {
-      return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0 };
+    if (cur.phase === to) return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0 };
+    if (to === 'migrate' && cur.phase !== 'drained') {
+      // The pre-flight checks of `rehome plan` (conflicts above all: a key already on the new
+      // server would win over the old copy). From drained (keys written to the old server
+      // directly since) the new server is full by design: migrate sweeps them again.
+      const pre = await plan({
+        source: this.config.source,
+        target: this.config.target,
+        targetFromSource: this.config.targetFromSource,
+        onConflict: null,
+        apply: false,
+      });
+      const first = pre.findings.find((f) => f.level === 'fail');
+      if (pre.hardFailure) {
+        throw new RehomeError('EPLAN', `cannot switch to migrate: pre-flight check failed: ${first?.message ?? 'see rehome plan'}`);
+      }
     }
     const r = await c.switchTo(to, this.processId);
     this.log(`phase switched ${r.from} -> ${to} (epoch ${r.epoch}); ${r.killed} connection(s) of older epochs killed`);
@@ -568,7 +582,7 @@ export class RehomeProxy {
             read_error: c.error || null,
           }
         : null,
-      direction: this.rt?.phase === 'reverse' || this.rt?.phase === 'hold' ? 'new -> old' : 'old -> new',
+      direction: this.rt?.phase === 'reverse' ? 'new -> old' : this.rt?.phase === 'migrate' || !this.phases ? 'old -> new' : null,
       source: describeEndpoint(this.config.source),
       target: describeEndpoint(this.config.target),
       versions: this.versions,

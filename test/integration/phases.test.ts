@@ -242,6 +242,37 @@ describe('the fenced switch', () => {
     neu.disconnect();
   }, 120_000);
 
+  it('refuses migrate when a key is already in both servers (the pre-flight checks of rehome plan)', async () => {
+    const old = ctx.source.client();
+    await old.set('dup', 'old-copy');
+    const ap = await startAdminProxy(ctx, ['--phase', 'hold']);
+    const neu = ctx.target.client();
+    await neu.set('dup', 'new-copy');
+    const r = await phaseCli(ap, 'migrate');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/cannot switch to migrate: pre-flight check failed: .*1 key/);
+    expect((await fetchStatus<Status>(ap.admin)).phase).toBe('hold');
+    expect(await old.get('dup')).toBe('old-copy');
+    old.disconnect();
+    neu.disconnect();
+  });
+
+  it('migrate from drained sweeps keys written to the old server directly since', async () => {
+    const ap = await startAdminProxy(ctx, ['--phase', 'migrate']);
+    await waitPhase(ap, 'drained', 1);
+    const old = ctx.source.client();
+    await seedStrings(old, 0, 50, 'late:');
+    const r = await phaseCli(ap, 'migrate');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ from: 'drained', to: 'migrate', epoch: 2 });
+    await waitPhase(ap, 'drained', 2);
+    const neu = ctx.target.client();
+    await expectStrings(neu, 0, 50, 'late:');
+    expect(await dataKeys(old)).toBe(0);
+    old.disconnect();
+    neu.disconnect();
+  });
+
   it('refuses hold while the new server holds keys, bad phases, and phases on a proxy started without them', async () => {
     const ap = await startAdminProxy(ctx, ['--phase', 'migrate']);
     const c = ap.proxy.client();
