@@ -135,10 +135,11 @@ export async function startRedis(name) {
  * rehome on a free port. `t0` is when its 'listening' line arrived, `spawnedAt` when it was spawned.
  * Resolves once it listens (and the admin port, when asked for, answers).
  */
-export async function startRehome({ source, target, args = [], admin = false }) {
+export async function startRehome({ source, target, args = [], admin = false, nodeArgs = [] }) {
   const port = await freePort();
   const adminPort = admin ? await freePort() : null;
   const argv = [
+    ...nodeArgs,
     REHOME_CLI,
     '--listen', `127.0.0.1:${port}`,
     '--source', `redis://127.0.0.1:${source}`,
@@ -289,4 +290,70 @@ export const ms = (x) => (Number.isFinite(x) ? `${x.toFixed(3)} ms` : 'n/a');
 export async function getJson(port, pathname) {
   const res = await fetch(`http://127.0.0.1:${port}${pathname}`);
   return res.json();
+}
+
+/** /proc/PID/stat fields after "pid (comm) ": f[0] is field 3 (state). */
+function statFields(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The live child processes of `pid` (a --workers primary's workers). */
+export function childPids(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * CPU seconds of a process and its children: its own utime+stime, the live children's, and
+ * cutime+cstime (children that have exited and been reaped, e.g. a restarted worker).
+ */
+export function treeCpuSeconds(pid) {
+  const f = statFields(pid);
+  let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  for (const c of childPids(pid)) {
+    try {
+      const g = statFields(c);
+      ticks += Number(g[11]) + Number(g[12]);
+    } catch {
+      /* exited meanwhile: counted in cutime once reaped */
+    }
+  }
+  return ticks / CLK_TCK;
+}
+
+/** Resident set size in bytes of a process (VmRSS), and of each of its live children. */
+export function rssBytes(pid) {
+  const one = (p) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
+  return { self: one(pid), children: childPids(pid).map(one) };
+}
+
+/**
+ * Waits until the 1-minute load average is below `max` (checking every 30 s, at most `waitS`
+ * seconds), so a run does not start while other work holds the machine. Returns the load seen
+ * last and whether it was below `max`.
+ */
+export async function waitForQuiet(max, waitS) {
+  const deadline = Date.now() + waitS * 1000;
+  for (;;) {
+    const load = os.loadavg()[0];
+    if (load < max) return { load, quiet: true };
+    if (Date.now() >= deadline) {
+      process.stderr.write(`bench: the 1-minute load average is still ${load.toFixed(2)} (>= ${max}) after ${waitS} s; running anyway\n`);
+      return { load, quiet: false };
+    }
+    process.stderr.write(`bench: 1-minute load average ${load.toFixed(2)} >= ${max}; waiting 30 s\n`);
+    await sleep(30_000);
+  }
+}
+
+/** `calls` of one command from INFO commandstats (0 when it never ran). */
+export async function commandCalls(port, name) {
+  const c = new Redis({ port, host: '127.0.0.1' });
+  const text = await c.info('commandstats');
+  c.disconnect();
+  return Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, 'm').exec(text)?.[1] ?? 0);
 }

@@ -2,25 +2,36 @@
 /**
  * Data-path throughput: the target directly, nutcracker (twemproxy) in front of it, and rehome in
  * front of an empty source and the target (--no-sweep, known-absent cache warm: the steady state of
- * a migration once every key has been touched).
+ * a migration once every key has been touched), as one process and as `--workers 2`.
  *
- *   node bench/throughput.mjs [--rounds 3] [--seconds 4] [--clients 50] [--random 100000]
+ *   node bench/throughput.mjs [--rounds 3] [--seconds 4] [--clients 50] [--random 100000] [--workers 1,2]
  *   node bench/throughput.mjs --first-touch [--keys 200000] [--clients 50] [--rounds 1]
+ *   node bench/throughput.mjs --soak 300 [--workers 1]
  *
  * Default mode: redis-benchmark SET and GET, 50 clients, random keys (-r), 100-byte values, pipeline
- * depth 1 and 16. Each round runs every setting against the three endpoints back to back (the order
- * rotates each round), so machine noise hits all three alike; figures are medians over rounds.
- * CPU per million requests comes from /proc/PID/stat (utime+stime) read around each run.
+ * depth 1 and 16. Each round runs every setting against every endpoint back to back (the order
+ * rotates each round), so machine noise hits them alike; figures are medians over rounds.
+ * CPU per million requests comes from /proc/PID/stat (utime+stime; for --workers the primary and
+ * its workers) read around each run.
  *
  * --first-touch: the source holds key:0..N-1 (100 bytes); `--clients` connections GET each key
- * exactly once through a fresh rehome (every GET moves its key), then the same again (now cached),
- * then the same against the target directly. Prints keys/s and GET p50/p99 for each pass.
+ * exactly once through a fresh rehome (every GET moves its key), then the same again (now served
+ * from the target), then the same against the target directly. Prints keys/s and GET p50/p99.
+ *
+ * --soak S: S seconds of redis-benchmark SET/GET (pipeline 16, then 1, in turn) through one
+ * rehome (its first --workers count), its RSS sampled every 10 s: prints the samples and
+ * first/last/max, to show memory does not grow per command.
+ *
+ * Before it starts, the script waits (30 s at a time, up to --load-wait seconds) until the
+ * 1-minute load average is below --max-load: the machine is shared.
  */
 import { spawn } from 'node:child_process';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import {
-  cpuSeconds, fill, flags, fmt, getJson, median, ms, percentile, startNutcracker, startRedis, startRehome, valueFor,
+  commandCalls, fill, flags, fmt, getJson, median, ms, percentile, rssBytes, startNutcracker, startRedis, startRehome,
+  treeCpuSeconds, valueFor, waitForQuiet,
 } from './lib.mjs';
 
 const opt = flags({
@@ -29,9 +40,14 @@ const opt = flags({
   clients: 50,
   random: 100000,
   size: 100,
+  workers: '1,2',
   'first-touch': false,
   keys: 200000,
+  soak: 0,
+  'max-load': 1.5,
+  'load-wait': 600,
 });
+const workerCounts = String(opt.workers).split(',').map(Number).filter((n) => n >= 1);
 
 /** One redis-benchmark run; resolves to its CSV row (rps, latencies). */
 function redisBenchmark(port, { test, pipeline, n }) {
@@ -54,12 +70,12 @@ function redisBenchmark(port, { test, pipeline, n }) {
       clearTimeout(t);
       const lines = out.trim().split('\n').map((l) => l.split(',').map((c) => c.replace(/^"|"$/g, '')));
       const head = lines.find((l) => l[0] === 'test');
-      const row = lines.find((l) => l[0] === test.toUpperCase());
-      if (code !== 0 || !head || !row) {
+      const rows = test.split(',').map((x) => lines.find((l) => l[0] === x.toUpperCase()));
+      if (code !== 0 || !head || rows.some((r) => !r)) {
         reject(new Error(`redis-benchmark exited ${code} on :${port}: ${out.slice(-500)} ${err.slice(-500)}`));
         return;
       }
-      const r = Object.fromEntries(head.map((h, i) => [h, Number(row[i])]));
+      const r = Object.fromEntries(head.map((h, i) => [h, Number(rows[0][i])]));
       const errors = err.split('\n').filter((l) => /error/i.test(l) && !/CONFIG/.test(l));
       resolve({ rps: r.rps, p50: r.p50_latency_ms, p99: r.p99_latency_ms, errors });
     });
@@ -68,67 +84,90 @@ function redisBenchmark(port, { test, pipeline, n }) {
 
 const key12 = (i) => `key:${String(i).padStart(12, '0')}`;
 
-/** GET every key redis-benchmark's -r can name, through `port`, so rehome's cache holds them all. */
-async function touchAll(port) {
-  const c = new Redis({ port, host: '127.0.0.1' });
-  for (let s = 0; s < opt.random; s += 1000) {
-    const p = c.pipeline();
-    for (let i = s; i < Math.min(opt.random, s + 1000); i++) p.get(key12(i));
-    for (const [e] of await p.exec()) if (e) throw e;
-  }
-  c.disconnect();
+/**
+ * GET every key redis-benchmark's -r can name through `port`, over `conns` connections at once
+ * (each reads every key), so the known-absent cache of every worker holds them all: the primary
+ * hands connections to the workers in turn.
+ */
+async function touchAll(port, conns) {
+  await Promise.all(
+    Array.from({ length: conns }, async () => {
+      const c = new Redis({ port, host: '127.0.0.1' });
+      for (let s = 0; s < opt.random; s += 1000) {
+        const p = c.pipeline();
+        for (let i = s; i < Math.min(opt.random, s + 1000); i++) p.get(key12(i));
+        for (const [e] of await p.exec()) if (e) throw e;
+      }
+      c.disconnect();
+    }),
+  );
 }
+
+const SETTINGS = [
+  { test: 'set', pipeline: 1 },
+  { test: 'get', pipeline: 1 },
+  { test: 'set', pipeline: 16 },
+  { test: 'get', pipeline: 16 },
+];
+const sname = (s) => `${s.test.toUpperCase()} -P ${s.pipeline}`;
 
 async function steadyState() {
   const source = await startRedis('source');
   const target = await startRedis('target');
   const nc = await startNutcracker(target.port);
-  const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'], admin: true });
   const endpoints = [
     { name: 'direct', port: target.port, proc: null },
     { name: 'nutcracker', port: nc.port, proc: nc },
-    { name: 'rehome', port: rh.port, proc: rh },
   ];
-  const settings = [
-    { test: 'set', pipeline: 1 },
-    { test: 'get', pipeline: 1 },
-    { test: 'set', pipeline: 16 },
-    { test: 'get', pipeline: 16 },
-  ];
-  const sname = (s) => `${s.test.toUpperCase()} -P ${s.pipeline}`;
+  const rehomes = [];
+  for (const w of workerCounts) {
+    const rh = await startRehome({
+      source: source.port, target: target.port, args: ['--no-sweep', '--workers', String(w)], admin: w === workerCounts[0],
+    });
+    const name = w === 1 ? 'rehome' : `rehome-w${w}`;
+    rehomes.push({ name, rh, workers: w });
+    endpoints.push({ name, port: rh.port, proc: rh });
+  }
   console.log(
-    `throughput bench: redis-benchmark -c ${opt.clients} -r ${opt.random} -d ${opt.size}, ~${opt.seconds} s per run, ${opt.rounds} round(s)`,
+    `throughput bench: redis-benchmark -c ${opt.clients} -r ${opt.random} -d ${opt.size}, ~${opt.seconds} s per run, ${opt.rounds} round(s); ${os.cpus().length} CPUs, node ${process.version}`,
   );
-  console.log(`  target :${target.port}, nutcracker :${nc.port} (pid ${nc.pid}), rehome :${rh.port} (pid ${rh.pid}, empty source :${source.port}, --no-sweep)`);
-
-  // Warm-up: every key rehome will see is touched once (MIGRATE -> NOKEY -> cached), then a short
-  // run per endpoint and setting sizes -n for about opt.seconds per run.
-  let t = performance.now();
-  await touchAll(rh.port);
-  const st = await getJson(rh.adminPort, '/status');
   console.log(
-    `  warm-up: ${fmt(opt.random)} keys touched through rehome in ${((performance.now() - t) / 1000).toFixed(1)} s; known_absent_cached=${st.keys.known_absent_cached}, phase=${st.phase}`,
+    `  target :${target.port}, nutcracker :${nc.port} (pid ${nc.pid}), ${rehomes.map((r) => `${r.name} :${r.rh.port} (pid ${r.rh.pid}, --workers ${r.workers})`).join(', ')}; empty source :${source.port}, --no-sweep`,
+  );
+
+  // Warm-up: every key rehome will see is touched once per worker (MIGRATE -> NOKEY -> cached),
+  // then a short run per endpoint and setting sizes -n for about opt.seconds per run.
+  let t = performance.now();
+  for (const r of rehomes) await touchAll(r.rh.port, r.workers === 1 ? 1 : 4 * r.workers);
+  const first = rehomes[0];
+  const st = first ? await getJson(first.rh.adminPort, '/status') : null;
+  console.log(
+    `  warm-up: ${fmt(opt.random)} keys touched through each rehome in ${((performance.now() - t) / 1000).toFixed(1)} s` +
+      (st ? `; ${first.name}: known_absent_cached=${st.keys.known_absent_cached}, phase=${st.phase}` : ''),
   );
   const n = new Map();
-  for (const s of settings) {
+  for (const s of SETTINGS) {
     for (const e of endpoints) {
       const probeN = s.pipeline > 1 ? 200000 : 30000;
       const r = await redisBenchmark(e.port, { ...s, n: probeN });
       n.set(`${sname(s)}/${e.name}`, Math.max(20000, Math.round((r.rps * opt.seconds) / 1000) * 1000));
     }
   }
+  const quiet = await waitForQuiet(opt['max-load'], opt['load-wait']);
+  console.log(`  1-minute load average before the measured rounds: ${quiet.load.toFixed(2)}${quiet.quiet ? '' : ' (NOT quiet: figures are noisy)'}`);
+  const migrate0 = await commandCalls(source.port, 'migrate');
 
   const results = new Map(); // `${setting}/${endpoint}` -> [{rps, p50, p99, cpu, tcpu}]
   const problems = [];
   for (let round = 1; round <= opt.rounds; round++) {
     const order = endpoints.map((_, i) => endpoints[(i + round - 1) % endpoints.length]);
     const line = [];
-    for (const s of settings) {
+    for (const s of SETTINGS) {
       for (const e of order) {
         const k = `${sname(s)}/${e.name}`;
         const reqs = n.get(k);
-        const c0 = e.proc ? cpuSeconds(e.proc.pid) : 0;
-        const t0 = cpuSeconds(target.pid);
+        const c0 = e.proc ? treeCpuSeconds(e.proc.pid) : 0;
+        const t0 = treeCpuSeconds(target.pid);
         let r;
         try {
           r = await redisBenchmark(e.port, { ...s, n: reqs });
@@ -136,39 +175,115 @@ async function steadyState() {
           problems.push(`round ${round} ${k}: ${err.message}`);
           continue;
         }
-        r.cpu = e.proc ? ((cpuSeconds(e.proc.pid) - c0) * 1e6) / reqs : NaN;
-        r.tcpu = ((cpuSeconds(target.pid) - t0) * 1e6) / reqs;
+        r.cpu = e.proc ? ((treeCpuSeconds(e.proc.pid) - c0) * 1e6) / reqs : NaN;
+        r.tcpu = ((treeCpuSeconds(target.pid) - t0) * 1e6) / reqs;
         if (r.errors.length) problems.push(`round ${round} ${k}: ${r.errors.slice(0, 3).join(' | ')}`);
         if (!results.has(k)) results.set(k, []);
         results.get(k).push(r);
         line.push(`${k} ${fmt(r.rps)}`);
       }
     }
-    console.log(`  round ${round}: ${line.join(', ')}`);
+    console.log(`  round ${round} (load ${os.loadavg()[0].toFixed(2)}): ${line.join(', ')}`);
   }
-  const final = await getJson(rh.adminPort, '/status');
-  for (const p of [rh, nc]) if (p.exited) problems.push(`${p.name} exited: ${JSON.stringify(p.exited)} ${p.stderr.slice(-1000)}`);
+  const migrateCalls = (await commandCalls(source.port, 'migrate')) - migrate0;
+  for (const p of [nc, ...rehomes.map((r) => r.rh)]) if (p.exited) problems.push(`${p.name} exited: ${JSON.stringify(p.exited)} ${p.stderr.slice(-1000)}`);
 
+  const names = endpoints.map((e) => e.name);
+  const rnames = rehomes.map((r) => r.name);
   const med = (k, f) => median((results.get(k) ?? []).map((r) => r[f]));
-  console.log(`\n=== summary: medians of ${opt.rounds} round(s); requests/s, GET/SET p50 latency as redis-benchmark reports it ===`);
+  console.log(`\n=== summary: medians of ${opt.rounds} round(s); requests/s ===`);
   console.log(
-    `${'setting'.padEnd(10)} ${'direct'.padStart(10)} ${'nutcracker'.padStart(11)} ${'rehome'.padStart(10)}  ${'rh/direct'.padStart(9)} ${'rh/nc'.padStart(6)}   CPU s per 1M requests: ${'rehome'.padStart(6)} ${'nutcr.'.padStart(6)} | target redis via direct/nc/rehome`,
+    [
+      'setting'.padEnd(10),
+      ...names.map((x) => x.padStart(11)),
+      ...rnames.flatMap((x) => [`${x}/direct`.padStart(x.length + 8), `${x}/nc`.padStart(x.length + 4)]),
+    ].join(' '),
   );
-  for (const s of settings) {
+  for (const s of SETTINGS) {
     const k = (e) => `${sname(s)}/${e}`;
-    const [d, c, r] = ['direct', 'nutcracker', 'rehome'].map((e) => med(k(e), 'rps'));
+    const d = med(k('direct'), 'rps');
+    const c = med(k('nutcracker'), 'rps');
     console.log(
-      `${sname(s).padEnd(10)} ${fmt(d).padStart(10)} ${fmt(c).padStart(11)} ${fmt(r).padStart(10)}  ${(r / d).toFixed(2).padStart(9)} ${(r / c).toFixed(2).padStart(6)}   ${' '.repeat(22)}${fmt(med(k('rehome'), 'cpu'), 2).padStart(6)} ${fmt(med(k('nutcracker'), 'cpu'), 2).padStart(6)} | ${['direct', 'nutcracker', 'rehome'].map((e) => fmt(med(k(e), 'tcpu'), 2)).join(' / ')}`,
+      [
+        sname(s).padEnd(10),
+        ...names.map((x) => fmt(med(k(x), 'rps')).padStart(11)),
+        ...rnames.flatMap((x) => {
+          const r = med(k(x), 'rps');
+          return [(r / d).toFixed(2).padStart(x.length + 8), (r / c).toFixed(2).padStart(x.length + 4)];
+        }),
+      ].join(' '),
     );
   }
-  console.log('p50 latency (ms), direct / nutcracker / rehome:');
-  for (const s of settings) {
-    console.log(`  ${sname(s).padEnd(10)} ${['direct', 'nutcracker', 'rehome'].map((e) => fmt(med(`${sname(s)}/${e}`, 'p50'), 3)).join(' / ')}   p99: ${['direct', 'nutcracker', 'rehome'].map((e) => fmt(med(`${sname(s)}/${e}`, 'p99'), 3)).join(' / ')}`);
+  console.log('CPU seconds per 1M requests (utime+stime; rehome --workers: primary and workers):');
+  for (const s of SETTINGS) {
+    const k = (e) => `${sname(s)}/${e}`;
+    console.log(
+      `  ${sname(s).padEnd(10)} ${['nutcracker', ...rnames].map((x) => `${x} ${fmt(med(k(x), 'cpu'), 2)}`).join(', ')}; the target redis-server behind ${names.map((x) => `${x} ${fmt(med(k(x), 'tcpu'), 2)}`).join(', ')}`,
+    );
   }
-  console.log(
-    `rehome at the end: phase=${final.phase}, known_absent_cached=${final.keys.known_absent_cached}, migrate_calls=${final.migrate_calls}, move_failures=${JSON.stringify(final.move_failures)}, errors_by_kind=${JSON.stringify(final.errors_by_kind)}`,
-  );
+  console.log(`p50 / p99 latency (ms), ${names.join(' / ')}:`);
+  for (const s of SETTINGS) {
+    const k = (e) => `${sname(s)}/${e}`;
+    console.log(`  ${sname(s).padEnd(10)} p50 ${names.map((e) => fmt(med(k(e), 'p50'), 3)).join(' / ')}   p99 ${names.map((e) => fmt(med(k(e), 'p99'), 3)).join(' / ')}`);
+  }
+  if (first) {
+    const fin = await getJson(first.rh.adminPort, '/status');
+    console.log(
+      `${first.name} at the end: phase=${fin.phase}, known_absent_cached=${fin.keys.known_absent_cached}, migrate_calls=${fin.migrate_calls}, move_failures=${JSON.stringify(fin.move_failures)}, errors_by_kind=${JSON.stringify(fin.errors_by_kind)}`,
+    );
+  }
+  console.log(`source MIGRATE calls during the measured rounds: ${migrateCalls} (0: every request took the steady-state path)`);
+  if (migrateCalls > 0) problems.push(`${migrateCalls} MIGRATE calls during the measured rounds: some worker's cache was not warm`);
   console.log(problems.length ? `PROBLEMS:\n  ${problems.join('\n  ')}` : 'problems: none (no redis-benchmark errors, no proxy exits)');
+}
+
+/**
+ * RSS over a long run: redis-benchmark SET and GET through one rehome (steady state, cache warm)
+ * for `opt.soak` seconds, RSS sampled every 10 s.
+ */
+async function soak() {
+  const w = workerCounts[0] ?? 1;
+  const source = await startRedis('source');
+  const target = await startRedis('target');
+  const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep', '--workers', String(w)] });
+  await touchAll(rh.port, w === 1 ? 1 : 4 * w);
+  const quiet = await waitForQuiet(opt['max-load'], opt['load-wait']);
+  console.log(
+    `soak: ${opt.soak} s of redis-benchmark -c ${opt.clients} -r ${opt.random} -d ${opt.size} -t set,get (pipeline 16 and 1 in turn) through rehome --workers ${w} (pid ${rh.pid}); load ${quiet.load.toFixed(2)}`,
+  );
+  const rss = () => {
+    const r = rssBytes(rh.pid);
+    return w === 1 ? r.self : r.children.reduce((a, b) => a + b, 0);
+  };
+  const mb = (b) => `${(b / 1048576).toFixed(1)} MB`;
+  const samples = [{ t: 0, rss: rss(), reqs: 0 }];
+  let reqs = 0;
+  const t0 = performance.now();
+  const timer = setInterval(() => samples.push({ t: Math.round((performance.now() - t0) / 1000), rss: rss(), reqs }), 10_000);
+  const problems = [];
+  for (let i = 0; performance.now() - t0 < opt.soak * 1000; i++) {
+    const pipeline = i % 2 === 0 ? 16 : 1;
+    const n = pipeline === 16 ? 400000 : 40000;
+    try {
+      const r = await redisBenchmark(rh.port, { test: 'set,get', pipeline, n });
+      if (r.errors.length) problems.push(r.errors.slice(0, 3).join(' | '));
+    } catch (e) {
+      problems.push(e.message);
+    }
+    reqs += 2 * n;
+  }
+  clearInterval(timer);
+  samples.push({ t: Math.round((performance.now() - t0) / 1000), rss: rss(), reqs });
+  console.log(`  RSS every 10 s (MB): ${samples.map((s) => (s.rss / 1048576).toFixed(1)).join(' ')}`);
+  const after1 = samples.find((s) => s.t >= 60) ?? samples[0];
+  const last = samples[samples.length - 1];
+  const max = samples.reduce((a, s) => (s.rss > a.rss ? s : a));
+  console.log(
+    `  ${fmt(last.reqs)} requests; RSS first ${mb(samples[0].rss)}, at ${after1.t} s ${mb(after1.rss)}, last ${mb(last.rss)}, max ${mb(max.rss)} (at ${max.t} s); ` +
+      `last - at ${after1.t} s = ${mb(last.rss - after1.rss)} over ${fmt(last.reqs - after1.reqs)} requests (${((last.rss - after1.rss) / Math.max(1, last.reqs - after1.reqs)).toFixed(3)} bytes per request)`,
+  );
+  if (rh.exited) problems.push(`rehome exited: ${JSON.stringify(rh.exited)}`);
+  console.log(problems.length ? `PROBLEMS:\n  ${problems.join('\n  ')}` : 'problems: none');
 }
 
 /** `clients` connections, each GETting the next untouched key until all N are read once. */
@@ -220,16 +335,18 @@ async function firstTouch() {
       c.disconnect();
     }
     await fill(source.port, N, { size: opt.size });
-    const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'], admin: true });
-    const c0 = cpuSeconds(rh.pid);
-    const s0 = cpuSeconds(source.pid);
+    const rh = await startRehome({
+      source: source.port, target: target.port, args: ['--no-sweep', '--workers', String(workerCounts[0] ?? 1)], admin: true,
+    });
+    const c0 = treeCpuSeconds(rh.pid);
+    const s0 = treeCpuSeconds(source.pid);
     const first = await readEachOnce(rh.port, N);
-    first.cpu = ((cpuSeconds(rh.pid) - c0) * 1e6) / N;
-    first.scpu = ((cpuSeconds(source.pid) - s0) * 1e6) / N;
+    first.cpu = ((treeCpuSeconds(rh.pid) - c0) * 1e6) / N;
+    first.scpu = ((treeCpuSeconds(source.pid) - s0) * 1e6) / N;
     const st = await getJson(rh.adminPort, '/status');
-    const c1 = cpuSeconds(rh.pid);
+    const c1 = treeCpuSeconds(rh.pid);
     const cached = await readEachOnce(rh.port, N);
-    cached.cpu = ((cpuSeconds(rh.pid) - c1) * 1e6) / N;
+    cached.cpu = ((treeCpuSeconds(rh.pid) - c1) * 1e6) / N;
     const direct = await readEachOnce(target.port, N);
     if (rh.exited) problems.push(`rehome exited: ${JSON.stringify(rh.exited)} ${rh.stderr.slice(-1000)}`);
     await rh.stop();
@@ -256,6 +373,9 @@ async function firstTouch() {
   console.log(problems.length ? `PROBLEMS:\n  ${problems.join('\n  ')}` : 'problems: none (every GET returned the value written)');
 }
 
-if (opt['first-touch']) await firstTouch();
+if (opt['first-touch']) {
+  await waitForQuiet(opt['max-load'], opt['load-wait']);
+  await firstTouch();
+} else if (opt.soak > 0) await soak();
 else await steadyState();
 process.exit(0);
