@@ -118,17 +118,20 @@ const SUBSCRIBE_FAMILY = new Set([
   'subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe',
 ]);
 
-/** Commands refused through the proxy, with the reason given to the client. */
-const REFUSED: Record<string, string> = {
-  monitor: 'it would show only the target; run MONITOR on each server directly',
-  sync: 'replication through a migrating proxy would copy half a dataset',
-  psync: 'replication through a migrating proxy would copy half a dataset',
-  replconf: 'replication through a migrating proxy would copy half a dataset',
-  replicaof: 'changing replication of the target under a running migration would lose writes',
-  slaveof: 'changing replication of the target under a running migration would lose writes',
-  failover: 'failing over the target under a running migration would lose writes',
-  shutdown: 'it would stop the target under a running migration; shut servers down directly',
-};
+/**
+ * Commands refused through the proxy, with the reason given to the client. A Map, not an object:
+ * a client's command name must never find Object.prototype's members (`constructor`, `__proto__`).
+ */
+const REFUSED = new Map<string, string>([
+  ['monitor', 'it would show only the target; run MONITOR on each server directly'],
+  ['sync', 'replication through a migrating proxy would copy half a dataset'],
+  ['psync', 'replication through a migrating proxy would copy half a dataset'],
+  ['replconf', 'replication through a migrating proxy would copy half a dataset'],
+  ['replicaof', 'changing replication of the target under a running migration would lose writes'],
+  ['slaveof', 'changing replication of the target under a running migration would lose writes'],
+  ['failover', 'failing over the target under a running migration would lose writes'],
+  ['shutdown', 'it would stop the target under a running migration; shut servers down directly'],
+]);
 
 /** How long a closed client's connection stays after its last reply reached the kernel. */
 const CLOSE_LINGER_MS = 1_000;
@@ -409,7 +412,7 @@ export class Session implements IdleClient {
       this.held = req;
       return;
     }
-    const refusal = REFUSED[name];
+    const refusal = REFUSED.get(name);
     if (refusal !== undefined) {
       this.refuse(req, ErrorText.refused(name.toUpperCase(), refusal));
       return;

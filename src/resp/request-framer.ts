@@ -43,6 +43,8 @@ export const DEFAULT_FRAMER_LIMITS: FramerLimits = {
 
 const CR = 13;
 const LF = 10;
+/** Longest command name whose bytes the framer remembers (see RequestFramer.commandName). */
+const NAME_CACHE_MAX = 32;
 
 /** Pull-style request framer: push() chunks, then call next() until it returns null. */
 export class RequestFramer {
@@ -53,6 +55,14 @@ export class RequestFramer {
   private waitingLen = 0;
   /** Total bytes (from pos) needed before parsing can make progress. */
   private need = 0;
+  /**
+   * The previous request's command name: its bytes (a copy) and the lowercased string. A client
+   * mostly repeats a few commands, so the same string is handed out again (no allocation, and
+   * its hash, computed once, serves every later table lookup).
+   */
+  private readonly nameBytes = Buffer.alloc(NAME_CACHE_MAX);
+  private nameLen = -1;
+  private name = '';
 
   constructor(private readonly limits: FramerLimits = DEFAULT_FRAMER_LIMITS) {}
 
@@ -179,8 +189,25 @@ export class RequestFramer {
     this.pos = p;
     this.need = 0;
     const raw = buf.subarray(start, p);
-    const name = raw.toString('latin1', offs[0]!, offs[1]!).toLowerCase();
-    return { raw, argc: count, offs, name };
+    return { raw, argc: count, offs, name: this.commandName(buf, start + offs[0]!, start + offs[1]!) };
+  }
+
+  /** The lowercased command name in buf[from, to), reusing the previous one when the bytes match. */
+  private commandName(buf: Buffer, from: number, to: number): string {
+    const len = to - from;
+    const known = this.nameBytes;
+    if (len === this.nameLen) {
+      let i = 0;
+      while (i < len && buf[from + i] === known[i]) i++;
+      if (i === len) return this.name;
+    }
+    const name = buf.toString('latin1', from, to).toLowerCase();
+    if (len <= NAME_CACHE_MAX) {
+      buf.copy(known, 0, from, to);
+      this.nameLen = len;
+      this.name = name;
+    }
+    return name;
   }
 
   private parseInline(buf: Buffer, start: number): Request | null | undefined {

@@ -271,6 +271,9 @@ describe('data path', () => {
     const diffs = await compareSequence([
       ['NOSUCHCMD', 'str:1', 'x'],
       ['FOO'],
+      // Names of Object.prototype's members are unknown commands like any other.
+      ['constructor'],
+      ['__proto__', 'str:1'],
       ['MULTI'],
       ['SET', 'str:1', 'changed'],
       ['NOSUCHCMD', 'str:1'],

@@ -584,3 +584,15 @@ describe('RequestFramer: protocol errors', () => {
     expect(() => f.next()).toThrow(ProtocolError);
   });
 });
+
+describe('RequestFramer: command names across requests', () => {
+  it('names each request by its own bytes when names repeat, change case, change length or are long', () => {
+    const long = 'X'.repeat(40);
+    const names = ['SET', 'set', 'SeT', 'GET', 'SET', 'SETEX', 'SET', '', long, long.toLowerCase(), 'SET', 'SEX', 'SET'];
+    const f = new RequestFramer();
+    f.push(Buffer.concat(names.map((n) => mb([n, 'k']))));
+    const got: string[] = [];
+    for (let r = f.next(); r !== null; r = f.next()) got.push(r.name);
+    expect(got).toEqual(names.map((n) => n.toLowerCase()));
+  });
+});
