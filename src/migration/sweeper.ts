@@ -188,7 +188,11 @@ export class Sweeper {
           this.onDrained();
           return;
         }
-        if (!(await this.holdLease())) {
+        const leased = await this.holdLease();
+        // A pause (operator, source restart) that came while this pass looked at the source
+        // stands: it is not overwritten by standby or sweeping.
+        if ((this.state as SweeperState) === 'paused') continue;
+        if (!leased) {
           if (this.state !== 'standby') this.log('sweeper on standby: another proxy holds the sweep lease');
           this.state = 'standby';
           await this.sleep(this.opts.leaseMs / 3);
@@ -429,7 +433,7 @@ export class Sweeper {
     const t = performance.now();
     if (t - this.lastRenew < this.opts.leaseMs / 3) return;
     this.lastRenew = t;
-    if (!(await this.holdLease())) {
+    if (!(await this.holdLease()) && this.state === 'sweeping') {
       this.state = 'standby';
       this.log('sweeper on standby: another proxy holds the sweep lease');
     }

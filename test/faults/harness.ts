@@ -10,6 +10,7 @@
  * A failure names the seed and the fault schedule; REHOME_FAULT_SEED=<seed> replays the schedule
  * (timings are the schedule's; what the servers do within them may differ run to run).
  */
+import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
 import type { PairContext } from '../helpers/fixture.js';
 import { ALL_DBS, assertNoKeyInBoth, connect, keysByDb } from '../helpers/invariant.js';
@@ -47,6 +48,8 @@ export class ManagedProxy {
   handle: ProxyHandle | null = null;
   /** Every handle this proxy had, for stderr on failure. */
   readonly lives: ProxyHandle[] = [];
+  /** When the current life started listening (Date.now()). */
+  startedAt = 0;
 
   constructor(
     private readonly env: FaultEnv,
@@ -83,6 +86,7 @@ export class ManagedProxy {
           ],
         });
         this.lives.push(this.handle);
+        this.startedAt = Date.now();
         return;
       } catch (e) {
         last = e;
@@ -209,14 +213,17 @@ export async function runScenario(
   const nPayloads = opts.payloads ?? 16_000;
   let workload: ReturnType<typeof startCounterWorkload> | null = null;
   let results: CounterResults | null = null;
-  const fail = (e: unknown): never => {
+  const fail = async (e: unknown): Promise<never> => {
+    const states = await Promise.all(
+      proxies.map(async (p) => `--- proxy ${p.index} /status: ${p.handle ? JSON.stringify(await p.status().catch((x: Error) => x.message)) : 'not running'}`),
+    );
     const logs = proxies
       .flatMap((p) => p.lives.map((h, i) => `--- proxy ${p.index} life ${i + 1} stderr (tail):\n${h.stderr.slice(-3000)}`))
       .join('\n');
     const wl = results ? `workload: ${JSON.stringify(results.totals)}\n` : '';
     const msg = `fault scenario '${name}' failed: ${(e as Error).message}\n` +
       `replay: REHOME_FAULT_SEED=${baseSeed} (scenario seed ${seed})\n` +
-      `fault schedule:\n  ${schedule.join('\n  ')}\n${wl}${logs}`;
+      `fault schedule:\n  ${schedule.join('\n  ')}\n${wl}${states.join('\n')}\n${logs}`;
     const err = new Error(msg);
     err.stack = `${msg}\n${(e as Error).stack ?? ''}`;
     throw err;
@@ -309,9 +316,12 @@ export async function runScenario(
         `${summary.touched} counters touched; ${results.totals.connects} connects; unknown by cause ${JSON.stringify(results.totals.unknownByCause)}; ` +
         `proxies (last lives): move errors ${JSON.stringify(errorsByKind)}, keys found in both and resolved ${inBoth}\n  ${schedule.join('\n  ')}`,
     );
+    if (process.env.REHOME_FAULT_VERBOSE) {
+      for (const p of proxies) p.lives.forEach((h, i) => console.log(`--- proxy ${p.index} life ${i + 1} stderr:\n${h.stderr}`));
+    }
     return report;
   } catch (e) {
-    return fail(e);
+    return await fail(e);
   } finally {
     if (workload) await workload.stop().catch(() => {});
     await opts.heal?.(env).catch(() => {});
@@ -328,9 +338,19 @@ async function waitDrainedOrExplain(p: ManagedProxy, timeoutMs: number): Promise
   }
 }
 
+/**
+ * A direct connection for injecting faults. Its commands may wait long: while moves time out, the
+ * source is held in MIGRATE most of the time and answers other commands late.
+ */
+export function faultConnection(ref: PairContext['source']): Redis {
+  const c = connect(ref);
+  c.options.commandTimeout = 30_000;
+  return c;
+}
+
 /** CLIENT KILL TYPE normal on a server, from a connection of its own (SKIPME yes). */
 export async function killNormalClients(ref: PairContext['source']): Promise<number> {
-  const c = connect(ref);
+  const c = faultConnection(ref);
   try {
     return Number(await c.call('CLIENT', 'KILL', 'TYPE', 'normal'));
   } finally {

@@ -7,9 +7,8 @@
 import { afterEach, describe, it } from 'vitest';
 import { describeMode, startFaultRelay, type FaultRelay, type RelayMode } from '../helpers/fault-relay.js';
 import { usePair } from '../helpers/fixture.js';
-import { connect } from '../helpers/invariant.js';
 import { sleep } from '../helpers/util.js';
-import { faultSeed, killNormalClients, runScenario } from './harness.js';
+import { faultConnection, faultSeed, killNormalClients, runScenario } from './harness.js';
 
 const SEED = faultSeed('network.test.ts');
 const ctx = usePair({ autoProxy: false });
@@ -22,7 +21,7 @@ afterEach(async () => {
 });
 
 async function setTargetMaxmemory(v: string): Promise<void> {
-  const c = connect(ctx.target);
+  const c = faultConnection(ctx.target);
   try {
     await c.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
     await c.call('CONFIG', 'SET', 'maxmemory', v);

@@ -128,7 +128,7 @@ describe('faults: a source restarted with a slow load', () => {
   it('a sweeper resumed while the source still loads does not take it for drained', async () => {
     const s = slow.source.client();
     const p = s.pipeline();
-    for (let i = 0; i < 3000; i++) p.set(`gone:${i}`, 'x', 'PX', 1000);
+    for (let i = 0; i < 4000; i++) p.set(`gone:${i}`, 'x', 'PX', 1000);
     await p.exec();
     await seedStrings(s, 5, 2000);
     expect(await s.call('SAVE')).toBe('OK');
@@ -159,5 +159,35 @@ describe('faults: a source restarted with a slow load', () => {
     await expectStrings(slow.target.client(), 5, 2000);
     expect(await slow.source.client(5).dbsize()).toBe(0);
     await noKeyInBoth(slow, [sp]);
+  }, 60_000);
+});
+
+describe('faults: a pause that arrives while the sweeper waits on the source', () => {
+  it('is kept: the sweeper does not resume by itself when the source answers again', async () => {
+    const s = ctx.source.client();
+    await seedStrings(s, 0, 3000);
+    const sp = await startAdmin(ctx, ['--sweep-rate', '200', '--migrate-timeout-ms', '500']);
+    await waitFor(async () => (await s.dbsize()) < 2950, 'the sweeper to start moving keys', 10_000, 50);
+    // Stopped source: the sweeper's batch times out (1.5 s), it waits 1 s, then asks the source
+    // for its keyspace again and waits there. The operator pauses it meanwhile.
+    ctx.source.kill('SIGSTOP');
+    try {
+      await sleep(3_500);
+      expect(await post(sp.admin, '/sweeper/pause')).toBe(200);
+      await sleep(300);
+    } finally {
+      ctx.source.kill('SIGCONT');
+    }
+    await sleep(500);
+    const before = await s.dbsize();
+    await sleep(1_500);
+    const st = await fetchStatus<{ sweeper: { state: string; pause_reason: string | null } }>(sp.admin);
+    expect(st.sweeper.state, `stderr:\n${sp.proxy.stderr}`).toBe('paused');
+    expect(await s.dbsize(), 'keys moved while paused').toBe(before);
+    expect(await post(sp.admin, '/sweeper/resume')).toBe(200);
+    expect(await post(sp.admin, '/sweeper/rate?keys_per_sec=0')).toBe(200);
+    await waitDrained(sp, 20_000);
+    await expectStrings(ctx.target.client(), 0, 3000);
+    await noKeyInBoth(ctx, [sp]);
   }, 60_000);
 });
