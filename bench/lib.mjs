@@ -135,12 +135,12 @@ export async function startRedis(name) {
  * rehome on a free port. `t0` is when its 'listening' line arrived, `spawnedAt` when it was spawned.
  * Resolves once it listens (and the admin port, when asked for, answers).
  */
-export async function startRehome({ source, target, args = [], admin = false, nodeArgs = [] }) {
+export async function startRehome({ source, target, args = [], admin = false, nodeArgs = [], cli = REHOME_CLI }) {
   const port = await freePort();
   const adminPort = admin ? await freePort() : null;
   const argv = [
     ...nodeArgs,
-    REHOME_CLI,
+    cli,
     '--listen', `127.0.0.1:${port}`,
     '--source', `redis://127.0.0.1:${source}`,
     '--target', `redis://127.0.0.1:${target}`,

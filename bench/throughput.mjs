@@ -8,6 +8,10 @@
  *   node bench/throughput.mjs --first-touch [--keys 200000] [--clients 50] [--rounds 1]
  *   node bench/throughput.mjs --soak 300 [--workers 1]
  *
+ * --compare PATH adds an endpoint 'compare': rehome (one process) run from another build's
+ * cli.js, e.g. the previous commit's dist/ copied inside this checkout (so it finds node_modules),
+ * measured in the same rounds as the current build.
+ *
  * Default mode: redis-benchmark SET and GET, 50 clients, random keys (-r), 100-byte values, pipeline
  * depth 1 and 16. Each round runs every setting against every endpoint back to back (the order
  * rotates each round), so machine noise hits them alike; figures are medians over rounds.
@@ -46,6 +50,7 @@ const opt = flags({
   soak: 0,
   'max-load': 1.5,
   'load-wait': 600,
+  compare: '',
 });
 const workerCounts = String(opt.workers).split(',').map(Number).filter((n) => n >= 1);
 
@@ -127,6 +132,11 @@ async function steadyState() {
     const name = w === 1 ? 'rehome' : `rehome-w${w}`;
     rehomes.push({ name, rh, workers: w });
     endpoints.push({ name, port: rh.port, proc: rh });
+  }
+  if (opt.compare) {
+    const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'], cli: opt.compare });
+    rehomes.push({ name: 'compare', rh, workers: 1 });
+    endpoints.push({ name: 'compare', port: rh.port, proc: rh });
   }
   console.log(
     `throughput bench: redis-benchmark -c ${opt.clients} -r ${opt.random} -d ${opt.size}, ~${opt.seconds} s per run, ${opt.rounds} round(s); ${os.cpus().length} CPUs, node ${process.version}`,

@@ -184,7 +184,9 @@ export class Session implements IdleClient {
   private pumping = false;
   /** Bytes for the target not yet written (see sendBytes). */
   private wParts: Buffer[] = [];
+  /** The last run of queued bytes: `wLen` bytes from the start of `wLast`'s memory. */
   private wLast: Buffer | null = null;
+  private wLen = 0;
   /** Phases: the upstream is not yet named and checked for the epoch; nothing is dispatched. */
   private fenceHold = false;
   /** Phases: the upstream carries this session's fenced name. */
@@ -862,12 +864,17 @@ export class Session implements IdleClient {
    */
   private sendBytes(b: Buffer): void {
     const last = this.wLast;
-    if (last !== null && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
-      this.wLast = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+    if (last !== null && last.buffer === b.buffer && last.byteOffset + this.wLen === b.byteOffset) {
+      this.wLen += b.length; // the view is made once, in lastRun()
       return;
     }
-    if (last !== null) this.wParts.push(last);
+    if (last !== null) this.wParts.push(this.lastRun(last));
     this.wLast = b;
+    this.wLen = b.length;
+  }
+
+  private lastRun(last: Buffer): Buffer {
+    return this.wLen === last.length ? last : Buffer.from(last.buffer, last.byteOffset, this.wLen);
   }
 
   /** Writes what sendBytes() queued. */
@@ -880,7 +887,7 @@ export class Session implements IdleClient {
       for (const p of this.wParts) ok = this.upstream.write(p) && ok;
       this.wParts = [];
     }
-    ok = this.upstream.write(last) && ok;
+    ok = this.upstream.write(this.lastRun(last)) && ok;
     if (!ok) this.upstreamBlocked = true;
   }
 

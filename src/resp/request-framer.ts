@@ -131,7 +131,7 @@ export class RequestFramer {
   private parseMultibulk(buf: Buffer, start: number): Request | null | undefined {
     const limits = this.limits;
     let p = start + 1;
-    const eol = buf.indexOf(CR, p);
+    const eol = findCR(buf, p);
     if (eol < 0 || eol + 1 >= buf.length) {
       if (buf.length - start > limits.maxInline) {
         throw new ProtocolError('Protocol error: too big mbulk count string');
@@ -160,7 +160,7 @@ export class RequestFramer {
       if (buf[p] !== 0x24 /* '$' */) {
         throw new ProtocolError(`Protocol error: expected '$', got '${printable(buf[p]!)}'`);
       }
-      const heol = buf.indexOf(CR, p + 1);
+      const heol = findCR(buf, p + 1);
       if (heol < 0 || heol + 1 >= buf.length) {
         if (buf.length - p > limits.maxInline) {
           throw new ProtocolError('Protocol error: too big bulk count string');
@@ -271,6 +271,17 @@ export function argStr(req: Request, i: number): string {
 /** Argument i, lowercased (for option keywords). */
 export function argLower(req: Request, i: number): string {
   return argStr(req, i).toLowerCase();
+}
+
+/**
+ * The index of the first CR at or after `from`, or -1. Header lines are a few bytes long: a short
+ * loop costs less than a call into the native indexOf, which takes over past that.
+ */
+function findCR(buf: Buffer, from: number): number {
+  const n = buf.length;
+  const end = from + 24 < n ? from + 24 : n;
+  for (let i = from; i < end; i++) if (buf[i] === CR) return i;
+  return end < n ? buf.indexOf(CR, end) : -1;
 }
 
 /** Parses an optionally negative decimal integer in buf[from, to); null if malformed. */
