@@ -1173,7 +1173,9 @@ export class Session implements IdleClient {
    */
   fail(reason: string): void {
     this.guard(() => this.onUpstreamGone(reason));
-    if (!this.dead && this.out.length === 0) this.destroy();
+    // A session that is closing ends the client's socket once its replies are written; one with
+    // nothing in flight and no upstream yet has nothing to say.
+    if (!this.dead && !this.closing) this.destroy();
   }
 
   /** Graceful stop: finish what was received, then close. */
