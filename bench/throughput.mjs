@@ -116,7 +116,8 @@ const SETTINGS = [
 ];
 const sname = (s) => `${s.test.toUpperCase()} -P ${s.pipeline}`;
 
-async function steadyState() {
+async function steadyState(quiet) {
+  console.log(`1-minute load average at the start: ${quiet.load.toFixed(2)}${quiet.quiet ? '' : ' (NOT quiet: figures are noisy)'}`);
   const source = await startRedis('source');
   const target = await startRedis('target');
   const nc = await startNutcracker(target.port);
@@ -163,8 +164,6 @@ async function steadyState() {
       n.set(`${sname(s)}/${e.name}`, Math.max(20000, Math.round((r.rps * opt.seconds) / 1000) * 1000));
     }
   }
-  const quiet = await waitForQuiet(opt['max-load'], opt['load-wait']);
-  console.log(`  1-minute load average before the measured rounds: ${quiet.load.toFixed(2)}${quiet.quiet ? '' : ' (NOT quiet: figures are noisy)'}`);
   const migrate0 = await commandCalls(source.port, 'migrate');
 
   const results = new Map(); // `${setting}/${endpoint}` -> [{rps, p50, p99, cpu, tcpu}]
@@ -251,13 +250,12 @@ async function steadyState() {
  * RSS over a long run: redis-benchmark SET and GET through one rehome (steady state, cache warm)
  * for `opt.soak` seconds, RSS sampled every 10 s.
  */
-async function soak() {
+async function soak(quiet) {
   const w = workerCounts[0] ?? 1;
   const source = await startRedis('source');
   const target = await startRedis('target');
   const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep', '--workers', String(w)] });
   await touchAll(rh.port, w === 1 ? 1 : 4 * w);
-  const quiet = await waitForQuiet(opt['max-load'], opt['load-wait']);
   console.log(
     `soak: ${opt.soak} s of redis-benchmark -c ${opt.clients} -r ${opt.random} -d ${opt.size} -t set,get (pipeline 16 and 1 in turn) through rehome --workers ${w} (pid ${rh.pid}); load ${quiet.load.toFixed(2)}`,
   );
@@ -383,9 +381,11 @@ async function firstTouch() {
   console.log(problems.length ? `PROBLEMS:\n  ${problems.join('\n  ')}` : 'problems: none (every GET returned the value written)');
 }
 
+// Before anything starts: the warm-up and calibration below raise the load themselves.
+const quiet = await waitForQuiet(opt['max-load'], opt['load-wait']);
 if (opt['first-touch']) {
-  await waitForQuiet(opt['max-load'], opt['load-wait']);
+  console.log(`1-minute load average at the start: ${quiet.load.toFixed(2)}${quiet.quiet ? '' : ' (NOT quiet: figures are noisy)'}`);
   await firstTouch();
-} else if (opt.soak > 0) await soak();
-else await steadyState();
+} else if (opt.soak > 0) await soak(quiet);
+else await steadyState(quiet);
 process.exit(0);
