@@ -56,6 +56,13 @@ export class RequestFramer {
   /** Total bytes (from pos) needed before parsing can make progress. */
   private need = 0;
   /**
+   * Where the parse of an incomplete multibulk request at `pos` stopped (p relative to pos), so
+   * the next chunk resumes there instead of rescanning the request from its start.
+   */
+  private mb: { count: number; i: number; p: number; offs: number[] } | null = null;
+  /** Storage `buf` lies at the start of while a request spans chunks (has spare room to append). */
+  private acc: Buffer | null = null;
+  /**
    * The previous request's command name: its bytes (a copy) and the lowercased string. A client
    * mostly repeats a few commands, so the same string is handed out again (no allocation, and
    * its hash, computed once, serves every later table lookup).
@@ -78,6 +85,8 @@ export class RequestFramer {
     this.waiting = [];
     this.waitingLen = 0;
     this.need = 0;
+    this.mb = null;
+    this.acc = null;
   }
 
   push(chunk: Buffer): void {
@@ -93,10 +102,31 @@ export class RequestFramer {
     this.consolidate();
   }
 
+  /**
+   * Joins the waiting chunks to the unframed bytes. A request that spans many chunks grows in
+   * one buffer with room to spare (appends copy only the new chunk), so a large request costs
+   * linear time, not a copy of everything so far per chunk.
+   */
   private consolidate(): void {
     if (this.waitingLen === 0) return;
-    const parts = [this.buf.subarray(this.pos), ...this.waiting];
-    this.buf = Buffer.concat(parts);
+    const have = this.buf.length - this.pos;
+    const total = have + this.waitingLen;
+    let acc = this.acc;
+    let off: number;
+    if (acc !== null && this.pos === 0 && this.buf.buffer === acc.buffer &&
+        this.buf.byteOffset === acc.byteOffset && acc.length >= total) {
+      off = have; // append after what is there; nothing points past it
+    } else {
+      acc = Buffer.allocUnsafe(total + Math.min(total, 1 << 20));
+      this.buf.copy(acc, 0, this.pos);
+      off = have;
+      this.acc = acc;
+    }
+    for (const w of this.waiting) {
+      w.copy(acc, off);
+      off += w.length;
+    }
+    this.buf = acc.subarray(0, total);
     this.pos = 0;
     this.waiting = [];
     this.waitingLen = 0;
@@ -139,6 +169,9 @@ export class RequestFramer {
       this.need = buf.length - start + 1;
       return null;
     }
+    const resume = this.mb;
+    this.mb = null;
+    if (resume !== null) return this.parseArgs(buf, start, resume.count, resume.i, start + resume.p, resume.offs);
     const count = parseDecimal(buf, p, eol);
     if (count === null || count > limits.maxArgs) {
       throw new ProtocolError('Protocol error: invalid multibulk length');
@@ -151,10 +184,16 @@ export class RequestFramer {
       this.need = 0;
       return undefined;
     }
-    const offs: number[] = new Array(count * 2);
-    for (let i = 0; i < count; i++) {
+    return this.parseArgs(buf, start, count, 0, p, new Array<number>(count * 2));
+  }
+
+  /** The arguments of a multibulk request from argument i at p on; null (state kept) when incomplete. */
+  private parseArgs(buf: Buffer, start: number, count: number, i0: number, p: number, offs: number[]): Request | null {
+    const limits = this.limits;
+    for (let i = i0; i < count; i++) {
       if (p >= buf.length) {
         this.need = p - start + 1;
+        this.mb = { count, i, p: p - start, offs };
         return null;
       }
       if (buf[p] !== 0x24 /* '$' */) {
@@ -166,6 +205,7 @@ export class RequestFramer {
           throw new ProtocolError('Protocol error: too big bulk count string');
         }
         this.need = buf.length - start + 1;
+        this.mb = { count, i, p: p - start, offs };
         return null;
       }
       const len = parseDecimal(buf, p + 1, heol);
@@ -175,8 +215,9 @@ export class RequestFramer {
       const dataStart = heol + 2;
       const dataEnd = dataStart + len;
       if (dataEnd + 2 > buf.length) {
-        // Everything up to here is known good: wait for the whole bulk before rescanning.
+        // Everything up to here is known good: wait for the whole bulk.
         this.need = dataEnd + 2 - start;
+        this.mb = { count, i, p: p - start, offs };
         return null;
       }
       if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) {
@@ -294,6 +335,8 @@ function parseDecimal(buf: Buffer, from: number, to: number): number | null {
     i++;
     if (i >= to) return null;
   }
+  // As Redis reads lengths: no leading zeros, and no "-0".
+  if (buf[i] === 0x30 /* '0' */ && (neg || to - i > 1)) return null;
   let n = 0;
   for (; i < to; i++) {
     const c = buf[i]! - 48;

@@ -527,6 +527,29 @@ describe('RequestFramer: protocol errors', () => {
     expectProtocolError(b('*1\r\n$ 3\r\nGET\r\n'));
   });
 
+  it('rejects lengths written with leading zeros or as -0, as Redis does', () => {
+    expectProtocolError(b('*1\r\n$007\r\nabcdefg\r\n'));
+    expectProtocolError(b('*1\r\n$00\r\n\r\n'));
+    expectProtocolError(b('*1\r\n$-0\r\n'));
+    expectProtocolError(b('*02\r\n$3\r\nGET\r\n$1\r\nk\r\n'));
+    expectProtocolError(b('*-0\r\n'));
+    expect(frameChunks([b('*1\r\n$0\r\n\r\n')])).toEqual(expected([['']]));
+  });
+
+  it('a request of many arguments arriving in many small chunks frames once, resuming where it stopped', () => {
+    const args = ['MSET', ...Array.from({ length: 20_000 }, (_, i) => `k${i}`)];
+    const whole = Buffer.concat([mb(args), mb(['PING'])]);
+    const chunks: Buffer[] = [];
+    for (let o = 0; o < whole.length; o += 7) chunks.push(whole.subarray(o, o + 7));
+    expect(frameChunks(chunks, { ...DEFAULT_FRAMER_LIMITS, maxArgs: 30_000 })).toEqual(expected([args, ['PING']]));
+    // Garbage inside such a request is still found as soon as its byte arrives.
+    const f = new RequestFramer();
+    f.push(mb(['SET', 'k', 'v']).subarray(0, 13));
+    expect(f.next()).toBeNull();
+    f.push(b('X'));
+    expect(() => f.next()).toThrow(/expected '\$', got 'X'/);
+  });
+
   it('rejects a length line whose CR is not followed by LF', () => {
     expectProtocolError(b('*1\rX$3\r\nGET\r\n'));
     expectProtocolError(b('*1\r\n$3\rXGET\r\n'));
