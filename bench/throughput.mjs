@@ -149,7 +149,7 @@ async function steadyState(quiet) {
   // Warm-up: every key rehome will see is touched once per worker (MIGRATE -> NOKEY -> cached),
   // then a short run per endpoint and setting sizes -n for about opt.seconds per run.
   let t = performance.now();
-  for (const r of rehomes) await touchAll(r.rh.port, r.workers === 1 ? 1 : 4 * r.workers);
+  for (const r of rehomes) await touchAll(r.rh.port, r.workers === 1 ? 1 : 3 * r.workers);
   const first = rehomes[0];
   const st = first ? await getJson(first.rh.adminPort, '/status') : null;
   console.log(
@@ -255,7 +255,7 @@ async function soak(quiet) {
   const source = await startRedis('source');
   const target = await startRedis('target');
   const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep', '--workers', String(w)] });
-  await touchAll(rh.port, w === 1 ? 1 : 4 * w);
+  await touchAll(rh.port, w === 1 ? 1 : 3 * w);
   console.log(
     `soak: ${opt.soak} s of redis-benchmark -c ${opt.clients} -r ${opt.random} -d ${opt.size} -t set,get (pipeline 16 and 1 in turn) through rehome --workers ${w} (pid ${rh.pid}); load ${quiet.load.toFixed(2)}`,
   );
