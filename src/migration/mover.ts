@@ -62,6 +62,9 @@ function classify(err: unknown): { kind: Kind; text: string } {
 
 const TOUCH = { cache: true, origin: 'touch' as const };
 
+/** Shortest time the breaker stays open after a MIGRATE timed out (see Mover.pathDownUntil). */
+const PATH_DOWN_MIN_MS = 2_000;
+
 const NO_FAILURES: Map<string, Error> = new Map();
 
 /**
@@ -132,6 +135,16 @@ export class Mover {
   drained = false;
   /** The last MIGRATE error text (for logs). */
   lastErrorText = '';
+  /**
+   * Circuit breaker for the path source -> target: a MIGRATE that failed after running into its
+   * timeout held the source for that long, and the next one would too. For one timeout's length
+   * (2 s at least) after such a failure, touches do not MIGRATE (their keys are probed and the client gets the
+   * error at once); then one MIGRATE tries the path again (half-open) while the others still fail
+   * fast. A success closes it.
+   */
+  private pathDownUntil = 0;
+  private pathDownText = '';
+  private pathTrying = false;
   /** Observes every MIGRATE's duration and outcome (metrics). */
   onMigrate: ((ms: number, keys: number, ok: boolean) => void) | null = null;
 
@@ -267,14 +280,20 @@ export class Mover {
   ): Promise<Map<string, Error>> {
     let firstErr: unknown;
     const t0 = performance.now();
+    const down = how.origin === 'touch' ? this.pathDown() : null;
     try {
+      if (down !== null) throw new Error(down);
       const r = await this.migrate(db, keys, how.timeoutMs, how.origin === 'sweep');
+      this.pathResult(performance.now() - t0, null, how.timeoutMs);
       this.onMigrate?.(performance.now() - t0, keys.length, true);
       if (how.cache) for (let j = 0; j < keys.length; j++) this.markAbsent(db, keys[j]!);
       this.countMoved(r.moved, keys.length - r.moved, how.origin);
       return NO_FAILURES;
     } catch (e) {
-      this.onMigrate?.(performance.now() - t0, keys.length, false);
+      if (down === null) {
+        this.pathResult(performance.now() - t0, e, how.timeoutMs);
+        this.onMigrate?.(performance.now() - t0, keys.length, false);
+      }
       firstErr = e;
     }
     // Uncertain: MIGRATE reports only its first error and may have moved some keys.
@@ -379,8 +398,9 @@ export class Mover {
     }
     const kb = Buffer.from(key, 'latin1');
     // A client waits for its key: probe and retry. The sweeper only probes (resolving uncertain
-    // outcomes); a key still only in the source waits for its next pass.
-    const attempts = how.origin === 'sweep' ? 1 : 3;
+    // outcomes); a key still only in the source waits for its next pass. After a MIGRATE that ran
+    // into its timeout (the breaker is open) a retry would hold the source as long again: probe only.
+    const attempts = how.origin === 'sweep' || this.pathDownUntil > Date.now() ? 1 : 3;
     for (let attempt = 0; attempt < attempts; attempt++) {
       this.stats.probes++;
       let inSource: number;
@@ -410,12 +430,16 @@ export class Mover {
         return;
       }
       if (attempt === attempts - 1) break;
+      if (this.pathDownUntil > Date.now()) break;
+      const t0 = performance.now();
       try {
         const r = await this.migrate(db, [key], how.timeoutMs, how.origin === 'sweep');
+        this.pathResult(performance.now() - t0, null, how.timeoutMs);
         this.countMoved(r.moved, 1 - r.moved, how.origin);
         markAbsent();
         return;
       } catch (e) {
+        this.pathResult(performance.now() - t0, e, how.timeoutMs);
         cause = classify(e);
         this.countError(cause.kind);
       }
@@ -426,6 +450,33 @@ export class Mover {
       throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(cause.text));
     }
     throw new MoveError('EMOVE', ErrorText.moveFailed(key, cause.text));
+  }
+
+  /** The breaker's error text while it is open (this caller must not MIGRATE), else null. */
+  private pathDown(): string | null {
+    if (this.pathDownUntil === 0) return null;
+    if (Date.now() < this.pathDownUntil || this.pathTrying) return this.pathDownText;
+    this.pathTrying = true; // half-open: this caller tries the path
+    return null;
+  }
+
+  /** Feeds one MIGRATE's outcome to the breaker: a failure that took its whole timeout opens it. */
+  private pathResult(ms: number, err: unknown, timeoutMs: number | undefined): void {
+    const limit = timeoutMs ?? this.dest.timeoutMs;
+    const io = err !== null && classify(err).kind === 'ioerr';
+    // A timeout opens it; any I/O error while it is open (the half-open try) keeps it open.
+    if (io && (ms >= limit * 0.8 || this.pathDownUntil !== 0)) {
+      const window = Math.max(limit, PATH_DOWN_MIN_MS);
+      this.pathDownUntil = Date.now() + window;
+      this.pathDownText = `IOERR the source's MIGRATE to the target timed out after ${Math.round(ms)} ms; moves are not retried for ${window} ms (${classify(err).text})`;
+      this.pathTrying = false;
+      this.countError('path-down');
+      return;
+    }
+    if (this.pathDownUntil !== 0 && !io) {
+      this.pathDownUntil = 0;
+      this.pathTrying = false;
+    }
   }
 
   private async deleteFromSource(db: number, kb: Buffer): Promise<void> {

@@ -39,8 +39,15 @@ describe('slow target', () => {
     expect(await ctx.source.client().get('slow')).toBe('v');
     // The same connection serves what needs no move meanwhile.
     expect(await c.get('fresh')).toBe('1');
-    // Once the path is fast again the key moves.
+    // The breaker: right after a MIGRATE ran into its timeout, the next touch does not MIGRATE
+    // again (which would hold the source as long): it fails at once, naming the cause.
+    const again = await settle(c.get('other'));
+    expect(again.ok).toBe(false);
+    if (!again.ok) expect(again.error.message).toMatch(/could not move key 'other'.*timed out after \d+ ms; moves are not retried for 2000 ms/);
+    expect(await whereIs(ctx.source, ctx.target, 'other')).toBe('source');
+    // Once the path is fast again (and the breaker's window has passed) the key moves.
     relay.setMode({ kind: 'pass' });
+    await sleep(2_100);
     expect(await c.get('slow')).toBe('v');
     expect(await whereIs(ctx.source, ctx.target, 'slow')).toBe('target');
     expect(await p.client().get('other')).toBe('o');
