@@ -123,8 +123,12 @@ export class ControlPool {
     return c;
   }
 
-  /** A dedicated connection (not pooled) for long or blocking work; the caller quits it. */
-  dedicated(db: number, commandTimeoutMs?: number): Redis {
+  /**
+   * A dedicated connection (not pooled) for background work; the caller quits it. Its commands
+   * time out like the pool's (a silently dead connection must not hang the sweeper or the source
+   * watch), unless the caller gives a longer limit.
+   */
+  dedicated(db: number, commandTimeoutMs = this.opts.commandTimeoutMs): Redis {
     return this.create(db, commandTimeoutMs);
   }
 
