@@ -70,34 +70,49 @@ const NO_FAILURES: Map<string, Error> = new Map();
 /**
  * The sweeper's step, inside the source. ARGV: cursor, count, big-key bytes, host, port, db,
  * timeout, [AUTH pass | AUTH2 user pass]. Returns {next cursor, keys moved, big keys, their
- * sizes, error text or '', the small keys (only when MIGRATE failed, to be probed)}. Keys named
- * `__rehome:*` (rehome's own keys: the phase hash, plan's probes) are skipped.
+ * sizes, error text or '', the small keys (only when MIGRATE failed, to be probed), microseconds
+ * the step held the source, how many keys MIGRATE was given}. Keys named `__rehome:*` (rehome's
+ * own keys: the phase hash, plan's probes) are skipped.
  */
 const SWEEP_SCRIPT = `
-local r = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
-local lim = tonumber(ARGV[3])
-local small, big, sizes = {}, {}, {}
-for _, k in ipairs(r[2]) do
-  -- rehome's own keys (the phase hash, plan's probes) are never moved
-  if string.sub(k, 1, 9) ~= '__rehome:' then
-    local m = redis.call('MEMORY', 'USAGE', k)
-    if m then
-      if m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m else small[#small + 1] = k end
-    end
-  end
+-- TIME is non-deterministic: servers before 5.0 allow writes after it only in this mode
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local call = redis.call
+local t0 = call('TIME')
+local function held()
+  local t = call('TIME')
+  return (t[1] - t0[1]) * 1000000 + (t[2] - t0[2])
 end
-if #small == 0 then return {r[1], 0, big, sizes, '', {}} end
-local moved = redis.call('EXISTS', unpack(small))
+local r = call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local lim = tonumber(ARGV[3])
 local args = {'MIGRATE', ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]}
 for i = 8, #ARGV do args[#args + 1] = ARGV[i] end
 args[#args + 1] = 'KEYS'
-for _, k in ipairs(small) do args[#args + 1] = k end
-local res = redis.pcall(unpack(args))
-if type(res) == 'table' and res.err then
-  -- MIGRATE may have moved some keys before failing: count them (the script is atomic)
-  return {r[1], moved - redis.call('EXISTS', unpack(small)), big, sizes, res.err, small}
+local first, n = #args + 1, #args
+local big, sizes = {}, {}
+for _, k in ipairs(r[2]) do
+  -- rehome's own keys (the phase hash, plan's probes) are never moved; 95 is '_' (a byte
+  -- compare first: a substring of every key would cost an allocation each)
+  if string.byte(k, 1) ~= 95 or string.sub(k, 1, 9) ~= '__rehome:' then
+    local m = call('MEMORY', 'USAGE', k)
+    if m then
+      if m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m else n = n + 1; args[n] = k end
+    end
+  end
 end
-return {r[1], moved, big, sizes, '', {}}`;
+local sent = n - first + 1
+if sent == 0 then return {r[1], 0, big, sizes, '', {}, held(), 0} end
+-- Keys moved = DBSIZE before MIGRATE minus after (O(1); EXISTS cost a lookup per key). The script
+-- is atomic, so only MIGRATE changes the db in between, deleting each key it moved, also when it
+-- fails part-way. A key it found expired and deleted would be counted too; with time frozen for
+-- the script and SCAN having dropped the keys expired at that time, there are none.
+local before = call('DBSIZE')
+local res = redis.pcall(unpack(args))
+local moved = before - call('DBSIZE')
+if type(res) == 'table' and res.err then
+  return {r[1], moved, big, sizes, res.err, {unpack(args, first)}, held(), sent}
+end
+return {r[1], moved, big, sizes, '', {}, held(), sent}`;
 
 const NON_ASCII = /[^\x00-\x7f]/;
 function notAscii(k: string): boolean {
@@ -312,10 +327,11 @@ export class Mover {
 
   /**
    * One sweeper step run entirely inside the source by a script: SCAN one step, size each key,
-   * and MIGRATE the small ones (KEYS form, no REPLACE) after counting them with EXISTS. The
+   * and MIGRATE the small ones (KEYS form, no REPLACE), counting the moved ones by DBSIZE. The
    * script sends the source only what DESIGN.md rule 1 allows (SCAN, probes, MIGRATE) and
    * returns no key names unless MIGRATE failed, when every small key is probed and resolved
-   * (rules 3 and 4). Big keys come back to be moved alone.
+   * (rules 3 and 4). Big keys come back to be moved alone. `heldMs` is how long the step held
+   * the source, as the source's clock measured it (the batch size adapts to it).
    * Throws when the script cannot run (scripts disabled or denied), so the caller falls back.
    */
   async sweepStep(
@@ -324,7 +340,7 @@ export class Mover {
     count: number,
     bigKeyBytes: number,
     timeoutMs: number,
-  ): Promise<{ cursor: string; moved: number; big: Buffer[]; bigSizes: number[]; failed: number }> {
+  ): Promise<{ cursor: string; moved: number; big: Buffer[]; bigSizes: number[]; failed: number; heldMs: number }> {
     const d = this.dest;
     const auth = migrateAuthArgs(d);
     const pool = this.sweepSource ?? this.source;
@@ -338,14 +354,16 @@ export class Mover {
       number[],
       Buffer,
       Buffer[],
+      number,
+      number,
     ];
-    const [next, moved, big, bigSizes, errBuf, small] = r;
+    const [next, moved, big, bigSizes, errBuf, small, heldUs, sent] = r;
     const err = errBuf.toString('latin1');
     if (err !== '') this.lastErrorText = err;
     let failed = 0;
-    if (small.length > 0 || err !== '') {
+    if (sent > 0) {
       this.stats.migrateCalls++;
-      this.onMigrate?.(performance.now() - t0, small.length, err === '');
+      this.onMigrate?.(performance.now() - t0, sent, err === '');
     }
     this.countMoved(moved, 0, 'sweep');
     if (err !== '') {
@@ -360,7 +378,7 @@ export class Mover {
         ),
       );
     }
-    return { cursor: next.toString('latin1'), moved, big, bigSizes, failed };
+    return { cursor: next.toString('latin1'), moved, big, bigSizes, failed, heldMs: heldUs / 1000 };
   }
 
   private countMoved(moved: number, absent: number, origin: 'touch' | 'sweep'): void {

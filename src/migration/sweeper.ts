@@ -260,7 +260,6 @@ export class Sweeper {
       await this.paceRate(this.batchSize);
       if (this.stopped || this.state !== 'sweeping') return;
       const n = this.batchSize;
-      const t0 = performance.now();
       let step;
       try {
         // A script blocks the source for its whole run: keep MIGRATE's own I/O timeout well
@@ -285,7 +284,8 @@ export class Sweeper {
       } else {
         this.backoffMs = 0;
       }
-      if (step.moved > 0) this.adapt(performance.now() - t0, n);
+      // Sized by the time the step held the source (its own clock), not by the round trip.
+      if (step.moved > 0) this.adapt(step.heldMs, n);
       for (let i = 0; i < step.big.length; i++) {
         await this.moveBig(db, step.big[i]!.toString('latin1'), Number(step.bigSizes[i] ?? 0));
       }
