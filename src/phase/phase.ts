@@ -65,11 +65,11 @@ export function epochOfName(name: string): number | null {
 }
 
 /**
- * Creates the phase hash (ARGV: phase, since, by, epoch) if it does not exist. Returns the phase as
- * stored afterwards.
+ * Creates the phase hash (ARGV: phase, since, by, epoch) if it has no phase (it may hold only a
+ * process report, written after a deletion). Returns the phase as stored afterwards.
  */
 const INIT_SCRIPT = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('HEXISTS', KEYS[1], 'phase') == 0 then
   redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'epoch', ARGV[4], 'next', '', 'since', ARGV[2], 'by', ARGV[3])
 end
 return redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'next', 'since', 'by')`;
