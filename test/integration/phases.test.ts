@@ -122,6 +122,19 @@ describe('hold', () => {
     neu.disconnect();
   });
 
+  it('puts back a phase key deleted behind its back (FLUSHALL straight on the old server)', async () => {
+    const ap = await startAdminProxy(ctx, ['--phase', 'hold']);
+    const old = ctx.source.client();
+    await old.flushall();
+    await waitFor(async () => ((await old.hget(PHASE_KEY, 'phase')) === 'hold' ? true : null), 'phase key restored', 10_000, 100);
+    expect(await old.hget(PHASE_KEY, 'epoch')).toBe('1');
+    const c = ap.proxy.client();
+    await c.set('after', '1');
+    expect(await old.get('after')).toBe('1');
+    c.disconnect();
+    old.disconnect();
+  });
+
   it("keeps the connection's fenced name while the client names itself", async () => {
     const ap = await startAdminProxy(ctx, ['--phase', 'hold']);
     const c = ap.proxy.client();
