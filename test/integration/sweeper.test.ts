@@ -24,6 +24,10 @@ import { usePair, type PairContext } from '../helpers/fixture.js';
 import { ALL_DBS, keysByDb } from '../helpers/invariant.js';
 import { runCli, type ProxyHandle } from '../helpers/proxy.js';
 import { sleep, waitFor, withTimeout } from '../helpers/util.js';
+import { KnownAbsentCache } from '../../src/migration/absent-cache.js';
+import { Mover } from '../../src/migration/mover.js';
+import { ControlPool } from '../../src/upstream/control.js';
+import { parseRedisUrl } from '../../src/upstream/endpoint.js';
 
 // ------------------------------------------------------------------ helpers (local to this file)
 
@@ -598,5 +602,60 @@ describe('sweeper: source restart mid-migration', () => {
     await expectStrings(ctx.target.client(), 0, 2000);
     await expectStrings(ctx.target.client(), 3, 500);
     await noKeyInBoth(ctx, [sp]);
+  });
+});
+
+describe('sweeper: the server-side step (Mover.sweepStep) on its own', () => {
+  const ctx = usePair({ autoProxy: false });
+
+  it("moves every key but rehome's own (`__rehome:*`) and counts exactly what moved", async () => {
+    const s = ctx.source.client(4);
+    const reserved = ['__rehome:phase-copy', '__rehome:plan-probe:1', '__rehome:'];
+    // Names close to the prefix are ordinary keys and move.
+    const lookalikes = ['__rehome', '__rehome;x', '_rehome:x', '__REHOME:x', 'x__rehome:', '_', '__', ' __rehome:'];
+    for (const k of reserved) await s.set(k, 'mine');
+    for (const k of lookalikes) await s.set(k, `v-${k}`);
+    await seedStrings(s, 4, 3000);
+    await s.select(4);
+    await s.hset('h', 'f', '1');
+    await s.rpush('l', 'a', 'b');
+    await s.set('gone', 'x', 'PX', 1); // expired by the time the step runs: not counted as moved
+    await sleep(20);
+
+    const opts = { commandTimeoutMs: 5_000, connectTimeoutMs: 2_000 };
+    const src = new ControlPool(parseRedisUrl('source', ctx.source.url), opts, 'source');
+    const tgt = new ControlPool(parseRedisUrl('target', ctx.target.url), opts, 'target');
+    const mover = new Mover(src, tgt, new KnownAbsentCache(100), { host: '127.0.0.1', port: ctx.target.port, timeoutMs: 2_000 });
+    try {
+      let moved = 0;
+      let steps = 0;
+      let cursor = '0';
+      do {
+        const r = await mover.sweepStep(4, cursor, 100, 1 << 20, 2_000);
+        expect(r.failed).toBe(0);
+        expect(r.big).toEqual([]);
+        expect(r.heldMs).toBeGreaterThanOrEqual(0);
+        moved += r.moved;
+        steps++;
+        cursor = r.cursor;
+      } while (cursor !== '0');
+      expect(steps).toBeGreaterThan(10);
+
+      const expected = lookalikes.length + 3000 + 2;
+      expect(moved, 'keys counted as moved').toBe(expected);
+      expect(mover.stats.keysMovedBySweeper).toBe(expected);
+      // Every step that handed keys to MIGRATE counts as a MIGRATE call (not only failed ones).
+      expect(mover.stats.migrateCalls).toBeGreaterThan(steps / 2);
+      expect((await s.keys('*')).sort(), 'left in the source: only the reserved keys').toEqual([...reserved].sort());
+      const t = ctx.target.client(4);
+      for (const k of reserved) expect(await t.exists(k), k).toBe(0);
+      for (const k of lookalikes) expect(await t.get(k), k).toBe(`v-${k}`);
+      expect(await t.hget('h', 'f')).toBe('1');
+      expect(await t.lrange('l', 0, -1)).toEqual(['a', 'b']);
+      expect(await t.exists('gone')).toBe(0);
+      await expectStrings(t, 4, 3000);
+    } finally {
+      await Promise.all([src.close(), tgt.close()]);
+    }
   });
 });
