@@ -357,3 +357,37 @@ export async function killNormalClients(ref: PairContext['source']): Promise<num
     c.disconnect();
   }
 }
+
+/** Puts an out-of-memory limit on a server (noeviction), or lifts it with '0'. */
+export async function setMaxmemory(ref: PairContext['target'], v: string): Promise<void> {
+  const c = faultConnection(ref);
+  try {
+    await c.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    await c.call('CONFIG', 'SET', 'maxmemory', v);
+  } finally {
+    c.disconnect();
+  }
+}
+
+/**
+ * Waits until every running proxy (started before `since`, when given) reports the source
+ * restart (`runId`) and a paused sweeper, then resumes every sweeper over HTTP.
+ */
+export async function resumeSweepersAfterRestart(env: FaultEnv, runId: string, since = Infinity): Promise<void> {
+  for (const p of env.proxies) {
+    if (!p.handle || p.startedAt > since) continue; // started after the restart: nothing to notice
+    await waitFor(
+      async () => {
+        const st = await p.status();
+        return st.source_restarted?.run_id === runId && st.sweeper.state === 'paused';
+      },
+      `proxy ${p.index} to report the source restart and pause its sweeper`,
+      15_000,
+      50,
+    );
+  }
+  env.log('every proxy reports the restart; sweepers paused');
+  await sleep(env.between(200, 800));
+  for (const p of env.proxies) if (p.handle) await p.post('/sweeper/resume');
+  env.log('POST /sweeper/resume on every proxy');
+}

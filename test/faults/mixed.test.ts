@@ -9,7 +9,7 @@ import { afterEach, describe, it } from 'vitest';
 import { describeMode, startFaultRelay, type FaultRelay, type RelayMode } from '../helpers/fault-relay.js';
 import { usePair } from '../helpers/fixture.js';
 import { sleep, waitFor } from '../helpers/util.js';
-import { faultConnection, faultSeed, killNormalClients, runScenario, type FaultEnv } from './harness.js';
+import { faultConnection, faultSeed, killNormalClients, resumeSweepersAfterRestart, runScenario, setMaxmemory, type FaultEnv } from './harness.js';
 
 const SEED = faultSeed('mixed.test.ts');
 const ctx = usePair({
@@ -25,13 +25,7 @@ afterEach(async () => {
 });
 
 async function targetMaxmemory(v: string): Promise<void> {
-  const c = faultConnection(ctx.target);
-  try {
-    await c.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
-    await c.call('CONFIG', 'SET', 'maxmemory', v);
-  } finally {
-    c.disconnect();
-  }
+  await setMaxmemory(ctx.target, v);
 }
 
 type Step = 'proxy-kill' | 'client-kill' | 'target-stop' | 'relay' | 'target-oom' | 'source-restart';
@@ -65,20 +59,7 @@ async function restartSource(env: FaultEnv): Promise<void> {
   await ctx.source.restart({ keepData: true });
   const runId = await sourceRunId();
   env.log(`source back (run_id ${runId.slice(0, 8)})`);
-  for (const p of env.proxies) {
-    if (!p.handle || p.startedAt > at) continue; // started after the restart: nothing to notice
-    await waitFor(
-      async () => {
-        const st = await p.status();
-        return st.source_restarted?.run_id === runId && st.sweeper.state === 'paused';
-      },
-      `proxy ${p.index} to report the source restart and pause its sweeper`,
-      15_000,
-      50,
-    );
-  }
-  for (const p of env.proxies) if (p.handle) await p.post('/sweeper/resume');
-  env.log('sweepers resumed (POST /sweeper/resume)');
+  await resumeSweepersAfterRestart(env, runId, at);
 }
 
 describe('faults: a randomized schedule', () => {

@@ -8,7 +8,7 @@ import { afterEach, describe, it } from 'vitest';
 import { describeMode, startFaultRelay, type FaultRelay, type RelayMode } from '../helpers/fault-relay.js';
 import { usePair } from '../helpers/fixture.js';
 import { sleep } from '../helpers/util.js';
-import { faultConnection, faultSeed, killNormalClients, runScenario } from './harness.js';
+import { faultSeed, killNormalClients, runScenario, setMaxmemory } from './harness.js';
 
 const SEED = faultSeed('network.test.ts');
 const ctx = usePair({ autoProxy: false });
@@ -21,13 +21,7 @@ afterEach(async () => {
 });
 
 async function setTargetMaxmemory(v: string): Promise<void> {
-  const c = faultConnection(ctx.target);
-  try {
-    await c.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
-    await c.call('CONFIG', 'SET', 'maxmemory', v);
-  } finally {
-    c.disconnect();
-  }
+  await setMaxmemory(ctx.target, v);
 }
 
 describe('faults: connections and the target', () => {

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { expectStrings, fetchStatus, noKeyInBoth, seedStrings, useAdminProxies, waitDrained } from '../helpers/admin.js';
 import { usePair } from '../helpers/fixture.js';
 import { sleep, waitFor } from '../helpers/util.js';
-import { faultSeed, killNormalClients, runScenario, type FaultEnv } from './harness.js';
+import { faultSeed, killNormalClients, resumeSweepersAfterRestart, runScenario, type FaultEnv } from './harness.js';
 
 const SEED = faultSeed('process.test.ts');
 const startAdmin = useAdminProxies();
@@ -36,26 +36,6 @@ async function restartSource(env: FaultEnv): Promise<string> {
   return after;
 }
 
-/** Waits until every running proxy reports the restart and a paused sweeper, then resumes them. */
-async function resumeAfterRestart(env: FaultEnv, runId: string): Promise<void> {
-  for (const p of env.proxies) {
-    if (!p.handle) continue;
-    await waitFor(
-      async () => {
-        const st = await p.status();
-        return st.source_restarted?.run_id === runId && st.sweeper.state === 'paused';
-      },
-      `proxy ${p.index} to report the source restart and pause its sweeper`,
-      15_000,
-      50,
-    );
-  }
-  env.log('every proxy reports the restart; sweepers paused');
-  await sleep(env.between(200, 800));
-  for (const p of env.proxies) if (p.handle) await p.post('/sweeper/resume');
-  env.log('POST /sweeper/resume on every proxy');
-}
-
 describe('faults: processes', () => {
   it('proxy killed with SIGKILL and restarted, three times', async () => {
     await runScenario(ctx, SEED, 'proxy-sigkill', {
@@ -80,7 +60,7 @@ describe('faults: processes', () => {
         for (let i = 0; i < 2; i++) {
           await sleep(env.between(600, 1500));
           runId = await restartSource(env);
-          await resumeAfterRestart(env, runId);
+          await resumeSweepersAfterRestart(env, runId);
         }
         await sleep(env.between(300, 1000));
       },
