@@ -13,7 +13,10 @@ export class KnownAbsentCache {
   private lru(db: number): LRUCache<string, true> {
     let c = this.dbs[db];
     if (!c) {
-      c = new LRUCache<string, true>({ max: this.maxPerDb });
+      // Bounded by count through maxSize (every entry weighs 1), not `max`: with `max` the cache
+      // preallocates arrays for every slot, ~150 ms for the default million, spent on the first
+      // key confirmed absent in each db while every client and the sweeper wait.
+      c = new LRUCache<string, true>({ maxSize: this.maxPerDb, sizeCalculation: () => 1 });
       this.dbs[db] = c;
     }
     return c;
