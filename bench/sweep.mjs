@@ -88,13 +88,16 @@ async function sweep(src, tgt) {
   const cpu0 = { src: cpuSeconds(src.pid), tgt: cpuSeconds(tgt.pid), bench: process.cpuUsage() };
   const rh = await startRehome({ source: src.port, target: tgt.port, admin: true });
   const reader = startReader(rh.port);
-  let st;
-  for (;;) {
-    st = await getJson(rh.adminPort, '/status');
-    if (st.phase === 'drained') break;
+  // Wait for rehome's 'migration complete' log line, then read /status once (drained_at times the
+  // drain). Polling /status during the sweep would put an HTTP request in this process and in
+  // rehome every 100 ms, next to the reader's GETs, during the sweep but not after it: it added
+  // its own tail latency to the 'during' figures.
+  while (!/migration complete/.test(rh.stderr)) {
     if (rh.exited) throw new Error(`rehome exited during the sweep: ${rh.stderr}`);
-    await sleep(100);
+    await sleep(20);
   }
+  const st = await getJson(rh.adminPort, '/status');
+  if (st.phase !== 'drained') throw new Error(`rehome logged the drain but /status says phase ${st.phase}`);
   const polledAt = now();
   const bu = process.cpuUsage(cpu0.bench);
   const cpu = {
