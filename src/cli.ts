@@ -50,6 +50,9 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --progress bar|log|off         progress display (default: bar on a terminal, log lines otherwise)
   --workers N                    processes serving the one --listen port (default ${DEFAULTS.workers}); worker 1
                                  also runs the sweeper, --admin and the progress output
+  --shared-connections N         connections to the target shared by the commands of clients that use no
+                                 connection state (GET, SET, HSET...); a client moves to its own connection
+                                 at its first other command; 0 = own connections only (default ${DEFAULTS.sharedConnections})
   -h, --help                     this text`;
 
 function fail(code: number, msg: string): never {
@@ -100,6 +103,7 @@ async function main(): Promise<void> {
         'client-output-buffer-limit': { type: 'string' },
         timeout: { type: 'string' },
         workers: { type: 'string' },
+        'shared-connections': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,

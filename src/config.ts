@@ -49,6 +49,11 @@ export interface ProxyConfig {
   fenceWaitMs: number;
   /** Processes serving the one listening port (node:cluster); 1 = this process alone. */
   workers: number;
+  /**
+   * Connections to the target shared by clients' commands without connection state
+   * (src/proxy/shared-lane.ts); 0 = every client uses only its own connection.
+   */
+  sharedConnections: number;
 }
 
 export const DEFAULTS = {
@@ -62,6 +67,7 @@ export const DEFAULTS = {
   sweepRate: 0,
   bigKeyMb: 8,
   workers: 1,
+  sharedConnections: 1,
 } as const;
 
 /**
@@ -114,6 +120,7 @@ export interface RawOptions {
   'client-output-buffer-limit'?: string | undefined;
   timeout?: string | undefined;
   workers?: string | undefined;
+  'shared-connections'?: string | undefined;
 }
 
 /** --source and --target, required, as endpoints (shared by the proxy, plan and verify). */
@@ -177,6 +184,7 @@ export function buildConfig(o: RawOptions): ProxyConfig {
     phasePollMs: 250,
     fenceWaitMs: 10_000,
     workers: positiveInt('--workers', o.workers, DEFAULTS.workers),
+    sharedConnections: positiveInt('--shared-connections', o['shared-connections'], DEFAULTS.sharedConnections, 0),
   };
 }
 

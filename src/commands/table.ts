@@ -51,6 +51,36 @@ export interface CommandInfo {
   mode: KeyMode;
   specs: KeySpec[];
   subcommands: Map<string, CommandInfo> | null;
+  /** Whether the command may run on a shared connection to the target (see shareKind). */
+  share: ShareKind;
+}
+
+/**
+ * Whether a command may run on a connection shared by many clients (src/proxy/shared-lane.ts).
+ * Only commands that name their keys and carry no connection state: no transaction, script,
+ * pub/sub, blocking, connection or admin command, and no read-only command of the server's @slow
+ * category (LRANGE, HGETALL, SMEMBERS...: replies that can be large would hold up every other
+ * client's replies behind them on the shared connection).
+ */
+export const enum ShareKind {
+  No = 0,
+  Read = 1,
+  /** A write: the client's later WAIT must cover it (see Session.pin). */
+  Write = 2,
+}
+
+const UNSHAREABLE_CATEGORIES = [
+  '@connection', '@transaction', '@scripting', '@pubsub', '@blocking', '@admin', '@dangerous',
+];
+const UNSHAREABLE_FLAGS = ['blocking', 'pubsub', 'noscript', 'no_multi', 'admin', 'movablekeys'];
+
+function shareKindOf(mode: KeyMode, flags: ReadonlySet<string>, categories: ReadonlySet<string>): ShareKind {
+  if (mode !== KeyMode.Triple && mode !== KeyMode.Specs) return ShareKind.No;
+  if (UNSHAREABLE_CATEGORIES.some((c) => categories.has(c))) return ShareKind.No;
+  if (UNSHAREABLE_FLAGS.some((f) => flags.has(f))) return ShareKind.No;
+  const write = flags.has('write');
+  if (!write && categories.has('@slow')) return ShareKind.No;
+  return write ? ShareKind.Write : ShareKind.Read;
 }
 
 /** Sentinel: the keys can only be found with COMMAND GETKEYS. */
@@ -82,6 +112,14 @@ export class CommandTable {
 
   has(name: string): boolean {
     return this.byName.has(name);
+  }
+
+  /** Whether the request may run on a shared connection (ShareKind). Unknown commands may not. */
+  shareKind(req: Request): ShareKind {
+    const info = this.lookup(req);
+    if (info === undefined) return ShareKind.No;
+    // A container (OBJECT, XINFO...) named without a known subcommand: the server's error.
+    return info.subcommands !== null ? ShareKind.No : info.share;
   }
 
   /**
@@ -281,5 +319,7 @@ function parseCommand(entry: unknown): CommandInfo | null {
   } else {
     mode = KeyMode.GetKeys;
   }
-  return { name, arity, flags, first, last, step, mode, specs, subcommands };
+  const categories = new Set(((entry[6] as unknown[]) ?? []).map((c) => String(c).toLowerCase()));
+  const share = shareKindOf(mode, flags, categories);
+  return { name, arity, flags, first, last, step, mode, specs, subcommands, share };
 }

@@ -21,6 +21,7 @@ import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from './limits.js';
 import { Session, type SessionContext } from './session.js';
+import { SharedLanes } from './shared-lane.js';
 
 /** Logging sink (the CLI prints; tests may collect). */
 export type Logger = (line: string) => void;
@@ -94,6 +95,8 @@ interface Runtime {
   migration: Migration;
   pools: ControlPool[];
   sessions: Set<Session>;
+  /** Shared connections to the target (null: --shared-connections 0). */
+  lanes: SharedLanes | null;
 }
 
 /** A running proxy. */
@@ -316,10 +319,13 @@ export class RehomeProxy {
         this.metrics.migrateLatency.observe({ outcome: ok ? 'ok' : 'error' }, ms / 1000);
         this.metrics.migrateKeys.inc(keys);
       };
+      const fence = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
+      const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, tgtEp, fence) : null;
       const rt: Runtime = {
         phase,
         epoch,
         pools,
+        lanes,
         sessions: new Set(),
         migration: null as unknown as Migration,
         ctx: {
@@ -339,8 +345,9 @@ export class RehomeProxy {
             rt.sessions.delete(s);
           },
           counters: this.counters,
+          lanes,
           observeLatency: (sec) => this.metrics.commandLatency.observe(sec),
-          fence: phases ? { epoch, verify: () => phases.verify(epoch) } : null,
+          fence,
           // The phase key is on the old server: hidden wherever a client reads the old server.
           hideSide: phases === null ? null : phase === 'migrate' ? 'source' : phase === 'drained' ? null : 'target',
         },
@@ -461,6 +468,7 @@ export class RehomeProxy {
   /** Closes a runtime's clients (in-flight commands get an error) and its upstream connections. */
   private async retire(rt: Runtime, why: string): Promise<void> {
     for (const s of [...rt.sessions]) s.fail(why);
+    rt.lanes?.close(why);
     await rt.migration.stop();
     await Promise.all(rt.pools.map((p) => p.close()));
   }
@@ -620,6 +628,7 @@ export class RehomeProxy {
         : null,
       source_reachable: m.watch?.reachable ?? true,
       clients: this.sessions.size,
+      shared_connections: this.rt?.lanes?.stats() ?? null,
     };
   }
 

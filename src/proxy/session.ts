@@ -18,7 +18,7 @@
  */
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import type { CommandTable } from '../commands/table.js';
+import { type CommandTable, ShareKind } from '../commands/table.js';
 import { ErrorText, ProtocolError, RehomeError } from '../errors.js';
 import type { Mover, KeyRef } from '../migration/mover.js';
 import { isReserved } from '../phase/phase.js';
@@ -30,6 +30,7 @@ import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
 import * as keyspace from './keyspace.js';
 import { type ClientLimits, type IdleClient, trackActivity } from './limits.js';
+import type { LaneOwner, SharedLane, SharedLanes } from './shared-lane.js';
 
 /** What every session shares: the command table, the mover, the upstreams. */
 export interface SessionContext {
@@ -51,6 +52,11 @@ export interface SessionContext {
   onClose(s: Session): void;
   /** Requests handled, all clients (read by /metrics). */
   counters: { commands: number };
+  /**
+   * Shared connections to the target for commands without connection state (shared-lane.ts);
+   * null: every client uses only its own connection (--shared-connections 0).
+   */
+  lanes: SharedLanes | null;
   /** Records a sampled command latency, in seconds. */
   observeLatency: (seconds: number) => void;
   /** Phases in use: upstream connections are named for the epoch and checked (src/phase). */
@@ -106,6 +112,13 @@ export class Entry {
   t0 = 0;
   /** For the proxy's own requests (swallow): sees the reply. */
   onReply: ((reply: Buffer) => void) | null = null;
+  /** Sent on the client's shared lane, not its own connection. */
+  shared = false;
+  /**
+   * The proxy's own ordering barrier (Session.route): nothing after it is sent until every
+   * command of this client on that connection (the shared lane or its own) has its reply.
+   */
+  barrier: 'shared' | 'own' | null = null;
 
   constructor(readonly req: Request | null) {}
 }
@@ -139,8 +152,15 @@ const CLOSE_LINGER_MS = 1_000;
 /** A wrong-arity command: queued inside MULTI, it makes the target abort the EXEC. */
 const POISON = Buffer.from('*1\r\n$3\r\nGET\r\n');
 
+/**
+ * Sent on a client's own connection before its WAIT (or WAITAOF) when it has written through the
+ * shared lane since the last one: a PUBLISH is propagated to replicas, so the connection's
+ * replication offset moves past the client's writes on the lane, and the WAIT waits for them too.
+ */
+const WAIT_PRELUDE = encodeRequest(['PUBLISH', '__rehome:wait', '']).raw;
+
 /** One client connection. */
-export class Session implements IdleClient {
+export class Session implements IdleClient, LaneOwner {
   readonly id: number;
   /** Last bytes in or replies taken (kept only with an idle timeout: see limits.ts). */
   lastActivity = Date.now();
@@ -193,6 +213,23 @@ export class Session implements IdleClient {
   private named = false;
   /** Phases: the name the client gave itself (CLIENT SETNAME), shown by CLIENT GETNAME. */
   private clientName: string | null = null;
+  /**
+   * The client uses only its own connection from now on: it changed its connection's state
+   * (PINNING), or there are no lanes, or the target needs AUTH.
+   */
+  private pinned: boolean;
+  private readonly lane: SharedLane | null;
+  /** Which connection the last request routed went to (see route()). */
+  private onShared = false;
+  /** Commands of this client on the lane without a reply yet. */
+  private sharedInFlight = 0;
+  /** The client wrote through the lane since its last WAIT (see WAIT_PRELUDE). */
+  private sharedWrites = false;
+  /** Resolves the armed barrier at the front of `waiting` once its connection is idle. */
+  private idleWaiter: (() => void) | null = null;
+  private idleFor: 'shared' | 'own' | null = null;
+  /** See LaneOwner. */
+  laneStamp = 0;
 
   constructor(
     readonly client: net.Socket,
@@ -201,6 +238,8 @@ export class Session implements IdleClient {
   ) {
     this.id = id;
     this.authed = !ctx.targetAuthRequired;
+    this.lane = ctx.lanes === null || ctx.targetAuthRequired ? null : ctx.lanes.pick(id);
+    this.pinned = this.lane === null;
     this.framer = new RequestFramer(ctx.limits);
     client.setNoDelay(true);
     const ep = ctx.targetEndpoint;
@@ -393,6 +432,7 @@ export class Session implements IdleClient {
   private dispatch(req: Request): void {
     const name = req.name;
     this.ctx.counters.commands++;
+    if (!this.pinned && pins(req, this.ctx.table)) this.pinned = true;
     if (this.upstreamFailed !== null) {
       this.localReply(req, encodeError(ErrorText.targetUnavailable(this.upstreamFailed)));
       this.closing = true;
@@ -792,6 +832,7 @@ export class Session implements IdleClient {
   /** Adds an entry in reply order; sends it now if nothing waits before it. */
   enqueue(e: Entry): void {
     e.inMulti = e.inMulti || this.inMulti;
+    if (this.lane !== null && !e.local && e.failed === null) this.route(e);
     if ((this.ctx.counters.commands & 15) === 0) e.t0 = performance.now();
     this.out.push(e);
     if (e.pre === null && this.waiting.length === 0) {
@@ -816,10 +857,111 @@ export class Session implements IdleClient {
     }
   }
 
+  /**
+   * Chooses the connection for a request: the shared lane for shareable commands (ShareKind) of
+   * a client that is not pinned, its own connection otherwise. Order across the two is kept by a
+   * barrier in `waiting` at each change: nothing after it is sent until every earlier command
+   * on the other connection has its reply. A WAIT after writes on the lane gets WAIT_PRELUDE.
+   */
+  private route(e: Entry): void {
+    let kind = ShareKind.No;
+    if (!this.pinned && e.req !== null && e.hook === null && e.bytes === null && !e.inMulti) {
+      kind = this.ctx.table.shareKind(e.req);
+    }
+    const shared = kind !== ShareKind.No;
+    if (shared !== this.onShared) {
+      this.onShared = shared;
+      const b = new Entry(null);
+      b.barrier = shared ? 'own' : 'shared';
+      b.swallow = true;
+      this.addInternal(b);
+    }
+    if (shared) {
+      e.shared = true;
+      if (kind === ShareKind.Write) this.sharedWrites = true;
+    } else if (this.sharedWrites && e.req !== null && (e.req.name === 'wait' || e.req.name === 'waitaof')) {
+      this.sharedWrites = false;
+      const p = new Entry(null);
+      p.swallow = true;
+      p.bytes = WAIT_PRELUDE;
+      this.addInternal(p);
+    }
+  }
+
+  /** Queues one of the proxy's own entries (not in the reply order) in sending order. */
+  private addInternal(b: Entry): void {
+    if (this.waiting.length === 0) {
+      if (b.barrier === null || !this.busyOn(b.barrier)) {
+        this.send(b);
+        return;
+      }
+      this.waiting.push(b);
+      this.armBarrier(b);
+      return;
+    }
+    // Behind other waiting entries, a barrier is armed when it reaches the front (drainWaiting).
+    this.waiting.push(b);
+  }
+
+  private busyOn(which: 'shared' | 'own'): boolean {
+    return which === 'shared' ? this.sharedInFlight > 0 : this.up.length > 0;
+  }
+
+  private armBarrier(b: Entry): void {
+    this.idleFor = b.barrier;
+    b.pre = new Promise<void>((resolve) => {
+      this.idleWaiter = resolve;
+    });
+    b.pre.then(() => {
+      b.pre = null;
+      this.drainWaiting();
+    }, () => undefined);
+  }
+
+  /** Releases the armed barrier once its connection has nothing in flight. */
+  private checkIdle(): void {
+    const f = this.idleWaiter;
+    if (f === null || this.busyOn(this.idleFor!)) return;
+    this.idleWaiter = null;
+    this.idleFor = null;
+    f();
+  }
+
+  /** LaneOwner: the target's reply to a command sent on the shared lane. */
+  laneReply(e: Entry, reply: Buffer): void {
+    this.sharedDone();
+    if (this.dead) return;
+    if (this.out.peek() === e) {
+      this.out.shift();
+      e.state = St.Done;
+      this.write(reply);
+      if (e.t0 !== 0) this.ctx.observeLatency((performance.now() - e.t0) / 1000);
+      this.flushOut();
+    } else {
+      this.complete(e, reply);
+    }
+  }
+
+  /** LaneOwner: the lane failed with this command in flight; whether it ran is unknown. */
+  laneFailed(e: Entry, reason: string): void {
+    this.sharedDone();
+    if (this.dead) return;
+    this.complete(e, encodeError(ErrorText.targetUnavailable(reason)));
+  }
+
+  private sharedDone(): void {
+    if (--this.sharedInFlight === 0 && this.idleFor === 'shared') this.checkIdle();
+  }
+
   private drainWaiting(): void {
     if (this.dead) return;
     this.upstream.cork();
     while (this.waiting.length > 0 && this.waiting.peek()!.pre === null) {
+      const e = this.waiting.peek()!;
+      if (e.barrier !== null && this.busyOn(e.barrier)) {
+        this.armBarrier(e);
+        break;
+      }
       this.send(this.waiting.shift()!);
     }
     this.flushUp();
@@ -829,6 +971,7 @@ export class Session implements IdleClient {
   }
 
   private send(e: Entry): void {
+    if (e.barrier !== null) return; // nothing to send: the barrier has passed
     if (e.failed !== null) {
       if (e.inMulti) {
         const p = new Entry(null);
@@ -854,6 +997,11 @@ export class Session implements IdleClient {
       return;
     }
     e.state = St.Forwarded;
+    if (e.shared) {
+      this.sharedInFlight++;
+      this.lane!.send(this, e, e.req!.raw);
+      return;
+    }
     this.up.push(e);
     this.sendBytes(e.bytes ?? e.req!.raw);
   }
@@ -964,6 +1112,7 @@ export class Session implements IdleClient {
       }
     }
     client.uncork();
+    if (this.idleFor === 'own' && this.up.length === 0) this.checkIdle();
     if (this.out.length === 0 && (this.closing || this.fullPipeline || this.heldForIdle || this.exclusive)) {
       this.flushOut();
     }
@@ -1149,6 +1298,8 @@ export class Session implements IdleClient {
     }
     this.partial = null;
     this.subscribed = false;
+    this.idleWaiter = null;
+    this.idleFor = null;
     // Requests still waiting on moves fail too: their connection state is gone.
     for (const e of this.waiting.drain()) {
       e.pre = null;
@@ -1221,6 +1372,26 @@ function isBarrierReply(reply: Buffer, token: Buffer): boolean {
   const t = token.toString('latin1');
   const s = reply.toString('latin1');
   return s === `*2\r\n$4\r\npong\r\n$${t.length}\r\n${t}\r\n` || s === `$${t.length}\r\n${t}\r\n`;
+}
+
+/**
+ * Commands after which a client's own connection carries state that its later commands depend
+ * on: the db, a transaction or WATCH, authentication and protocol, pub/sub, client-side caching,
+ * reply mode. Such a client is pinned to its own connection for good.
+ */
+const PINNING = new Set([
+  'select', 'auth', 'hello', 'reset', 'multi', 'watch', 'subscribe', 'psubscribe', 'ssubscribe',
+  'readonly', 'readwrite', 'asking',
+]);
+const PINNING_CLIENT = new Set(['tracking', 'caching', 'reply', 'no-evict', 'no-touch']);
+
+/** Whether a request pins its client to its own connection (PINNING; unknown commands too). */
+function pins(req: Request, table: CommandTable): boolean {
+  const name = req.name;
+  if (PINNING.has(name)) return true;
+  if (name === 'client') return req.argc >= 2 && PINNING_CLIENT.has(argLower(req, 1));
+  // A module's command rehome knows nothing about may keep connection state.
+  return !table.has(name);
 }
 
 /** What Redis accepts as a client name: no spaces, newlines or other special characters. */

@@ -1,0 +1,290 @@
+/**
+ * Shared connections to the target ("lanes"): the commands of many clients that carry no
+ * connection state (GET, SET, INCR, HSET...: see ShareKind in src/commands/table.ts) are sent over
+ * a few connections instead of one per client, and the requests that arrive from all clients in
+ * one turn of the event loop leave in one write.
+ *
+ * Why: with one connection per client, every request costs the proxy a write and a read on the
+ * target side and costs the target a read, a write and an event-loop wake-up of its own. On a
+ * lane, one write carries the requests of every client that sent something in this turn, and the
+ * target answers them with one write (Redis serves the pipeline of one connection in one pass).
+ *
+ *   client A ──┐                       ┌──► reply to A
+ *   client B ──┼─► lane: [A1 B1 C1] ──►│ target ──► [rA1 rB1 rC1] ─► reply scanner ─┼──► reply to B
+ *   client C ──┘   (one write per turn)                                             └──► reply to C
+ *
+ * Replies come back in request order, so a FIFO of (client, entry) says whose each reply is.
+ * A client keeps its own connection too and moves onto it for good at its first command that is
+ * not shareable (Session.pin); until then its commands all use the lane, in order.
+ *
+ * A lane is named (CLIENT SETNAME rehome-e<epoch>-shared.<n>) and, with phases, the phase is
+ * read after the name is set and before any client's command is sent (the fence of
+ * src/phase/phase.ts, as for every other connection rehome makes). A lane that fails (closed,
+ * killed, protocol error) answers every command in flight on it with an error naming the cause
+ * (whether such a command ran is unknown, as on a dropped connection), and the next command
+ * opens a new connection. The clients themselves stay connected.
+ */
+import net from 'node:net';
+import { encodeRequest } from '../resp/request-framer.js';
+import { ReplyScanner } from '../resp/reply-scanner.js';
+import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import { Deque } from '../util/deque.js';
+import type { Entry } from './session.js';
+
+/** What a lane needs of a client session. */
+export interface LaneOwner {
+  readonly client: net.Socket;
+  /** Marks the client's socket as corked by the reply chunk being handled (see onData). */
+  laneStamp: number;
+  /** The target's reply to `e`. */
+  laneReply(e: Entry, reply: Buffer): void;
+  /** `e` was in flight on a lane that failed: whether it ran is unknown. */
+  laneFailed(e: Entry, reason: string): void;
+}
+
+export interface LaneFence {
+  epoch: number;
+  /** Resolves when the phase, read after the call, is still this lane's epoch; rejects otherwise. */
+  verify(): Promise<void>;
+}
+
+const enum LaneState {
+  Idle,
+  /** Connecting, naming, checking the fence: client bytes wait in `held`. */
+  Opening,
+  Ready,
+}
+
+/** Every lane is one stamp space for corking: stamps only need to differ between chunks. */
+let nextStamp = 1;
+
+/** One shared connection to the target. */
+export class SharedLane {
+  private sock: net.Socket | null = null;
+  private state = LaneState.Idle;
+  /** Whose each outstanding reply is (null: the lane's own CLIENT SETNAME). */
+  private readonly owners = new Deque<LaneOwner | null>();
+  private readonly entries = new Deque<Entry | null>();
+  private scanner = new ReplyScanner();
+  private readonly ends: number[] = [];
+  /** Pieces of a reply that spans chunks. */
+  private partial: Buffer[] | null = null;
+  /** Requests queued for the next write. */
+  private parts: Buffer[] = [];
+  private flushScheduled = false;
+  private closed: string | null = null;
+  /** Client sockets corked while one reply chunk is handed out. */
+  private readonly corked: net.Socket[] = [];
+  /** Counts, for /status. */
+  commands = 0;
+  connects = 0;
+  failures = 0;
+  lastFailure: string | null = null;
+
+  constructor(
+    private readonly endpoint: Endpoint,
+    private readonly name: string,
+    private readonly fence: LaneFence | null,
+  ) {}
+
+  /** Requests outstanding on this lane. */
+  get inFlight(): number {
+    return this.owners.length;
+  }
+
+  /** Sends a client's request; its reply goes to owner.laneReply (or laneFailed). */
+  send(owner: LaneOwner, e: Entry, bytes: Buffer): void {
+    if (this.closed !== null) {
+      owner.laneFailed(e, this.closed);
+      return;
+    }
+    if (this.state === LaneState.Idle) this.open();
+    this.commands++;
+    this.owners.push(owner);
+    this.entries.push(e);
+    this.parts.push(bytes);
+    if (!this.flushScheduled && this.state === LaneState.Ready) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /** Fails everything in flight and refuses what comes later (the runtime is retired). */
+  close(reason: string): void {
+    if (this.closed !== null) return;
+    this.closed = reason;
+    this.fail(reason);
+  }
+
+  private open(): void {
+    this.state = LaneState.Opening;
+    this.connects++;
+    const sock = net.connect({ host: this.endpoint.host, port: this.endpoint.port });
+    sock.setNoDelay(true);
+    this.sock = sock;
+    let connected = false;
+    sock.on('connect', () => {
+      connected = true;
+    });
+    sock.on('data', (chunk: Buffer) => {
+      if (this.sock === sock) this.onData(chunk);
+    });
+    const gone = (why: string) => {
+      if (this.sock !== sock) return;
+      this.fail(connected ? `shared connection: ${why}` : `cannot connect to ${describeEndpoint(this.endpoint)}: ${why}`);
+    };
+    sock.on('error', (err) => gone(err.message));
+    sock.on('close', () => gone('connection closed'));
+    // The name goes first; client requests wait until it is set and the fence is checked.
+    this.owners.push(null);
+    this.entries.push(null);
+    sock.write(encodeRequest([Buffer.from('CLIENT'), Buffer.from('SETNAME'), Buffer.from(this.name, 'latin1')]).raw);
+  }
+
+  /** The reply to the lane's own CLIENT SETNAME. */
+  private onNamed(reply: Buffer): void {
+    const sock = this.sock;
+    if (reply[0] !== 0x2b) {
+      // maxclients, protected mode, NOAUTH: the target refuses this connection.
+      this.fail(reply.toString('latin1', 1, reply.length - 2));
+      return;
+    }
+    if (this.fence === null) {
+      this.ready();
+      return;
+    }
+    this.fence.verify().then(
+      () => {
+        if (this.sock === sock) this.ready();
+      },
+      (err: Error) => {
+        if (this.sock === sock) this.fail(err.message);
+      },
+    );
+  }
+
+  private ready(): void {
+    this.state = LaneState.Ready;
+    if (this.parts.length > 0 && !this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /** Writes every request queued in this turn of the event loop, in one system call. */
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    const sock = this.sock;
+    if (sock === null || this.state !== LaneState.Ready || this.parts.length === 0) return;
+    const parts = this.parts;
+    this.parts = [];
+    if (parts.length === 1) {
+      sock.write(parts[0]!);
+      return;
+    }
+    sock.cork();
+    for (const p of parts) sock.write(p);
+    sock.uncork();
+  };
+
+  private onData(chunk: Buffer): void {
+    const ends = this.ends;
+    ends.length = 0;
+    try {
+      this.scanner.scan(chunk, ends);
+    } catch (e) {
+      this.fail(`protocol error from target: ${(e as Error).message}`);
+      return;
+    }
+    const stamp = nextStamp++;
+    const corked = this.corked;
+    let s = 0;
+    for (let k = 0; k < ends.length; k++) {
+      const end = ends[k]!;
+      let reply = chunk.subarray(s, end);
+      s = end;
+      if (this.partial !== null) {
+        this.partial.push(reply);
+        reply = Buffer.concat(this.partial);
+        this.partial = null;
+      }
+      const owner = this.owners.shift();
+      const e = this.entries.shift();
+      if (owner === undefined) {
+        this.fail('unexpected reply from target');
+        break;
+      }
+      if (owner === null || e === null || e === undefined) {
+        this.onNamed(reply);
+        if (this.sock === null) break; // the lane failed
+        continue;
+      }
+      if (owner.laneStamp !== stamp) {
+        // Several replies for one client in this chunk leave in one write.
+        owner.laneStamp = stamp;
+        owner.client.cork();
+        corked.push(owner.client);
+      }
+      owner.laneReply(e, reply);
+    }
+    if (s < chunk.length && this.sock !== null) (this.partial ??= []).push(chunk.subarray(s));
+    for (const c of corked) c.uncork();
+    corked.length = 0;
+  }
+
+  /** The connection is gone: every command in flight gets an error; the next send reconnects. */
+  private fail(reason: string): void {
+    // A connection closed with nothing in flight (the target's idle timeout) is no failure.
+    if (this.owners.length > 0) {
+      this.failures++;
+      this.lastFailure = reason;
+    }
+    const sock = this.sock;
+    this.sock = null;
+    this.state = LaneState.Idle;
+    this.partial = null;
+    this.parts = [];
+    this.scanner = new ReplyScanner();
+    sock?.destroy();
+    const owners = this.owners.drain();
+    const entries = this.entries.drain();
+    for (let i = 0; i < owners.length; i++) {
+      const o = owners[i];
+      const e = entries[i];
+      if (o !== null && o !== undefined && e !== null && e !== undefined) o.laneFailed(e, reason);
+    }
+  }
+}
+
+/** The lanes of one runtime; a client uses lane (id mod count). */
+export class SharedLanes {
+  readonly lanes: SharedLane[];
+
+  constructor(count: number, endpoint: Endpoint, fence: LaneFence | null) {
+    const base = fence === null ? 'rehome-shared' : `rehome-e${fence.epoch}-shared`;
+    this.lanes = Array.from({ length: count }, (_, i) => new SharedLane(endpoint, `${base}.${i + 1}`, fence));
+  }
+
+  pick(id: number): SharedLane {
+    return this.lanes[id % this.lanes.length]!;
+  }
+
+  close(reason: string): void {
+    for (const l of this.lanes) l.close(reason);
+  }
+
+  /** Totals over the lanes, for /status. */
+  stats(): { connections: number; commands: number; connects: number; failures: number; last_failure: string | null } {
+    let commands = 0;
+    let connects = 0;
+    let failures = 0;
+    let last: string | null = null;
+    for (const l of this.lanes) {
+      commands += l.commands;
+      connects += l.connects;
+      failures += l.failures;
+      last = l.lastFailure ?? last;
+    }
+    return { connections: this.lanes.length, commands, connects, failures, last_failure: last };
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * Shared connections to the target (src/proxy/shared-lane.ts): commands without connection state
+ * of many clients travel on one connection; a client's first other command moves it to its own
+ * connection for good, in order; WAIT still covers writes made on the shared connection; a
+ * failed shared connection fails only the commands in flight on it.
+ */
+import net from 'node:net';
+import type { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { useAdminProxies } from '../helpers/admin.js';
+import { usePair } from '../helpers/fixture.js';
+import { startProxy } from '../helpers/proxy.js';
+import { type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
+import { encodeCommand, parseReply, RawClient } from '../helpers/resp.js';
+import { waitFor } from '../helpers/util.js';
+
+// DEBUG SLEEP holds the target while a command is in flight (see the killed-connection test).
+const ctx = usePair({ target: { args: ['--enable-debug-command', 'local'] } });
+const adminProxy = useAdminProxies();
+const extraServers: RedisServer[] = [];
+afterEach(async () => {
+  await stopAll(...extraServers.splice(0));
+});
+
+interface ClientRow {
+  id: string;
+  name: string;
+  cmd: string;
+}
+
+/** The target's connections (the caller's own excluded). */
+async function targetClients(): Promise<ClientRow[]> {
+  const c = ctx.target.client();
+  try {
+    const me = String(await c.client('ID'));
+    const list = String(await c.client('LIST'));
+    return list
+      .trim()
+      .split('\n')
+      .map((line) => ({
+        id: /(?:^| )id=(\d+)/.exec(line)?.[1] ?? '',
+        name: /(?:^| )name=(\S*)/.exec(line)?.[1] ?? '',
+        cmd: /(?:^| )cmd=(\S*)/.exec(line)?.[1] ?? '',
+      }))
+      .filter((r) => r.id !== me);
+  } finally {
+    c.disconnect();
+  }
+}
+
+async function statusOf(admin: string): Promise<Record<string, unknown>> {
+  const r = await fetch(`http://${admin}/status`);
+  return (await r.json()) as Record<string, unknown>;
+}
+
+describe('shared connections to the target', () => {
+  it('carries the stateless commands of many clients on one connection', async () => {
+    const { proxy, admin } = await adminProxy(ctx, [], false);
+    const clients: Redis[] = Array.from({ length: 12 }, () => proxy.client());
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let j = 0; j < 50; j++) {
+          expect(await c.set(`k:${i}:${j}`, `v${j}`)).toBe('OK');
+          expect(await c.get(`k:${i}:${j}`)).toBe(`v${j}`);
+          expect(await c.incr(`n:${i}`)).toBe(j + 1);
+        }
+      }),
+    );
+    const rows = await targetClients();
+    const shared = rows.filter((r) => /^rehome-shared\.\d+$/.test(r.name));
+    expect(shared).toHaveLength(1);
+    expect(['set', 'get', 'incr']).toContain(shared[0]!.cmd);
+    // The clients' own connections exist but ran no data command (ioredis names its library
+    // with CLIENT SETINFO; the source's MIGRATE connection ran RESTORE).
+    const own = rows.filter((r) => r.name === '' && r.cmd !== 'restore');
+    expect(own.length).toBeGreaterThanOrEqual(12);
+    for (const r of own) expect(['NULL', 'client|setinfo']).toContain(r.cmd);
+    const st = (await statusOf(admin)).shared_connections as { connections: number; commands: number; failures: number };
+    expect(st.connections).toBe(1);
+    expect(st.commands).toBe(12 * 150);
+    expect(st.failures).toBe(0);
+    // Every key is where it should be, with its value.
+    const t = ctx.target.client();
+    expect(await t.get('k:11:49')).toBe('v49');
+    expect(await t.get('n:3')).toBe('50');
+    t.disconnect();
+  });
+
+  it('keeps order when a client moves to its own connection mid-pipeline', async () => {
+    for (let round = 0; round < 3; round++) {
+      const raw = await ctx.proxy.raw();
+      const n = 400;
+      const parts: Buffer[] = [];
+      for (let i = 0; i < n; i++) parts.push(encodeCommand(['INCR', `ord:${round}`]));
+      // ECHO is a connection command: the client is pinned to its own connection here.
+      parts.push(encodeCommand(['ECHO', 'pin']));
+      for (let i = 0; i < n; i++) parts.push(encodeCommand(['INCR', `ord:${round}`]));
+      parts.push(encodeCommand(['MULTI']), encodeCommand(['INCR', `ord:${round}`]), encodeCommand(['EXEC']));
+      raw.write(Buffer.concat(parts));
+      const replies = (await raw.readReplies(2 * n + 4)).map((b) => parseReply(b));
+      const incrs = [...replies.slice(0, n), ...replies.slice(n + 1, 2 * n + 1)];
+      expect(replies[n]).toBe('pin');
+      expect(incrs).toEqual(Array.from({ length: 2 * n }, (_, i) => i + 1));
+      expect(replies.slice(2 * n + 1)).toEqual(['OK', 'QUEUED', [2 * n + 1]]);
+      // The pinned client's own connection ran the transaction.
+      expect((await targetClients()).some((r) => r.name === '' && r.cmd === 'exec')).toBe(true);
+      raw.close();
+    }
+  });
+
+  it('keeps order when a client switches between the shared and its own connection', async () => {
+    const raw = await ctx.proxy.raw();
+    const parts: Buffer[] = [];
+    const expected: unknown[] = [];
+    let n = 0;
+    // LRANGE is not shared (its reply can be large) and does not pin: the client goes back and
+    // forth, each switch behind a barrier.
+    for (let i = 0; i < 60; i++) {
+      parts.push(encodeCommand(['RPUSH', 'sw', String(i)]));
+      expected.push(++n);
+      parts.push(encodeCommand(['LRANGE', 'sw', '-1', '-1']));
+      expected.push([String(i)]);
+      parts.push(encodeCommand(['LLEN', 'sw']));
+      expected.push(n);
+    }
+    raw.write(Buffer.concat(parts));
+    const replies = (await raw.readReplies(expected.length)).map((b) => parseReply(b));
+    expect(replies).toEqual(expected);
+    raw.close();
+  });
+
+  it('WAIT after writes on the shared connection waits for them', async () => {
+    const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(ctx.target.port)] });
+    extraServers.push(replica);
+    const r = replica.client();
+    await waitFor(async () => /master_link_status:up/.test(await r.info('replication')), 'the replica in sync');
+    const c = ctx.proxy.client();
+    expect(await c.set('w:1', 'a')).toBe('OK');
+    expect(await c.call('WAIT', '1', '5000')).toBe(1);
+    // The replica stops acknowledging; a write made on the shared connection must not count as
+    // replicated, even though WAIT itself runs on the client's own connection.
+    replica.kill('SIGSTOP');
+    try {
+      const c2 = ctx.proxy.client();
+      expect(await c2.set('w:2', 'b')).toBe('OK');
+      expect(await c2.call('WAIT', '1', '300')).toBe(0);
+    } finally {
+      replica.kill('SIGCONT');
+    }
+    await waitFor(async () => (await r.get('w:2')) === 'b', 'w:2 on the replica');
+    r.disconnect();
+  });
+
+  it('a killed shared connection fails only the commands in flight on it; clients stay connected', async () => {
+    const c = ctx.proxy.client();
+    const other = ctx.proxy.client();
+    expect(await c.set('kill:k', 'v')).toBe('OK');
+    expect(await other.get('kill:k')).toBe('v');
+    const lane = (await targetClients()).find((r) => /^rehome-shared\./.test(r.name));
+    expect(lane).toBeDefined();
+    // Hold the target for 300 ms; the GET below reaches it meanwhile and is still unread when the
+    // same direct connection's CLIENT KILL (pipelined behind the sleep) closes the shared one.
+    const direct = await RawClient.connect(ctx.target.port);
+    direct.write(Buffer.concat([encodeCommand(['DEBUG', 'SLEEP', '0.3']), encodeCommand(['CLIENT', 'KILL', 'ID', lane!.id])]));
+    await new Promise((res) => setTimeout(res, 80));
+    // The target sleeps: the next command waits, unread, on the shared connection.
+    const inFlight = c.get('kill:k').then((v) => ({ v }), (e: Error) => ({ e }));
+    const replies = (await direct.readReplies(2)).map((b) => parseReply(b));
+    direct.close();
+    expect(replies).toEqual(['OK', 1]);
+    const res = await inFlight;
+    expect('e' in res ? res.e.message : `value ${String(res.v)}`).toMatch(/^TRYAGAIN rehome: target unavailable \(shared connection: (connection closed|read ECONNRESET)\)$/);
+    // Same client connections, a new shared connection.
+    expect(await c.get('kill:k')).toBe('v');
+    expect(await other.set('kill:k2', 'w')).toBe('OK');
+    expect(c.status).toBe('ready');
+    const lanes = (await targetClients()).filter((r) => /^rehome-shared\./.test(r.name));
+    expect(lanes).toHaveLength(1);
+    expect(lanes[0]!.id).not.toBe(lane!.id);
+  });
+
+  it('a client that does not read its replies does not hold up the others', async () => {
+    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--client-output-buffer-limit', '4mb'] });
+    try {
+      const t = ctx.target.client();
+      await t.set('big', Buffer.alloc(256 * 1024, 'x'));
+      t.disconnect();
+      // The slow client asks for 64 MB of replies and reads none of them.
+      const slow = net.connect(p.port, '127.0.0.1');
+      await new Promise<void>((res) => slow.once('connect', () => res()));
+      slow.pause();
+      const closed = new Promise<void>((res) => slow.once('close', () => res()));
+      const gets: Buffer[] = [];
+      for (let i = 0; i < 256; i++) gets.push(encodeCommand(['GET', 'big']));
+      slow.write(Buffer.concat(gets));
+      const c = p.client();
+      for (let i = 0; i < 200; i++) expect(await c.incr('fast')).toBe(i + 1);
+      // Past --client-output-buffer-limit the slow client is closed, as Redis would do.
+      slow.resume();
+      slow.on('data', () => undefined);
+      await closed;
+      expect(await c.incr('fast')).toBe(201);
+    } finally {
+      await p.stop('SIGTERM', 3_000);
+    }
+  });
+
+  it('--shared-connections 0: every client uses its own connection', async () => {
+    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--shared-connections', '0'] });
+    try {
+      const a = p.client();
+      const b = p.client();
+      expect(await a.set('own:a', '1')).toBe('OK');
+      expect(await b.get('own:a')).toBe('1');
+      const rows = await targetClients();
+      expect(rows.some((r) => /shared/.test(r.name))).toBe(false);
+      expect(rows.filter((r) => r.cmd === 'set' || r.cmd === 'get')).toHaveLength(2);
+    } finally {
+      await p.stop('SIGTERM', 3_000);
+    }
+  });
+});
