@@ -55,6 +55,9 @@ const enum LaneState {
   Ready,
 }
 
+/** Largest batch of requests copied into one buffer for its write (larger ones: writev). */
+const COPY_MAX = 64 * 1024;
+
 /** Every lane is one stamp space for corking: stamps only need to differ between chunks. */
 let nextStamp = 1;
 
@@ -69,8 +72,9 @@ export class SharedLane {
   private readonly ends: number[] = [];
   /** Pieces of a reply that spans chunks. */
   private partial: Buffer[] | null = null;
-  /** Requests queued for the next write. */
+  /** Requests queued for the next write, and their total size. */
   private parts: Buffer[] = [];
+  private partsBytes = 0;
   private flushScheduled = false;
   private closed: string | null = null;
   /** Client sockets corked while one reply chunk is handed out. */
@@ -103,6 +107,7 @@ export class SharedLane {
     this.owners.push(owner);
     this.entries.push(e);
     this.parts.push(bytes);
+    this.partsBytes += bytes.length;
     if (!this.flushScheduled && this.state === LaneState.Ready) {
       this.flushScheduled = true;
       setImmediate(this.flush);
@@ -177,14 +182,19 @@ export class SharedLane {
     const sock = this.sock;
     if (sock === null || this.state !== LaneState.Ready || this.parts.length === 0) return;
     const parts = this.parts;
+    const bytes = this.partsBytes;
     this.parts = [];
+    this.partsBytes = 0;
     if (parts.length === 1) {
       sock.write(parts[0]!);
-      return;
+    } else if (bytes <= COPY_MAX) {
+      // Copying small requests into one buffer costs less than a stream write per request.
+      sock.write(Buffer.concat(parts, bytes));
+    } else {
+      sock.cork();
+      for (const p of parts) sock.write(p);
+      sock.uncork();
     }
-    sock.cork();
-    for (const p of parts) sock.write(p);
-    sock.uncork();
   };
 
   private onData(chunk: Buffer): void {
@@ -219,8 +229,9 @@ export class SharedLane {
         if (this.sock === null) break; // the lane failed
         continue;
       }
-      if (owner.laneStamp !== stamp) {
-        // Several replies for one client in this chunk leave in one write.
+      if (owner.laneStamp !== stamp && this.owners.peek() === owner) {
+        // The next reply is this client's too (it pipelines): its replies in this chunk
+        // leave in one write.
         owner.laneStamp = stamp;
         owner.client.cork();
         corked.push(owner.client);
@@ -244,6 +255,7 @@ export class SharedLane {
     this.state = LaneState.Idle;
     this.partial = null;
     this.parts = [];
+    this.partsBytes = 0;
     this.scanner = new ReplyScanner();
     sock?.destroy();
     const owners = this.owners.drain();
