@@ -14,6 +14,8 @@ export class ProxyMetrics {
 
   constructor(read: () => {
     commands: number;
+    sharedCommands: number;
+    sharedFailures: number;
     clients: number;
     movedOnTouch: number;
     movedBySweeper: number;
@@ -51,6 +53,8 @@ export class ProxyMetrics {
       new Gauge({ name, help, labelNames, registers: [r], collect() { f(this); } });
     gauge('rehome_commands_total', 'Client requests handled', (g) => g.set(read().commands));
     gauge('rehome_clients', 'Connected clients', (g) => g.set(read().clients));
+    gauge('rehome_shared_commands_total', 'Client requests sent on shared connections to the target', (g) => g.set(read().sharedCommands));
+    gauge('rehome_shared_connection_failures_total', 'Shared connections to the target lost with commands in flight', (g) => g.set(read().sharedFailures));
     gauge('rehome_phase', 'The phase this process serves (1 for the current one), with its epoch', (g) => {
       g.reset();
       const s = read();

@@ -63,6 +63,10 @@ export function renderStatus(st: Record<string, any>): string {
   }
   if (st.source_restarted) lines.push(`WARNING      source restarted at ${st.source_restarted.at}: sweeper paused until resumed`);
   lines.push(`clients      ${st.clients}`);
+  const sh = st.shared_connections;
+  if (sh) {
+    lines.push(`shared       ${sh.connections} connection(s) to the target, ${sh.commands} commands on them, ${sh.failures} lost with commands in flight${sh.last_failure ? ` (last: ${sh.last_failure})` : ''}`);
+  }
   return lines.join('\n');
 }
 

@@ -111,7 +111,7 @@ export class RehomeProxy {
   private rt: Runtime | null = null;
   /** The last runtime's migration, kept for status while a switch is under way. */
   private lastMigration: Migration;
-  private readonly counters = { commands: 0 };
+  private readonly counters = { commands: 0, sharedCommands: 0, sharedFailures: 0 };
   private readonly tables = new Map<string, CommandTable>();
   /** Clients that connected while the phase was fencing: they wait for the new runtime. */
   private readonly pending = new Set<net.Socket>();
@@ -138,6 +138,8 @@ export class RehomeProxy {
       const st = m.mover.stats;
       return {
         commands: this.counters.commands,
+        sharedCommands: this.counters.sharedCommands,
+        sharedFailures: this.counters.sharedFailures,
         clients: this.sessions.size,
         movedOnTouch: st.keysMovedOnTouch,
         movedBySweeper: st.keysMovedBySweeper,
@@ -320,7 +322,7 @@ export class RehomeProxy {
         this.metrics.migrateKeys.inc(keys);
       };
       const fence = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
-      const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, tgtEp, fence) : null;
+      const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, tgtEp, fence, this.counters) : null;
       const rt: Runtime = {
         phase,
         epoch,

@@ -42,6 +42,14 @@ export interface LaneOwner {
   laneFailed(e: Entry, reason: string): void;
 }
 
+/** The proxy's running totals (kept across phase switches, read by /status and /metrics). */
+export interface LaneCounters {
+  /** Commands sent on shared connections. */
+  sharedCommands: number;
+  /** Shared connections lost with commands in flight. */
+  sharedFailures: number;
+}
+
 export interface LaneFence {
   epoch: number;
   /** Resolves when the phase, read after the call, is still this lane's epoch; rejects otherwise. */
@@ -79,16 +87,15 @@ export class SharedLane {
   private closed: string | null = null;
   /** Client sockets corked while one reply chunk is handed out. */
   private readonly corked: net.Socket[] = [];
-  /** Counts, for /status. */
-  commands = 0;
+  /** For /status. */
   connects = 0;
-  failures = 0;
   lastFailure: string | null = null;
 
   constructor(
     private readonly endpoint: Endpoint,
     private readonly name: string,
     private readonly fence: LaneFence | null,
+    private readonly counters: LaneCounters,
   ) {}
 
   /** Requests outstanding on this lane. */
@@ -103,7 +110,7 @@ export class SharedLane {
       return;
     }
     if (this.state === LaneState.Idle) this.open();
-    this.commands++;
+    this.counters.sharedCommands++;
     this.owners.push(owner);
     this.entries.push(e);
     this.parts.push(bytes);
@@ -247,7 +254,7 @@ export class SharedLane {
   private fail(reason: string): void {
     // A connection closed with nothing in flight (the target's idle timeout) is no failure.
     if (this.owners.length > 0) {
-      this.failures++;
+      this.counters.sharedFailures++;
       this.lastFailure = reason;
     }
     const sock = this.sock;
@@ -272,9 +279,9 @@ export class SharedLane {
 export class SharedLanes {
   readonly lanes: SharedLane[];
 
-  constructor(count: number, endpoint: Endpoint, fence: LaneFence | null) {
+  constructor(count: number, endpoint: Endpoint, fence: LaneFence | null, private readonly counters: LaneCounters) {
     const base = fence === null ? 'rehome-shared' : `rehome-e${fence.epoch}-shared`;
-    this.lanes = Array.from({ length: count }, (_, i) => new SharedLane(endpoint, `${base}.${i + 1}`, fence));
+    this.lanes = Array.from({ length: count }, (_, i) => new SharedLane(endpoint, `${base}.${i + 1}`, fence, counters));
   }
 
   pick(id: number): SharedLane {
@@ -285,18 +292,20 @@ export class SharedLanes {
     for (const l of this.lanes) l.close(reason);
   }
 
-  /** Totals over the lanes, for /status. */
-  stats(): { connections: number; commands: number; connects: number; failures: number; last_failure: string | null } {
-    let commands = 0;
+  /** For /status: commands and failures since the proxy started, connects in this phase. */
+  stats(): { connections: number; commands: number; failures: number; connects: number; last_failure: string | null } {
     let connects = 0;
-    let failures = 0;
     let last: string | null = null;
     for (const l of this.lanes) {
-      commands += l.commands;
       connects += l.connects;
-      failures += l.failures;
       last = l.lastFailure ?? last;
     }
-    return { connections: this.lanes.length, commands, connects, failures, last_failure: last };
+    return {
+      connections: this.lanes.length,
+      commands: this.counters.sharedCommands,
+      failures: this.counters.sharedFailures,
+      connects,
+      last_failure: last,
+    };
   }
 }

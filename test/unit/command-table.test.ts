@@ -4,7 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CommandTable } from '../../src/commands/table.js';
+import { CommandTable, ShareKind } from '../../src/commands/table.js';
 import { encodeRequest } from '../../src/resp/request-framer.js';
 import { startRedis, stopAll, type RedisServer } from '../helpers/redis.js';
 
@@ -427,5 +427,29 @@ describe('CommandTable without a server reply', () => {
     const t = new CommandTable([null, 'x', 42, ['short'], ['get', 2, ['readonly'], 1, 1, 1, [], [], [], []]]);
     expect(t.size).toBe(1);
     expect(t.keys(encodeRequest(['GET', 'k']))).toEqual(['k']);
+  });
+});
+
+describe('CommandTable.shareKind: what may travel on a shared connection', () => {
+  const kind = (...args: string[]) => table.shareKind(encodeRequest(args));
+
+  it('reads and writes that name their keys and carry no connection state are shared', () => {
+    for (const args of [['GET', 'k'], ['MGET', 'a', 'b'], ['EXISTS', 'k'], ['TTL', 'k'], ['HGET', 'h', 'f'], ['ZSCORE', 'z', 'm']]) {
+      expect(kind(...args), args.join(' ')).toBe(ShareKind.Read);
+    }
+    for (const args of [['SET', 'k', 'v'], ['INCR', 'k'], ['DEL', 'k'], ['HSET', 'h', 'f', 'v'], ['LPUSH', 'l', 'x'], ['EXPIRE', 'k', '10'], ['ZADD', 'z', '1', 'm'], ['MSET', 'a', '1', 'b', '2']]) {
+      expect(kind(...args), args.join(' ')).toBe(ShareKind.Write);
+    }
+  });
+
+  it('connection state, transactions, scripts, pub/sub, blocking, admin, keyless and large read replies are not', () => {
+    for (const args of [
+      ['SELECT', '1'], ['MULTI'], ['EXEC'], ['WATCH', 'k'], ['AUTH', 'p'], ['HELLO'], ['CLIENT', 'SETNAME', 'x'],
+      ['EVAL', 'return 1', '0'], ['FCALL', 'f', '0'], ['SUBSCRIBE', 'c'], ['PUBLISH', 'c', 'm'], ['BLPOP', 'l', '0'],
+      ['WAIT', '1', '0'], ['XREAD', 'STREAMS', 's', '0'], ['KEYS', '*'], ['DBSIZE'], ['PING'], ['INFO'], ['FLUSHALL'],
+      ['LRANGE', 'l', '0', '-1'], ['HGETALL', 'h'], ['SMEMBERS', 's'], ['SORT', 'l'], ['OBJECT'], ['NOSUCHCOMMAND', 'k'],
+    ]) {
+      expect(kind(...args), args.join(' ')).toBe(ShareKind.No);
+    }
   });
 });
