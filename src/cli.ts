@@ -53,6 +53,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --shared-connections N         connections to the target shared by the commands of clients that use no
                                  connection state (GET, SET, HSET...); a client moves to its own connection
                                  at its first other command; 0 = own connections only (default ${DEFAULTS.sharedConnections})
+  --keepalive SECONDS            PING idle shared connections, and the idle own connections of clients using
+                                 them, this often, below the server's timeout; 0 = never (default ${DEFAULTS.keepaliveSeconds})
   -h, --help                     this text`;
 
 function fail(code: number, msg: string): never {
@@ -104,6 +106,7 @@ async function main(): Promise<void> {
         timeout: { type: 'string' },
         workers: { type: 'string' },
         'shared-connections': { type: 'string' },
+        keepalive: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,

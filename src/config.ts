@@ -54,6 +54,8 @@ export interface ProxyConfig {
    * (src/proxy/shared-lane.ts); 0 = every client uses only its own connection.
    */
   sharedConnections: number;
+  /** PING idle shared connections, and idle own connections of clients on them, this often (0: never). */
+  keepaliveMs: number;
 }
 
 export const DEFAULTS = {
@@ -68,6 +70,7 @@ export const DEFAULTS = {
   bigKeyMb: 8,
   workers: 1,
   sharedConnections: 1,
+  keepaliveSeconds: 15,
 } as const;
 
 /**
@@ -121,6 +124,7 @@ export interface RawOptions {
   timeout?: string | undefined;
   workers?: string | undefined;
   'shared-connections'?: string | undefined;
+  keepalive?: string | undefined;
 }
 
 /** --source and --target, required, as endpoints (shared by the proxy, plan and verify). */
@@ -185,6 +189,7 @@ export function buildConfig(o: RawOptions): ProxyConfig {
     fenceWaitMs: 10_000,
     workers: positiveInt('--workers', o.workers, DEFAULTS.workers),
     sharedConnections: positiveInt('--shared-connections', o['shared-connections'], DEFAULTS.sharedConnections, 0),
+    keepaliveMs: 1000 * positiveInt('--keepalive', o.keepalive, DEFAULTS.keepaliveSeconds, 0),
   };
 }
 

@@ -82,6 +82,7 @@ function needsAuth(ep: Endpoint, timeoutMs: number): Promise<boolean> {
 /** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
 type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
 
+
 /**
  * Everything that belongs to one phase at one epoch: the upstream pools (named for the epoch),
  * the mover and its cache, the migration, and the sessions started under it. A switch retires
@@ -97,6 +98,8 @@ interface Runtime {
   sessions: Set<Session>;
   /** Shared connections to the target (null: --shared-connections 0). */
   lanes: SharedLanes | null;
+  /** Keeps idle own connections of clients on the lanes open (Session.keepOwnAlive). */
+  keepalive: NodeJS.Timeout | null;
 }
 
 /** A running proxy. */
@@ -322,12 +325,13 @@ export class RehomeProxy {
         this.metrics.migrateKeys.inc(keys);
       };
       const fence = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
-      const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, tgtEp, fence, this.counters) : null;
+      const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, tgtEp, fence, this.counters, config.keepaliveMs) : null;
       const rt: Runtime = {
         phase,
         epoch,
         pools,
         lanes,
+        keepalive: null,
         sessions: new Set(),
         migration: null as unknown as Migration,
         ctx: {
@@ -373,6 +377,14 @@ export class RehomeProxy {
       );
       if (!passThrough) await rt.migration.start();
       rt.migration.onDrained(() => this.onRuntimeDrained(rt));
+      if (lanes !== null && config.keepaliveMs > 0) {
+        // A client working on the shared lanes leaves its own connection idle: keep it open
+        // under a server `timeout` (Session.keepOwnAlive).
+        rt.keepalive = setInterval(() => {
+          for (const s of rt.sessions) s.keepOwnAlive();
+        }, config.keepaliveMs);
+        rt.keepalive.unref();
+      }
       return rt;
     } catch (e) {
       await Promise.all(pools.map((p) => p.close()));
@@ -470,6 +482,7 @@ export class RehomeProxy {
   /** Closes a runtime's clients (in-flight commands get an error) and its upstream connections. */
   private async retire(rt: Runtime, why: string): Promise<void> {
     for (const s of [...rt.sessions]) s.fail(why);
+    if (rt.keepalive !== null) clearInterval(rt.keepalive);
     rt.lanes?.close(why);
     await rt.migration.stop();
     await Promise.all(rt.pools.map((p) => p.close()));

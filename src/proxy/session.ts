@@ -149,6 +149,8 @@ const REFUSED = new Map<string, string>([
 /** How long a closed client's connection stays after its last reply reached the kernel. */
 const CLOSE_LINGER_MS = 1_000;
 
+const PING = Buffer.from('*1\r\n$4\r\nPING\r\n');
+
 /** A wrong-arity command: queued inside MULTI, it makes the target abort the EXEC. */
 const POISON = Buffer.from('*1\r\n$3\r\nGET\r\n');
 
@@ -230,6 +232,8 @@ export class Session implements IdleClient, LaneOwner {
   private idleFor: 'shared' | 'own' | null = null;
   /** See LaneOwner. */
   laneStamp = 0;
+  /** Something was sent on the own connection since the last keepOwnAlive(). */
+  private ownActive = false;
 
   constructor(
     readonly client: net.Socket,
@@ -323,8 +327,22 @@ export class Session implements IdleClient, LaneOwner {
     p.state = St.Forwarded;
     p.onReply = f;
     this.up.push(p);
+    this.ownActive = true;
     this.sendBytes(bytes);
     this.flushUp();
+  }
+
+  /**
+   * Called every few seconds (server.ts): a client that works on the shared lane leaves its own
+   * connection idle, and a server with an idle `timeout` would close it and with it the client.
+   * A PING on an own connection idle since the last call keeps it open.
+   */
+  keepOwnAlive(): void {
+    const idle = !this.ownActive;
+    this.ownActive = false;
+    if (!idle || this.pinned || this.dead || this.closing || this.fenceHold || this.upstreamFailed !== null ||
+        !this.upstreamConnected || this.up.length > 0 || this.waiting.length > 0) return;
+    this.sendInternal(PING, () => undefined);
   }
 
   /**
@@ -1003,6 +1021,7 @@ export class Session implements IdleClient, LaneOwner {
       return;
     }
     this.up.push(e);
+    this.ownActive = true;
     this.sendBytes(e.bytes ?? e.req!.raw);
   }
 

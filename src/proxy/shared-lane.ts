@@ -66,6 +66,8 @@ const enum LaneState {
 /** Largest batch of requests copied into one buffer for its write (larger ones: writev). */
 const COPY_MAX = 64 * 1024;
 
+const PING = Buffer.from('*1\r\n$4\r\nPING\r\n');
+
 /** Every lane is one stamp space for corking: stamps only need to differ between chunks. */
 let nextStamp = 1;
 
@@ -73,8 +75,12 @@ let nextStamp = 1;
 export class SharedLane {
   private sock: net.Socket | null = null;
   private state = LaneState.Idle;
-  /** Whose each outstanding reply is (null: the lane's own CLIENT SETNAME). */
+  /** Whose each outstanding reply is (null: the lane's own request, named in `internal`). */
   private readonly owners = new Deque<LaneOwner | null>();
+  private readonly internal = new Deque<'name' | 'ping'>();
+  /** Something was sent since the last keep-alive tick. */
+  private active = false;
+  private keepalive: NodeJS.Timeout | null = null;
   private readonly entries = new Deque<Entry | null>();
   private scanner = new ReplyScanner();
   private readonly ends: number[] = [];
@@ -96,6 +102,7 @@ export class SharedLane {
     private readonly name: string,
     private readonly fence: LaneFence | null,
     private readonly counters: LaneCounters,
+    private readonly keepaliveMs: number,
   ) {}
 
   /** Requests outstanding on this lane. */
@@ -110,6 +117,7 @@ export class SharedLane {
       return;
     }
     if (this.state === LaneState.Idle) this.open();
+    this.active = true;
     this.counters.sharedCommands++;
     this.owners.push(owner);
     this.entries.push(e);
@@ -125,7 +133,26 @@ export class SharedLane {
   close(reason: string): void {
     if (this.closed !== null) return;
     this.closed = reason;
+    if (this.keepalive !== null) clearInterval(this.keepalive);
+    this.keepalive = null;
     this.fail(reason);
+  }
+
+  /**
+   * A lane idle for keepaliveMs (--keepalive) gets a PING, so that a server `timeout` (idle clients closed)
+   * does not close it just as a client's command is on its way: that command would fail though
+   * the server never saw it.
+   */
+  private tick(): void {
+    const sock = this.sock;
+    if (sock === null || this.state !== LaneState.Ready || this.active || this.owners.length > 0) {
+      this.active = false;
+      return;
+    }
+    this.owners.push(null);
+    this.entries.push(null);
+    this.internal.push('ping');
+    sock.write(PING);
   }
 
   private open(): void {
@@ -150,6 +177,7 @@ export class SharedLane {
     // The name goes first; client requests wait until it is set and the fence is checked.
     this.owners.push(null);
     this.entries.push(null);
+    this.internal.push('name');
     sock.write(encodeRequest([Buffer.from('CLIENT'), Buffer.from('SETNAME'), Buffer.from(this.name, 'latin1')]).raw);
   }
 
@@ -177,6 +205,10 @@ export class SharedLane {
 
   private ready(): void {
     this.state = LaneState.Ready;
+    if (this.keepalive === null && this.closed === null && this.keepaliveMs > 0) {
+      this.keepalive = setInterval(() => this.tick(), this.keepaliveMs);
+      this.keepalive.unref();
+    }
     if (this.parts.length > 0 && !this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flush);
@@ -232,7 +264,9 @@ export class SharedLane {
         break;
       }
       if (owner === null || e === null || e === undefined) {
-        this.onNamed(reply);
+        // The keep-alive PING's answer needs nothing; an error to it only says the server is
+        // busy or loading, which the next client command will meet and report.
+        if (this.internal.shift() === 'name') this.onNamed(reply);
         if (this.sock === null) break; // the lane failed
         continue;
       }
@@ -265,6 +299,7 @@ export class SharedLane {
     this.partsBytes = 0;
     this.scanner = new ReplyScanner();
     sock?.destroy();
+    this.internal.drain();
     const owners = this.owners.drain();
     const entries = this.entries.drain();
     for (let i = 0; i < owners.length; i++) {
@@ -279,9 +314,9 @@ export class SharedLane {
 export class SharedLanes {
   readonly lanes: SharedLane[];
 
-  constructor(count: number, endpoint: Endpoint, fence: LaneFence | null, private readonly counters: LaneCounters) {
+  constructor(count: number, endpoint: Endpoint, fence: LaneFence | null, private readonly counters: LaneCounters, keepaliveMs: number) {
     const base = fence === null ? 'rehome-shared' : `rehome-e${fence.epoch}-shared`;
-    this.lanes = Array.from({ length: count }, (_, i) => new SharedLane(endpoint, `${base}.${i + 1}`, fence, counters));
+    this.lanes = Array.from({ length: count }, (_, i) => new SharedLane(endpoint, `${base}.${i + 1}`, fence, counters, keepaliveMs));
   }
 
   pick(id: number): SharedLane {

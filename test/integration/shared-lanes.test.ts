@@ -205,6 +205,43 @@ describe('shared connections to the target', () => {
     }
   });
 
+  it('--keepalive keeps clients on the shared connection connected under a server timeout', async () => {
+    const t = ctx.target.client();
+    await t.config('SET', 'timeout', '2');
+    const kept = await startProxy({ source: ctx.source, target: ctx.target, args: ['--keepalive', '1'] });
+    const off = await startProxy({ source: ctx.source, target: ctx.target, args: ['--keepalive', '0'] });
+    try {
+      const a = kept.client();
+      const b = off.client();
+      expect(await a.incr('ka')).toBe(1);
+      expect(await b.incr('kb')).toBe(1);
+      // Both work on the shared connection for 6 s; their own connections stay idle.
+      let bFailed = '';
+      for (let i = 2; i <= 30; i++) {
+        await new Promise((res) => setTimeout(res, 200));
+        expect(await a.incr('ka')).toBe(i);
+        if (!bFailed) await b.incr('kb').catch((e: Error) => (bFailed = e.message));
+      }
+      // Without keep-alive the server closed b's idle own connection, and with it b.
+      expect(bFailed).not.toBe('');
+      // With it, a is still connected. After 3.5 s of silence the kept proxy's shared connection
+      // is still the same one (the other proxy's, unused since b was closed, is gone by then).
+      const lanes = async () => (await targetClients()).filter((r) => /^rehome-shared\./.test(r.name)).map((r) => r.id);
+      const before = await lanes();
+      await new Promise((res) => setTimeout(res, 3500));
+      const after = await lanes();
+      expect(after.filter((id) => before.includes(id))).toHaveLength(1);
+      expect(await a.incr('ka')).toBe(31);
+    } finally {
+      t.disconnect(); // idle for seconds: the server may have closed it
+      const r = ctx.target.client();
+      await r.config('SET', 'timeout', '0');
+      r.disconnect();
+      await kept.stop('SIGTERM', 3_000);
+      await off.stop('SIGTERM', 3_000);
+    }
+  });
+
   it('--shared-connections 0: every client uses its own connection', async () => {
     const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--shared-connections', '0'] });
     try {
