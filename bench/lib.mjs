@@ -350,6 +350,24 @@ export async function waitForQuiet(max, waitS) {
   }
 }
 
+/** CPU seconds the whole machine spent busy (every core: user, nice, system, irq, softirq, steal). */
+export function machineBusySeconds() {
+  const f = /^cpu\s+(.*)$/m.exec(readFileSync('/proc/stat', 'utf8'))[1].split(/\s+/).map(Number);
+  // user nice system idle iowait irq softirq steal
+  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)) / CLK_TCK;
+}
+
+/**
+ * CPU that processes other than `ours()` (CPU seconds of this script and its children so far) use
+ * over `ms`, in cores. Used to wait for, and to report, other work sharing the machine.
+ */
+export async function foreignCores(ours, ms) {
+  const m0 = machineBusySeconds();
+  const o0 = ours();
+  await sleep(ms);
+  return Math.max(0, machineBusySeconds() - m0 - (ours() - o0)) / (ms / 1000);
+}
+
 /** `calls` of one command from INFO commandstats (0 when it never ran). */
 export async function commandCalls(port, name) {
   const c = new Redis({ port, host: '127.0.0.1' });
