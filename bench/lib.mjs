@@ -199,6 +199,18 @@ export async function startNutcracker(targetPort) {
   return proc;
 }
 
+/** bench/node-floor.mjs in front of the target: the floor of a Node.js proxy of rehome's design. */
+export async function startNodeFloor(targetPort) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'node-floor.mjs'), String(port), String(targetPort)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const proc = track('node-floor', child);
+  proc.port = port;
+  await waitForPort(port, proc);
+  return proc;
+}
+
 /** Deterministic filler bytes that LZF cannot shrink (DUMP compresses strings over 20 bytes). */
 const NOISE = (() => {
   const b = Buffer.alloc(1 << 20);

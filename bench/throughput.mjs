@@ -8,6 +8,10 @@
  *   node bench/throughput.mjs --first-touch [--keys 200000] [--clients 50] [--rounds 1]
  *   node bench/throughput.mjs --soak 300 [--workers 1]
  *
+ * --floor adds an endpoint 'node-floor': bench/node-floor.mjs, the least a Node.js proxy of rehome's
+ * design does (one shared server connection, rehome's framer and reply scanner, nothing else), to
+ * separate what rehome costs per request from what Node costs.
+ *
  * --compare PATH adds an endpoint 'compare': rehome (one process) run from another build's
  * cli.js, e.g. the previous commit's dist/ copied inside this checkout (so it finds node_modules),
  * measured in the same rounds as the current build.
@@ -34,7 +38,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import {
-  commandCalls, fill, flags, fmt, getJson, median, ms, percentile, rssBytes, startNutcracker, startRedis, startRehome,
+  commandCalls, fill, flags, fmt, getJson, median, ms, percentile, rssBytes, startNodeFloor, startNutcracker, startRedis, startRehome,
   treeCpuSeconds, valueFor, waitForQuiet,
 } from './lib.mjs';
 
@@ -51,6 +55,7 @@ const opt = flags({
   'max-load': 1.5,
   'load-wait': 600,
   compare: '',
+  floor: false,
 });
 const workerCounts = String(opt.workers).split(',').map(Number).filter((n) => n >= 1);
 
@@ -134,6 +139,11 @@ async function steadyState(quiet) {
     rehomes.push({ name, rh, workers: w });
     endpoints.push({ name, port: rh.port, proc: rh });
   }
+  let floor = null;
+  if (opt.floor) {
+    floor = await startNodeFloor(target.port);
+    endpoints.push({ name: 'node-floor', port: floor.port, proc: floor });
+  }
   if (opt.compare) {
     const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'], cli: opt.compare });
     rehomes.push({ name: 'compare', rh, workers: 1 });
@@ -195,7 +205,7 @@ async function steadyState(quiet) {
     console.log(`  round ${round} (load ${os.loadavg()[0].toFixed(2)}): ${line.join(', ')}`);
   }
   const migrateCalls = (await commandCalls(source.port, 'migrate')) - migrate0;
-  for (const p of [nc, ...rehomes.map((r) => r.rh)]) if (p.exited) problems.push(`${p.name} exited: ${JSON.stringify(p.exited)} ${p.stderr.slice(-1000)}`);
+  for (const p of [nc, ...(floor ? [floor] : []), ...rehomes.map((r) => r.rh)]) if (p.exited) problems.push(`${p.name} exited: ${JSON.stringify(p.exited)} ${p.stderr.slice(-1000)}`);
 
   const names = endpoints.map((e) => e.name);
   const rnames = rehomes.map((r) => r.name);
@@ -227,7 +237,7 @@ async function steadyState(quiet) {
   for (const s of SETTINGS) {
     const k = (e) => `${sname(s)}/${e}`;
     console.log(
-      `  ${sname(s).padEnd(10)} ${['nutcracker', ...rnames].map((x) => `${x} ${fmt(med(k(x), 'cpu'), 2)}`).join(', ')}; the target redis-server behind ${names.map((x) => `${x} ${fmt(med(k(x), 'tcpu'), 2)}`).join(', ')}`,
+      `  ${sname(s).padEnd(10)} ${['nutcracker', ...(floor ? ['node-floor'] : []), ...rnames].map((x) => `${x} ${fmt(med(k(x), 'cpu'), 2)}`).join(', ')}; the target redis-server behind ${names.map((x) => `${x} ${fmt(med(k(x), 'tcpu'), 2)}`).join(', ')}`,
     );
   }
   console.log(`p50 / p99 latency (ms), ${names.join(' / ')}:`);
