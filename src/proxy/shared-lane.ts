@@ -29,7 +29,7 @@ import { encodeRequest } from '../resp/request-framer.js';
 import { ReplyScanner } from '../resp/reply-scanner.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
-import type { Entry } from './session.js';
+import type { Entry, SessionFence } from './session.js';
 
 /** What a lane needs of a client session. */
 export interface LaneOwner {
@@ -50,15 +50,9 @@ export interface LaneCounters {
   sharedFailures: number;
 }
 
-export interface LaneFence {
-  epoch: number;
-  /** Resolves when the phase, read after the call, is still this lane's epoch; rejects otherwise. */
-  verify(): Promise<void>;
-}
-
 const enum LaneState {
   Idle,
-  /** Connecting, naming, checking the fence: client bytes wait in `held`. */
+  /** Connecting, naming, checking the fence: client requests wait in `parts`. */
   Opening,
   Ready,
 }
@@ -100,7 +94,7 @@ export class SharedLane {
   constructor(
     private readonly endpoint: Endpoint,
     private readonly name: string,
-    private readonly fence: LaneFence | null,
+    private readonly fence: SessionFence | null,
     private readonly counters: LaneCounters,
     private readonly keepaliveMs: number,
   ) {}
@@ -314,7 +308,7 @@ export class SharedLane {
 export class SharedLanes {
   readonly lanes: SharedLane[];
 
-  constructor(count: number, endpoint: Endpoint, fence: LaneFence | null, private readonly counters: LaneCounters, keepaliveMs: number) {
+  constructor(count: number, endpoint: Endpoint, fence: SessionFence | null, private readonly counters: LaneCounters, keepaliveMs: number) {
     const base = fence === null ? 'rehome-shared' : `rehome-e${fence.epoch}-shared`;
     this.lanes = Array.from({ length: count }, (_, i) => new SharedLane(endpoint, `${base}.${i + 1}`, fence, counters, keepaliveMs));
   }
