@@ -242,6 +242,16 @@ describe('shared connections to the target', () => {
     }
   });
 
+  it('with phases, the shared connection is named for the epoch (so a switch fences it)', async () => {
+    const { proxy } = await adminProxy(ctx, ['--phase', 'migrate'], false);
+    const c = proxy.client();
+    expect(await c.set('ph:k', 'v')).toBe('OK');
+    expect(await c.get('ph:k')).toBe('v');
+    const names = (await targetClients()).map((r) => r.name);
+    expect(names.filter((n) => /^rehome-e\d+-shared\.1$/.test(n))).toHaveLength(1);
+    expect(names.some((n) => n === 'rehome-shared.1')).toBe(false);
+  });
+
   it('--shared-connections 0: every client uses its own connection', async () => {
     const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--shared-connections', '0'] });
     try {
