@@ -65,7 +65,7 @@ export interface CommandInfo {
 export const enum ShareKind {
   No = 0,
   Read = 1,
-  /** A write: the client's later WAIT must cover it (see Session.pin). */
+  /** A write: the client's later WAIT must cover it (see WAIT_PRELUDE in session.ts). */
   Write = 2,
 }
 

@@ -82,7 +82,6 @@ function needsAuth(ep: Endpoint, timeoutMs: number): Promise<boolean> {
 /** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
 type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
 
-
 /**
  * Everything that belongs to one phase at one epoch: the upstream pools (named for the epoch),
  * the mover and its cache, the migration, and the sessions started under it. A switch retires

@@ -14,8 +14,9 @@
  *   client C ──┘   (one write per turn)                                             └──► reply to C
  *
  * Replies come back in request order, so a FIFO of (client, entry) says whose each reply is.
- * A client keeps its own connection too and moves onto it for good at its first command that is
- * not shareable (Session.pin); until then its commands all use the lane, in order.
+ * A client keeps its own connection too, for its commands that are not shareable; it moves
+ * between the two in order (Session.route), and after a command that gives its connection state
+ * (SELECT, MULTI, AUTH...) it uses only its own connection.
  *
  * A lane is named (CLIENT SETNAME rehome-e<epoch>-shared.<n>) and, with phases, the phase is
  * read after the name is set and before any client's command is sent (the fence of
@@ -98,11 +99,6 @@ export class SharedLane {
     private readonly counters: LaneCounters,
     private readonly keepaliveMs: number,
   ) {}
-
-  /** Requests outstanding on this lane. */
-  get inFlight(): number {
-    return this.owners.length;
-  }
 
   /** Sends a client's request; its reply goes to owner.laneReply (or laneFailed). */
   send(owner: LaneOwner, e: Entry, bytes: Buffer): void {
