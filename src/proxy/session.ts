@@ -1,5 +1,9 @@
 /**
- * One client connection and its own connection to the target.
+ * One client connection, its own connection to the target, and its place on a shared one.
+ *
+ * Commands without connection state go on the shared lane (shared-lane.ts, chosen in route());
+ * everything else on the client's own connection. Below, `up` is the own connection's queue; an
+ * entry on the lane waits in the lane's queue instead, and its reply arrives through laneReply().
  *
  * Ordering (DESIGN.md "Per-client semantics"): every request becomes an Entry in `out`, the reply
  * order. Requests reach the target in the order they were sent: an entry whose keys must first be
