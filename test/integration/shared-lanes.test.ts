@@ -79,6 +79,9 @@ describe('shared connections to the target', () => {
     expect(st.connections).toBe(1);
     expect(st.commands).toBe(12 * 150);
     expect(st.failures).toBe(0);
+    const metrics = await (await fetch(`http://${admin}/metrics`)).text();
+    expect(metrics).toMatch(/^rehome_shared_commands_total 1800$/m);
+    expect(metrics).toMatch(/^rehome_shared_connection_failures_total 0$/m);
     // Every key is where it should be, with its value.
     const t = ctx.target.client();
     expect(await t.get('k:11:49')).toBe('v49');
