@@ -3,14 +3,20 @@
  * Sweeper rate against the server-side ceiling, and what one client sees while it runs.
  *
  *   node bench/sweep.mjs [--keys N] [--rounds R] [--compare CLI[,CLI...]] [--max-foreign C]
- *                        [--quiet-wait S]                (BENCH_KEYS=N also sets the key count)
+ *                        [--quiet-wait S] [--no-references] [--loop-rest F]
+ *                                                        (BENCH_KEYS=N also sets the key count)
  *
  * Each round:
  *  1. ceiling: N 100-byte strings in the source; a plain loop of `SCAN cursor COUNT 1000` and
  *     `MIGRATE 127.0.0.1 <target> "" 0 5000 KEYS ...` until the source is empty -> keys/s, run in
  *     a process of its own; then the same again (target flushed, source refilled) under the
  *     sweeper run's conditions: rehome --no-sweep in front of the pair and the reader below
- *     GETting through it during the loop -> keys/s and the reader's p99 while the loop runs.
+ *     GETting through it during the loop and for as long again after it -> keys/s and the
+ *     reader's p99 during and after the loop. Then (unless --no-references; hot reader only) the
+ *     loop twice more with the reader on reference paths, its hot keys moved to the target first:
+ *     straight to the target, and through twemproxy (nutcracker) in front of it -> what the
+ *     server-side loop alone does to one client's p99, with no proxy and with another proxy.
+ *     `--loop-rest F` makes every loop rest F times as long as each MIGRATE took (a paced loop).
  *  2. sweeper: target flushed, source refilled; rehome started with its defaults (sweeper on);
  *     timed from its 'listening' line until /status says phase 'drained' -> keys/s. Meanwhile one
  *     client GETs keys through rehome, one at a time, during the sweep and then for as long again
@@ -23,13 +29,13 @@
  * during each phase ('foreign'), since the figures swing with it.
  * Targets (the issue's): sweeper >= 0.8 x ceiling; GET p99 during the sweep <= 3 x p99 after it.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import {
   cpuSeconds, fill, flags, fmt, foreignCores, getJson, machineBusySeconds, median, ms, percentile, sleep, startRedis,
-  startRehome, treeCpuSeconds, valueFor, REHOME_CLI, ROOT,
+  startNutcracker, startRehome, treeCpuSeconds, valueFor, REHOME_CLI, ROOT,
 } from './lib.mjs';
 
 const opt = flags({
@@ -39,7 +45,10 @@ const opt = flags({
   compare: '',
   'max-foreign': 0.2,
   'quiet-wait': 120,
+  'no-references': false,
+  'loop-rest': 0,
 });
+opt.references = !opt['no-references'];
 const builds = [{ name: 'rehome', cli: REHOME_CLI }, ...opt.compare.split(',').filter(Boolean).map((cli, i) => ({ name: `compare${i + 1}`, cli }))];
 // 'hot': the client reads a working set of 100 keys (an application's hot keys: each moves on its
 // first read, then is served from the target); 'random': every read picks any key, so most reads
@@ -47,6 +56,15 @@ const builds = [{ name: 'rehome', cli: REHOME_CLI }, ...opt.compare.split(',').f
 const HOT = 100;
 const N = opt.keys;
 const now = () => performance.timeOrigin + performance.now();
+
+function haveNutcracker() {
+  try {
+    execFileSync('nutcracker', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Processes of this benchmark whose CPU counts as its own (besides this process). */
 const own = new Set();
@@ -94,8 +112,8 @@ function foreignMeter() {
  */
 const CEILING_LOOP = `
 import { Redis } from 'ioredis';
-const [srcPort, tgtPort] = process.argv.slice(-2);
-const c = new Redis({ port: Number(srcPort), host: '127.0.0.1' });
+const [rest, srcPort, tgtPort] = process.argv.slice(-3).map(Number);
+const c = new Redis({ port: srcPort, host: '127.0.0.1' });
 await c.ping();
 let moved = 0;
 let calls = 0;
@@ -104,8 +122,11 @@ let cursor = '0';
 for (;;) {
   const [next, keys] = await c.scan(cursor, 'COUNT', 1000);
   if (keys.length) {
-    const r = await c.call('MIGRATE', '127.0.0.1', tgtPort, '', '0', '5000', 'KEYS', ...keys);
+    const t = performance.now();
+    const r = await c.call('MIGRATE', '127.0.0.1', String(tgtPort), '', '0', '5000', 'KEYS', ...keys);
     calls++;
+    // --loop-rest F: after each MIGRATE, rest F times as long as it took (a paced loop)
+    if (rest > 0) await new Promise((res) => setTimeout(res, (performance.now() - t) * rest));
     if (r === 'OK') moved += keys.length;
   }
   cursor = next;
@@ -118,40 +139,85 @@ const u = process.cpuUsage();
 process.stdout.write(JSON.stringify({ secs, moved, calls, cpu: (u.user + u.system) / 1e6 }));
 `;
 
+/** How the ceiling loop is run: bare, or with the reader on one path to the target during it. */
+const PATHS = {
+  bare: null,
+  rehome: 'through rehome --no-sweep (the sweeper run\'s conditions)',
+  direct: 'straight to the target (no proxy)',
+  twemproxy: 'through twemproxy (nutcracker) in front of the target',
+};
+
+/** Moves the reader's hot keys to the target first, for readers that go to the target only. */
+async function moveHot(srcPort, tgtPort) {
+  const c = new Redis({ port: srcPort, host: '127.0.0.1' });
+  const keys = Array.from({ length: Math.min(HOT, N) }, (_, i) => `key:${i}`);
+  await c.call('MIGRATE', '127.0.0.1', String(tgtPort), '', '0', '5000', 'KEYS', ...keys);
+  c.disconnect();
+}
+
 /**
- * The ceiling. With `loaded`, under the sweeper run's conditions: rehome (--no-sweep, the same
- * build) in front of the pair and the same reader GETting through it during the loop.
+ * The ceiling loop. `path` 'bare': the bench process and the two servers only. Otherwise the
+ * reader below GETs its hot keys during the loop and then for as long again (10 s at most) on one
+ * path: 'rehome' (the same build, --no-sweep: the sweeper run's conditions), 'direct' (the target
+ * itself) or 'twemproxy' (nutcracker in front of the target); for the last two the hot keys are
+ * moved to the target first. The reader's p99 during / after on each path shows what the
+ * server-side loop alone does to one client, with and without a proxy in between.
  */
-async function ceiling(src, tgtPort, loaded = null) {
+async function ceiling(src, tgtPort, path = 'bare', cli = REHOME_CLI) {
   await waitQuiet();
-  const rh = loaded ? await startRehome({ source: src.port, target: tgtPort, args: ['--no-sweep'], cli: loaded.cli }) : null;
-  if (rh) own.add(rh.pid);
-  const reader = rh ? startReader(rh.port) : null;
+  let front = null;
+  let readPort = null;
+  if (path === 'rehome') {
+    front = await startRehome({ source: src.port, target: tgtPort, args: ['--no-sweep'], cli });
+    readPort = front.port;
+  } else if (path === 'direct' || path === 'twemproxy') {
+    await moveHot(src.port, tgtPort);
+    if (path === 'twemproxy') front = await startNutcracker(tgtPort);
+    readPort = front ? front.port : tgtPort;
+  }
+  if (front) own.add(front.pid);
+  const reader = readPort ? startReader(readPort) : null;
   const foreign = foreignMeter();
-  const child = spawn(process.execPath, ['--input-type=module', '-e', CEILING_LOOP, String(src.port), String(tgtPort)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const loopStart = now();
+  const child = spawn(
+    process.execPath,
+    ['--input-type=module', '-e', CEILING_LOOP, String(opt['loop-rest']), String(src.port), String(tgtPort)],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   let out = '';
   child.stdout.on('data', (b) => (out += b));
   const code = await new Promise((r) => child.once('exit', r));
+  const loopEnd = now();
   own.delete(child.pid);
   if (code !== 0) throw new Error(`ceiling loop exited with ${code}`);
   const { secs, moved, calls, cpu } = JSON.parse(out);
   const fc = foreign(cpu);
   let during = null;
+  let after = null;
   if (reader) {
+    await sleep(Math.min(loopEnd - loopStart, 10_000));
     await reader.stop();
-    own.delete(rh.pid);
-    await rh.stop();
-    during = { n: reader.lats.length, p50: percentile(reader.lats, 50), p99: percentile(reader.lats, 99), problems: reader.problems };
+    if (front) {
+      own.delete(front.pid);
+      await front.stop();
+    }
+    const d = [];
+    const a = [];
+    reader.starts.forEach((t, i) => {
+      if (t >= loopStart && t < loopEnd) d.push(reader.lats[i]);
+      else if (t >= loopEnd) a.push(reader.lats[i]);
+    });
+    during = { n: d.length, p50: percentile(d, 50), p99: percentile(d, 99), problems: reader.problems };
+    after = { n: a.length, p50: percentile(a, 50), p99: percentile(a, 99) };
   }
-  return { secs, moved, calls, rate: N / secs, foreign: fc, during };
+  return { secs, moved, calls, rate: N / secs, foreign: fc, during, after };
 }
 
 /** One client, one GET at a time, until stop(); samples are [start time ms, latency ms]. */
 function startReader(port) {
-  const c = new Redis({ port, host: '127.0.0.1', enableAutoPipelining: false });
+  // Nothing but the GETs: twemproxy, on one of the reference paths, closes a connection that sends
+  // a command it does not proxy (ioredis's INFO ready check, its CLIENT SETINFO).
+  const c = new Redis({ port, host: '127.0.0.1', enableAutoPipelining: false, enableReadyCheck: false, disableClientInfo: true });
   const starts = [];
   const lats = [];
   const problems = { errors: 0, wrong: 0, firstError: '' };
@@ -290,6 +356,22 @@ console.log(
 );
 if (builds.length > 1) for (const b of builds) console.log(`  ${b.name}: ${b.cli}`);
 
+/** The reader's figures for one ceiling run with a reader. */
+function readerLine(x) {
+  const p = x.during.problems;
+  return (
+    `GET during the loop: n=${fmt(x.during.n)} p50 ${ms(x.during.p50)} p99 ${ms(x.during.p99)} | after it: n=${fmt(x.after.n)} p50 ${ms(x.after.p50)} p99 ${ms(x.after.p99)} | p99 during/after ${(x.during.p99 / x.after.p99).toFixed(2)}` +
+    (p.errors || p.wrong ? ` PROBLEMS: ${p.errors} errors (first: ${p.firstError}), ${p.wrong} wrong values` : '')
+  );
+}
+
+const refPaths = [];
+if (opt.references && opt.reader === 'hot') {
+  refPaths.push('direct');
+  if (haveNutcracker()) refPaths.push('twemproxy');
+  else console.log('(nutcracker is not installed: the twemproxy reference is left out)');
+}
+
 const rounds = [];
 for (let r = 1; r <= opt.rounds; r++) {
   await flushall(src.port);
@@ -307,10 +389,19 @@ for (let r = 1; r <= opt.rounds; r++) {
   // The same loop with rehome --no-sweep in front and the reader running: the sweeper run's conditions.
   await flushall(tgt.port);
   await fill(src.port, N);
-  const cl = await ceiling(src, tgt.port, builds[0]);
-  console.log(
-    `  ceiling with the reader through rehome --no-sweep: ${fmt(cl.rate)} keys/s (${cl.secs.toFixed(2)} s; other work ${cl.foreign.toFixed(2)} cores); GET during the loop: n=${fmt(cl.during.n)} p50 ${ms(cl.during.p50)} p99 ${ms(cl.during.p99)}${cl.during.problems.errors || cl.during.problems.wrong ? ` PROBLEMS: ${cl.during.problems.errors} errors, ${cl.during.problems.wrong} wrong values` : ''}`,
-  );
+  const cl = await ceiling(src, tgt.port, 'rehome', builds[0].cli);
+  console.log(`  ceiling with the reader ${PATHS.rehome}: ${fmt(cl.rate)} keys/s (${cl.secs.toFixed(2)} s; other work ${cl.foreign.toFixed(2)} cores)`);
+  console.log(`    ${readerLine(cl)}`);
+  // The loop again with the reader on the reference paths: what the server-side loop alone does
+  // to one client's p99 without a proxy, and with another proxy in between.
+  const refs = {};
+  for (const path of refPaths) {
+    await flushall(tgt.port);
+    await fill(src.port, N);
+    refs[path] = await ceiling(src, tgt.port, path);
+    console.log(`  ceiling with the reader ${PATHS[path]}: ${fmt(refs[path].rate)} keys/s (other work ${refs[path].foreign.toFixed(2)} cores)`);
+    console.log(`    ${readerLine(refs[path])}`);
+  }
   const runs = {};
   // Builds in an order that rotates with the round, so none always runs first.
   const order = builds.map((_, i) => builds[(i + r - 1) % builds.length]);
@@ -346,7 +437,7 @@ for (let r = 1; r <= opt.rounds; r++) {
     console.log(bad.length ? `    PROBLEMS: ${bad.join('; ')}` : '    checks: every GET returned the value written; source empty; target holds every key');
     runs[b.name] = { s, bad };
   }
-  rounds.push({ c, cl, runs });
+  rounds.push({ c, cl, refs, runs });
 }
 
 const verdict = (ok) => (ok ? 'PASS' : 'BELOW TARGET');
@@ -357,7 +448,7 @@ console.log(`ceiling (SCAN+MIGRATE loop)   ${fmt(median(rounds.map((x) => x.c.ra
 console.log(`ceiling with the reader       ${fmt(median(rounds.map((x) => x.cl.rate))).padStart(10)} keys/s   rounds: ${rounds.map((x) => fmt(x.cl.rate)).join(', ')}; GET p99 during the loop ${ms(median(rounds.map((x) => x.cl.during.p99)))} (rounds: ${list(rounds.map((x) => x.cl.during.p99), 2)} ms)`);
 let problems = 0;
 for (const b of builds) {
-  const rs = rounds.map((x) => ({ c: x.c, cl: x.cl, ...x.runs[b.name] }));
+  const rs = rounds.map((x) => ({ c: x.c, cl: x.cl, refs: x.refs, ...x.runs[b.name] }));
   const ratios = rs.map((x) => x.s.rate / x.c.rate);
   const loadedRatios = rs.map((x) => x.s.rate / x.cl.rate);
   const p99s = rs.map((x) => x.s.during.p99 / x.s.after.p99);
@@ -372,6 +463,15 @@ for (const b of builds) {
   console.log(`${head}sweeper / ceiling             ${ratio.toFixed(3)}   target >= 0.8   ${verdict(ratio >= 0.8)}   rounds: ${list(ratios, 2)}`);
   console.log(`${head}sweeper / ceiling with reader ${median(loadedRatios).toFixed(3)}   target >= 0.8   ${verdict(median(loadedRatios) >= 0.8)}   rounds: ${list(loadedRatios, 2)} (same conditions: rehome and the reader run in both)`);
   console.log(`${head}ceiling-loop GET p99 / sweeper's after-drain p99: ${median(rs.map((x) => x.cl.during.p99 / x.s.after.p99)).toFixed(2)} (what the server-side loop alone does to the reader)`);
+  const byPath = [['rehome --no-sweep', (x) => x.cl], ...refPaths.map((p) => [p, (x) => x.refs[p]])];
+  console.log(
+    `${head}the server-side loop alone, reader p99 during / after the loop, by path: ${byPath
+      .map(([name, f]) => `${name} ${ms(median(rs.map((x) => f(x).during.p99)))} / ${ms(median(rs.map((x) => f(x).after.p99)))} = ${median(rs.map((x) => f(x).during.p99 / f(x).after.p99)).toFixed(2)}x`)
+      .join('; ')}`,
+  );
+  if (refPaths.includes('twemproxy')) {
+    console.log(`${head}sweeper's GET p99 during the sweep / twemproxy's during the loop: ${median(rs.map((x) => x.s.during.p99 / x.refs.twemproxy.during.p99)).toFixed(2)}`);
+  }
   console.log(`${head}GET p99 during / after        ${p99ratio.toFixed(2)}    target <= 3     ${verdict(p99ratio <= 3)}   rounds: ${list(p99s, 2)}`);
   console.log(`${head}other work (cores) during sweep / after: ${list(rs.map((x) => x.s.foreign.during), 2)} / ${list(rs.map((x) => x.s.foreign.after), 2)}`);
   // Other work in any phase skews a ratio either way (a busy 'after' phase makes the p99 ratio look
