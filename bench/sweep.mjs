@@ -31,11 +31,12 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import {
   cpuSeconds, fill, flags, fmt, foreignCores, getJson, machineBusySeconds, median, ms, percentile, sleep, startRedis,
-  startNutcracker, startRehome, treeCpuSeconds, valueFor, REHOME_CLI, ROOT,
+  startNutcracker, startRehome, tmpDir, treeCpuSeconds, valueFor, REHOME_CLI, ROOT,
 } from './lib.mjs';
 
 const opt = flags({
@@ -47,8 +48,13 @@ const opt = flags({
   'quiet-wait': 120,
   'no-references': false,
   'loop-rest': 0,
+  sched: false,
 });
 opt.references = !opt['no-references'];
+if (opt.sched && !havePerf()) {
+  process.stderr.write('--sched needs perf (Debian: apt-get install linux-perf)\n');
+  process.exit(2);
+}
 const builds = [{ name: 'rehome', cli: REHOME_CLI }, ...opt.compare.split(',').filter(Boolean).map((cli, i) => ({ name: `compare${i + 1}`, cli }))];
 // 'hot': the client reads a working set of 100 keys (an application's hot keys: each moves on its
 // first read, then is served from the target); 'random': every read picks any key, so most reads
@@ -56,6 +62,41 @@ const builds = [{ name: 'rehome', cli: REHOME_CLI }, ...opt.compare.split(',').f
 const HOT = 100;
 const N = opt.keys;
 const now = () => performance.timeOrigin + performance.now();
+
+/**
+ * --sched: `perf sched record` over the whole machine for `secs` s, starting `delayMs` from now;
+ * resolves to the run-queue waits ('sch delay': runnable, waiting for a core) of the given
+ * processes' main threads, from `perf sched timehist`: {name: {n, over1ms, p99, max}} in ms.
+ */
+async function schedWindow(delayMs, secs, pids) {
+  await sleep(delayMs);
+  const file = path.join(tmpDir(), 'sched.data');
+  const rec = spawn('perf', ['sched', 'record', '-a', '-o', file, '--', 'sleep', String(secs)], { stdio: 'ignore' });
+  own.add(rec.pid);
+  const code = await new Promise((r) => rec.once('exit', r));
+  own.delete(rec.pid);
+  if (code !== 0) return null;
+  const text = execFileSync('perf', ['sched', 'timehist', '-i', file], { maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  const byPid = new Map(Object.entries(pids).map(([name, pid]) => [pid, { name, delays: [] }]));
+  // "   29228.455480 [0001]  node[17866]    0.000      2.039      0.152": time, cpu, task[tid], wait, sch delay, run
+  for (const m of text.matchAll(/^\s*[\d.]+\s+\[\d+\]\s+\S*?\[(\d+)(?:\/\d+)?\]\s+[\d.]+\s+([\d.]+)\s+[\d.]+/gm)) {
+    byPid.get(Number(m[1]))?.delays.push(Number(m[2]));
+  }
+  const out = {};
+  for (const { name, delays } of byPid.values()) {
+    out[name] = { n: delays.length, over1ms: delays.filter((x) => x > 1).length, p99: percentile(delays, 99), max: Math.max(0, ...delays) };
+  }
+  return out;
+}
+
+function havePerf() {
+  try {
+    execFileSync('perf', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function haveNutcracker() {
   try {
@@ -257,6 +298,8 @@ async function sweep(src, tgt, cli) {
   own.add(rh.pid);
   const foreign = foreignMeter();
   const reader = startReader(rh.port);
+  const pids = { rehome: rh.pid, 'source redis': src.pid, 'target redis': tgt.pid, 'bench (reader)': process.pid };
+  const schedDuring = opt.sched ? schedWindow(1000, 3, pids) : null;
   // Wait for rehome's 'migration complete' log line, then read /status once (drained_at times the
   // drain). Polling /status during the sweep would put an HTTP request in this process and in
   // rehome every 100 ms, next to the reader's GETs, during the sweep but not after it: it added
@@ -279,7 +322,9 @@ async function sweep(src, tgt, cli) {
   const drainedAt = st.drained_at ? Date.parse(st.drained_at) : polledAt;
   const during = drainedAt - rh.t0;
   const foreignAfter = foreignMeter();
+  const schedAfter = opt.sched ? schedWindow(1000, 3, pids) : null;
   await sleep(Math.max(0, drainedAt + during - now()));
+  const sched = opt.sched ? { during: await schedDuring, after: await schedAfter } : null;
   await reader.stop();
   const fAfter = foreignAfter();
   own.delete(rh.pid);
@@ -310,6 +355,7 @@ async function sweep(src, tgt, cli) {
     stderr: rh.stderr,
     cpu,
     foreign: { during: fDuring, after: fAfter },
+    sched,
   };
 }
 
@@ -425,6 +471,12 @@ for (let r = 1; r <= opt.rounds; r++) {
     console.log(
       `    GET during sweep: n=${fmt(s.during.n)} p50 ${ms(s.during.p50)} p99 ${ms(s.during.p99)} | after drain: n=${fmt(s.after.n)} p50 ${ms(s.after.p50)} p99 ${ms(s.after.p99)} | p99 during/after ${(s.during.p99 / s.after.p99).toFixed(2)}`,
     );
+    if (s.sched) {
+      const w = (x) =>
+        x ? Object.entries(x).map(([k, v]) => `${k} p99 ${ms(v.p99)} max ${ms(v.max)} (${fmt(v.over1ms)} of ${fmt(v.n)} over 1 ms)`).join('; ') : 'perf sched failed';
+      console.log(`    run-queue waits (perf sched, 3 s windows) during the sweep: ${w(s.sched.during)}`);
+      console.log(`    run-queue waits after the drain: ${w(s.sched.after)}`);
+    }
     const bad = [];
     if (s.problems.errors) bad.push(`${s.problems.errors} GET errors (first: ${s.problems.firstError})`);
     if (s.problems.wrong) bad.push(`${s.problems.wrong} GETs returned a wrong or missing value`);
