@@ -51,7 +51,7 @@ const opt = flags({
   sched: false,
 });
 opt.references = !opt['no-references'];
-if (opt.sched && !havePerf()) {
+if (opt.sched && !have('perf')) {
   process.stderr.write('--sched needs perf (Debian: apt-get install linux-perf)\n');
   process.exit(2);
 }
@@ -84,23 +84,15 @@ async function schedWindow(delayMs, secs, pids) {
   }
   const out = {};
   for (const { name, delays } of byPid.values()) {
-    out[name] = { n: delays.length, over1ms: delays.filter((x) => x > 1).length, p99: percentile(delays, 99), max: Math.max(0, ...delays) };
+    out[name] = { n: delays.length, over1ms: delays.filter((x) => x > 1).length, p99: percentile(delays, 99), max: delays.reduce((m, x) => Math.max(m, x), 0) };
   }
   return out;
 }
 
-function havePerf() {
+/** True when `cmd --version` runs. */
+function have(cmd) {
   try {
-    execFileSync('perf', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function haveNutcracker() {
-  try {
-    execFileSync('nutcracker', ['--version'], { stdio: 'ignore' });
+    execFileSync(cmd, ['--version'], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
@@ -414,7 +406,7 @@ function readerLine(x) {
 const refPaths = [];
 if (opt.references && opt.reader === 'hot') {
   refPaths.push('direct');
-  if (haveNutcracker()) refPaths.push('twemproxy');
+  if (have('nutcracker')) refPaths.push('twemproxy');
   else console.log('(nutcracker is not installed: the twemproxy reference is left out)');
 }
 
