@@ -3,7 +3,7 @@
  * Sweeper rate against the server-side ceiling, and what one client sees while it runs.
  *
  *   node bench/sweep.mjs [--keys N] [--rounds R] [--compare CLI[,CLI...]] [--max-foreign C]
- *                        [--quiet-wait S] [--no-references] [--loop-rest F]
+ *                        [--quiet-wait S] [--no-references] [--loop-rest F] [--sched]
  *                                                        (BENCH_KEYS=N also sets the key count)
  *
  * Each round:
@@ -17,6 +17,8 @@
  *     straight to the target, and through twemproxy (nutcracker) in front of it -> what the
  *     server-side loop alone does to one client's p99, with no proxy and with another proxy.
  *     `--loop-rest F` makes every loop rest F times as long as each MIGRATE took (a paced loop).
+ *     `--sched` also prints the run-queue waits of each process (perf sched) during the sweep and
+ *     after the drain.
  *  2. sweeper: target flushed, source refilled; rehome started with its defaults (sweeper on);
  *     timed from its 'listening' line until /status says phase 'drained' -> keys/s. Meanwhile one
  *     client GETs keys through rehome, one at a time, during the sweep and then for as long again
@@ -172,7 +174,7 @@ const u = process.cpuUsage();
 process.stdout.write(JSON.stringify({ secs, moved, calls, cpu: (u.user + u.system) / 1e6 }));
 `;
 
-/** How the ceiling loop is run: bare, or with the reader on one path to the target during it. */
+/** How the reader reaches the target in a ceiling run (`via`), as printed; 'bare' has no reader. */
 const PATHS = {
   bare: null,
   rehome: 'through rehome --no-sweep (the sweeper run\'s conditions)',
@@ -189,23 +191,23 @@ async function moveHot(srcPort, tgtPort) {
 }
 
 /**
- * The ceiling loop. `path` 'bare': the bench process and the two servers only. Otherwise the
+ * The ceiling loop. `via` 'bare': the bench process and the two servers only. Otherwise the
  * reader below GETs its hot keys during the loop and then for as long again (10 s at most) on one
  * path: 'rehome' (the same build, --no-sweep: the sweeper run's conditions), 'direct' (the target
  * itself) or 'twemproxy' (nutcracker in front of the target); for the last two the hot keys are
  * moved to the target first. The reader's p99 during / after on each path shows what the
  * server-side loop alone does to one client, with and without a proxy in between.
  */
-async function ceiling(src, tgtPort, path = 'bare', cli = REHOME_CLI) {
+async function ceiling(src, tgtPort, via = 'bare', cli = REHOME_CLI) {
   await waitQuiet();
   let front = null;
   let readPort = null;
-  if (path === 'rehome') {
+  if (via === 'rehome') {
     front = await startRehome({ source: src.port, target: tgtPort, args: ['--no-sweep'], cli });
     readPort = front.port;
-  } else if (path === 'direct' || path === 'twemproxy') {
+  } else if (via === 'direct' || via === 'twemproxy') {
     await moveHot(src.port, tgtPort);
-    if (path === 'twemproxy') front = await startNutcracker(tgtPort);
+    if (via === 'twemproxy') front = await startNutcracker(tgtPort);
     readPort = front ? front.port : tgtPort;
   }
   if (front) own.add(front.pid);
@@ -433,12 +435,12 @@ for (let r = 1; r <= opt.rounds; r++) {
   // The loop again with the reader on the reference paths: what the server-side loop alone does
   // to one client's p99 without a proxy, and with another proxy in between.
   const refs = {};
-  for (const path of refPaths) {
+  for (const via of refPaths) {
     await flushall(tgt.port);
     await fill(src.port, N);
-    refs[path] = await ceiling(src, tgt.port, path);
-    console.log(`  ceiling with the reader ${PATHS[path]}: ${fmt(refs[path].rate)} keys/s (other work ${refs[path].foreign.toFixed(2)} cores)`);
-    console.log(`    ${readerLine(refs[path])}`);
+    refs[via] = await ceiling(src, tgt.port, via);
+    console.log(`  ceiling with the reader ${PATHS[via]}: ${fmt(refs[via].rate)} keys/s (other work ${refs[via].foreign.toFixed(2)} cores)`);
+    console.log(`    ${readerLine(refs[via])}`);
   }
   const runs = {};
   // Builds in an order that rotates with the round, so none always runs first.
