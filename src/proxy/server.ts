@@ -16,6 +16,7 @@ import { KnownAbsentCache } from '../migration/absent-cache.js';
 import { Migration } from '../migration/migration.js';
 import { Mover } from '../migration/mover.js';
 import { fencedName, PhaseController, type PhaseState, type ProcessView, type SwitchablePhase } from '../phase/phase.js';
+import { PING_REQUEST } from '../resp/request-framer.js';
 import { formatPlanReport, plan } from '../tools/plan.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
@@ -63,7 +64,7 @@ function needsAuth(ep: Endpoint, timeoutMs: number): Promise<boolean> {
       sock.destroy();
       reject(new RehomeError('EUPSTREAM', `target ${describeEndpoint(ep)} did not answer PING`));
     }, timeoutMs);
-    sock.on('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'));
+    sock.on('connect', () => sock.write(PING_REQUEST));
     sock.on('data', (d) => {
       buf += d.toString('latin1');
       if (buf.includes('\r\n')) {

@@ -27,7 +27,7 @@ import { ErrorText, ProtocolError, RehomeError } from '../errors.js';
 import type { Mover, KeyRef } from '../migration/mover.js';
 import { isReserved } from '../phase/phase.js';
 import { encodeBulk, encodeError } from '../resp/encode.js';
-import { argBuf, argLower, argStr, encodeRequest, type FramerLimits, type Request, RequestFramer } from '../resp/request-framer.js';
+import { argBuf, argLower, argStr, encodeRequest, type FramerLimits, PING_REQUEST, type Request, RequestFramer } from '../resp/request-framer.js';
 import { arrayElements, ReplyScanner } from '../resp/reply-scanner.js';
 import type { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
@@ -152,8 +152,6 @@ const REFUSED = new Map<string, string>([
 
 /** How long a closed client's connection stays after its last reply reached the kernel. */
 const CLOSE_LINGER_MS = 1_000;
-
-const PING = Buffer.from('*1\r\n$4\r\nPING\r\n');
 
 /** A wrong-arity command: queued inside MULTI, it makes the target abort the EXEC. */
 const POISON = Buffer.from('*1\r\n$3\r\nGET\r\n');
@@ -346,7 +344,7 @@ export class Session implements IdleClient, LaneOwner {
     this.ownActive = false;
     if (!idle || this.pinned || this.dead || this.closing || this.fenceHold || this.upstreamFailed !== null ||
         !this.upstreamConnected || this.up.length > 0 || this.waiting.length > 0) return;
-    this.sendInternal(PING, () => undefined);
+    this.sendInternal(PING_REQUEST, () => undefined);
   }
 
   /**

@@ -26,7 +26,7 @@
  * opens a new connection. The clients themselves stay connected.
  */
 import net from 'node:net';
-import { encodeRequest } from '../resp/request-framer.js';
+import { encodeRequest, PING_REQUEST } from '../resp/request-framer.js';
 import { ReplyScanner } from '../resp/reply-scanner.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
@@ -60,8 +60,6 @@ const enum LaneState {
 
 /** Largest batch of requests copied into one buffer for its write (larger ones: writev). */
 const COPY_MAX = 64 * 1024;
-
-const PING = Buffer.from('*1\r\n$4\r\nPING\r\n');
 
 /** Every lane is one stamp space for corking: stamps only need to differ between chunks. */
 let nextStamp = 1;
@@ -142,7 +140,7 @@ export class SharedLane {
     this.owners.push(null);
     this.entries.push(null);
     this.internal.push('ping');
-    sock.write(PING);
+    sock.write(PING_REQUEST);
   }
 
   private open(): void {

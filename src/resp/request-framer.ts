@@ -299,6 +299,9 @@ export function encodeRequest(args: ReadonlyArray<Buffer | string>): Request {
   return { raw, argc: bufs.length, offs, name };
 }
 
+/** `PING` as a request, for the proxy's own probes and keep-alives. */
+export const PING_REQUEST: Buffer = encodeRequest(['PING']).raw;
+
 /** Argument i of a request, as a Buffer view (no copy). */
 export function argBuf(req: Request, i: number): Buffer {
   return req.raw.subarray(req.offs[2 * i]!, req.offs[2 * i + 1]!);
