@@ -77,5 +77,7 @@ export const ErrorText = {
     `ERR Can't execute '${cmd}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`,
   tooBigCursor: () => 'ERR rehome: invalid cursor',
   invalidCursor: () => 'ERR invalid cursor',
+  swapdbWhileMoving: () =>
+    'ERR rehome: SWAPDB is refused while keys move (phase migrate or reverse): it would swap keys in the old server behind the back of every rehome process; run it in hold or once drained',
   reservedKey: () => "ERR rehome: keys starting with '__rehome:' are reserved for rehome's own state",
 } as const;

@@ -5,6 +5,7 @@
  *   phase  hold | migrate | drained | reverse | fencing
  *   epoch  a number that grows by one on every fenced switch
  *   next   while fencing: the phase being switched to
+ *   prev   while fencing: the phase the fleet last acted on (what an abandoned switch restores)
  *   since  ms timestamp of the last change; by: who changed it
  *   proc:<id>  each process's own view (JSON), refreshed every second, for `rehome status`
  *
@@ -12,10 +13,15 @@
  * before the process reads the phase and uses the connection. A switch
  *   1. sets phase=fencing with epoch+1 (compare-and-set on the epoch),
  *   2. kills every connection named for an older epoch, on both servers (CLIENT LIST + KILL),
- *   3. sets the new phase.
+ *   3. checks the switch's preconditions (hold: the new server is empty),
+ *   4. sets the new phase.
  * A process that read the old phase before step 1 had already named its connection, so step 2
  * kills it before any process acts on the new phase; one that reads after step 1 sees fencing
- * or the new epoch and does not use the connection.
+ * or the new epoch and does not use the connection. So from step 2 on nothing rehome runs moves
+ * or writes a key, and what step 3 sees still holds at step 4; a check made before step 1 could
+ * be undone by a move or write landing before the fence. If step 2 or 3 fails, the switch is
+ * abandoned: the phase of before is set again under the new epoch (nothing was done in between
+ * that it does not allow).
  */
 import { Redis } from 'ioredis';
 import { RehomeError } from '../errors.js';
@@ -34,6 +40,8 @@ export interface PhaseState {
   phase: PhaseName;
   epoch: number;
   next: PhaseName | null;
+  /** While fencing: the phase the fleet last acted on; null when not recorded. */
+  prev: PhaseName | null;
   since: number;
   by: string;
 }
@@ -72,35 +80,58 @@ const INIT_SCRIPT = `
 if redis.call('HEXISTS', KEYS[1], 'phase') == 0 then
   redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'epoch', ARGV[4], 'next', '', 'since', ARGV[2], 'by', ARGV[3])
 end
-return redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'next', 'since', 'by')`;
+return redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'next', 'since', 'by', 'prev')`;
 
-/** Step 1: fencing with epoch+1, only if the epoch is still ARGV[1]. */
+/**
+ * Step 1: fencing with epoch+1, only if the epoch is still ARGV[1]. Returns the new epoch and
+ * the phase the fleet last acted on ('' if unknown): when a switch died while fencing, the
+ * phase of before it, which no process has stopped acting on since.
+ */
 const BEGIN_SCRIPT = `
-local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
+local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'prev')
 if cur[2] ~= ARGV[1] then return redis.error_reply('ESTALE the phase changed meanwhile (epoch ' .. tostring(cur[2]) .. ')') end
 local e = tonumber(ARGV[1]) + 1
-redis.call('HSET', KEYS[1], 'phase', 'fencing', 'epoch', tostring(e), 'next', ARGV[2], 'since', ARGV[3], 'by', ARGV[4])
-return e`;
+local prev = cur[1]
+if not prev or prev == 'fencing' then prev = cur[3] or '' end
+redis.call('HSET', KEYS[1], 'phase', 'fencing', 'epoch', tostring(e), 'next', ARGV[2], 'prev', prev, 'since', ARGV[3], 'by', ARGV[4])
+return {e, prev}`;
 
-/** Step 3 (and the drained marks): set ARGV[3] if the phase is still ARGV[2] at epoch ARGV[1]. */
+/**
+ * Step 4, the restore of an abandoned switch, and the drained marks: set ARGV[3] if the phase
+ * is still ARGV[2] at epoch ARGV[1].
+ */
 const SET_SCRIPT = `
 local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
 if cur[2] ~= ARGV[1] or cur[1] ~= ARGV[2] then
   return redis.error_reply('ESTALE the phase is ' .. tostring(cur[1]) .. ' at epoch ' .. tostring(cur[2]))
 end
 redis.call('HSET', KEYS[1], 'phase', ARGV[3], 'next', '', 'since', ARGV[4], 'by', ARGV[5])
+redis.call('HDEL', KEYS[1], 'prev')
 return 1`;
 
+const STATE_FIELDS = ['phase', 'epoch', 'next', 'since', 'by', 'prev'] as const;
+
+/** A phase processes act on (a stored value that is not one, e.g. '' or fencing, is null). */
+function settledPhase(p: string | null | undefined): PhaseName | null {
+  return p === 'hold' || p === 'migrate' || p === 'drained' || p === 'reverse' ? p : null;
+}
+
 function parseState(r: Array<string | null>): PhaseState | null {
-  const [phase, epoch, next, since, by] = r;
+  const [phase, epoch, next, since, by, prev] = r;
   if (!phase || !epoch) return null;
   return {
     phase: phase as PhaseName,
     epoch: Number(epoch),
     next: next ? (next as PhaseName) : null,
+    prev: settledPhase(prev),
     since: Number(since ?? 0),
     by: by ?? '',
   };
+}
+
+/** The phase the fleet last acted on: the phase itself, or while fencing the one before. */
+export function lastActedPhase(s: PhaseState): PhaseName | null {
+  return s.phase === 'fencing' ? s.prev : s.phase;
 }
 
 function connect(ep: Endpoint, name: string, timeoutMs: number): Redis {
@@ -122,7 +153,7 @@ function connect(ep: Endpoint, name: string, timeoutMs: number): Redis {
 
 /** Reads the phase hash once (null: no phase key on this server). */
 export async function readPhase(c: Redis): Promise<PhaseState | null> {
-  const r = (await c.hmget(PHASE_KEY, 'phase', 'epoch', 'next', 'since', 'by')) as Array<string | null>;
+  const r = (await c.hmget(PHASE_KEY, ...STATE_FIELDS)) as Array<string | null>;
   return parseState(r);
 }
 
@@ -317,26 +348,67 @@ export class PhaseController {
   }
 
   /**
-   * The fenced switch (see the file comment). `checkTo` runs before step 1 and may refuse the
-   * switch (for example hold while the new server still holds keys).
+   * The fenced switch (see the file comment). `check` is step 3: it gets the phase the fleet
+   * acted on before the switch (null if unknown) and refuses the switch by throwing; the switch
+   * is then abandoned and the error says which phase the fleet is left in.
    */
-  async switchTo(to: SwitchablePhase, by: string): Promise<{ from: PhaseName; epoch: number; killed: number }> {
+  async switchTo(
+    to: SwitchablePhase,
+    by: string,
+    check: (prev: PhaseName | null) => Promise<void> = async () => {},
+  ): Promise<{ from: PhaseName; epoch: number; killed: number }> {
     const cur = await this.fresh();
     if (cur === null) throw new RehomeError('ENOPHASE', 'the phase key is gone from the old server');
     const from = cur.phase === 'fencing' ? (cur.next ?? 'fencing') : cur.phase;
-    const e = (await this.conn.eval(BEGIN_SCRIPT, 1, PHASE_KEY, String(cur.epoch), to, String(Date.now()), by)) as number;
-    this.update({ phase: 'fencing', epoch: e, next: to, since: Date.now(), by });
-    const other = connect(this.opts.new, 'rehome-phase', this.opts.connectTimeoutMs);
+    const [e, prevText] = (await this.conn.eval(BEGIN_SCRIPT, 1, PHASE_KEY, String(cur.epoch), to, String(Date.now()), by)) as [number, string];
+    const prev = settledPhase(prevText);
+    this.update({ phase: 'fencing', epoch: e, next: to, prev, since: Date.now(), by });
     let killed = 0;
     try {
-      const [a, b] = await Promise.all([killOlderThan(this.conn, e), killOlderThan(other, e)]);
-      killed = a + b;
-    } finally {
-      other.disconnect();
+      killed = await this.killOlderEpochs(e);
+    } catch (err) {
+      throw await this.abandon(e, prev, by, new RehomeError('EUPSTREAM', `cannot close the connections of older epochs: ${(err as Error).message}`));
+    }
+    try {
+      await check(prev);
+    } catch (err) {
+      throw await this.abandon(e, prev, by, err as Error);
     }
     await this.conn.eval(SET_SCRIPT, 1, PHASE_KEY, String(e), 'fencing', to, String(Date.now()), by);
     await this.fresh();
     return { from, epoch: e, killed };
+  }
+
+  private async killOlderEpochs(epoch: number): Promise<number> {
+    const other = connect(this.opts.new, 'rehome-phase', this.opts.connectTimeoutMs);
+    try {
+      const [a, b] = await Promise.all([killOlderThan(this.conn, epoch), killOlderThan(other, epoch)]);
+      return a + b;
+    } finally {
+      other.disconnect();
+    }
+  }
+
+  /**
+   * Ends a switch that cannot go on after step 1: the phase of before, under the new epoch. It is
+   * what every process acted on until the fence, and nothing has acted on anything else since,
+   * so no check is needed to go back to it. Returns the error for the caller: `cause`'s text
+   * (the reason) followed by the state the fleet is left in.
+   */
+  private async abandon(epoch: number, prev: PhaseName | null, by: string, cause: Error): Promise<RehomeError> {
+    const code = cause instanceof RehomeError ? cause.code : 'EPHASE';
+    const left = (state: string) => new RehomeError(code, `${cause.message}; the switch was abandoned after fencing began: ${state}`);
+    if (prev === null) {
+      // Only when a switch died while fencing and the phase before it was not recorded.
+      return left(`the phase stays fencing at epoch ${epoch} (the phase before it is not known): run rehome phase again`);
+    }
+    try {
+      await this.conn.eval(SET_SCRIPT, 1, PHASE_KEY, String(epoch), 'fencing', prev, String(Date.now()), by);
+    } catch (e) {
+      return left(`the phase could not be set back to ${prev} (${(e as Error).message}); it stays fencing at epoch ${epoch} until rehome phase is run again`);
+    }
+    await this.fresh().catch(() => null);
+    return left(`the phase is ${prev} again (epoch ${epoch})`);
   }
 
   /**

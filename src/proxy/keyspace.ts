@@ -12,7 +12,18 @@
  *                 client cursor 2c+1       -> source cursor c     (source returns 0 -> client gets 2)
  *                 client cursor 2c+2       -> target cursor c     (target returns 0 -> client gets 0)
  *   INFO       the Keyspace section summed per db
- *   FLUSHDB / FLUSHALL / SWAPDB   applied to the source, then to the target
+ *   FLUSHDB / FLUSHALL   applied to the source, then to the target
+ *   SWAPDB     refused while keys move (it would put keys into a source db: DESIGN.md rule 1)
+ *
+ * Counts are exact (DESIGN.md): source, target, source again, retried while the source count
+ * changed; keys only leave the source, so a stable source count brackets the target's read.
+ *
+ * Nothing is done in the source for a client that the target would refuse (DESIGN.md rule 5): a
+ * check on the client's own connection comes first. Where the command has a form the server
+ * refuses after its ACL check but before running anything (FLUSHALL with a bad argument, SCAN with
+ * a bad cursor, SWAPDB with bad indexes), that form is the check; DBSIZE and RANDOMKEY, which are
+ * cheap, run on the target first; KEYS shows the source's half only once the target has answered
+ * the client's own KEYS.
  */
 import { ErrorText, RehomeError } from '../errors.js';
 import { decodeReply } from '../resp/decode.js';
@@ -20,12 +31,40 @@ import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
 import { argBuf, argLower, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
 import { arrayElements } from '../resp/reply-scanner.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
-import { Entry, parseDbIndex, type Session } from './session.js';
+import { Entry, type Session } from './session.js';
 
 const MAX_CURSOR = (1n << 64n) - 1n;
 
+/** How often a count is read again while the source count keeps changing under it. */
+const COUNT_ATTEMPTS = 100;
+
+/** The text of an error reply (without '-' and CRLF), or null for any other reply. */
+function errorText(reply: Buffer): string | null {
+  return reply[0] === 0x2d ? reply.toString('latin1', 1, reply.length - 2) : null;
+}
+
+/**
+ * Rule 5's check: sends `args` on the client's own connection. A reply that is the error
+ * `accepted` (the form's own bad argument) or no error means the target lets this client run the
+ * command; any other error (NOPERM, NOAUTH...) is what the client gets.
+ */
+async function check(s: Session, args: ReadonlyArray<string | Buffer>, accepted: string | null): Promise<Buffer> {
+  const reply = await s.ownCall(encodeRequest(args.map((a) => (typeof a === 'string' ? Buffer.from(a) : a))).raw);
+  const err = errorText(reply);
+  if (err !== null && err !== accepted) throw new RehomeError('ETARGETREFUSED', err);
+  return reply;
+}
+
+/** The integer of a `:n` reply, or the error it carries. */
+function intReply(reply: Buffer): number {
+  const err = errorText(reply);
+  if (err !== null) throw new RehomeError('ETARGETREFUSED', err);
+  return Number(reply.toString('latin1', 1, reply.length - 2));
+}
+
 /** Turns a failure of a source read into the error the client sees. */
 function sourceError(err: unknown): RehomeError {
+  if (err instanceof RehomeError) return err; // the target's refusal (check) or rehome's own
   const e = err as Error & { name?: string };
   if (e && e.name === 'ReplyError') return new RehomeError('ESOURCEREPLY', e.message);
   return new RehomeError('ESOURCE', ErrorText.sourceUnavailable(e?.message ?? String(err)));
@@ -38,6 +77,11 @@ function restArgs(req: Request, from: number): Buffer[] {
 }
 
 export function handle(s: Session, req: Request): void {
+  if (req.name === 'swapdb' && !s.ctx.mover.drained) {
+    // Every process's known-absent cache would be wrong for both dbs (DESIGN.md rule 1).
+    s.localReply(req, encodeError(ErrorText.swapdbWhileMoving()));
+    return;
+  }
   if (s.ctx.mover.drained && req.name !== 'scan') {
     // The source is empty for good: pure pass-through (hiding rehome's phase key if it is there).
     if (s.ctx.hideSide === 'target') hiddenPassThrough(s, req);
@@ -58,11 +102,18 @@ export function handle(s: Session, req: Request): void {
     case 'flushdb':
     case 'flushall':
       return flush(s, req);
-    case 'swapdb':
-      return swapdb(s, req);
     default:
       s.forwardPlain(req);
   }
+}
+
+const INFO_KEYSPACE_SECTIONS = new Set(['keyspace', 'all', 'everything', 'default']);
+
+/** Whether an INFO request includes the Keyspace section. */
+export function wantsKeyspace(req: Request): boolean {
+  if (req.argc === 1) return true;
+  for (let i = 1; i < req.argc; i++) if (INFO_KEYSPACE_SECTIONS.has(argLower(req, i))) return true;
+  return false;
 }
 
 function keys(s: Session, req: Request): void {
@@ -129,9 +180,9 @@ function scan(s: Session, req: Request): void {
   } else if (c === 0n || c % 2n === 1n) {
     const srcCursor = c === 0n ? 0n : (c - 1n) / 2n;
     e.local = true;
-    e.pre = s.ctx.source
-      .db(s.db)
-      .callBuffer('SCAN', srcCursor.toString(), ...rest)
+    const db = s.db;
+    e.pre = check(s, ['SCAN', 'rehome-check'], ErrorText.invalidCursor())
+      .then(() => s.ctx.source.db(db).callBuffer('SCAN', srcCursor.toString(), ...rest))
       .then(
         (r) => {
           const [nextBuf, found] = r as [Buffer, Buffer[]];
@@ -169,33 +220,47 @@ function forwardTargetScan(e: Entry, tgtCursor: bigint, rest: Buffer[], hide: bo
 function dbsize(s: Session, req: Request): void {
   if (req.argc !== 1) return s.forwardPlain(req);
   const e = new Entry(req);
-  let n = 0;
-  if (s.ctx.hideSide === 'target') e.bytes = hiddenRequest(s, req);
-  const src = s.ctx.source.db(s.db);
-  e.pre = (s.ctx.hideSide === 'source' ? (src.eval(DBSIZE_SCRIPT, 1, PHASE_KEY) as Promise<number>) : src.dbsize())
-    .then(
-      (r) => {
-        n = r;
-      },
-      (err) => {
+  const db = s.db;
+  e.local = true;
+  e.pre = (async () => {
+    const src = s.ctx.source.db(db);
+    const hideSource = s.ctx.hideSide === 'source';
+    const hiddenInTarget = s.ctx.hideSide === 'target' && db === 0 ? await hiddenCount(s, 'target') : 0;
+    const sourceCount = () =>
+      (hideSource ? (src.eval(DBSIZE_SCRIPT, 1, PHASE_KEY) as Promise<number>) : src.dbsize()).catch((err: unknown) => {
         throw sourceError(err);
-      },
-    );
-  e.hook = (reply) => {
-    if (reply[0] !== 0x3a) return reply;
-    const t = Number(reply.toString('latin1', 1, reply.length - 2));
-    return Buffer.from(`:${t + n}\r\n`);
-  };
+      });
+    intReply(await check(s, ['DBSIZE'], null));
+    let n = 0;
+    for (let i = 0; i < COUNT_ATTEMPTS; i++) {
+      const before = await sourceCount();
+      n = before + intReply(await s.ownCall(req.raw));
+      if ((await sourceCount()) === before) break;
+    }
+    e.reply = Buffer.from(`:${n - hiddenInTarget}\r\n`);
+  })();
   s.enqueue(e);
+}
+
+/** How many of rehome's reserved keys (the phase key, db 0) a side holds. */
+async function hiddenCount(s: Session, side: 'source' | 'target'): Promise<number> {
+  return s.ctx[side].db(0).exists(PHASE_KEY);
 }
 
 function randomkey(s: Session, req: Request): void {
   if (req.argc !== 1) return s.forwardPlain(req);
   const e = new Entry(req);
   const db = s.db;
+  e.local = true;
   e.pre = (async () => {
     const hideSource = s.ctx.hideSide === 'source';
-    if (s.ctx.hideSide === 'target') e.bytes = hiddenRequest(s, req);
+    // The target's pick, from the client's own connection: rule 5's check, and the answer when
+    // the target's side is picked.
+    const fromTarget = await check(s, ['RANDOMKEY'], null);
+    e.reply = fromTarget;
+    if (s.ctx.hideSide === 'target' && isReservedReply(fromTarget)) {
+      e.reply = await hiddenRandomKey(s, 'target', db);
+    }
     const src = s.ctx.source.db(db);
     let ns: number;
     try {
@@ -214,42 +279,65 @@ function randomkey(s: Session, req: Request): void {
     } catch (err) {
       throw sourceError(err);
     }
-    if (k !== null) {
-      e.local = true;
-      e.reply = encodeBulk(k);
-    }
+    if (k !== null) e.reply = encodeBulk(k);
   })();
   s.enqueue(e);
 }
 
-const KEYSPACE_SECTIONS = new Set(['keyspace', 'all', 'everything', 'default']);
+function isReservedReply(reply: Buffer): boolean {
+  if (reply[0] !== 0x24 || reply[1] === 0x2d) return false;
+  return isReservedBuf(decodeReply(reply) as Buffer);
+}
+
+/** RANDOMKEY of one side, run by rehome (after the client's check), never a reserved key. */
+async function hiddenRandomKey(s: Session, side: 'source' | 'target', db: number): Promise<Buffer> {
+  const k = (await s.ctx[side].db(db).callBuffer('EVAL', RANDOMKEY_SCRIPT, 1, PHASE_KEY)) as Buffer | null;
+  return k === null ? Buffer.from('$-1\r\n') : encodeBulk(k);
+}
 
 function info(s: Session, req: Request): void {
-  let wantKeyspace = req.argc === 1;
-  for (let i = 1; i < req.argc; i++) if (KEYSPACE_SECTIONS.has(argLower(req, i))) wantKeyspace = true;
-  if (!wantKeyspace) return s.forwardPlain(req);
+  if (!wantsKeyspace(req)) return s.forwardPlain(req);
   const e = new Entry(req);
-  let sourceInfo = '';
-  let hidden = 0;
-  const side = s.ctx.hideSide;
-  e.pre = Promise.all([
-    s.ctx.source.db(0).info('keyspace'),
-    side === null ? 0 : s.ctx[side].db(0).exists(PHASE_KEY),
-  ]).then(
-    ([r, h]) => {
-      sourceInfo = side === 'source' ? dropFromDb0(r, h) : r;
-      hidden = side === 'target' ? h : 0;
-    },
-    (err) => {
-      throw sourceError(err);
-    },
-  );
-  e.hook = (reply) => {
-    if (reply[0] !== 0x24) return reply;
-    const text = dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), hidden);
-    return encodeBulk(Buffer.from(mergeKeyspaceInfo(text, sourceInfo), 'latin1'));
-  };
+  e.local = true;
+  e.pre = (async () => {
+    const side = s.ctx.hideSide;
+    const hidden = side === null ? 0 : await hiddenCount(s, side);
+    const sourceKeyspace = () =>
+      s.ctx.source
+        .db(0)
+        .info('keyspace')
+        .then(
+          (r) => (side === 'source' ? dropFromDb0(r, hidden) : r),
+          (err: unknown) => {
+            throw sourceError(err);
+          },
+        );
+    // The client's own INFO on the target first: rule 5's check.
+    let reply = await s.ownCall(req.raw);
+    let merged = '';
+    for (let i = 0; i < COUNT_ATTEMPTS && reply[0] === 0x24; i++) {
+      const before = await sourceKeyspace();
+      reply = await s.ownCall(req.raw);
+      if (reply[0] !== 0x24) break;
+      const text = dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), side === 'target' ? hidden : 0);
+      merged = mergeKeyspaceInfo(text, before);
+      if (sameCounts(await sourceKeyspace(), before)) break;
+    }
+    e.reply = reply[0] === 0x24 ? encodeBulk(Buffer.from(merged, 'latin1')) : reply;
+  })();
   s.enqueue(e);
+}
+
+/** Whether two INFO keyspace texts hold the same key and expire counts per db. */
+function sameCounts(a: string, b: string): boolean {
+  const x = parseKeyspaceLines(a);
+  const y = parseKeyspaceLines(b);
+  if (x.size !== y.size) return false;
+  for (const [db, l] of x) {
+    const m = y.get(db);
+    if (m === undefined || m.keys !== l.keys || m.expires !== l.expires) return false;
+  }
+  return true;
 }
 
 interface DbLine {
@@ -293,42 +381,37 @@ function flush(s: Session, req: Request): void {
   const e = new Entry(req);
   const db = s.db;
   const args = restArgs(req, 1);
-  if (s.ctx.hideSide === 'target') e.bytes = hiddenRequest(s, req);
-  const src = s.ctx.source.db(req.name === 'flushall' ? 0 : db);
-  const cmd = Buffer.from(req.name.toUpperCase());
-  e.pre = (
-    s.ctx.hideSide === 'source'
-      ? src.callBuffer('EVAL', KEEP_PHASE_SCRIPT, 1, PHASE_KEY, String(req.name === 'flushall' ? 0 : db), cmd, ...args)
-      : src.callBuffer(req.name.toUpperCase(), ...args)
-  ).then(
-      () => undefined,
-      (err) => {
-        throw sourceError(err);
-      },
-    );
+  const name = req.name.toUpperCase();
+  const inDb = req.name === 'flushall' ? 0 : db;
+  e.pre = (async () => {
+    await check(s, [name, 'rehome-check'], 'ERR syntax error');
+    const src = s.ctx.source.db(inDb);
+    try {
+      if (s.ctx.hideSide === 'source') await src.callBuffer('EVAL', KEEP_PHASE_SCRIPT, 1, PHASE_KEY, String(inDb), name, ...args);
+      else await src.callBuffer(name, ...args);
+    } catch (err) {
+      throw sourceError(err);
+    }
+    // The target's half on the client's own connection (e itself), unless rehome's phase key is
+    // there to keep: then by rehome, which the check above has already allowed.
+    if (s.ctx.hideSide === 'target') {
+      e.local = true;
+      e.reply = await keepingPhaseKey(s, inDb, [name, ...args]);
+    }
+  })();
   s.enqueue(e);
 }
 
-function swapdb(s: Session, req: Request): void {
-  if (req.argc !== 3) return s.forwardPlain(req);
-  const a = parseDbIndex(argStr(req, 1), s.ctx.databases);
-  const b = parseDbIndex(argStr(req, 2), s.ctx.databases);
-  const e = new Entry(req);
-  if (s.ctx.hideSide === 'target') e.bytes = hiddenRequest(s, req);
-  const src = s.ctx.source.db(0);
-  e.pre = (
-    s.ctx.hideSide === 'source'
-      ? src.callBuffer('EVAL', KEEP_PHASE_SCRIPT, 1, PHASE_KEY, '0', 'SWAPDB', argBuf(req, 1), argBuf(req, 2))
-      : src.callBuffer('SWAPDB', argBuf(req, 1), argBuf(req, 2))
-  ).then(
-      () => {
-        if (a !== null && b !== null) s.ctx.mover.cache.swap(a, b);
-      },
-      (err) => {
-        throw sourceError(err);
-      },
-    );
-  s.enqueue(e);
+/** Runs FLUSHALL, FLUSHDB or SWAPDB (in db `inDb`) on the target, keeping rehome's phase key. */
+async function keepingPhaseKey(s: Session, inDb: number, cmd: Array<string | Buffer>): Promise<Buffer> {
+  try {
+    await s.ctx.target.db(0).callBuffer('EVAL', KEEP_PHASE_SCRIPT, 1, PHASE_KEY, String(inDb), ...cmd);
+  } catch (err) {
+    const e = err as Error & { name?: string };
+    if (e && e.name === 'ReplyError') return encodeError(e.message);
+    throw new RehomeError('ETARGET', ErrorText.targetUnavailable(e?.message ?? String(err)));
+  }
+  return Buffer.from('+OK\r\n');
 }
 
 // ---------------------------------------------------------------- rehome's phase key, hidden
@@ -416,42 +499,62 @@ function hiddenRequest(s: Session, req: Request): Buffer {
   }
 }
 
-/** Pass-through to a server that holds the phase key (hold phase): the same commands, key hidden. */
+/**
+ * Pass-through to a server that holds the phase key (hold phase): the same commands, key hidden.
+ * What rehome runs itself to keep the key (scripts) comes after the client's own check.
+ */
 function hiddenPassThrough(s: Session, req: Request): void {
   const e = new Entry(req);
+  const db = s.db;
   switch (req.name) {
     case 'keys':
       if (req.argc !== 2) return s.forwardPlain(req);
       e.hook = (reply) => (reply[0] === 0x2a ? hideReservedArray(reply) : reply);
       break;
-    case 'dbsize':
+    case 'dbsize': {
+      if (req.argc !== 1) return s.forwardPlain(req);
+      let hidden = 0;
+      if (db === 0) {
+        e.pre = hiddenCount(s, 'target').then((h) => {
+          hidden = h;
+        });
+      }
+      e.hook = (reply) => (reply[0] === 0x3a ? Buffer.from(`:${Number(reply.toString('latin1', 1, reply.length - 2)) - hidden}\r\n`) : reply);
+      break;
+    }
     case 'randomkey':
       if (req.argc !== 1) return s.forwardPlain(req);
-      e.bytes = hiddenRequest(s, req);
+      e.local = true;
+      e.pre = check(s, ['RANDOMKEY'], null).then(async (r) => {
+        e.reply = isReservedReply(r) ? await hiddenRandomKey(s, 'target', db) : r;
+      });
       break;
     case 'flushall':
-    case 'flushdb':
-      e.bytes = hiddenRequest(s, req);
+    case 'flushdb': {
+      const name = req.name.toUpperCase();
+      e.local = true;
+      e.pre = check(s, [name, 'rehome-check'], 'ERR syntax error').then(async () => {
+        e.reply = await keepingPhaseKey(s, req.name === 'flushall' ? 0 : db, [name, ...restArgs(req, 1)]);
+      });
       break;
+    }
     case 'swapdb': {
       if (req.argc !== 3) return s.forwardPlain(req);
-      e.bytes = hiddenRequest(s, req);
+      e.local = true;
+      e.pre = check(s, ['SWAPDB', 'rehome-check', 'rehome-check'], 'ERR invalid first DB index').then(async () => {
+        e.reply = await keepingPhaseKey(s, 0, ['SWAPDB', ...restArgs(req, 1)]);
+      });
       break;
     }
     case 'info': {
-      let wantKeyspace = req.argc === 1;
-      for (let i = 1; i < req.argc; i++) if (KEYSPACE_SECTIONS.has(argLower(req, i))) wantKeyspace = true;
-      if (!wantKeyspace) return s.forwardPlain(req);
+      if (!wantsKeyspace(req)) return s.forwardPlain(req);
       let hidden = 0;
-      e.pre = s.ctx.target
-        .db(0)
-        .exists(PHASE_KEY)
-        .then(
-          (h) => {
-            hidden = h;
-          },
-          () => undefined,
-        );
+      e.pre = hiddenCount(s, 'target').then(
+        (h) => {
+          hidden = h;
+        },
+        () => undefined,
+      );
       e.hook = (reply) => {
         if (reply[0] !== 0x24) return reply;
         return encodeBulk(Buffer.from(dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), hidden), 'latin1'));

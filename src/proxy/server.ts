@@ -15,7 +15,7 @@ import { RehomeError } from '../errors.js';
 import { KnownAbsentCache } from '../migration/absent-cache.js';
 import { Migration } from '../migration/migration.js';
 import { Mover } from '../migration/mover.js';
-import { fencedName, PhaseController, type PhaseState, type ProcessView, type SwitchablePhase } from '../phase/phase.js';
+import { fencedName, lastActedPhase, PhaseController, type PhaseName, type PhaseState, type ProcessView, type SwitchablePhase } from '../phase/phase.js';
 import { PING_REQUEST } from '../resp/request-framer.js';
 import { formatPlanReport, plan } from '../tools/plan.js';
 import { ControlPool } from '../upstream/control.js';
@@ -510,22 +510,42 @@ export class RehomeProxy {
 
   /**
    * Switches the phase of every process on this pair (the fenced switch, src/phase/phase.ts).
-   * hold needs the new server empty: keys there would vanish for clients.
+   * The preconditions (preconditions()) are decided inside the fence; the same checks made
+   * before it only spare every client a reconnect when the answer is already no.
    */
   async switchPhase(to: SwitchablePhase): Promise<{ from: string; to: string; epoch: number; killed: number }> {
     const c = this.phases;
     if (!c) {
       throw new RehomeError('ENOPHASE', 'phases are not in use on this pair: start every rehome process with --phase hold|migrate');
     }
+    // hold's check needs nothing from the phase of before, and refuses even when the phase is
+    // hold already: keys on the new server are worth an error then too.
+    if (to === 'hold') await this.preconditions(to, null);
+    const cur = (await c.fresh()) ?? c.state;
+    if (cur.phase === to) return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0 };
+    if (to !== 'hold') await this.preconditions(to, lastActedPhase(cur));
+    const r = await c.switchTo(to, this.processId, (prev) => this.preconditions(to, prev)).catch((e: Error) => {
+      this.log(`phase switch to ${to} failed: ${e.message}`);
+      throw e;
+    });
+    this.log(`phase switched ${r.from} -> ${to} (epoch ${r.epoch}); ${r.killed} connection(s) of older epochs killed`);
+    return { from: r.from, to, epoch: r.epoch, killed: r.killed };
+  }
+
+  /**
+   * Refuses a switch to `to` from the phase the fleet acts on (`from`; null when unknown: every
+   * check applies). Its answer decides only inside the fence (switchTo's step 3): before it,
+   * moves and writes of the old phase can still change what these checks see.
+   */
+  private async preconditions(to: SwitchablePhase, from: PhaseName | null): Promise<void> {
     if (to === 'hold') {
+      // Keys there would vanish for clients, and come back at the next migrate.
       const n = await this.keysOnNew();
       if (n > 0) {
         throw new RehomeError('EPHASE', `cannot switch to hold: the new server holds ${n} keys, which clients would no longer see; switch to reverse and wait until it is drained (the phase then becomes hold by itself)`);
       }
     }
-    const cur = c.state;
-    if (cur.phase === to) return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0 };
-    if (to === 'migrate' && cur.phase !== 'drained') {
+    if (to === 'migrate' && from !== 'drained') {
       // The pre-flight checks of `rehome plan` (conflicts above all: a key already on the new
       // server would win over the old copy). From drained (keys written to the old server
       // directly since) the new server is full by design: migrate sweeps them again.
@@ -541,9 +561,6 @@ export class RehomeProxy {
         throw new RehomeError('EPLAN', `cannot switch to migrate: pre-flight check failed: ${first?.message ?? 'see rehome plan'}`);
       }
     }
-    const r = await c.switchTo(to, this.processId);
-    this.log(`phase switched ${r.from} -> ${to} (epoch ${r.epoch}); ${r.killed} connection(s) of older epochs killed`);
-    return { from: r.from, to, epoch: r.epoch, killed: r.killed };
   }
 
   private async keysOnNew(): Promise<number> {

@@ -140,7 +140,6 @@ const SUBSCRIBE_FAMILY = new Set([
  * a client's command name must never find Object.prototype's members (`constructor`, `__proto__`).
  */
 const REFUSED = new Map<string, string>([
-  ['monitor', 'it would show only the target; run MONITOR on each server directly'],
   ['sync', 'replication through a migrating proxy would copy half a dataset'],
   ['psync', 'replication through a migrating proxy would copy half a dataset'],
   ['replconf', 'replication through a migrating proxy would copy half a dataset'],
@@ -177,7 +176,16 @@ export class Session implements IdleClient, LaneOwner {
   private subCount = 0;
   private shardCount = 0;
   authed: boolean;
-  private authPending = 0;
+  /**
+   * Connection-state commands (SELECT, AUTH, HELLO, RESET, CLIENT SETNAME, an EXEC that ran a
+   * SELECT) sent and not yet answered. rehome's view of the connection changes on the server's
+   * reply (DESIGN.md rule 6), so nothing after such a command is dispatched before that reply.
+   */
+  private statePending = 0;
+  /** A SELECT was queued in the open MULTI: the db after EXEC depends on EXEC's outcome. */
+  private multiSelect = false;
+  /** MONITOR mode: every reply belongs to the stream entry. */
+  private monitoring = false;
   private readonly framer: RequestFramer;
   private readonly scanner = new ReplyScanner();
   private readonly out = new Deque<Entry>();
@@ -265,7 +273,10 @@ export class Session implements IdleClient, LaneOwner {
     client.on('data', (chunk: Buffer) => this.guard(() => this.onClientData(chunk)));
     client.on('end', () => {
       this.inputEnded = true;
-      this.pump();
+      // Redis frees a client as soon as it reads its end of stream, which ends a blocking command
+      // it left behind. Kept running here, it would pop an element for a client that is gone.
+      if (this.hasBlocking()) this.destroy();
+      else this.pump();
     });
     client.on('error', () => this.destroy());
     client.on('close', () => this.destroy());
@@ -308,18 +319,18 @@ export class Session implements IdleClient, LaneOwner {
   private endFenceHold(): void {
     if (!this.fenceHold || this.dead) return;
     this.fenceHold = false;
-    if (this.held !== null && this.authPending === 0) process.nextTick(() => this.releaseHeld());
+    if (this.held !== null && this.statePending === 0) process.nextTick(() => this.releaseHeld());
     else process.nextTick(() => this.pump());
   }
 
   /** CLIENT SETNAME for the fenced name, carrying the client's own name after a dot. */
-  private nameRequest(): Buffer {
-    return encodeRequest([Buffer.from('CLIENT'), Buffer.from('SETNAME'), this.nameRequestName()]).raw;
+  private nameRequest(clientName = this.clientName): Buffer {
+    return encodeRequest([Buffer.from('CLIENT'), Buffer.from('SETNAME'), this.nameRequestName(clientName)]).raw;
   }
 
-  private nameRequestName(): Buffer {
+  private nameRequestName(clientName: string | null): Buffer {
     const base = `rehome-e${this.ctx.fence!.epoch}-client`;
-    return Buffer.from(this.clientName === null ? base : `${base}.${this.clientName}`, 'latin1');
+    return Buffer.from(clientName === null ? base : `${base}.${clientName}`, 'latin1');
   }
 
   /** Sends a request of the proxy's own on the client's connection; its reply goes to `f`. */
@@ -458,6 +469,16 @@ export class Session implements IdleClient, LaneOwner {
       this.closing = true;
       return;
     }
+    if (this.statePending > 0) {
+      // rehome's view of this connection (db, identity, name) waits for the server's answer.
+      this.held = req;
+      return;
+    }
+    if (this.monitoring) {
+      if (name === 'reset') this.reset(req);
+      else this.sendBytes(req.raw); // answered in the stream, as on the server
+      return;
+    }
     if (this.subscribed) {
       if (!PUBSUB_ALLOWED.has(name)) {
         this.startBarrier(req);
@@ -468,11 +489,6 @@ export class Session implements IdleClient, LaneOwner {
         this.sendBytes(req.raw);
         return;
       }
-    }
-    if (!this.authed && this.authPending > 0 && name !== 'auth' && name !== 'hello') {
-      // Whether this client may act depends on an AUTH still in flight: wait for its reply.
-      this.held = req;
-      return;
     }
     const refusal = REFUSED.get(name);
     if (refusal !== undefined) {
@@ -486,34 +502,19 @@ export class Session implements IdleClient, LaneOwner {
     }
     switch (name) {
       case 'select':
-        if (req.argc === 2) {
-          const n = parseDbIndex(argStr(req, 1), this.ctx.databases);
-          if (n !== null) this.db = n;
-        }
-        this.forwardPlain(req);
+        this.select(req);
         return;
       case 'multi':
         if (!this.inMulti) {
           this.inMulti = true;
           this.multiDb = this.db;
+          this.multiSelect = false;
         }
         this.forwardPlain(req);
         return;
-      case 'exec': {
-        const wasIn = this.inMulti;
-        const savedDb = this.multiDb;
-        this.inMulti = false;
-        const e = new Entry(req);
-        if (wasIn) {
-          e.hook = (reply) => {
-            // EXEC aborted or WATCH failed: SELECTs queued inside did not run.
-            if (reply[0] === 0x2d || (reply[0] === 0x2a && reply[1] === 0x2d)) this.db = savedDb;
-            return reply;
-          };
-        }
-        this.enqueue(e);
+      case 'exec':
+        this.exec(req);
         return;
-      }
       case 'discard':
         if (this.inMulti) {
           this.inMulti = false;
@@ -528,22 +529,10 @@ export class Session implements IdleClient, LaneOwner {
         this.hello(req);
         return;
       case 'reset':
-        this.db = 0;
-        this.inMulti = false;
-        this.authed = !this.ctx.targetAuthRequired;
-        if (this.subscribed) {
-          // The stream ends when the target answers +RESET.
-          this.subscribed = false;
-          this.sendBytes(req.raw);
-        } else {
-          this.forwardPlain(req);
-        }
-        if (this.ctx.fence !== null) {
-          // RESET clears the connection's name: name it (and check the phase) again.
-          this.named = false;
-          this.clientName = null;
-          if (this.authed) this.startFence();
-        }
+        this.reset(req);
+        return;
+      case 'monitor':
+        this.monitor(req);
         return;
       case 'quit':
         this.forwardPlain(req);
@@ -565,8 +554,10 @@ export class Session implements IdleClient, LaneOwner {
       case 'flushall':
       case 'swapdb':
         if (this.inMulti) {
-          // Once nothing moves any more (hold, drained) they run inside MULTI as on the server.
+          // Once nothing moves any more (hold, drained) they run inside MULTI as on the server;
+          // so does INFO without its keyspace section, which reads nothing of the keyspace.
           if (this.ctx.mover.drained) keyspace.queuedInMulti(this, req);
+          else if (name === 'info' && !keyspace.wantsKeyspace(req)) this.forwardPlain(req);
           else this.refuse(req, ErrorText.notInMulti(name.toUpperCase()));
           return;
         }
@@ -589,7 +580,7 @@ export class Session implements IdleClient, LaneOwner {
         return;
       case 'sort':
       case 'sort_ro':
-        if (sortUsesPatterns(req)) {
+        if (!this.ctx.mover.drained && sortUsesPatterns(req)) {
           this.refuse(req, ErrorText.sortPattern());
           return;
         }
@@ -618,13 +609,11 @@ export class Session implements IdleClient, LaneOwner {
     const name = argStr(req, 2);
     const e = new Entry(req);
     if (validClientName(name)) {
-      const before = this.clientName;
-      this.clientName = name === '' ? null : name;
-      e.bytes = this.nameRequest();
-      e.hook = (reply) => {
-        if (reply[0] !== 0x2b) this.clientName = before;
-        return reply;
-      };
+      const given = name === '' ? null : name;
+      e.bytes = this.nameRequest(given);
+      this.changesState(e, (ok) => {
+        if (ok) this.clientName = given;
+      });
     }
     // An invalid name goes as it is: the server's own error, and the fenced name stays.
     this.enqueue(e);
@@ -634,14 +623,18 @@ export class Session implements IdleClient, LaneOwner {
   /** The general case: move the command's keys (if not known absent), then forward it. */
   private keyed(req: Request): void {
     const keys = this.ctx.table.keys(req);
-    if (this.ctx.fence !== null && keys !== null && keys.some(isReserved)) {
+    if (keys !== null && keys.some(isReserved)) {
       this.refuse(req, ErrorText.reservedKey());
       return;
     }
     if (keys === null) {
       const e = new Entry(req);
       const db = this.db; // the db the command runs in, whatever SELECTs follow it
-      e.pre = this.getKeys(req).then((ks) => (ks.length > 0 ? this.ctx.mover.gate(db, ks) : null) ?? undefined);
+      e.pre = this.getKeys(req).then((ks) => {
+        // Keys only the server could name (SORT ... STORE, modules) are refused like any other.
+        if (ks.some(isReserved)) throw new RehomeError('ERESERVED', ErrorText.reservedKey());
+        return (ks.length > 0 ? this.ctx.mover.gate(db, ks) : null) ?? undefined;
+      });
       this.enqueue(e);
       return;
     }
@@ -710,6 +703,10 @@ export class Session implements IdleClient, LaneOwner {
   }
 
   private gateRefs(req: Request, refs: KeyRef[]): void {
+    if (refs.some((r) => isReserved(r.key))) {
+      this.refuse(req, ErrorText.reservedKey());
+      return;
+    }
     const p = this.ctx.mover.gateRefs(refs);
     if (p === null) {
       this.forwardPlain(req);
@@ -720,28 +717,75 @@ export class Session implements IdleClient, LaneOwner {
     this.enqueue(e);
   }
 
+  /**
+   * Makes `e` a connection-state command (DESIGN.md rule 6): nothing after it is dispatched until
+   * the server answers, and `apply` sees whether the server accepted it (a `+` or array reply).
+   */
+  private changesState(e: Entry, apply: (ok: boolean, reply: Buffer) => void): void {
+    this.statePending++;
+    const prior = e.hook;
+    e.hook = (reply, en) => {
+      this.statePending--;
+      const out = prior === null ? reply : prior(reply, en);
+      apply(reply[0] === 0x2b || reply[0] === 0x2a || reply[0] === 0x25, reply);
+      this.releaseAfterState();
+      return out;
+    };
+  }
+
+  private releaseAfterState(): void {
+    if (this.statePending > 0 || this.held === null || this.subscribed || this.fenceHold) return;
+    // Resume on the next tick: this runs inside reply processing.
+    process.nextTick(() => this.releaseHeld());
+  }
+
+  /**
+   * SELECT changes the db keys are moved in only once the server has run it. Inside MULTI its
+   * +QUEUED says nothing about the outcome: the db is predicted with the server's own integer
+   * rules and settled by EXEC's reply (exec()).
+   */
+  private select(req: Request): void {
+    const n = req.argc === 2 ? parseDbIndex(argStr(req, 1), this.ctx.databases) : null;
+    if (this.inMulti) this.multiSelect = true;
+    const e = new Entry(req);
+    this.changesState(e, (ok) => {
+      if (ok && n !== null) this.db = n;
+    });
+    this.enqueue(e);
+  }
+
+  private exec(req: Request): void {
+    const wasIn = this.inMulti;
+    const savedDb = this.multiDb;
+    this.inMulti = false;
+    const e = new Entry(req);
+    if (wasIn && this.multiSelect) {
+      this.multiSelect = false;
+      // EXEC aborted (EXECABORT, WATCH): the queued SELECTs did not run.
+      this.changesState(e, (_ok, reply) => {
+        if (reply[0] !== 0x2a || reply[1] === 0x2d) this.db = savedDb;
+      });
+    }
+    this.enqueue(e);
+  }
+
   private forwardAuth(req: Request): void {
     const e = new Entry(req);
-    this.authPending++;
-    e.hook = (reply) => {
-      this.authPending--;
-      if (reply[0] === 0x2b) {
+    this.changesState(e, (ok) => {
+      if (ok && !this.authed) {
         this.authed = true;
         if (this.ctx.fence !== null) this.startFence();
       }
-      this.releaseHeldAfterAuth();
-      return reply;
-    };
+    });
     this.enqueue(e);
   }
 
   private hello(req: Request): void {
-    if (req.argc >= 2) {
-      const v = argStr(req, 1);
-      if (/^-?\d+$/.test(v) && v !== '2') {
-        this.localReply(req, encodeError(ErrorText.noproto()));
-        return;
-      }
+    // rehome speaks RESP2 to its clients; every other version, valid or not, gets the server's
+    // own answer.
+    if (req.argc >= 2 && argStr(req, 1) === '3') {
+      this.localReply(req, encodeError(ErrorText.noproto()));
+      return;
     }
     let hasAuth = false;
     let setname = -1;
@@ -751,38 +795,105 @@ export class Session implements IdleClient, LaneOwner {
       else if (a === 'setname' && i + 1 < req.argc) setname = i + 1;
     }
     const e = new Entry(req);
+    let given: string | null | undefined;
     if (setname > 0 && this.ctx.fence !== null && validClientName(argStr(req, setname))) {
       // Keep the fenced prefix on the connection's name (see clientNameCommand); an unnamed
       // connection gets it with the fence that follows AUTH.
       const name = argStr(req, setname);
-      this.clientName = name === '' ? null : name;
+      given = name === '' ? null : name;
       if (this.named) {
         const args: Buffer[] = [];
-        for (let i = 0; i < req.argc; i++) args.push(i === setname ? this.nameRequestName() : argBuf(req, i));
+        for (let i = 0; i < req.argc; i++) args.push(i === setname ? this.nameRequestName(given) : argBuf(req, i));
         e.bytes = encodeRequest(args).raw;
       }
     }
-    if (!hasAuth) {
-      this.enqueue(e);
-      return;
-    }
-    this.authPending++;
-    e.hook = (reply) => {
-      this.authPending--;
-      if (reply[0] === 0x2a) {
+    this.changesState(e, (ok) => {
+      if (!ok) return;
+      if (given !== undefined) this.clientName = given;
+      if (hasAuth && !this.authed) {
         this.authed = true;
         if (this.ctx.fence !== null) this.startFence();
       }
-      this.releaseHeldAfterAuth();
+    });
+    this.enqueue(e);
+  }
+
+  /**
+   * RESET: rehome's view of the connection is reset once the server has run it, and only then is
+   * the connection named for the fence again (RESET clears the name; a name set before it ran
+   * would be cleared with it, and the phase switch's CLIENT KILL would miss the connection).
+   */
+  private reset(req: Request): void {
+    this.statePending++;
+    if (this.subscribed || this.monitoring) {
+      // The stream ends when the target answers +RESET (onStreamReply calls afterReset).
+      this.sendBytes(req.raw);
+      return;
+    }
+    const e = new Entry(req);
+    e.hook = (reply) => {
+      this.statePending--;
+      if (reply[0] === 0x2b) this.afterReset();
+      this.releaseAfterState();
       return reply;
     };
     this.enqueue(e);
   }
 
-  private releaseHeldAfterAuth(): void {
-    if (this.authPending > 0 || this.held === null || this.subscribed || this.fenceHold) return;
-    // Resume on the next tick: this runs inside reply processing.
-    process.nextTick(() => this.releaseHeld());
+  private afterReset(): void {
+    this.db = 0;
+    this.inMulti = false;
+    this.multiSelect = false;
+    this.subscribed = false;
+    this.monitoring = false;
+    this.authed = !this.ctx.targetAuthRequired;
+    if (this.ctx.fence !== null) {
+      this.named = false;
+      this.clientName = null;
+      if (this.authed) this.startFence();
+    }
+  }
+
+  /** MONITOR: the client's own connection streams what the target runs (a pub/sub-like stream). */
+  private monitor(req: Request): void {
+    if (this.inMulti) {
+      this.forwardPlain(req);
+      return;
+    }
+    this.monitoring = true;
+    const e = new Entry(req);
+    e.stream = true;
+    this.enqueue(e);
+  }
+
+  /** Whether a command that blocks on the server is outstanding (sent, or waiting to be). */
+  private hasBlocking(): boolean {
+    return this.out.some((e) => e.req !== null && !e.inMulti && this.blocks(e.req));
+  }
+
+  private blocks(req: Request): boolean {
+    const name = req.name;
+    if (name === 'wait' || name === 'waitaof') return true;
+    if (name === 'xread' || name === 'xreadgroup') {
+      for (let i = 1; i < req.argc; i++) if (argLower(req, i) === 'block') return true;
+      return false;
+    }
+    return this.ctx.table.lookup(req)?.flags.has('blocking') === true;
+  }
+
+  /**
+   * Sends a request of rehome's own on the client's connection, for a command running alone
+   * (keyspace.ts: nothing of the client's is in flight), and resolves with the target's reply:
+   * what the target answers this client's ACL user (DESIGN.md rule 5).
+   */
+  ownCall(bytes: Buffer): Promise<Buffer> {
+    return new Promise((resolve) => {
+      if (this.upstreamFailed !== null || this.dead) {
+        resolve(encodeError(ErrorText.targetUnavailable(this.upstreamFailed ?? 'connection closed')));
+        return;
+      }
+      this.sendInternal(bytes, resolve);
+    });
   }
 
   private releaseHeld(): void {
@@ -1246,7 +1357,24 @@ export class Session implements IdleClient, LaneOwner {
     }
     if (reply.length === 8 && reply.toString('latin1') === '+RESET\r\n') {
       this.emit(e, reply);
+      this.statePending--;
+      this.afterReset();
       this.endStream(e);
+      if (this.held !== null) this.releaseAfterState();
+      else process.nextTick(() => this.pump());
+      return;
+    }
+    if (this.monitoring) {
+      // MONITOR refused (its ACL user may not run it): the connection is a normal one again.
+      if (reply[0] === 0x2d && e.pending === null && !e.streaming) {
+        this.monitoring = false;
+        this.emit(e, reply);
+        this.endStream(e);
+        process.nextTick(() => this.pump());
+        return;
+      }
+      e.streaming = true;
+      this.emit(e, reply);
       return;
     }
     if (reply[0] === 0x2a) this.trackSubscriptions(reply);
@@ -1309,7 +1437,10 @@ export class Session implements IdleClient, LaneOwner {
     this.upstream.destroy();
     const err = encodeError(ErrorText.targetUnavailable(why));
     for (const e of this.up.drain()) {
-      if (e.swallow) continue;
+      if (e.swallow) {
+        e.onReply?.(err);
+        continue;
+      }
       if (e.stream) {
         e.streamEnded = true;
         continue;
@@ -1319,6 +1450,7 @@ export class Session implements IdleClient, LaneOwner {
     }
     this.partial = null;
     this.subscribed = false;
+    this.monitoring = false;
     this.idleWaiter = null;
     this.idleFor = null;
     // Requests still waiting on moves fail too: their connection state is gone.
@@ -1402,7 +1534,7 @@ function isBarrierReply(reply: Buffer, token: Buffer): boolean {
  */
 const PINNING = new Set([
   'select', 'auth', 'hello', 'reset', 'multi', 'watch', 'subscribe', 'psubscribe', 'ssubscribe',
-  'readonly', 'readwrite', 'asking',
+  'readonly', 'readwrite', 'asking', 'monitor',
 ]);
 const PINNING_CLIENT = new Set(['tracking', 'caching', 'reply', 'no-evict', 'no-touch']);
 
@@ -1424,14 +1556,21 @@ function validClientName(name: string): boolean {
   return true;
 }
 
-/** A db index the target accepts, or null. */
+/**
+ * A db index the target accepts, or null. Redis's integer rules: no sign but '-', no leading
+ * zero, no spaces ("01" and "+1" are not integers to it).
+ */
 export function parseDbIndex(s: string, databases: number): number | null {
-  if (!/^\d{1,9}$/.test(s)) return null;
+  if (!/^(0|[1-9]\d{0,8})$/.test(s)) return null;
   const n = Number(s);
   return n < databases ? n : null;
 }
 
-/** SORT reads keys named by BY/GET patterns, which cannot be moved before it runs. */
+/**
+ * SORT reads keys named by BY/GET patterns, which cannot be moved before it runs. A pattern
+ * without '*' names no key (the server looks nothing up: BY skips sorting, GET answers nil), and
+ * GET # is the element itself.
+ */
 function sortUsesPatterns(req: Request): boolean {
   let j = 2;
   while (j < req.argc) {
@@ -1439,11 +1578,8 @@ function sortUsesPatterns(req: Request): boolean {
     if (opt === 'asc' || opt === 'desc' || opt === 'alpha') j++;
     else if (opt === 'limit') j += 3;
     else if (opt === 'store') j += 2;
-    else if (opt === 'by') {
-      if (j + 1 < req.argc && argStr(req, j + 1).includes('*')) return true;
-      j += 2;
-    } else if (opt === 'get') {
-      if (j + 1 < req.argc && argStr(req, j + 1) !== '#') return true;
+    else if (opt === 'by' || opt === 'get') {
+      if (j + 1 < req.argc && argBuf(req, j + 1).includes(0x2a)) return true;
       j += 2;
     } else return false;
   }

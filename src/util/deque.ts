@@ -26,6 +26,12 @@ export class Deque<T> {
     return v;
   }
 
+  /** Whether any item satisfies `f` (oldest first). */
+  some(f: (v: T) => boolean): boolean {
+    for (let i = this.head; i < this.items.length; i++) if (f(this.items[i] as T)) return true;
+    return false;
+  }
+
   /** Removes and returns every item, oldest first. */
   drain(): T[] {
     const out = this.items.slice(this.head) as T[];

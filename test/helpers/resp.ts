@@ -258,6 +258,11 @@ export class RawClient {
   close(): void {
     this.sock.destroy();
   }
+
+  /** Half-closes: the client sends its end of stream but still reads replies. */
+  end(): void {
+    this.sock.end();
+  }
 }
 
 /** Printable form of raw reply bytes for assertion messages. */

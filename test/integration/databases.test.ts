@@ -1,10 +1,12 @@
 /**
  * Databases: SELECT is tracked per client and moves go to the client's db; commands that name a
- * db (MOVE, COPY ... DB) or act on whole dbs (SWAPDB, FLUSHDB, FLUSHALL) act on both instances.
+ * db (MOVE, COPY ... DB) or act on whole dbs (FLUSHDB, FLUSHALL) act on both instances; SWAPDB is
+ * refused while keys move.
  */
 import { describe, expect, it } from 'vitest';
 import { usePair } from '../helpers/fixture.js';
 import { ALL_DBS, assertNoKeyInBoth, keysByDb, whereIs } from '../helpers/invariant.js';
+import { errorOf } from '../helpers/util.js';
 
 const ctx = usePair();
 
@@ -92,36 +94,18 @@ describe('databases', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
-  it('SWAPDB 0 1 swaps data whether keys were in the source or the target', async () => {
+  it('SWAPDB while keys move is refused and swaps nothing on either server (DESIGN.md rule 1)', async () => {
     const s0 = ctx.source.client(0);
     const s1 = ctx.source.client(1);
     await s0.set('a-src', 'db0-source');
     await s1.set('c-src', 'db1-source');
     const c = ctx.proxy.client();
     await c.set('b-tgt', 'db0-target');
+    expect(await errorOf(c.call('SWAPDB', '0', '1'))).toMatch(/^ERR rehome: SWAPDB is refused while keys move/);
+    expect(await c.mget('a-src', 'b-tgt', 'c-src')).toEqual(['db0-source', 'db0-target', null]);
     await c.select(1);
-    await c.set('d-tgt', 'db1-target');
-    await c.select(0);
-    expect(await c.call('SWAPDB', '0', '1')).toBe('OK');
-    expect(await c.mget('a-src', 'b-tgt', 'c-src', 'd-tgt')).toEqual([null, null, 'db1-source', 'db1-target']);
-    await c.select(1);
-    expect(await c.mget('a-src', 'b-tgt', 'c-src', 'd-tgt')).toEqual(['db0-source', 'db0-target', null, null]);
-    await assertNoKeyInBoth(ctx.source, ctx.target);
-  });
-
-  it('SWAPDB does not leave a stale known-absent entry behind', async () => {
-    const s0 = ctx.source.client(0);
-    const s1 = ctx.source.client(1);
-    await s0.set('x', 'was-db0');
-    await s1.set('x', 'was-db1');
-    const c = ctx.proxy.client();
-    // Move db0:x (now known absent from source db 0).
-    expect(await c.get('x')).toBe('was-db0');
-    expect(await c.call('SWAPDB', '0', '1')).toBe('OK');
-    // Source db 0 now holds db 1's untouched x; the target's db 1 holds the moved one.
-    expect(await c.get('x')).toBe('was-db1');
-    await c.select(1);
-    expect(await c.get('x')).toBe('was-db0');
+    expect(await c.get('c-src')).toBe('db1-source');
+    expect(await ctx.target.client(1).dbsize()).toBe(1);
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
@@ -218,14 +202,15 @@ describe('databases', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
-  it('SWAPDB pipelined with a GET right after it reads the swapped db', async () => {
+  it('a refused SWAPDB pipelined with GETs keeps the reply order and the db', async () => {
     await ctx.source.client(1).set('sx', 'db1-value');
     await ctx.source.client(0).set('sy', 'db0-value');
     const r = await ctx.proxy.raw();
     try {
-      r.write('SWAPDB 0 1\r\nGET sx\r\nSELECT 1\r\nGET sy\r\n');
-      const got = (await r.readReplies(4)).map((b) => b.toString());
-      expect(got, JSON.stringify(got)).toEqual(['+OK\r\n', '$9\r\ndb1-value\r\n', '+OK\r\n', '$9\r\ndb0-value\r\n']);
+      r.write('GET sy\r\nSWAPDB 0 1\r\nGET sy\r\nSELECT 1\r\nGET sx\r\n');
+      const got = (await r.readReplies(5)).map((b) => b.toString());
+      expect(got[1], JSON.stringify(got)).toMatch(/^-ERR rehome: SWAPDB is refused/);
+      expect([got[0], got[2], got[3], got[4]]).toEqual(['$9\r\ndb0-value\r\n', '$9\r\ndb0-value\r\n', '+OK\r\n', '$9\r\ndb1-value\r\n']);
     } finally {
       r.close();
     }

@@ -1,7 +1,7 @@
 /**
  * Differential test (migrate): the same seeded data in the source (behind the proxy, empty target)
  * and in a plain reference redis; ~2000 random commands get the same replies from both (the
- * runner is test/helpers/differential.ts).
+ * runner is test/helpers/differential.ts). SWAPDB is left out: while keys move it is refused.
  *
  * Re-run a failing sequence with REHOME_DIFF_SEED=<seed> (the seed is in the failure message);
  * REHOME_DIFF_EXCLUDE=CMD1,CMD2 leaves commands out of the mix.
@@ -16,12 +16,12 @@ const ref = useReferenceRedis();
 
 describe('differential: proxy vs plain redis', () => {
   it('2000 random commands, one per round trip, get the same replies', async () => {
-    await runDifferential(ctx, ref, 'sequential');
+    await runDifferential(ctx, ref, 'sequential', ['SWAPDB']);
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
   it('2000 random commands in pipelined batches get the same replies', async () => {
-    await runDifferential(ctx, ref, 'pipelined');
+    await runDifferential(ctx, ref, 'pipelined', ['SWAPDB']);
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 });

@@ -275,13 +275,13 @@ describe('--client-output-buffer-limit', () => {
       Number(/^rehome_commands_total (\d+)$/m.exec(await (await fetch(`http://${admin}/metrics`)).text())?.[1]);
     const pid = proxy.proc.pid!;
     const probe = await proxy.raw();
-    const refusedReply = await probe.command('MONITOR');
+    const refusedReply = await probe.command('SYNC');
     probe.close();
-    expect(refusedReply.toString()).toMatch(/^-ERR rehome: 'MONITOR' is not supported/);
+    expect(refusedReply.toString()).toMatch(/^-ERR rehome: 'SYNC' is not supported/);
     const before = rssBytes(pid);
     const n = 300_000; // 2.7 MB of requests, each answered by the proxy itself with an error
     const flood = await NonReader.connect(proxy.port);
-    flood.write(Buffer.from('MONITOR\r\n'.repeat(n)));
+    flood.write(Buffer.from('SYNC\r\n'.repeat(n)));
     // Wait until the proxy stops taking requests: the count holds still for half a second.
     let last = -1;
     const stalled = await waitFor(async () => {
