@@ -83,6 +83,16 @@ function shareKindOf(mode: KeyMode, flags: ReadonlySet<string>, categories: Read
   return write ? ShareKind.Write : ShareKind.Read;
 }
 
+/** What the table says of one request (CommandTable.classify). */
+export interface Classified {
+  /** In the table: a command rehome knows (an unknown one may be a module's, with state). */
+  known: boolean;
+  info: CommandInfo | undefined;
+  /** The keys, [] for none, or NEEDS_GETKEYS. */
+  keys: string[] | null;
+  share: ShareKind;
+}
+
 /** Sentinel: the keys can only be found with COMMAND GETKEYS. */
 export const NEEDS_GETKEYS = null;
 
@@ -123,12 +133,40 @@ export class CommandTable {
   }
 
   /**
+   * Everything the proxy needs to know of a request from the table, in one lookup: the command,
+   * its keys (keys()) and whether it may share a connection (shareKind()).
+   */
+  classify(req: Request): Classified {
+    const info = this.lookup(req);
+    return {
+      known: info !== undefined,
+      info,
+      keys: this.keysOf(info, req),
+      share: info === undefined || info.subcommands !== null ? ShareKind.No : info.share,
+    };
+  }
+
+  /** Whether a request blocks on the server until data comes (BLPOP, XREAD BLOCK, WAIT...). */
+  blocks(req: Request): boolean {
+    const name = req.name;
+    if (name === 'wait' || name === 'waitaof') return true;
+    if (name === 'xread' || name === 'xreadgroup') {
+      for (let i = 1; i < req.argc; i++) if (argLower(req, i) === 'block') return true;
+      return false;
+    }
+    return this.lookup(req)?.flags.has('blocking') === true;
+  }
+
+  /**
    * The keys a request touches (latin1 strings), [] for none, or NEEDS_GETKEYS when only the
    * server can tell (incomplete key specs, commands not in the table). Wrong arity yields []
    * (the server rejects the command unrun).
    */
   keys(req: Request): string[] | null {
-    const info = this.lookup(req);
+    return this.keysOf(this.lookup(req), req);
+  }
+
+  private keysOf(info: CommandInfo | undefined, req: Request): string[] | null {
     // Not in the table read at start (a module loaded since?): only the server can tell.
     if (!info) return NEEDS_GETKEYS;
     const argc = req.argc;

@@ -36,6 +36,13 @@ export type PhaseName = 'hold' | 'migrate' | 'drained' | 'reverse' | 'fencing';
 export type SwitchablePhase = 'hold' | 'migrate' | 'reverse';
 export const SWITCHABLE: readonly SwitchablePhase[] = ['hold', 'migrate', 'reverse'];
 
+/** How a client session fences its upstream connection when phases are in use. */
+export interface SessionFence {
+  epoch: number;
+  /** Resolves when the phase, read after the call, is still this session's; rejects otherwise. */
+  verify(): Promise<void>;
+}
+
 export interface PhaseState {
   phase: PhaseName;
   epoch: number;

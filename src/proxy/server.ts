@@ -21,8 +21,8 @@ import { formatPlanReport, plan } from '../tools/plan.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from './limits.js';
-import { Session, type SessionContext } from './session.js';
-import { SharedLanes } from './shared-lane.js';
+import { Session, type SessionContext } from '../session/session.js';
+import { SharedLanes } from '../session/shared-lane.js';
 
 /** Logging sink (the CLI prints; tests may collect). */
 export type Logger = (line: string) => void;
@@ -346,7 +346,8 @@ export class RehomeProxy {
           clientLimits: config.clientLimits,
           log: this.log,
           maxPending: config.maxPendingPerClient,
-          onClose: (s) => {
+          onClose: (handle) => {
+            const s = handle as Session; // sessions are the only handles there are
             this.sessions.delete(s);
             rt.sessions.delete(s);
           },

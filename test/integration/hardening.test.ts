@@ -232,6 +232,21 @@ describe('replies as on a direct connection', () => {
   });
 });
 
+describe('MONITOR ends with its client', () => {
+  it('a MONITOR client that half-closes is let go at once, as Redis does', async () => {
+    const raw = await ctx.proxy.raw();
+    raw.write('*1\r\n$7\r\nMONITOR\r\n');
+    expect(parseReply(await raw.readReply())).toBe('OK');
+    const t = ctx.target.client();
+    const monitors = async () => ((await t.call('CLIENT', 'LIST', 'TYPE', 'normal')) as string).split('\n').filter((l) => / flags=O /.test(l)).length;
+    await waitFor(async () => (await monitors()) === 1, 'MONITOR running on the new server');
+    raw.end();
+    expect(await raw.waitClosed(3_000)).toBe(true);
+    await waitFor(async () => (await monitors()) === 0, 'MONITOR ended on the new server', 3_000);
+    t.disconnect();
+  });
+});
+
 describe('exact counts while the sweeper moves keys', () => {
   const sweeping = usePair({ autoProxy: false });
   it('DBSIZE and INFO keyspace never count a key twice', async () => {
@@ -290,15 +305,20 @@ describe('RESET keeps the connection fenced', () => {
     await waitFor(async () => (await unnamed()).length === 0, 'every connection of rehome on the new server named', 3_000).catch(async (e: Error) => {
       throw new Error(`${e.message}: ${JSON.stringify(await unnamed())}`);
     });
+    const clientConns = ((await t.call('CLIENT', 'LIST', 'TYPE', 'normal')) as string)
+      .split('\n')
+      .filter((l) => / name=rehome-e1-client/.test(l))
+      .map((l) => /^id=(\d+) /.exec(l)![1]!);
+    expect(clientConns.length).toBeGreaterThan(0);
     b.proxy.proc.kill('SIGSTOP');
     try {
       const r = await runCli(['phase', 'reverse', '--admin', a.admin]);
       expect(r.code).toBe(0);
-      // Nothing of epoch 1 is left on the new server: the stopped process cannot write there.
-      const left = ((await t.call('CLIENT', 'LIST', 'TYPE', 'normal')) as string)
+      // The client connections of epoch 1 are gone: the stopped process cannot write there.
+      const ids = ((await t.call('CLIENT', 'LIST', 'TYPE', 'normal')) as string)
         .split('\n')
-        .filter((l) => l.includes('name=rehome-e1-') || (/ name= /.test(l) && !l.startsWith(`id=${me} `) && !/ cmd=restore/.test(l)));
-      expect(left).toEqual([]);
+        .map((l) => /^id=(\d+) /.exec(l)?.[1]);
+      expect(clientConns.filter((id) => ids.includes(id))).toEqual([]);
     } finally {
       b.proxy.proc.kill('SIGCONT');
     }

@@ -15,7 +15,7 @@
  *
  * Replies come back in request order, so a FIFO of (client, entry) says whose each reply is.
  * A client keeps its own connection too, for its commands that are not shareable; it moves
- * between the two in order (Session.route), and after a command that gives its connection state
+ * between the two in order (send-queue.ts), and after a command that gives its connection state
  * (SELECT, MULTI, AUTH...) it uses only its own connection.
  *
  * A lane is named (CLIENT SETNAME rehome-e<epoch>-shared.<n>) and, with phases, the phase is
@@ -30,7 +30,8 @@ import { encodeRequest, PING_REQUEST } from '../resp/request-framer.js';
 import { ReplyScanner } from '../resp/reply-scanner.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
-import type { Entry, SessionFence } from './session.js';
+import type { SessionFence } from '../phase/phase.js';
+import type { Entry } from './entry.js';
 
 /** What a lane needs of a client session. */
 export interface LaneOwner {

@@ -26,12 +26,17 @@
  * the client's own KEYS.
  */
 import { ErrorText, RehomeError } from '../errors.js';
+import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import { decodeReply } from '../resp/decode.js';
 import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
 import { argBuf, argLower, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
 import { arrayElements } from '../resp/reply-scanner.js';
-import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
-import { Entry, type Session } from './session.js';
+import { Entry } from './entry.js';
+import {
+  DBSIZE_SCRIPT, dropFromDb0, hiddenCount, hiddenRandomKey, hiddenRequest, hideReservedArray, isReservedBuf,
+  isReservedReply, KEEP_PHASE_SCRIPT, keepingPhaseKey, mergeKeyspaceInfo, RANDOMKEY_SCRIPT, restArgs, sameCounts,
+} from './keyspace-hidden.js';
+import type { SessionPort } from './port.js';
 
 const MAX_CURSOR = (1n << 64n) - 1n;
 
@@ -48,7 +53,7 @@ function errorText(reply: Buffer): string | null {
  * `accepted` (the form's own bad argument) or no error means the target lets this client run the
  * command; any other error (NOPERM, NOAUTH...) is what the client gets.
  */
-async function check(s: Session, args: ReadonlyArray<string | Buffer>, accepted: string | null): Promise<Buffer> {
+async function check(s: SessionPort, args: ReadonlyArray<string | Buffer>, accepted: string | null): Promise<Buffer> {
   const reply = await s.ownCall(encodeRequest(args.map((a) => (typeof a === 'string' ? Buffer.from(a) : a))).raw);
   const err = errorText(reply);
   if (err !== null && err !== accepted) throw new RehomeError('ETARGETREFUSED', err);
@@ -70,13 +75,7 @@ function sourceError(err: unknown): RehomeError {
   return new RehomeError('ESOURCE', ErrorText.sourceUnavailable(e?.message ?? String(err)));
 }
 
-function restArgs(req: Request, from: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (let i = from; i < req.argc; i++) out.push(argBuf(req, i));
-  return out;
-}
-
-export function handle(s: Session, req: Request): void {
+export function handle(s: SessionPort, req: Request): void {
   if (req.name === 'swapdb' && !s.ctx.mover.drained) {
     // Every process's known-absent cache would be wrong for both dbs (DESIGN.md rule 1).
     s.localReply(req, encodeError(ErrorText.swapdbWhileMoving()));
@@ -116,12 +115,12 @@ export function wantsKeyspace(req: Request): boolean {
   return false;
 }
 
-function keys(s: Session, req: Request): void {
+function keys(s: SessionPort, req: Request): void {
   if (req.argc !== 2) return s.forwardPlain(req);
   const e = new Entry(req);
   let fromSource: Buffer[] = [];
   e.pre = s.ctx.source
-    .db(s.db)
+    .db(s.conn.db)
     .callBuffer('KEYS', argBuf(req, 1))
     .then(
       (r) => {
@@ -153,7 +152,7 @@ function union(a: Buffer[], b: Buffer[]): Buffer[] {
   return out;
 }
 
-function scan(s: Session, req: Request): void {
+function scan(s: SessionPort, req: Request): void {
   if (req.argc < 2) return s.forwardPlain(req);
   if (s.ctx.mover.drained && s.ctx.hideSide === 'target') {
     // hold: the old server's own cursors, rehome's phase key left out of each page.
@@ -180,7 +179,7 @@ function scan(s: Session, req: Request): void {
   } else if (c === 0n || c % 2n === 1n) {
     const srcCursor = c === 0n ? 0n : (c - 1n) / 2n;
     e.local = true;
-    const db = s.db;
+    const db = s.conn.db;
     e.pre = check(s, ['SCAN', 'rehome-check'], ErrorText.invalidCursor())
       .then(() => s.ctx.source.db(db).callBuffer('SCAN', srcCursor.toString(), ...rest))
       .then(
@@ -217,10 +216,10 @@ function forwardTargetScan(e: Entry, tgtCursor: bigint, rest: Buffer[], hide: bo
   };
 }
 
-function dbsize(s: Session, req: Request): void {
+function dbsize(s: SessionPort, req: Request): void {
   if (req.argc !== 1) return s.forwardPlain(req);
   const e = new Entry(req);
-  const db = s.db;
+  const db = s.conn.db;
   e.local = true;
   e.pre = (async () => {
     const src = s.ctx.source.db(db);
@@ -242,15 +241,10 @@ function dbsize(s: Session, req: Request): void {
   s.enqueue(e);
 }
 
-/** How many of rehome's reserved keys (the phase key, db 0) a side holds. */
-async function hiddenCount(s: Session, side: 'source' | 'target'): Promise<number> {
-  return s.ctx[side].db(0).exists(PHASE_KEY);
-}
-
-function randomkey(s: Session, req: Request): void {
+function randomkey(s: SessionPort, req: Request): void {
   if (req.argc !== 1) return s.forwardPlain(req);
   const e = new Entry(req);
-  const db = s.db;
+  const db = s.conn.db;
   e.local = true;
   e.pre = (async () => {
     const hideSource = s.ctx.hideSide === 'source';
@@ -284,18 +278,7 @@ function randomkey(s: Session, req: Request): void {
   s.enqueue(e);
 }
 
-function isReservedReply(reply: Buffer): boolean {
-  if (reply[0] !== 0x24 || reply[1] === 0x2d) return false;
-  return isReservedBuf(decodeReply(reply) as Buffer);
-}
-
-/** RANDOMKEY of one side, run by rehome (after the client's check), never a reserved key. */
-async function hiddenRandomKey(s: Session, side: 'source' | 'target', db: number): Promise<Buffer> {
-  const k = (await s.ctx[side].db(db).callBuffer('EVAL', RANDOMKEY_SCRIPT, 1, PHASE_KEY)) as Buffer | null;
-  return k === null ? Buffer.from('$-1\r\n') : encodeBulk(k);
-}
-
-function info(s: Session, req: Request): void {
+function info(s: SessionPort, req: Request): void {
   if (!wantsKeyspace(req)) return s.forwardPlain(req);
   const e = new Entry(req);
   e.local = true;
@@ -312,8 +295,9 @@ function info(s: Session, req: Request): void {
             throw sourceError(err);
           },
         );
-    // The client's own INFO on the target first: rule 5's check.
-    let reply = await s.ownCall(req.raw);
+    // Rule 5's check: INFO of a section no server has, which answers nothing for a user allowed
+    // INFO. (The client's own INFO then runs between the two reads of the source.)
+    let reply = await check(s, ['INFO', 'rehome-check'], null);
     let merged = '';
     for (let i = 0; i < COUNT_ATTEMPTS && reply[0] === 0x24; i++) {
       const before = await sourceKeyspace();
@@ -328,58 +312,9 @@ function info(s: Session, req: Request): void {
   s.enqueue(e);
 }
 
-/** Whether two INFO keyspace texts hold the same key and expire counts per db. */
-function sameCounts(a: string, b: string): boolean {
-  const x = parseKeyspaceLines(a);
-  const y = parseKeyspaceLines(b);
-  if (x.size !== y.size) return false;
-  for (const [db, l] of x) {
-    const m = y.get(db);
-    if (m === undefined || m.keys !== l.keys || m.expires !== l.expires) return false;
-  }
-  return true;
-}
-
-interface DbLine {
-  keys: number;
-  expires: number;
-  avgTtl: number;
-}
-
-function parseKeyspaceLines(text: string): Map<number, DbLine> {
-  const m = new Map<number, DbLine>();
-  const re = /^db(\d+):keys=(\d+),expires=(\d+),avg_ttl=(\d+)/gm;
-  for (let r = re.exec(text); r !== null; r = re.exec(text)) {
-    m.set(Number(r[1]), { keys: Number(r[2]), expires: Number(r[3]), avgTtl: Number(r[4]) });
-  }
-  return m;
-}
-
-/** Replaces the Keyspace section of a target INFO text with the sum of both instances. */
-export function mergeKeyspaceInfo(targetText: string, sourceText: string): string {
-  const start = targetText.indexOf('# Keyspace\r\n');
-  if (start < 0) return targetText;
-  const bodyStart = start + '# Keyspace\r\n'.length;
-  let end = targetText.indexOf('\r\n#', bodyStart);
-  end = end < 0 ? targetText.length : end + 2;
-  const t = parseKeyspaceLines(targetText.slice(bodyStart, end));
-  const src = parseKeyspaceLines(sourceText);
-  const dbs = [...new Set([...t.keys(), ...src.keys()])].sort((a, b) => a - b);
-  let body = '';
-  for (const db of dbs) {
-    const a = t.get(db) ?? { keys: 0, expires: 0, avgTtl: 0 };
-    const b = src.get(db) ?? { keys: 0, expires: 0, avgTtl: 0 };
-    const expires = a.expires + b.expires;
-    const avg = expires === 0 ? 0 : Math.round((a.avgTtl * a.expires + b.avgTtl * b.expires) / expires);
-    body += `db${db}:keys=${a.keys + b.keys},expires=${expires},avg_ttl=${avg}\r\n`;
-  }
-  const tail = targetText.slice(end);
-  return targetText.slice(0, bodyStart) + body + (tail.length > 0 ? `\r\n${tail}` : '');
-}
-
-function flush(s: Session, req: Request): void {
+function flush(s: SessionPort, req: Request): void {
   const e = new Entry(req);
-  const db = s.db;
+  const db = s.conn.db;
   const args = restArgs(req, 1);
   const name = req.name.toUpperCase();
   const inDb = req.name === 'flushall' ? 0 : db;
@@ -402,110 +337,13 @@ function flush(s: Session, req: Request): void {
   s.enqueue(e);
 }
 
-/** Runs FLUSHALL, FLUSHDB or SWAPDB (in db `inDb`) on the target, keeping rehome's phase key. */
-async function keepingPhaseKey(s: Session, inDb: number, cmd: Array<string | Buffer>): Promise<Buffer> {
-  try {
-    await s.ctx.target.db(0).callBuffer('EVAL', KEEP_PHASE_SCRIPT, 1, PHASE_KEY, String(inDb), ...cmd);
-  } catch (err) {
-    const e = err as Error & { name?: string };
-    if (e && e.name === 'ReplyError') return encodeError(e.message);
-    throw new RehomeError('ETARGET', ErrorText.targetUnavailable(e?.message ?? String(err)));
-  }
-  return Buffer.from('+OK\r\n');
-}
-
-// ---------------------------------------------------------------- rehome's phase key, hidden
-
-/** DBSIZE without rehome's phase key. */
-const DBSIZE_SCRIPT = "return redis.call('DBSIZE') - redis.call('EXISTS', KEYS[1])";
-
-/** RANDOMKEY that never returns one of rehome's keys. */
-const RANDOMKEY_SCRIPT = `
-if redis.call('DBSIZE') - redis.call('EXISTS', KEYS[1]) <= 0 then return false end
-for i = 1, 100 do
-  local k = redis.call('RANDOMKEY')
-  if not k or string.sub(k, 1, 9) ~= '${RESERVED_PREFIX}' then return k end
-end
-return false`;
-
-/**
- * FLUSHDB, FLUSHALL or SWAPDB (ARGV[2..], run in db ARGV[1]) that keeps rehome's phase key in db 0:
- * the phase hash is saved first and put back afterwards, in one atomic script. Errors come back
- * as the command's own.
- */
-const KEEP_PHASE_SCRIPT = `
-redis.call('SELECT', 0)
-local h = redis.call('HGETALL', KEYS[1])
-redis.call('SELECT', tonumber(ARGV[1]))
-local args = {}
-for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
-local r = redis.pcall(unpack(args))
-if type(r) == 'table' and r.err then return r end
-if #h > 0 then
-  if string.upper(ARGV[2]) == 'SWAPDB' then
-    -- the key went to the other db of the swap: take it out of there
-    local a, b = tonumber(ARGV[3]), tonumber(ARGV[4])
-    if a == 0 and b ~= 0 then redis.call('SELECT', b); redis.call('DEL', KEYS[1]) end
-    if b == 0 and a ~= 0 then redis.call('SELECT', a); redis.call('DEL', KEYS[1]) end
-  end
-  redis.call('SELECT', 0)
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], unpack(h))
-end
-return r`;
-
-function isReservedBuf(k: Buffer): boolean {
-  return k.length >= RESERVED.length && k.subarray(0, RESERVED.length).equals(RESERVED);
-}
-const RESERVED = Buffer.from(RESERVED_PREFIX);
-
-/** A RESP array of bulk strings without rehome's keys. */
-function hideReservedArray(el: Buffer): Buffer {
-  const keys = decodeReply(el) as Buffer[] | null;
-  if (!Array.isArray(keys) || !keys.some(isReservedBuf)) return el;
-  return encodeBulkArray(keys.filter((k) => !isReservedBuf(k)));
-}
-
-/** INFO text with `n` keys (rehome's phase key) taken off db 0 of its Keyspace section. */
-function dropFromDb0(text: string, n: number): string {
-  if (n <= 0) return text;
-  return text.replace(/^db0:keys=(\d+),([^\r\n]*)(\r?\n)?/m, (_m, k: string, rest: string, nl: string | undefined) => {
-    const left = Number(k) - n;
-    return left > 0 ? `db0:keys=${left},${rest}${nl ?? ''}` : '';
-  });
-}
-
-/**
- * The request to send instead, on a connection whose server holds the phase key: a script that
- * does the same and leaves the key out (or in place).
- */
-function hiddenRequest(s: Session, req: Request): Buffer {
-  const key = Buffer.from(PHASE_KEY);
-  const ev = (script: string, ...args: Buffer[]) =>
-    encodeRequest([Buffer.from('EVAL'), Buffer.from(script), Buffer.from('1'), key, ...args]).raw;
-  switch (req.name) {
-    case 'dbsize':
-      return ev(DBSIZE_SCRIPT);
-    case 'randomkey':
-      return ev(RANDOMKEY_SCRIPT);
-    case 'flushall':
-      return ev(KEEP_PHASE_SCRIPT, Buffer.from('0'), Buffer.from('FLUSHALL'), ...restArgs(req, 1));
-    case 'flushdb':
-      return ev(KEEP_PHASE_SCRIPT, Buffer.from(String(s.db)), Buffer.from('FLUSHDB'), ...restArgs(req, 1));
-    case 'swapdb':
-      return ev(KEEP_PHASE_SCRIPT, Buffer.from('0'), Buffer.from('SWAPDB'), ...restArgs(req, 1));
-    default:
-      return req.raw;
-  }
-}
-
 /**
  * Pass-through to a server that holds the phase key (hold phase): the same commands, key hidden.
  * What rehome runs itself to keep the key (scripts) comes after the client's own check.
  */
-function hiddenPassThrough(s: Session, req: Request): void {
+function hiddenPassThrough(s: SessionPort, req: Request): void {
   const e = new Entry(req);
-  const db = s.db;
+  const db = s.conn.db;
   switch (req.name) {
     case 'keys':
       if (req.argc !== 2) return s.forwardPlain(req);
@@ -572,7 +410,7 @@ function hiddenPassThrough(s: Session, req: Request): void {
  * the phase-key-hiding form of DBSIZE, RANDOMKEY, FLUSHDB, FLUSHALL and SWAPDB where the key is
  * on this server. (KEYS, SCAN and INFO inside MULTI show the server's own answer.)
  */
-export function queuedInMulti(s: Session, req: Request): void {
+export function queuedInMulti(s: SessionPort, req: Request): void {
   const hide =
     s.ctx.hideSide === 'target' &&
     (req.name === 'flushall' || req.name === 'flushdb' ||

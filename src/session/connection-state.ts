@@ -1,0 +1,216 @@
+/**
+ * Commands that change the state of the client's connection: SELECT, MULTI/EXEC/DISCARD, AUTH,
+ * HELLO, RESET, CLIENT SETNAME/GETNAME. rehome's view of the connection (port.ts ConnectionView)
+ * changes only on the server's reply (DESIGN.md rule 6), and nothing after such a command is
+ * dispatched before that reply: the next command's keys are moved in the db the server chose.
+ */
+import { ErrorText } from '../errors.js';
+import { encodeBulk, encodeError } from '../resp/encode.js';
+import { argBuf, argLower, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
+import { Entry } from './entry.js';
+import type { SessionPort } from './port.js';
+
+/**
+ * Makes `e` a connection-state command: dispatch holds what follows until the server answers,
+ * and `apply` sees whether the server accepted it (a `+` or array reply).
+ */
+function changesState(s: SessionPort, e: Entry, apply: (ok: boolean, reply: Buffer) => void): void {
+  const conn = s.conn;
+  conn.statePending++;
+  const prior = e.hook;
+  e.hook = (reply, en) => {
+    conn.statePending--;
+    const out = prior === null ? reply : prior(reply, en);
+    apply(reply[0] === 0x2b || reply[0] === 0x2a || reply[0] === 0x25, reply);
+    s.release();
+    return out;
+  };
+}
+
+/**
+ * SELECT changes the db keys are moved in only once the server has run it. Inside MULTI its
+ * +QUEUED says nothing about the outcome: the db is predicted with the server's own integer
+ * rules and settled by EXEC's reply.
+ */
+export function select(s: SessionPort, req: Request): void {
+  const conn = s.conn;
+  const n = req.argc === 2 ? parseDbIndex(argStr(req, 1), s.ctx.databases) : null;
+  if (conn.inMulti) conn.multiSelect = true;
+  const e = new Entry(req);
+  changesState(s, e, (ok) => {
+    if (ok && n !== null) conn.db = n;
+  });
+  s.enqueue(e);
+}
+
+export function multi(s: SessionPort, req: Request): void {
+  const conn = s.conn;
+  if (!conn.inMulti) {
+    conn.inMulti = true;
+    conn.multiDb = conn.db;
+    conn.multiSelect = false;
+  }
+  s.forwardPlain(req);
+}
+
+export function exec(s: SessionPort, req: Request): void {
+  const conn = s.conn;
+  const wasIn = conn.inMulti;
+  const savedDb = conn.multiDb;
+  conn.inMulti = false;
+  const e = new Entry(req);
+  if (wasIn && conn.multiSelect) {
+    conn.multiSelect = false;
+    // EXEC aborted (EXECABORT, WATCH): the queued SELECTs did not run.
+    changesState(s, e, (_ok, reply) => {
+      if (reply[0] !== 0x2a || reply[1] === 0x2d) conn.db = savedDb;
+    });
+  }
+  s.enqueue(e);
+}
+
+export function discard(s: SessionPort, req: Request): void {
+  const conn = s.conn;
+  if (conn.inMulti) {
+    conn.inMulti = false;
+    conn.db = conn.multiDb;
+  }
+  s.forwardPlain(req);
+}
+
+export function auth(s: SessionPort, req: Request): void {
+  const e = new Entry(req);
+  changesState(s, e, (ok) => {
+    if (ok) authenticated(s);
+  });
+  s.enqueue(e);
+}
+
+function authenticated(s: SessionPort): void {
+  if (s.conn.authed) return;
+  s.conn.authed = true;
+  // A connection that could not be named before AUTH is named now.
+  if (s.ctx.fence !== null) s.startFence();
+}
+
+export function hello(s: SessionPort, req: Request): void {
+  // rehome speaks RESP2 to its clients; every other version, valid or not, gets the server's
+  // own answer.
+  if (req.argc >= 2 && argStr(req, 1) === '3') {
+    s.localReply(req, encodeError(ErrorText.noproto()));
+    return;
+  }
+  let hasAuth = false;
+  let setname = -1;
+  for (let i = 2; i < req.argc; i++) {
+    const a = argLower(req, i);
+    if (a === 'auth') hasAuth = true;
+    else if (a === 'setname' && i + 1 < req.argc) setname = i + 1;
+  }
+  const e = new Entry(req);
+  let given: string | null | undefined;
+  if (setname > 0 && s.ctx.fence !== null && validClientName(argStr(req, setname))) {
+    // Keep the fenced prefix on the connection's name (see clientName()); an unnamed connection
+    // gets it with the fence that follows AUTH.
+    const name = argStr(req, setname);
+    given = name === '' ? null : name;
+    if (s.conn.named) {
+      const args: Buffer[] = [];
+      for (let i = 0; i < req.argc; i++) args.push(i === setname ? s.nameRequestName(given) : argBuf(req, i));
+      e.bytes = encodeRequest(args).raw;
+    }
+  }
+  changesState(s, e, (ok) => {
+    if (!ok) return;
+    if (given !== undefined) s.conn.clientName = given;
+    if (hasAuth) authenticated(s);
+  });
+  s.enqueue(e);
+}
+
+/**
+ * RESET: rehome's view of the connection is reset once the server has run it, and only then is
+ * the connection named for the fence again (RESET clears the name; a name set before it ran
+ * would be cleared with it, and the phase switch's CLIENT KILL would miss the connection).
+ */
+export function reset(s: SessionPort, req: Request): void {
+  const conn = s.conn;
+  conn.statePending++;
+  if (conn.subscribed || conn.monitoring) {
+    // The stream ends when the target answers +RESET (pubsub.ts calls resetDone).
+    s.sendRaw(req.raw);
+    s.flushUp();
+    return;
+  }
+  const e = new Entry(req);
+  e.hook = (reply) => {
+    if (reply[0] === 0x2b) resetDone(s);
+    else conn.statePending--;
+    s.release();
+    return reply;
+  };
+  s.enqueue(e);
+}
+
+/** The target answered +RESET. */
+export function resetDone(s: SessionPort): void {
+  const conn = s.conn;
+  conn.statePending--;
+  conn.db = 0;
+  conn.inMulti = false;
+  conn.multiSelect = false;
+  conn.subscribed = false;
+  conn.monitoring = false;
+  conn.authed = !s.ctx.targetAuthRequired;
+  if (s.ctx.fence !== null) {
+    conn.named = false;
+    conn.clientName = null;
+    if (conn.authed) s.startFence();
+  }
+}
+
+/**
+ * CLIENT with phases: the connection's name belongs to rehome's fencing, so CLIENT SETNAME keeps
+ * the fenced prefix (`rehome-e<epoch>-client.<name>`) and CLIENT GETNAME answers the client's own
+ * name. Returns false for other CLIENT subcommands.
+ */
+export function clientName(s: SessionPort, req: Request): boolean {
+  const sub = argLower(req, 1);
+  if (sub === 'getname' && req.argc === 2) {
+    const name = s.conn.clientName;
+    s.localReply(req, name === null ? Buffer.from('$-1\r\n') : encodeBulk(Buffer.from(name, 'latin1')));
+    return true;
+  }
+  if (sub !== 'setname' || req.argc !== 3) return false;
+  const name = argStr(req, 2);
+  const e = new Entry(req);
+  if (validClientName(name)) {
+    const given = name === '' ? null : name;
+    e.bytes = s.nameRequest(given);
+    changesState(s, e, (ok) => {
+      if (ok) s.conn.clientName = given;
+    });
+  }
+  // An invalid name goes as it is: the server's own error, and the fenced name stays.
+  s.enqueue(e);
+  return true;
+}
+
+/** What Redis accepts as a client name: no spaces, newlines or other special characters. */
+function validClientName(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 33 || c > 126) return false;
+  }
+  return true;
+}
+
+/**
+ * A db index the target accepts, or null. Redis's integer rules: no sign but '-', no leading
+ * zero, no spaces ("01" and "+1" are not integers to it).
+ */
+export function parseDbIndex(s: string, databases: number): number | null {
+  if (!/^(0|[1-9]\d{0,8})$/.test(s)) return null;
+  const n = Number(s);
+  return n < databases ? n : null;
+}

@@ -1,0 +1,311 @@
+/**
+ * Sending a client's requests to the target in the order it sent them (DESIGN.md "Per-client
+ * semantics"), over its own connection or the shared lane.
+ *
+ * An entry whose keys must first be moved (its `pre` step) waits in `waiting`, and every later
+ * entry waits behind it, while the moves of later entries already run. Entries sent on the own
+ * connection sit in `up` until their reply (reply-order.ts completes the oldest one per reply);
+ * entries sent on the lane wait in the lane's own queue.
+ *
+ * A client moves between the two connections in order: at each change a barrier entry goes into
+ * `waiting`, and nothing after it is sent until every earlier command on the other connection has
+ * its reply. Requests framed from one client chunk lie next to each other in that chunk, so
+ * consecutive ones are written as one view of it with a single call.
+ */
+import type net from 'node:net';
+import { ShareKind } from '../commands/table.js';
+import { ErrorText, RehomeError } from '../errors.js';
+import { encodeError } from '../resp/encode.js';
+import { encodeRequest } from '../resp/request-framer.js';
+import { Deque } from '../util/deque.js';
+import { Entry, St } from './entry.js';
+import type { ConnectionView } from './port.js';
+import type { LaneOwner, SharedLane } from './shared-lane.js';
+
+/** A wrong-arity command: queued inside MULTI, it makes the target abort the EXEC. */
+const POISON = Buffer.from('*1\r\n$3\r\nGET\r\n');
+
+/**
+ * Sent on a client's own connection before its WAIT (or WAITAOF) when it has written through the
+ * shared lane since the last one: a PUBLISH is propagated to replicas, so the connection's
+ * replication offset moves past the client's writes on the lane, and the WAIT waits for them too.
+ */
+const WAIT_PRELUDE = encodeRequest(['PUBLISH', '__rehome:wait', '']).raw;
+
+/** What the send queue needs of its session. */
+export interface SendHost extends LaneOwner {
+  readonly upstream: net.Socket;
+  readonly conn: ConnectionView;
+  /** Why the own connection failed, or null while it works. */
+  readonly upstreamFailed: string | null;
+  readonly dead: boolean;
+  /** An entry is done without a target reply: write what can be written. */
+  flushOut(): void;
+  /** Nothing waits any more: frame and dispatch what the client sent. */
+  pump(): void;
+  /** The own connection's socket buffer is full. */
+  upstreamBlocked(): void;
+}
+
+export class SendQueue {
+  /** Entries sent on the own connection, oldest first, each waiting for its reply. */
+  readonly up = new Deque<Entry>();
+  /** Entries that may not be sent yet (a pre step, or an earlier entry's). */
+  readonly waiting = new Deque<Entry>();
+  /** Bytes for the target not yet written (see sendBytes). */
+  private wParts: Buffer[] = [];
+  /** The last run of queued bytes: `wLen` bytes from the start of `wLast`'s memory. */
+  private wLast: Buffer | null = null;
+  private wLen = 0;
+  /** Which connection the last request routed went to. */
+  private onShared = false;
+  /** Commands of this client on the lane without a reply yet. */
+  private sharedInFlight = 0;
+  /** The client wrote through the lane since its last WAIT (see WAIT_PRELUDE). */
+  private sharedWrites = false;
+  /** Resolves the armed barrier at the front of `waiting` once its connection is idle. */
+  private idleWaiter: (() => void) | null = null;
+  private idleFor: 'shared' | 'own' | null = null;
+  /** Something was sent on the own connection since the last keepalive check. */
+  ownActive = false;
+
+  constructor(
+    private readonly host: SendHost,
+    private readonly lane: SharedLane | null,
+  ) {}
+
+  /** Sends `e` now if nothing waits before it, else queues it behind. */
+  add(e: Entry): void {
+    if (this.lane !== null && !e.local && e.failed === null) this.route(e);
+    if (e.pre === null && this.waiting.length === 0) {
+      this.send(e);
+      return;
+    }
+    this.waiting.push(e);
+    if (e.pre !== null) {
+      e.pre.then(
+        () => {
+          e.pre = null;
+          this.drainWaiting();
+        },
+        (err: unknown) => {
+          e.pre = null;
+          e.failed = encodeError(
+            err instanceof RehomeError ? err.message : `ERR rehome: ${err instanceof Error ? err.message : String(err)}`,
+          );
+          this.drainWaiting();
+        },
+      );
+    }
+  }
+
+  /** Whether nothing is sent and unanswered, and nothing waits. */
+  get idle(): boolean {
+    return this.up.length === 0 && this.waiting.length === 0;
+  }
+
+  /**
+   * Chooses the connection for a request: the shared lane for shareable commands of a client
+   * that is not pinned, its own connection otherwise, with a barrier at each change. A WAIT
+   * after writes on the lane gets WAIT_PRELUDE.
+   */
+  private route(e: Entry): void {
+    let kind = ShareKind.No;
+    if (!this.host.conn.pinned && e.req !== null && e.hook === null && e.bytes === null && !e.inMulti) kind = e.share;
+    const shared = kind !== ShareKind.No;
+    if (shared !== this.onShared) {
+      this.onShared = shared;
+      const b = new Entry(null);
+      b.barrier = shared ? 'own' : 'shared';
+      b.swallow = true;
+      this.addInternal(b);
+    }
+    if (shared) {
+      e.shared = true;
+      if (kind === ShareKind.Write) this.sharedWrites = true;
+    } else if (this.sharedWrites && e.req !== null && (e.req.name === 'wait' || e.req.name === 'waitaof')) {
+      this.sharedWrites = false;
+      const p = new Entry(null);
+      p.swallow = true;
+      p.bytes = WAIT_PRELUDE;
+      this.addInternal(p);
+    }
+  }
+
+  /** Queues one of the proxy's own entries (not in the reply order) in sending order. */
+  private addInternal(b: Entry): void {
+    if (this.waiting.length === 0) {
+      if (b.barrier === null || !this.busyOn(b.barrier)) {
+        this.send(b);
+        return;
+      }
+      this.waiting.push(b);
+      this.armBarrier(b);
+      return;
+    }
+    // Behind other waiting entries, a barrier is armed when it reaches the front (drainWaiting).
+    this.waiting.push(b);
+  }
+
+  /**
+   * Sends a request of the proxy's own on the client's connection at once (outside `waiting`:
+   * callers make sure nothing of the client's waits to go before it); its reply goes to `f`.
+   */
+  sendInternal(bytes: Buffer, f: (reply: Buffer) => void): void {
+    const p = new Entry(null);
+    p.swallow = true;
+    p.state = St.Forwarded;
+    p.onReply = f;
+    this.up.push(p);
+    this.ownActive = true;
+    this.sendBytes(bytes);
+    this.flushUp();
+  }
+
+  private busyOn(which: 'shared' | 'own'): boolean {
+    return which === 'shared' ? this.sharedInFlight > 0 : this.up.length > 0;
+  }
+
+  private armBarrier(b: Entry): void {
+    this.idleFor = b.barrier;
+    b.pre = new Promise<void>((resolve) => {
+      this.idleWaiter = resolve;
+    });
+    b.pre.then(() => {
+      b.pre = null;
+      this.drainWaiting();
+    }, () => undefined);
+  }
+
+  /** The own connection has nothing in flight: releases a barrier armed for it. */
+  ownIdle(): void {
+    if (this.idleFor === 'own' && this.up.length === 0) this.checkIdle();
+  }
+
+  private checkIdle(): void {
+    const f = this.idleWaiter;
+    if (f === null || this.busyOn(this.idleFor!)) return;
+    this.idleWaiter = null;
+    this.idleFor = null;
+    f();
+  }
+
+  /** A command on the lane has its reply (or failed). */
+  sharedDone(): void {
+    if (--this.sharedInFlight === 0 && this.idleFor === 'shared') this.checkIdle();
+  }
+
+  private drainWaiting(): void {
+    const host = this.host;
+    if (host.dead) return;
+    host.upstream.cork();
+    while (this.waiting.length > 0 && this.waiting.peek()!.pre === null) {
+      const e = this.waiting.peek()!;
+      if (e.barrier !== null && this.busyOn(e.barrier)) {
+        this.armBarrier(e);
+        break;
+      }
+      this.send(this.waiting.shift()!);
+    }
+    this.flushUp();
+    host.upstream.uncork();
+    host.flushOut();
+    if (this.waiting.length === 0) host.pump();
+  }
+
+  private send(e: Entry): void {
+    if (e.barrier !== null) return; // nothing to send: the barrier has passed
+    const host = this.host;
+    if (e.failed !== null) {
+      if (e.inMulti) {
+        const p = new Entry(null);
+        p.swallow = true;
+        p.state = St.Forwarded;
+        this.up.push(p);
+        this.sendBytes(POISON);
+      }
+      e.reply = e.failed;
+      e.state = St.Done;
+      host.flushOut();
+      return;
+    }
+    if (e.local) {
+      e.state = St.Done;
+      host.flushOut();
+      return;
+    }
+    if (host.upstreamFailed !== null) {
+      e.reply = encodeError(ErrorText.targetUnavailable(host.upstreamFailed));
+      e.state = St.Done;
+      host.flushOut();
+      return;
+    }
+    e.state = St.Forwarded;
+    if (e.shared) {
+      this.sharedInFlight++;
+      this.lane!.send(host, e, e.req!.raw);
+      return;
+    }
+    this.up.push(e);
+    this.ownActive = true;
+    this.sendBytes(e.bytes ?? e.req!.raw);
+  }
+
+  /** Queues bytes for the target (consecutive views of one chunk merge into one). */
+  sendBytes(b: Buffer): void {
+    const last = this.wLast;
+    if (last !== null && last.buffer === b.buffer && last.byteOffset + this.wLen === b.byteOffset) {
+      this.wLen += b.length; // the view is made once, in lastRun()
+      return;
+    }
+    if (last !== null) this.wParts.push(this.lastRun(last));
+    this.wLast = b;
+    this.wLen = b.length;
+  }
+
+  private lastRun(last: Buffer): Buffer {
+    return this.wLen === last.length ? last : Buffer.from(last.buffer, last.byteOffset, this.wLen);
+  }
+
+  /** Writes what sendBytes() queued. */
+  flushUp(): void {
+    const last = this.wLast;
+    if (last === null || this.host.dead) return;
+    this.wLast = null;
+    const up = this.host.upstream;
+    let ok = true;
+    if (this.wParts.length > 0) {
+      for (const p of this.wParts) ok = up.write(p) && ok;
+      this.wParts = [];
+    }
+    ok = up.write(this.lastRun(last)) && ok;
+    if (!ok) this.host.upstreamBlocked();
+  }
+
+  /**
+   * The own connection is gone: what was sent on it and what waits gets `err` (rehome's own
+   * requests see it too), and no barrier waits any more.
+   */
+  failAll(err: Buffer): void {
+    for (const e of this.up.drain()) {
+      if (e.swallow) {
+        e.onReply?.(err);
+        continue;
+      }
+      if (e.stream) {
+        e.streamEnded = true;
+        continue;
+      }
+      e.reply = err;
+      e.state = St.Done;
+    }
+    this.idleWaiter = null;
+    this.idleFor = null;
+    // Requests still waiting on moves fail too: their connection state is gone.
+    for (const e of this.waiting.drain()) {
+      e.pre = null;
+      e.reply = err;
+      e.state = St.Done;
+    }
+  }
+}
