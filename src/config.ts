@@ -51,7 +51,7 @@ export interface ProxyConfig {
   workers: number;
   /**
    * Connections to the target shared by clients' commands without connection state
-   * (src/proxy/shared-lane.ts); 0 = every client uses only its own connection.
+   * (src/session/shared-lane.ts); 0 = every client uses only its own connection.
    */
   sharedConnections: number;
   /** PING idle shared connections, and idle own connections of clients on them, this often (0: never). */

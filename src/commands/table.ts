@@ -56,7 +56,7 @@ export interface CommandInfo {
 }
 
 /**
- * Whether a command may run on a connection shared by many clients (src/proxy/shared-lane.ts).
+ * Whether a command may run on a connection shared by many clients (src/session/shared-lane.ts).
  * Only commands that name their keys and carry no connection state: no transaction, script,
  * pub/sub, blocking, connection or admin command, and no read-only command of the server's @slow
  * category (LRANGE, HGETALL, SMEMBERS...: replies that can be large would hold up every other
@@ -65,7 +65,7 @@ export interface CommandInfo {
 export const enum ShareKind {
   No = 0,
   Read = 1,
-  /** A write: the client's later WAIT must cover it (see WAIT_PRELUDE in session.ts). */
+  /** A write: the client's later WAIT must cover it (see WAIT_PRELUDE in src/session/send-queue.ts). */
   Write = 2,
 }
 

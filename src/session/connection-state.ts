@@ -8,6 +8,7 @@ import { ErrorText } from '../errors.js';
 import { encodeBulk, encodeError } from '../resp/encode.js';
 import { argBuf, argLower, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
 import { Entry } from './entry.js';
+import { mergeInfoInExec } from './keyspace.js';
 import type { SessionPort } from './port.js';
 
 /**
@@ -49,6 +50,8 @@ export function multi(s: SessionPort, req: Request): void {
     conn.inMulti = true;
     conn.multiDb = conn.db;
     conn.multiSelect = false;
+    conn.multiQueued = 0;
+    conn.multiInfoAt = [];
   }
   s.forwardPlain(req);
 }
@@ -59,6 +62,10 @@ export function exec(s: SessionPort, req: Request): void {
   const savedDb = conn.multiDb;
   conn.inMulti = false;
   const e = new Entry(req);
+  if (wasIn && conn.multiInfoAt.length > 0) {
+    mergeInfoInExec(s, e, conn.multiInfoAt);
+    conn.multiInfoAt = [];
+  }
   if (wasIn && conn.multiSelect) {
     conn.multiSelect = false;
     // EXEC aborted (EXECABORT, WATCH): the queued SELECTs did not run.

@@ -57,6 +57,9 @@ const PINNING = new Set([
 ]);
 const PINNING_CLIENT = new Set(['tracking', 'caching', 'reply', 'no-evict', 'no-touch']);
 
+/** Commands that run at once inside MULTI instead of being queued. */
+const NOT_QUEUED = new Set(['multi', 'exec', 'discard', 'watch', 'reset', 'quit']);
+
 /** Routes one request; `c` is the table's answer for it. */
 export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
   const name = req.name;
@@ -81,6 +84,8 @@ export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
     s.forwardPlain(req);
     return;
   }
+  // Its place in the EXEC's reply (commands Redis does not queue are not counted).
+  if (conn.inMulti && !NOT_QUEUED.has(name)) conn.multiQueued++;
   switch (name) {
     case 'select':
       return state.select(s, req);
@@ -137,9 +142,9 @@ export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
 function keyspaceWide(s: DispatchPort, req: Request): void {
   if (s.conn.inMulti) {
     // Once nothing moves any more (hold, drained) they run inside MULTI as on the server; so does
-    // INFO without its keyspace section, which reads nothing of the keyspace.
+    // INFO, whose keyspace section EXEC's reply then gets summed over both servers.
     if (s.ctx.mover.drained) keyspace.queuedInMulti(s, req);
-    else if (req.name === 'info' && !keyspace.wantsKeyspace(req)) s.forwardPlain(req);
+    else if (req.name === 'info') keyspace.infoInMulti(s, req);
     else s.refuse(req, ErrorText.notInMulti(req.name.toUpperCase()));
     return;
   }

@@ -37,6 +37,11 @@ export class Entry {
   pending: Buffer[] | null = null;
   /** When the request was framed, for sampled latency (0: not sampled). */
   t0 = 0;
+  /**
+   * Runs on the target's reply (after `hook`) before it goes to the client, for a reply that
+   * needs reads of the source first (INFO inside an EXEC: keyspace.ts).
+   */
+  post: ((reply: Buffer) => Promise<Buffer>) | null = null;
   /** For the proxy's own requests (swallow): sees the reply. */
   onReply: ((reply: Buffer) => void) | null = null;
   /** May travel on the shared lane (the table's answer, from dispatch's one lookup). */

@@ -421,3 +421,52 @@ export function queuedInMulti(s: SessionPort, req: Request): void {
   e.bytes = hiddenRequest(s, req);
   s.enqueue(e);
 }
+
+/**
+ * INFO queued inside MULTI while keys move: it runs on the target with the transaction; when it
+ * includes the keyspace section, the EXEC reply gets it summed over both servers
+ * (mergeInfoInExec).
+ */
+export function infoInMulti(s: SessionPort, req: Request): void {
+  if (wantsKeyspace(req)) s.conn.multiInfoAt.push(s.conn.multiQueued - 1);
+  s.forwardPlain(req);
+}
+
+/**
+ * The EXEC of a transaction holding INFO with its keyspace section: the source's keyspace is read
+ * before the EXEC is sent and again after its reply, as for INFO alone (exact when the two agree;
+ * an EXEC cannot be run again, so when a key left the source in between the later read is used).
+ */
+export function mergeInfoInExec(s: SessionPort, e: Entry, at: readonly number[]): void {
+  const side = s.ctx.hideSide;
+  const sourceKeyspace = async (): Promise<string> => {
+    const hidden = side === 'source' ? await hiddenCount(s, 'source') : 0;
+    return dropFromDb0(await s.ctx.source.db(0).info('keyspace'), hidden);
+  };
+  let before = '';
+  e.pre = sourceKeyspace().then(
+    (r) => {
+      before = r;
+    },
+    (err: unknown) => {
+      throw sourceError(err);
+    },
+  );
+  e.post = async (reply) => {
+    const els = arrayElements(reply);
+    if (els === null) return reply; // aborted
+    const after = await sourceKeyspace().catch(() => before);
+    const src = sameCounts(before, after) ? before : after;
+    const hidden = side === 'target' ? await hiddenCount(s, 'target') : 0;
+    const parts: Buffer[] = [Buffer.from(`*${els.length}\r\n`)];
+    els.forEach((el, i) => {
+      if (!at.includes(i) || el[0] !== 0x24) {
+        parts.push(el);
+        return;
+      }
+      const text = dropFromDb0((decodeReply(el) as Buffer).toString('latin1'), hidden);
+      parts.push(encodeBulk(Buffer.from(mergeKeyspaceInfo(text, src), 'latin1')));
+    });
+    return Buffer.concat(parts);
+  };
+}

@@ -68,6 +68,10 @@ export class ConnectionView {
   multiDb = 0;
   /** A SELECT was queued in the open MULTI: the db after EXEC depends on EXEC's outcome. */
   multiSelect = false;
+  /** Commands queued in the open MULTI so far. */
+  multiQueued = 0;
+  /** Where in the open MULTI an INFO with the keyspace section sits (its EXEC merges it). */
+  multiInfoAt: number[] = [];
   authed: boolean;
   /**
    * Connection-state commands sent and not yet answered: nothing after such a command is

@@ -94,7 +94,7 @@ export class ReplyOrder {
         continue;
       }
       up.shift();
-      if (entry.hook === null && !entry.swallow && this.out.peek() === entry && (this.partial === null || entry.streaming)) {
+      if (entry.hook === null && entry.post === null && !entry.swallow && this.out.peek() === entry && (this.partial === null || entry.streaming)) {
         if (run < 0) run = s;
         this.partial = null;
         this.out.shift();
@@ -120,7 +120,7 @@ export class ReplyOrder {
       // The start (or middle) of a reply that continues in the next chunk.
       const piece = chunk.subarray(s);
       const head = up.peek();
-      if (head !== undefined && !head.stream && head.hook === null && !head.swallow &&
+      if (head !== undefined && !head.stream && head.hook === null && head.post === null && !head.swallow &&
           this.out.peek() === head && (this.partial === null || head.streaming)) {
         head.streaming = true;
         this.write(piece);
@@ -184,6 +184,15 @@ export class ReplyOrder {
       } catch (err) {
         out = encodeError(`ERR rehome: ${(err as Error).message}`);
       }
+    }
+    const post = e.post;
+    if (post !== null) {
+      e.post = null;
+      post(out).then(
+        (r) => this.complete(e, r),
+        (err: unknown) => this.complete(e, encodeError(err instanceof Error ? err.message : String(err))),
+      );
+      return;
     }
     e.reply = out;
     e.state = St.Done;

@@ -201,12 +201,20 @@ describe('replies as on a direct connection', () => {
     s.disconnect();
   });
 
-  it('INFO sections other than keyspace work inside MULTI during a migration', async () => {
+  it('INFO works inside MULTI during a migration, its keyspace section summed over both servers', async () => {
+    const s = ctx.source.client();
+    await s.mset('im:a', '1', 'im:b', '2', 'im:c', '3');
     const c = ctx.proxy.client();
-    const r = await c.multi().info('server').info('memory').exec();
+    await c.set('im:new', 'x');
+    const r = await c.multi().info('server').get('im:a').info().info('keyspace').config('get', 'maxmemory').exec();
     expect(r![0]![1]).toMatch(/redis_version/);
-    expect(r![1]![1]).toMatch(/used_memory/);
+    expect(r![1]![1]).toBe('1');
+    expect(r![2]![1]).toMatch(/used_memory/);
+    expect(r![2]![1]).toMatch(/db0:keys=4,/);
+    expect(r![3]![1]).toMatch(/db0:keys=4,/);
+    expect(r![4]![1]).toEqual(['maxmemory', '0']);
     c.disconnect();
+    s.disconnect();
   });
 
   it('MONITOR streams what the target runs; a user denied MONITOR gets the target\'s NOPERM', async () => {

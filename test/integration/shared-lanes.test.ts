@@ -1,5 +1,5 @@
 /**
- * Shared connections to the target (src/proxy/shared-lane.ts): commands without connection state
+ * Shared connections to the target (src/session/shared-lane.ts): commands without connection state
  * of many clients travel on one connection; a client's first other command moves it to its own
  * connection for good, in order; WAIT still covers writes made on the shared connection; a
  * failed shared connection fails only the commands in flight on it.
