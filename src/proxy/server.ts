@@ -20,7 +20,7 @@ import { PING_REQUEST } from '../resp/request-framer.js';
 import { formatPlanReport, plan } from '../tools/plan.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
-import { IdleReaper, refuseConnection } from './limits.js';
+import { IdleReaper, refuseConnection } from '../session/limits.js';
 import { Session, type SessionContext } from './session.js';
 import { SharedLanes } from './shared-lane.js';
 

@@ -33,7 +33,8 @@ import type { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
 import * as keyspace from './keyspace.js';
-import { type ClientLimits, type IdleClient, trackActivity } from './limits.js';
+import type { ClientLimits } from '../config.js';
+import { type IdleClient, trackActivity } from '../session/limits.js';
 import type { LaneOwner, SharedLane, SharedLanes } from './shared-lane.js';
 
 /** What every session shares: the command table, the mover, the upstreams. */
