@@ -6,9 +6,6 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import os from 'node:os';
 import { Redis } from 'ioredis';
-import type http from 'node:http';
-import { startAdmin } from '../admin/http.js';
-import { ProxyMetrics } from '../admin/metrics.js';
 import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
@@ -26,6 +23,35 @@ import { SharedLanes } from './shared-lane.js';
 
 /** Logging sink (the CLI prints; tests may collect). */
 export type Logger = (line: string) => void;
+
+/** What the proxy reports as it works (the metrics, when the admin endpoint is on). */
+export interface ProxyObserver {
+  /** A sampled command: seconds from being framed to its reply being ready. */
+  observeCommand(seconds: number): void;
+  /** One MIGRATE sent to the source: how long it took, the keys it named, whether it succeeded. */
+  observeMigrate(ms: number, keys: number, ok: boolean): void;
+}
+
+/** An endpoint started beside the proxy (the admin endpoint): listed in the fleet view, closed with the proxy. */
+export interface AdminEndpoint {
+  address(): { host: string; port: number };
+  close(): void;
+}
+
+/** How the proxy is started; the hooks let the layers above it (src/start.ts) plug in. */
+export interface StartOptions {
+  /**
+   * false skips the checks of `rehome plan` (and their --on-conflict resolution): for a worker
+   * process started while other workers of the same proxy already serve clients.
+   */
+  preflight?: boolean;
+  observer?: ProxyObserver;
+  /**
+   * Started once the proxy listens and before it joins the fleet, so the fleet view names its
+   * address; a rejection stops the proxy and is start's error.
+   */
+  startAdmin?: (proxy: RehomeProxy) => Promise<AdminEndpoint>;
+}
 
 /** Connects once, without retries, to tell "unreachable" and "bad credentials" apart at start. */
 async function probeServer(role: string, ep: Endpoint, timeoutMs: number): Promise<{ runId: string; version: string }> {
@@ -105,8 +131,7 @@ interface Runtime {
 /** A running proxy. */
 export class RehomeProxy {
   private readonly sessions = new Set<Session>();
-  readonly metrics: ProxyMetrics;
-  private admin: http.Server | null = null;
+  private admin: AdminEndpoint | null = null;
   private nextId = 1;
   private stopping: Promise<void> | null = null;
   /** Closes idle clients (--timeout); null when off. */
@@ -134,36 +159,36 @@ export class RehomeProxy {
     private readonly authRequired: { old: boolean; new: boolean },
     private readonly databases: number,
     readonly phases: PhaseController | null,
+    private readonly observer: ProxyObserver | null,
   ) {
     this.lastMigration = null as unknown as Migration;
-    this.metrics = new ProxyMetrics(() => {
-      const m = this.migration;
-      const st = m.mover.stats;
-      return {
-        commands: this.counters.commands,
-        sharedCommands: this.counters.sharedCommands,
-        sharedFailures: this.counters.sharedFailures,
-        clients: this.sessions.size,
-        movedOnTouch: st.keysMovedOnTouch,
-        movedBySweeper: st.keysMovedBySweeper,
-        remainingPerDb: m.remainingPerDb,
-        drained: m.phase === 'drained',
-        rate: m.rate,
-        errorsByKind: st.errorsByKind,
-        moveFailures: st.failures,
-        cacheSize: m.mover.cache.size,
-        bigKeys: m.sweeper?.bigKeysTotal ?? 0,
-        phase: this.phaseName,
-        epoch: this.phases?.state.epoch ?? 0,
-      };
-    });
   }
 
-  /**
-   * `preflight: false` skips the checks of `rehome plan` (and their --on-conflict resolution): for
-   * a worker process started while other workers of the same proxy already serve clients.
-   */
-  static async start(config: ProxyConfig, log: Logger = () => {}, opts: { preflight?: boolean } = {}): Promise<RehomeProxy> {
+  /** The figures /metrics exports, read when it is scraped. */
+  figures() {
+    const m = this.migration;
+    const st = m.mover.stats;
+    return {
+      commands: this.counters.commands,
+      sharedCommands: this.counters.sharedCommands,
+      sharedFailures: this.counters.sharedFailures,
+      clients: this.sessions.size,
+      movedOnTouch: st.keysMovedOnTouch,
+      movedBySweeper: st.keysMovedBySweeper,
+      remainingPerDb: m.remainingPerDb,
+      drained: m.phase === 'drained',
+      rate: m.rate,
+      errorsByKind: st.errorsByKind,
+      moveFailures: st.failures,
+      cacheSize: m.mover.cache.size,
+      bigKeys: m.sweeper?.bigKeysTotal ?? 0,
+      phase: this.phaseName,
+      epoch: this.phases?.state.epoch ?? 0,
+    };
+  }
+
+  /** Starts a proxy; the admin endpoint and the metrics come from the caller (src/start.ts). */
+  static async start(config: ProxyConfig, log: Logger = () => {}, opts: StartOptions = {}): Promise<RehomeProxy> {
     const [src, tgt] = await Promise.all([
       probeServer('source', config.source, config.connectTimeoutMs),
       probeServer('target', config.target, config.connectTimeoutMs),
@@ -202,7 +227,7 @@ export class RehomeProxy {
       }
       // Half-open: a client that shuts down its sending side still gets every reply.
       const server = net.createServer({ allowHalfOpen: true });
-      const p = new RehomeProxy(config, server, log, { source: src.version, target: tgt.version }, authRequired, databases, phases);
+      const p = new RehomeProxy(config, server, log, { source: src.version, target: tgt.version }, authRequired, databases, phases, opts.observer ?? null);
       if (phases) {
         phases.onChange((s) => p.onPhaseChange(s));
         phases.view = () => ({
@@ -234,13 +259,13 @@ export class RehomeProxy {
       server.on('error', (e) => log(`server error: ${e.message}`));
       p.idle = new IdleReaper(config.clientLimits.idleTimeoutMs, () => p.sessions);
       p.idle.start();
-      if (config.admin) {
+      if (opts.startAdmin) {
         try {
-          p.admin = await startAdmin(p, config.admin.host, config.admin.port);
+          p.admin = await opts.startAdmin(p);
         } catch (e) {
           server.close();
           await p.retire(p.rt!, 'stopping');
-          throw new RehomeError('ELISTEN', `cannot listen on admin ${describeEndpoint(config.admin)}: ${(e as Error).message}`);
+          throw e;
         }
       }
       if (phases) {
@@ -320,10 +345,8 @@ export class RehomeProxy {
         ...(tgtEp.password !== undefined ? { password: tgtEp.password } : {}),
         timeoutMs: config.migrateTimeoutMs,
       }, sweepSource);
-      mover.onMigrate = (ms, keys, ok) => {
-        this.metrics.migrateLatency.observe({ outcome: ok ? 'ok' : 'error' }, ms / 1000);
-        this.metrics.migrateKeys.inc(keys);
-      };
+      const observer = this.observer;
+      if (observer) mover.onMigrate = (ms, keys, ok) => observer.observeMigrate(ms, keys, ok);
       const fence = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
       const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, tgtEp, fence, this.counters, config.keepaliveMs) : null;
       const rt: Runtime = {
@@ -352,7 +375,7 @@ export class RehomeProxy {
           },
           counters: this.counters,
           lanes,
-          observeLatency: (sec) => this.metrics.commandLatency.observe(sec),
+          observeLatency: observer ? (sec) => observer.observeCommand(sec) : () => {},
           fence,
           // The phase key is on the old server: hidden wherever a client reads the old server.
           hideSide: phases === null ? null : phase === 'migrate' ? 'source' : phase === 'drained' ? null : 'target',
@@ -583,8 +606,7 @@ export class RehomeProxy {
 
   /** The admin endpoint's address, if one is listening. */
   adminAddress(): { host: string; port: number } | null {
-    const a = this.admin?.address() as net.AddressInfo | null | undefined;
-    return a ? { host: a.address, port: a.port } : null;
+    return this.admin?.address() ?? null;
   }
 
   get clients(): number {
