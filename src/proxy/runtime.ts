@@ -75,8 +75,7 @@ export interface RuntimeHost {
 
 /** The runtime in effect, and the changes from one to the next. */
 export class Runtimes {
-  /** The runtime in effect; null while a switch is under way (and once stopped). */
-  current: Runtime | null = null;
+  private rt: Runtime | null = null;
   /** The last runtime's migration, kept for status while a switch is under way. */
   private last: Migration | null = null;
   /** One rebuild at a time: a phase change waits for the one before it. */
@@ -95,21 +94,26 @@ export class Runtimes {
   async start(): Promise<Runtime> {
     const first = this.host.pair.phases ? await this.settledPhase() : null;
     const rt = await this.build(first);
-    this.current = rt;
+    this.rt = rt;
     this.last = rt.migration;
     return rt;
   }
 
+  /** The runtime in effect; null while a switch is under way (and once stopped). */
+  get current(): Runtime | null {
+    return this.rt;
+  }
+
   /** The current phase's migration (the last one while a switch is under way). */
   get migration(): Migration {
-    return (this.current?.migration ?? this.last)!;
+    return (this.rt?.migration ?? this.last)!;
   }
 
   /** Retires the runtime in effect, after any rebuild under way; none is built after this. */
   async stop(): Promise<void> {
     await this.rebuilding.catch(() => undefined);
-    const rt = this.current;
-    this.current = null;
+    const rt = this.rt;
+    this.rt = null;
     if (rt) await this.retire(rt, 'stopping');
   }
 
@@ -136,7 +140,7 @@ export class Runtimes {
 
   /** The phase changed (seen by the poll, a fence check or this process's own switch). */
   private onPhaseChange(s: PhaseState): void {
-    const rt = this.current;
+    const rt = this.rt;
     if (rt !== null && s.epoch === rt.epoch && (
       (rt.phase === 'migrate' && s.phase === 'drained') || (rt.phase === 'reverse' && s.phase === 'hold'))) {
       // The end of a drain, same epoch: nothing changes for clients, the source is empty.
@@ -156,11 +160,11 @@ export class Runtimes {
   private async switchRuntime(): Promise<void> {
     const c = this.host.pair.phases!;
     const want = c.state;
-    const rt = this.current;
+    const rt = this.rt;
     if (this.host.closing()) return;
     if (rt !== null && want.epoch === rt.epoch && want.phase === rt.phase) return;
     if (rt !== null) {
-      this.current = null;
+      this.rt = null;
       const to = want.phase === 'fencing' ? (want.next ?? 'fencing') : want.phase;
       this.host.log(`phase ${rt.phase} (epoch ${rt.epoch}) -> ${want.phase === 'fencing' ? `fencing for ${want.next ?? '?'}` : want.phase} (epoch ${want.epoch}): closing ${rt.sessions.size} client connection(s) of the old phase`);
       await this.retire(rt, `the phase changed to ${to} (epoch ${want.epoch}); reconnect`);
@@ -168,7 +172,7 @@ export class Runtimes {
     if (want.phase === 'fencing') {
       // Wait for the switch to finish (the poll calls back); clients connecting now wait.
       setTimeout(() => {
-        if (this.current === null && c.state.phase === 'fencing') this.host.dropWaiting('the phase switch did not finish in time');
+        if (this.rt === null && c.state.phase === 'fencing') this.host.dropWaiting('the phase switch did not finish in time');
       }, this.host.config.fenceWaitMs).unref();
       return;
     }
@@ -177,7 +181,7 @@ export class Runtimes {
       await this.retire(next, 'stopping');
       return;
     }
-    this.current = next;
+    this.rt = next;
     this.last = next.migration;
     this.host.log(`phase ${next.phase} (epoch ${next.epoch}) in effect`);
     this.host.resumeWaiting();
