@@ -9,10 +9,10 @@ import cliProgress from 'cli-progress';
 import { runPhaseCli, runStatusCli, runSweeperCli } from './admin/status-cli.js';
 import { runPlanCli } from './tools/plan.js';
 import { runVerifyCli } from './tools/verify.js';
-import { buildConfig, DEFAULTS } from './config.js';
-import { DEFAULT_CLIENT_LIMITS } from './proxy/limits.js';
+import { buildConfig, DEFAULT_CLIENT_LIMITS, DEFAULTS } from './config.js';
 import { ConfigError, RehomeError } from './errors.js';
-import { RehomeProxy } from './proxy/server.js';
+import type { RehomeProxy } from './proxy/server.js';
+import { startRehome } from './start.js';
 import { describeEndpoint } from './upstream/endpoint.js';
 import { onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
 
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
   }
   let proxy: RehomeProxy;
   try {
-    proxy = await RehomeProxy.start(config, log, { preflight: slot?.preflight ?? true });
+    proxy = await startRehome(config, log, { preflight: slot?.preflight ?? true });
   } catch (e) {
     if (e instanceof RehomeError) fail(1, e.message);
     fail(1, (e as Error).message);

@@ -1,8 +1,39 @@
 /** Typed configuration, defaults, and validation with clear messages. */
 import { ConfigError } from './errors.js';
-import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from './proxy/limits.js';
 import { DEFAULT_FRAMER_LIMITS, type FramerLimits } from './resp/request-framer.js';
 import { type Endpoint, parseHostPort, parseRedisUrl } from './upstream/endpoint.js';
+
+/**
+ * Per-client limits, with Redis's defaults where Redis has one: the number of clients
+ * (maxclients), the bytes of unfinished requests held for a client (client-query-buffer-limit),
+ * the reply bytes held for a client that does not read them (client-output-buffer-limit) and the
+ * idle timeout (timeout). The framing limits (proto-max-bulk-len and the like) are the request
+ * framer's (src/resp/request-framer.ts).
+ */
+export interface ClientLimits {
+  /** Most clients connected at once; the next one gets Redis's error and is closed. */
+  maxClients: number;
+  /** Most bytes of not yet complete requests held for one client. */
+  queryBufferLimit: number;
+  /**
+   * Most reply bytes held for one client that does not read them; past it the client is
+   * disconnected. 0: no limit, the proxy stops reading the target for that client instead.
+   */
+  outputBufferLimit: number;
+  /** A client idle this long (ms) is closed; 0: never. */
+  idleTimeoutMs: number;
+}
+
+/**
+ * Redis's defaults for maxclients, the query buffer and timeout; Redis sets no output limit for
+ * normal clients, and rehome bounds what it holds for one at 256 MB.
+ */
+export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
+  maxClients: 10_000,
+  queryBufferLimit: 1024 * 1024 * 1024,
+  outputBufferLimit: 256 * 1024 * 1024,
+  idleTimeoutMs: 0,
+};
 
 /** Everything the proxy needs to run. */
 export interface ProxyConfig {
@@ -22,7 +53,7 @@ export interface ProxyConfig {
   shutdownTimeoutMs: number;
   connectTimeoutMs: number;
   limits: FramerLimits;
-  /** maxclients, query and output buffer limits, idle timeout (src/proxy/limits.ts). */
+  /** maxclients, query and output buffer limits, idle timeout (enforced in src/session/limits.ts). */
   clientLimits: ClientLimits;
   /** Longest a sweeper MIGRATE should block the source. */
   sweepBudgetMs: number;

@@ -5,30 +5,36 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** Everything a proxy exports on /metrics. */
+/** The proxy's figures, read when /metrics is scraped. */
+export interface ProxyFigures {
+  commands: number;
+  sharedCommands: number;
+  sharedFailures: number;
+  clients: number;
+  movedOnTouch: number;
+  movedBySweeper: number;
+  remainingPerDb: Record<number, number>;
+  drained: boolean;
+  rate: number;
+  errorsByKind: Record<string, number>;
+  moveFailures: number;
+  cacheSize: number;
+  bigKeys: number;
+  phase: string;
+  epoch: number;
+}
+
+/**
+ * Everything a proxy exports on /metrics. It observes the proxy's latencies through the two
+ * observe methods (the proxy's ProxyObserver) and reads the rest from `read`.
+ */
 export class ProxyMetrics {
   readonly registry = new Registry();
   readonly commandLatency: Histogram;
   readonly migrateLatency: Histogram;
   readonly migrateKeys: Counter;
 
-  constructor(read: () => {
-    commands: number;
-    sharedCommands: number;
-    sharedFailures: number;
-    clients: number;
-    movedOnTouch: number;
-    movedBySweeper: number;
-    remainingPerDb: Record<number, number>;
-    drained: boolean;
-    rate: number;
-    errorsByKind: Record<string, number>;
-    moveFailures: number;
-    cacheSize: number;
-    bigKeys: number;
-    phase: string;
-    epoch: number;
-  }) {
+  constructor(read: () => ProxyFigures) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'rehome_process_' });
     this.commandLatency = new Histogram({
@@ -77,5 +83,14 @@ export class ProxyMetrics {
     gauge('rehome_move_failures_total', 'Keys that could not be moved (client got an error)', (g) => g.set(read().moveFailures));
     gauge('rehome_known_absent_cached', 'Keys in the known-absent cache', (g) => g.set(read().cacheSize));
     gauge('rehome_big_keys_total', 'Big keys moved alone by the sweeper', (g) => g.set(read().bigKeys));
+  }
+
+  observeCommand(seconds: number): void {
+    this.commandLatency.observe(seconds);
+  }
+
+  observeMigrate(ms: number, keys: number, ok: boolean): void {
+    this.migrateLatency.observe({ outcome: ok ? 'ok' : 'error' }, ms / 1000);
+    this.migrateKeys.inc(keys);
   }
 }

@@ -6,7 +6,7 @@
 import type { CommandTable } from '../commands/table.js';
 import type { Mover } from '../migration/mover.js';
 import type { SessionFence } from '../phase/phase.js';
-import type { ClientLimits } from '../proxy/limits.js';
+import type { ClientLimits } from '../config.js';
 import type { FramerLimits, Request } from '../resp/request-framer.js';
 import type { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';

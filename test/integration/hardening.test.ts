@@ -206,7 +206,7 @@ describe('replies as on a direct connection', () => {
     await s.mset('im:a', '1', 'im:b', '2', 'im:c', '3');
     const c = ctx.proxy.client();
     await c.set('im:new', 'x');
-    const r = await c.multi().info('server').get('im:a').info().info('keyspace').config('get', 'maxmemory').exec();
+    const r = await c.multi().info('server').get('im:a').info().info('keyspace').config('GET', 'maxmemory').exec();
     expect(r![0]![1]).toMatch(/redis_version/);
     expect(r![1]![1]).toBe('1');
     expect(r![2]![1]).toMatch(/used_memory/);

@@ -1,34 +1,9 @@
 /**
- * Per-client limits, with Redis's defaults where Redis has one: the number of clients
- * (maxclients), the bytes of unfinished requests held for a client (client-query-buffer-limit),
- * the reply bytes held for a client that does not read them (client-output-buffer-limit) and the
- * idle timeout (timeout). The framing limits (proto-max-bulk-len and the like) are the request
- * framer's (src/resp/request-framer.ts).
+ * The per-connection side of the client limits (their values and defaults are config.ts's
+ * ClientLimits): refusing a connection past maxclients as Redis does, and closing idle clients.
  */
 import type net from 'node:net';
 import { ErrorText } from '../errors.js';
-
-/** Limits applied to every client connection. */
-export interface ClientLimits {
-  /** Most clients connected at once; the next one gets Redis's error and is closed. */
-  maxClients: number;
-  /** Most bytes of not yet complete requests held for one client. */
-  queryBufferLimit: number;
-  /**
-   * Most reply bytes held for one client that does not read them; past it the client is
-   * disconnected. 0: no limit, the proxy stops reading the target for that client instead.
-   */
-  outputBufferLimit: number;
-  /** A client idle this long (ms) is closed; 0: never. */
-  idleTimeoutMs: number;
-}
-
-export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
-  maxClients: 10_000,
-  queryBufferLimit: 1024 * 1024 * 1024,
-  outputBufferLimit: 256 * 1024 * 1024,
-  idleTimeoutMs: 0,
-};
 
 /** Exactly what Redis answers a connection past maxclients. */
 const MAX_CLIENTS_REPLY = `-${ErrorText.maxClients()}\r\n`;

@@ -1,0 +1,375 @@
+/**
+ * The per-epoch runtime: everything that serves clients in one phase at one epoch. Its upstream
+ * connections are named for the epoch, so a fenced switch (src/phase/phase.ts) can kill every one
+ * of them on both servers; a phase change therefore retires the runtime whole, sessions included,
+ * and builds the next one, rather than changing a running one in place.
+ *
+ * Runtimes owns the runtime in effect and the changes between them: the first one at start, the
+ * rebuild after a phase change (one at a time, in order), the fleet-wide switch this process
+ * asks for, and the end of a drain.
+ */
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { CommandTable } from '../commands/table.js';
+import type { ProxyConfig } from '../config.js';
+import { RehomeError } from '../errors.js';
+import { KnownAbsentCache } from '../migration/absent-cache.js';
+import { Migration } from '../migration/migration.js';
+import { Mover } from '../migration/mover.js';
+import { fencedName, lastActedPhase, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
+import { ControlPool } from '../upstream/control.js';
+import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import type { SessionFence } from '../phase/phase.js';
+import type { Session, SessionContext } from '../session/session.js';
+import { SharedLanes } from '../session/shared-lane.js';
+import { type Logger, type Pair, switchPreconditions } from './startup.js';
+
+/** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
+export type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
+
+/** Everything that belongs to one phase at one epoch. */
+export interface Runtime {
+  phase: RuntimePhase;
+  /** 0 without phases. */
+  epoch: number;
+  ctx: SessionContext;
+  migration: Migration;
+  pools: ControlPool[];
+  sessions: Set<Session>;
+  /** Shared connections to the target (null: --shared-connections 0). */
+  lanes: SharedLanes | null;
+  /** Keeps idle own connections of clients on the lanes open (Session.keepOwnAlive). */
+  keepalive: NodeJS.Timeout | null;
+}
+
+/** What the proxy reports as it works (the metrics, when the admin endpoint is on). */
+export interface ProxyObserver {
+  /** A sampled command: seconds from being framed to its reply being ready. */
+  observeCommand(seconds: number): void;
+  /** One MIGRATE sent to the source: how long it took, the keys it named, whether it succeeded. */
+  observeMigrate(ms: number, keys: number, ok: boolean): void;
+}
+
+/** Requests handled by every runtime's sessions and lanes, for /metrics. */
+export interface ProxyCounters {
+  commands: number;
+  sharedCommands: number;
+  sharedFailures: number;
+}
+
+/** What the runtimes need from the server that accepts the clients. */
+export interface RuntimeHost {
+  readonly config: ProxyConfig;
+  readonly log: Logger;
+  readonly pair: Pair;
+  readonly observer: ProxyObserver | null;
+  readonly counters: ProxyCounters;
+  /** The proxy is closing: a runtime built now is retired at once. */
+  closing(): boolean;
+  /** A session of any runtime has closed. */
+  sessionClosed(s: Session): void;
+  /** A runtime is in effect after a switch: the clients that waited for one may start. */
+  resumeWaiting(): void;
+  /** A switch did not finish in time: the clients waiting for it are closed. */
+  dropWaiting(why: string): void;
+}
+
+/** The runtime in effect, and the changes from one to the next. */
+export class Runtimes {
+  private rt: Runtime | null = null;
+  /** The last runtime's migration, kept for status while a switch is under way. */
+  private last: Migration | null = null;
+  /** One rebuild at a time: a phase change waits for the one before it. */
+  private rebuilding: Promise<void> = Promise.resolve();
+  private readonly tables = new Map<string, CommandTable>();
+  private readonly drainedListeners: Array<() => void> = [];
+  private drainedFired = false;
+  /** This process in the phase record (`by` of a switch it made). */
+  readonly processId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+
+  constructor(private readonly host: RuntimeHost) {
+    host.pair.phases?.onChange((s) => this.onPhaseChange(s));
+  }
+
+  /** Builds the first runtime, for the shared phase once no switch is under way. */
+  async start(): Promise<Runtime> {
+    const first = this.host.pair.phases ? await this.settledPhase() : null;
+    const rt = await this.build(first);
+    this.rt = rt;
+    this.last = rt.migration;
+    return rt;
+  }
+
+  /** The runtime in effect; null while a switch is under way (and once stopped). */
+  get current(): Runtime | null {
+    return this.rt;
+  }
+
+  /** The current phase's migration (the last one while a switch is under way). */
+  get migration(): Migration {
+    return (this.rt?.migration ?? this.last)!;
+  }
+
+  /** Retires the runtime in effect, after any rebuild under way; none is built after this. */
+  async stop(): Promise<void> {
+    await this.rebuilding.catch(() => undefined);
+    const rt = this.rt;
+    this.rt = null;
+    if (rt) await this.retire(rt, 'stopping');
+  }
+
+  /** Calls `f` once the migration has drained the old server (now, if it has). */
+  onDrained(f: () => void): void {
+    if (this.drainedFired) f();
+    else this.drainedListeners.push(f);
+  }
+
+  /** The shared phase once it is not fencing (a switch under way finishes first). */
+  private async settledPhase(): Promise<PhaseState> {
+    const c = this.host.pair.phases!;
+    const wait = this.host.config.fenceWaitMs;
+    const deadline = Date.now() + wait;
+    for (;;) {
+      const s = (await c.fresh()) ?? c.state;
+      if (s.phase !== 'fencing') return s;
+      if (Date.now() > deadline) {
+        throw new RehomeError('EFENCED', `the phase has been fencing (switch to ${s.next ?? '?'}) for over ${wait} ms: a switch did not finish; run rehome phase again`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** The phase changed (seen by the poll, a fence check or this process's own switch). */
+  private onPhaseChange(s: PhaseState): void {
+    const rt = this.rt;
+    if (rt !== null && s.epoch === rt.epoch && (
+      (rt.phase === 'migrate' && s.phase === 'drained') || (rt.phase === 'reverse' && s.phase === 'hold'))) {
+      // The end of a drain, same epoch: nothing changes for clients, the source is empty.
+      this.host.log(`phase ${rt.phase} -> ${s.phase} (epoch ${s.epoch}): the ${rt.phase === 'migrate' ? 'old' : 'new'} server is empty`);
+      rt.phase = s.phase;
+      rt.migration.setDrained();
+      return;
+    }
+    if (rt !== null && s.epoch === rt.epoch && s.phase === rt.phase) return;
+    this.rebuilding = this.rebuilding.then(() => this.switchRuntime()).catch((e: Error) => {
+      this.host.log(`phase switch failed: ${e.message}; retrying`);
+      setTimeout(() => this.onPhaseChange(this.host.pair.phases!.state), 500).unref();
+    });
+  }
+
+  /** Retires the current runtime and builds the one the shared phase now asks for. */
+  private async switchRuntime(): Promise<void> {
+    const c = this.host.pair.phases!;
+    const want = c.state;
+    const rt = this.rt;
+    if (this.host.closing()) return;
+    if (rt !== null && want.epoch === rt.epoch && want.phase === rt.phase) return;
+    if (rt !== null) {
+      this.rt = null;
+      const to = want.phase === 'fencing' ? (want.next ?? 'fencing') : want.phase;
+      this.host.log(`phase ${rt.phase} (epoch ${rt.epoch}) -> ${want.phase === 'fencing' ? `fencing for ${want.next ?? '?'}` : want.phase} (epoch ${want.epoch}): closing ${rt.sessions.size} client connection(s) of the old phase`);
+      await this.retire(rt, `the phase changed to ${to} (epoch ${want.epoch}); reconnect`);
+    }
+    if (want.phase === 'fencing') {
+      // Wait for the switch to finish (the poll calls back); clients connecting now wait.
+      setTimeout(() => {
+        if (this.rt === null && c.state.phase === 'fencing') this.host.dropWaiting('the phase switch did not finish in time');
+      }, this.host.config.fenceWaitMs).unref();
+      return;
+    }
+    const next = await this.build(want);
+    if (this.host.closing()) {
+      await this.retire(next, 'stopping');
+      return;
+    }
+    this.rt = next;
+    this.last = next.migration;
+    this.host.log(`phase ${next.phase} (epoch ${next.epoch}) in effect`);
+    this.host.resumeWaiting();
+    // The phase may have moved on while this one was being built.
+    if (c.state.epoch !== next.epoch || (c.state.phase !== next.phase && c.state.phase !== 'drained' && c.state.phase !== 'hold')) {
+      this.onPhaseChange(c.state);
+    }
+  }
+
+  /** Closes a runtime's clients (in-flight commands get an error) and its upstream connections. */
+  private async retire(rt: Runtime, why: string): Promise<void> {
+    for (const s of [...rt.sessions]) s.fail(why);
+    if (rt.keepalive !== null) clearInterval(rt.keepalive);
+    rt.lanes?.close(why);
+    await rt.migration.stop();
+    await Promise.all(rt.pools.map((p) => p.close()));
+  }
+
+  private onRuntimeDrained(rt: Runtime): void {
+    const phases = this.host.pair.phases;
+    if (phases && (rt.phase === 'migrate' || rt.phase === 'reverse')) {
+      // Tell every process: the phase becomes drained (or hold after a reverse).
+      void phases.markDrained(rt.epoch, rt.phase);
+    }
+    if ((rt.phase === 'migrate' || rt.phase === 'drained') && !this.drainedFired) {
+      this.drainedFired = true;
+      for (const f of this.drainedListeners.splice(0)) f();
+    }
+  }
+
+  /**
+   * Switches the phase of every process on this pair (the fenced switch, src/phase/phase.ts).
+   * The preconditions are decided inside the fence; the same checks made before it only spare
+   * every client a reconnect when the answer is already no.
+   */
+  async switchPhase(to: SwitchablePhase): Promise<{ from: string; to: string; epoch: number; killed: number }> {
+    const c = this.host.pair.phases;
+    if (!c) {
+      throw new RehomeError('ENOPHASE', 'phases are not in use on this pair: start every rehome process with --phase hold|migrate');
+    }
+    const config = this.host.config;
+    // hold's check needs nothing from the phase of before, and refuses even when the phase is
+    // hold already: keys on the new server are worth an error then too.
+    if (to === 'hold') await switchPreconditions(config, to, null);
+    const cur = (await c.fresh()) ?? c.state;
+    if (cur.phase === to) return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0 };
+    if (to !== 'hold') await switchPreconditions(config, to, lastActedPhase(cur));
+    const r = await c.switchTo(to, this.processId, (prev) => switchPreconditions(config, to, prev)).catch((e: Error) => {
+      this.host.log(`phase switch to ${to} failed: ${e.message}`);
+      throw e;
+    });
+    this.host.log(`phase switched ${r.from} -> ${to} (epoch ${r.epoch}); ${r.killed} connection(s) of older epochs killed`);
+    return { from: r.from, to, epoch: r.epoch, killed: r.killed };
+  }
+
+  /** Builds the runtime for a phase (null: no phases, migrate as a legacy proxy). */
+  private async build(state: PhaseState | null): Promise<Runtime> {
+    const { config, pair } = this.host;
+    const phase: RuntimePhase = state === null ? 'migrate' : (state.phase as RuntimePhase);
+    const epoch = state?.epoch ?? 0;
+    // Which server keys move out of (source) and which one clients talk to (target).
+    const reverse = phase === 'reverse' || phase === 'hold';
+    const targetEndpoint = reverse ? config.source : config.target;
+    const pools = this.openPools(epoch, reverse ? config.target : config.source, targetEndpoint);
+    try {
+      const table = await this.table(pools.target);
+      const mover = this.newMover(pools, targetEndpoint, reverse);
+      const phases = pair.phases;
+      const fence: SessionFence | null = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
+      const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, targetEndpoint, fence, this.host.counters, config.keepaliveMs) : null;
+      const sessions = new Set<Session>();
+      const observer = this.host.observer;
+      const ctx: SessionContext = {
+        table,
+        mover,
+        source: pools.source,
+        target: pools.target,
+        targetEndpoint,
+        targetAuthRequired: reverse ? pair.authRequired.old : pair.authRequired.new,
+        databases: pair.databases,
+        limits: config.limits,
+        clientLimits: config.clientLimits,
+        log: this.host.log,
+        maxPending: config.maxPendingPerClient,
+        onClose: (handle) => {
+          const s = handle as Session; // sessions are the only handles there are
+          this.host.sessionClosed(s);
+          sessions.delete(s);
+        },
+        counters: this.host.counters,
+        lanes,
+        observeLatency: observer ? (sec) => observer.observeCommand(sec) : () => {},
+        fence,
+        // The phase key is on the old server: hidden wherever a client reads the old server.
+        hideSide: phases === null ? null : phase === 'migrate' ? 'source' : phase === 'drained' ? null : 'target',
+      };
+      const passThrough = phase === 'hold' || phase === 'drained';
+      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough), pools: pools.all, sessions, lanes, keepalive: null };
+      if (!passThrough) await rt.migration.start();
+      rt.migration.onDrained(() => this.onRuntimeDrained(rt));
+      rt.keepalive = this.keepOwnConnectionsAlive(rt);
+      return rt;
+    } catch (e) {
+      await Promise.all(pools.all.map((p) => p.close()));
+      throw e;
+    }
+  }
+
+  /** The runtime's control connections, named for its epoch and checked against the phase. */
+  private openPools(epoch: number, sourceEndpoint: Endpoint, targetEndpoint: Endpoint) {
+    const { config, pair } = this.host;
+    const phases = pair.phases;
+    const opts = {
+      // MIGRATE's own timeout plus a margin: past it the source is taken as unresponsive.
+      commandTimeoutMs: config.migrateTimeoutMs + 1_000,
+      connectTimeoutMs: config.connectTimeoutMs,
+    };
+    const pool = (ep: Endpoint, role: 'source' | 'target', name: string) =>
+      new ControlPool(ep, opts, role, phases ? { name: fencedName(epoch, name), check: () => phases.verify(epoch) } : null);
+    const source = pool(sourceEndpoint, 'source', 'source');
+    const target = pool(targetEndpoint, 'target', 'target');
+    // The sweeper moves on connections of its own: a client's move never queues behind a
+    // sweeper batch (mover.ts).
+    const sweepSource = pool(sourceEndpoint, 'source', 'sweep');
+    return { source, target, sweepSource, all: [source, target, sweepSource] };
+  }
+
+  private newMover(pools: ReturnType<Runtimes['openPools']>, targetEndpoint: Endpoint, reverse: boolean): Mover {
+    const config = this.host.config;
+    // MIGRATE is dialled by the source: the target's address as the source sees it.
+    const dest = reverse
+      ? (config.sourceFromTarget ?? { host: config.source.host, port: config.source.port })
+      : (config.targetFromSource ?? { host: config.target.host, port: config.target.port });
+    const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
+      host: dest.host,
+      port: dest.port,
+      ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
+      ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
+      timeoutMs: config.migrateTimeoutMs,
+    }, pools.sweepSource);
+    const observer = this.host.observer;
+    if (observer) mover.onMigrate = (ms, keys, ok) => observer.observeMigrate(ms, keys, ok);
+    return mover;
+  }
+
+  private newMigration(source: ControlPool, mover: Mover, passThrough: boolean): Migration {
+    const config = this.host.config;
+    return new Migration(
+      source,
+      mover,
+      {
+        sweep: config.sweep,
+        passThrough,
+        sweeper: {
+          budgetMs: config.sweepBudgetMs,
+          rate: config.sweepRate,
+          bigKeyBytes: config.bigKeyBytes,
+          migrateTimeoutMs: config.migrateTimeoutMs,
+        },
+        watchIntervalMs: 1_000,
+      },
+      this.host.log,
+    );
+  }
+
+  /**
+   * A client working on the shared lanes leaves its own connection idle: PING it under the
+   * server's `timeout` (Session.keepOwnAlive). Null when there are no lanes or no keepalive.
+   */
+  private keepOwnConnectionsAlive(rt: Runtime): NodeJS.Timeout | null {
+    const every = this.host.config.keepaliveMs;
+    if (rt.lanes === null || every <= 0) return null;
+    const t = setInterval(() => {
+      for (const s of rt.sessions) s.keepOwnAlive();
+    }, every);
+    t.unref();
+    return t;
+  }
+
+  /** The command table of one server (its own COMMAND reply), loaded once. */
+  private async table(pool: ControlPool): Promise<CommandTable> {
+    const k = describeEndpoint(pool.endpoint);
+    let t = this.tables.get(k);
+    if (!t) {
+      t = new CommandTable((await pool.db(0).call('COMMAND')) as unknown[]);
+      this.tables.set(k, t);
+    }
+    return t;
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * What a proxy finds out and checks before it serves anyone: both servers answer and are not the
+ * same server, whether a fresh connection must AUTH, how many dbs the target has, the shared
+ * phase, and the pre-flight checks of `rehome plan`; also the checks a phase switch makes again
+ * inside its fence. The only proxy file that runs the plan (src/tools/plan.ts).
+ */
+import net from 'node:net';
+import os from 'node:os';
+import { Redis } from 'ioredis';
+import type { ProxyConfig } from '../config.js';
+import { RehomeError } from '../errors.js';
+import { PhaseController, type PhaseName, type SwitchablePhase } from '../phase/phase.js';
+import { PING_REQUEST } from '../resp/request-framer.js';
+import { formatPlanReport, plan } from '../tools/plan.js';
+import { ControlPool } from '../upstream/control.js';
+import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+
+/** Logging sink (the CLI prints; tests may collect). */
+export type Logger = (line: string) => void;
+
+/** What start found out about the pair, fixed for the proxy's life. */
+export interface Pair {
+  versions: { source: string; target: string };
+  /** Per server: a fresh connection must AUTH first (reverse talks to the old one). */
+  authRequired: { old: boolean; new: boolean };
+  /** The target's `databases` (Redis's 16 where CONFIG is refused). */
+  databases: number;
+  /** The fleet's shared phase; null: no phases, a proxy that always migrates. */
+  phases: PhaseController | null;
+}
+
+/**
+ * Checks the pair and opens its phases. `preflight` false skips the checks of `rehome plan`. On
+ * success the caller owns `phases` and closes it; on failure it is closed here.
+ */
+export async function checkPair(config: ProxyConfig, log: Logger, preflight: boolean): Promise<Pair> {
+  const [src, tgt] = await Promise.all([
+    probeServer('source', config.source, config.connectTimeoutMs),
+    probeServer('target', config.target, config.connectTimeoutMs),
+  ]);
+  if (src.runId !== '' && src.runId === tgt.runId) {
+    throw new RehomeError('ESAME', 'source and target are the same server (same run_id)');
+  }
+  const phases = await openPhases(config, log);
+  try {
+    // Only for a migration: hold moves nothing yet, and a switch to migrate runs them then.
+    const s = phases?.state;
+    if (preflight && (!s || s.phase === 'migrate' || (s.phase === 'fencing' && s.next === 'migrate'))) {
+      await runPreflight(config, log);
+    }
+    const authRequired = {
+      old: await needsAuth(config.source, config.connectTimeoutMs),
+      new: await needsAuth(config.target, config.connectTimeoutMs),
+    };
+    const databases = await targetDatabases(config);
+    return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases };
+  } catch (e) {
+    await phases?.close();
+    throw e;
+  }
+}
+
+/** The phase key on the old server decides; --phase creates it only where it is missing. */
+async function openPhases(config: ProxyConfig, log: Logger): Promise<PhaseController | null> {
+  const phases = await PhaseController.open(
+    { old: config.source, new: config.target, id: `${os.hostname()}:${process.pid}`, pollMs: config.phasePollMs, connectTimeoutMs: config.connectTimeoutMs },
+    config.phase,
+  );
+  if (phases && config.phase !== null && phases.state.phase !== config.phase && phases.state.phase !== 'fencing') {
+    log(`the old server's phase key says ${phases.state.phase} (epoch ${phases.state.epoch}); --phase ${config.phase} applies only to a fresh deployment`);
+  }
+  return phases;
+}
+
+/** Connects once, without retries, to tell "unreachable" and "bad credentials" apart at start. */
+async function probeServer(role: string, ep: Endpoint, timeoutMs: number): Promise<{ runId: string; version: string }> {
+  const c = new Redis({
+    host: ep.host,
+    port: ep.port,
+    ...(ep.username !== undefined ? { username: ep.username } : {}),
+    ...(ep.password !== undefined ? { password: ep.password } : {}),
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    enableReadyCheck: false,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    const text = await c.info('server');
+    const runId = /run_id:(\w+)/.exec(text)?.[1] ?? '';
+    const version = /redis_version:([\d.]+)/.exec(text)?.[1] ?? 'unknown';
+    return { runId, version };
+  } catch (e) {
+    throw new RehomeError('EUPSTREAM', `${role} ${describeEndpoint(ep)} unreachable: ${(e as Error).message}`);
+  } finally {
+    c.disconnect();
+  }
+}
+
+/**
+ * True when a fresh, unauthenticated connection to the server is refused commands. A raw socket,
+ * since a client library would send the endpoint's credentials first.
+ */
+function needsAuth(ep: Endpoint, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: ep.host, port: ep.port });
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new RehomeError('EUPSTREAM', `target ${describeEndpoint(ep)} did not answer PING`));
+    }, timeoutMs);
+    sock.on('connect', () => sock.write(PING_REQUEST));
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      if (buf.includes('\r\n')) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(buf.startsWith('-NOAUTH'));
+      }
+    });
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new RehomeError('EUPSTREAM', `target ${describeEndpoint(ep)} unreachable: ${e.message}`));
+    });
+  });
+}
+
+/** The target's number of dbs: SELECT and the keyspace-wide commands range over them. */
+async function targetDatabases(config: ProxyConfig): Promise<number> {
+  const probe = new ControlPool(config.target, { commandTimeoutMs: config.connectTimeoutMs * 2, connectTimeoutMs: config.connectTimeoutMs }, 'target');
+  try {
+    const r = (await probe.db(0).call('CONFIG', 'GET', 'databases')) as string[];
+    if (r.length === 2 && Number(r[1]) > 0) return Number(r[1]);
+  } catch {
+    // CONFIG may be renamed or denied by ACL: keep Redis's default.
+  } finally {
+    await probe.close();
+  }
+  return 16;
+}
+
+/** The pre-flight checks of `rehome plan`, conflicts resolved as --on-conflict says. */
+async function runPreflight(config: ProxyConfig, log: Logger): Promise<void> {
+  const pre = await plan({
+    source: config.source,
+    target: config.target,
+    targetFromSource: config.targetFromSource,
+    onConflict: config.onConflict,
+    apply: config.onConflict !== null,
+  });
+  if (pre.findings.some((f) => f.level !== 'ok')) {
+    const report = formatPlanReport(pre).trimEnd().split('\n');
+    for (const line of report) if (!line.startsWith('ok ')) log(`plan: ${line.replace(/^plan: /, '')}`);
+  }
+  if (pre.hardFailure) {
+    const first = pre.findings.find((f) => f.level === 'fail');
+    const hint =
+      first?.check === 'conflicts'
+        ? ' (a restarted rehome finds the leftovers of interrupted moves here: --on-conflict target keeps the target copies, as DESIGN.md rule 3 does)'
+        : '';
+    if (!config.force) {
+      throw new RehomeError('EPLAN', `pre-flight check failed: ${first?.message ?? 'see the log'}${hint}; fix it, or pass --force`);
+    }
+    log('pre-flight checks failed; starting anyway (--force)');
+  }
+}
+
+/**
+ * Refuses a switch to `to` from the phase the fleet acts on (`from`; null when unknown: every
+ * check applies). Its answer decides only inside the fence (switchTo's step 3): before it,
+ * moves and writes of the old phase can still change what these checks see.
+ */
+export async function switchPreconditions(config: ProxyConfig, to: SwitchablePhase, from: PhaseName | null): Promise<void> {
+  if (to === 'hold') {
+    // Keys there would vanish for clients, and come back at the next migrate.
+    const n = await keysOnNew(config);
+    if (n > 0) {
+      throw new RehomeError('EPHASE', `cannot switch to hold: the new server holds ${n} keys, which clients would no longer see; switch to reverse and wait until it is drained (the phase then becomes hold by itself)`);
+    }
+  }
+  if (to === 'migrate' && from !== 'drained') {
+    // The pre-flight checks of `rehome plan` (conflicts above all: a key already on the new
+    // server would win over the old copy). From drained (keys written to the old server
+    // directly since) the new server is full by design: migrate sweeps them again.
+    const pre = await plan({
+      source: config.source,
+      target: config.target,
+      targetFromSource: config.targetFromSource,
+      onConflict: null,
+      apply: false,
+    });
+    const first = pre.findings.find((f) => f.level === 'fail');
+    if (pre.hardFailure) {
+      throw new RehomeError('EPLAN', `cannot switch to migrate: pre-flight check failed: ${first?.message ?? 'see rehome plan'}`);
+    }
+  }
+}
+
+async function keysOnNew(config: ProxyConfig): Promise<number> {
+  const c = new ControlPool(config.target, { commandTimeoutMs: 5_000, connectTimeoutMs: config.connectTimeoutMs }, 'target');
+  try {
+    const text = await c.db(0).info('keyspace');
+    let n = 0;
+    for (const m of text.matchAll(/^db\d+:keys=(\d+)/gm)) n += Number(m[1]);
+    return n;
+  } finally {
+    await c.close();
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * The composition root: a proxy with what its config asks for around it. The admin endpoint and
+ * its metrics sit a layer above the proxy, which knows them only through StartOptions' hooks, so
+ * no import runs from the proxy up to them.
+ */
+import { startAdmin } from './admin/http.js';
+import { ProxyMetrics } from './admin/metrics.js';
+import type { ProxyConfig } from './config.js';
+import { RehomeError } from './errors.js';
+import { type Logger, RehomeProxy } from './proxy/server.js';
+import { describeEndpoint } from './upstream/endpoint.js';
+
+/** Starts a proxy, with the admin endpoint and its metrics when config.admin asks for them. */
+export function startRehome(config: ProxyConfig, log: Logger = () => {}, opts: { preflight?: boolean } = {}): Promise<RehomeProxy> {
+  const admin = config.admin;
+  if (admin === null) return RehomeProxy.start(config, log, opts);
+  // The metrics observe the proxy from its first runtime on, before start returns it; they read
+  // its figures only when /metrics is scraped, which needs the endpoint that the hook starts.
+  let proxy: RehomeProxy | null = null;
+  const metrics = new ProxyMetrics(() => proxy!.figures());
+  return RehomeProxy.start(config, log, {
+    ...opts,
+    observer: metrics,
+    startAdmin: async (p) => {
+      proxy = p;
+      try {
+        return await startAdmin(p, metrics, admin.host, admin.port);
+      } catch (e) {
+        throw new RehomeError('ELISTEN', `cannot listen on admin ${describeEndpoint(admin)}: ${(e as Error).message}`);
+      }
+    },
+  });
+}
