@@ -1,7 +1,7 @@
 /**
  * `--workers N`: N processes serve the one listening port (node:cluster; the primary accepts and
  * hands connections round-robin to the workers). Several processes on one pair are safe by
- * DESIGN.md's invariant: single-flight is per process, MIGRATE is atomic in the source, and the
+ * docs/DESIGN.md's invariant: single-flight is per process, MIGRATE is atomic in the source, and the
  * phase key fences a fleet of processes as it fences separate proxies.
  *
  * Roles:

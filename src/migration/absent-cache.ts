@@ -1,6 +1,6 @@
 /**
  * Keys known to be absent from the source, per db. Safe to remember because the source only ever
- * loses keys during a migration (DESIGN.md rule 1): once absent, a key stays absent.
+ * loses keys during a migration (docs/DESIGN.md rule 1): once absent, a key stays absent.
  */
 import { LRUCache } from 'lru-cache';
 

@@ -1,6 +1,6 @@
 /**
  * The mover: confirms keys absent from the source by moving them to the target with MIGRATE
- * (never REPLACE), resolving every uncertain outcome by probing (DESIGN.md rules 2-4).
+ * (never REPLACE), resolving every uncertain outcome by probing (docs/DESIGN.md rules 2-4).
  *
  * Outcomes of one MIGRATE and what follows:
  *   OK / NOKEY                 -> every key is absent from the source now
@@ -328,7 +328,7 @@ export class Mover {
   /**
    * One sweeper step run entirely inside the source by a script: SCAN one step, size each key,
    * and MIGRATE the small ones (KEYS form, no REPLACE), counting the moved ones by DBSIZE. The
-   * script sends the source only what DESIGN.md rule 1 allows (SCAN, probes, MIGRATE) and
+   * script sends the source only what docs/DESIGN.md rule 1 allows (SCAN, probes, MIGRATE) and
    * returns no key names unless MIGRATE failed, when every small key is probed and resolved
    * (rules 3 and 4). Big keys come back to be moved alone. `heldMs` is how long the step held
    * the source, as the source's clock measured it (the batch size adapts to it).
@@ -396,7 +396,7 @@ export class Mover {
     this.stats.errorsByKind[kind] = (this.stats.errorsByKind[kind] ?? 0) + 1;
   }
 
-  /** Probe-and-retry for one key after an uncertain MIGRATE (DESIGN.md rule 4). */
+  /** Probe-and-retry for one key after an uncertain MIGRATE (docs/DESIGN.md rule 4). */
   async resolveKey(
     db: number,
     key: string,

@@ -1,7 +1,7 @@
 /**
  * Watches the source for a restart or failover (run_id or replication id changes): keys deleted
  * from it after their move may come back from an old snapshot, so the known-absent cache is no
- * longer true and the sweeper must wait for an operator (DESIGN.md failure table).
+ * longer true and the sweeper must wait for an operator (docs/DESIGN.md failure table).
  */
 import type { Redis } from 'ioredis';
 import { PHASE_KEY } from '../phase/phase.js';

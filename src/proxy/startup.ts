@@ -159,7 +159,7 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<void> {
     const first = pre.findings.find((f) => f.level === 'fail');
     const hint =
       first?.check === 'conflicts'
-        ? ' (a restarted rehome finds the leftovers of interrupted moves here: --on-conflict target keeps the target copies, as DESIGN.md rule 3 does)'
+        ? ' (a restarted rehome finds the leftovers of interrupted moves here: --on-conflict target keeps the target copies, as docs/DESIGN.md rule 3 does)'
         : '';
     if (!config.force) {
       throw new RehomeError('EPLAN', `pre-flight check failed: ${first?.message ?? 'see the log'}${hint}; fix it, or pass --force`);

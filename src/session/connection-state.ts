@@ -1,7 +1,7 @@
 /**
  * Commands that change the state of the client's connection: SELECT, MULTI/EXEC/DISCARD, AUTH,
  * HELLO, RESET, CLIENT SETNAME/GETNAME. rehome's view of the connection (port.ts ConnectionView)
- * changes only on the server's reply (DESIGN.md rule 6), and nothing after such a command is
+ * changes only on the server's reply (docs/DESIGN.md rule 6), and nothing after such a command is
  * dispatched before that reply: the next command's keys are moved in the db the server chose.
  */
 import { ErrorText } from '../errors.js';
@@ -117,11 +117,12 @@ export function hello(s: SessionPort, req: Request): void {
   const e = new Entry(req);
   let given: string | null | undefined;
   if (setname > 0 && s.ctx.fence !== null && validClientName(argStr(req, setname))) {
-    // Keep the fenced prefix on the connection's name (see clientName()); an unnamed connection
-    // gets it with the fence that follows AUTH.
+    // Keep the fenced prefix on the connection's name (see clientName()). An authenticated
+    // client's connection is named for the fence before this runs (at once, or when the own
+    // connection opens for it); an unauthenticated one gets the name with the fence after AUTH.
     const name = argStr(req, setname);
     given = name === '' ? null : name;
-    if (s.conn.named) {
+    if (s.conn.authed) {
       const args: Buffer[] = [];
       for (let i = 0; i < req.argc; i++) args.push(i === setname ? s.nameRequestName(given) : argBuf(req, i));
       e.bytes = encodeRequest(args).raw;

@@ -3,7 +3,7 @@
  * one switch to the family that handles it.
  *
  *   1. the client's connection to the target failed        -> the error, then close
- *   2. a connection-state command awaits its reply          -> held (DESIGN.md rule 6)
+ *   2. a connection-state command awaits its reply          -> held (docs/DESIGN.md rule 6)
  *   3. a pub/sub or MONITOR stream is open                  -> pubsub.ts
  *   4. refused through rehome (REFUSED)                     -> error
  *   5. the client has not authenticated                     -> forwarded, nothing moved (NOAUTH)
@@ -23,6 +23,8 @@ export interface DispatchPort extends StreamPort {
   readonly pubsub: PubSub;
   /** Why the client's own connection failed, or null. */
   readonly upstreamFailed: string | null;
+  /** CLIENT SETINFO before the client has an own connection (see Session.clientInfo). */
+  clientInfo(req: Request): boolean;
   /** Answers with the failure of the own connection and closes the client. */
   failRequest(req: Request): void;
   /**
@@ -110,7 +112,10 @@ export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
         s.refuse(req, ErrorText.refused('CLIENT REPLY', 'the proxy matches every request to its reply'));
         return;
       }
-      if (s.ctx.fence !== null && conn.named && state.clientName(s, req)) return;
+      // (The client is authenticated here, so its connection is, or will be before this command
+      // runs, named for the fence.)
+      if (s.ctx.fence !== null && state.clientName(s, req)) return;
+      if (req.argc >= 2 && argLower(req, 1) === 'setinfo' && s.clientInfo(req)) return;
       return s.forwardPlain(req);
     case 'keys':
     case 'scan':

@@ -22,6 +22,9 @@ export interface FenceHost {
 export class OwnFence {
   /** The connection is not yet named and checked for the epoch. */
   holding = false;
+  /** While holding: resolves when the fence lifts, or the session fails (see SendQueue.add). */
+  ready: Promise<void> | null = null;
+  private readyNow: (() => void) | null = null;
 
   constructor(private readonly host: FenceHost) {}
 
@@ -32,6 +35,9 @@ export class OwnFence {
     const conn = host.conn;
     if (fence === null || conn.named) return;
     this.holding = true;
+    this.ready = new Promise((resolve) => {
+      this.readyNow = resolve;
+    });
     conn.named = true;
     host.sendInternal(this.nameRequest(conn.clientName), (reply) => {
       if (reply[0] !== 0x2b) {
@@ -42,7 +48,11 @@ export class OwnFence {
       }
       fence.verify().then(
         () => this.lift(),
-        (err: Error) => host.fenceFailed(err.message),
+        (err: Error) => {
+          // The session fails: what waited for the connection gets the error (failAll).
+          host.fenceFailed(err.message);
+          this.release();
+        },
       );
     });
   }
@@ -50,7 +60,15 @@ export class OwnFence {
   private lift(): void {
     if (!this.holding) return;
     this.holding = false;
+    this.release();
     this.host.fenceLifted();
+  }
+
+  private release(): void {
+    const f = this.readyNow;
+    this.ready = null;
+    this.readyNow = null;
+    f?.();
   }
 
   /** CLIENT SETNAME for the fenced name, carrying the client's own name after a dot. */

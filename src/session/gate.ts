@@ -1,5 +1,5 @@
 /**
- * The gate (DESIGN.md rule 2) in one place: a command is forwarded to the target only after every
+ * The gate (docs/DESIGN.md rule 2) in one place: a command is forwarded to the target only after every
  * key it touches is confirmed absent from the source. Every way keys are found goes through here:
  * the command table (first/last/step and key specs), COMMAND GETKEYS for what only the server can
  * tell, the dbs MOVE and COPY name, and SORT's patterns (which name keys nobody can know before it

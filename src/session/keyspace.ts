@@ -1,5 +1,5 @@
 /**
- * Commands that span the whole keyspace, merged across both instances (DESIGN.md): the source is
+ * Commands that span the whole keyspace, merged across both instances (docs/DESIGN.md): the source is
  * read first, then the target through the client's own connection (so the client's db, pipeline
  * order and earlier writes apply). A key only moves source -> target, so this order sees every
  * key at least once; duplicates are removed.
@@ -13,12 +13,12 @@
  *                 client cursor 2c+2       -> target cursor c     (target returns 0 -> client gets 0)
  *   INFO       the Keyspace section summed per db
  *   FLUSHDB / FLUSHALL   applied to the source, then to the target
- *   SWAPDB     refused while keys move (it would put keys into a source db: DESIGN.md rule 1)
+ *   SWAPDB     refused while keys move (it would put keys into a source db: docs/DESIGN.md rule 1)
  *
- * Counts are exact (DESIGN.md): source, target, source again, retried while the source count
+ * Counts are exact (docs/DESIGN.md): source, target, source again, retried while the source count
  * changed; keys only leave the source, so a stable source count brackets the target's read.
  *
- * Nothing is done in the source for a client that the target would refuse (DESIGN.md rule 5): a
+ * Nothing is done in the source for a client that the target would refuse (docs/DESIGN.md rule 5): a
  * check on the client's own connection comes first. Where the command has a form the server
  * refuses after its ACL check but before running anything (FLUSHALL with a bad argument, SCAN with
  * a bad cursor, SWAPDB with bad indexes), that form is the check; DBSIZE and RANDOMKEY, which are
@@ -54,7 +54,7 @@ function errorText(reply: Buffer): string | null {
  * command; any other error (NOPERM, NOAUTH...) is what the client gets.
  */
 async function check(s: SessionPort, args: ReadonlyArray<string | Buffer>, accepted: string | null): Promise<Buffer> {
-  const reply = await s.ownCall(encodeRequest(args.map((a) => (typeof a === 'string' ? Buffer.from(a) : a))).raw);
+  const reply = await s.callAsClient(encodeRequest(args.map((a) => (typeof a === 'string' ? Buffer.from(a) : a))).raw);
   const err = errorText(reply);
   if (err !== null && err !== accepted) throw new RehomeError('ETARGETREFUSED', err);
   return reply;
@@ -77,7 +77,7 @@ function sourceError(err: unknown): RehomeError {
 
 export function handle(s: SessionPort, req: Request): void {
   if (req.name === 'swapdb' && !s.ctx.mover.drained) {
-    // Every process's known-absent cache would be wrong for both dbs (DESIGN.md rule 1).
+    // Every process's known-absent cache would be wrong for both dbs (docs/DESIGN.md rule 1).
     s.localReply(req, encodeError(ErrorText.swapdbWhileMoving()));
     return;
   }
@@ -233,7 +233,7 @@ function dbsize(s: SessionPort, req: Request): void {
     let n = 0;
     for (let i = 0; i < COUNT_ATTEMPTS; i++) {
       const before = await sourceCount();
-      n = before + intReply(await s.ownCall(req.raw));
+      n = before + intReply(await s.callAsClient(req.raw));
       if ((await sourceCount()) === before) break;
     }
     e.reply = Buffer.from(`:${n - hiddenInTarget}\r\n`);
@@ -301,7 +301,7 @@ function info(s: SessionPort, req: Request): void {
     let merged = '';
     for (let i = 0; i < COUNT_ATTEMPTS && reply[0] === 0x24; i++) {
       const before = await sourceKeyspace();
-      reply = await s.ownCall(req.raw);
+      reply = await s.callAsClient(req.raw);
       if (reply[0] !== 0x24) break;
       const text = dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), side === 'target' ? hidden : 0);
       merged = mergeKeyspaceInfo(text, before);

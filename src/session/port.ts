@@ -58,7 +58,7 @@ export interface SessionContext {
 
 /**
  * The client's connection as rehome sees it. Changed only by connection-state.ts and pubsub.ts,
- * on the server's reply (DESIGN.md rule 6).
+ * on the server's reply (docs/DESIGN.md rule 6).
  */
 export class ConnectionView {
   /** The db keys are moved in. */
@@ -110,10 +110,11 @@ export interface SessionPort {
   /** Answers with an error in order; inside MULTI the EXEC then aborts. */
   refuse(req: Request, text: string): void;
   /**
-   * rehome's own request on the client's connection, for a command running alone (nothing of
-   * the client's is in flight); resolves with the target's reply to this client's user.
+   * rehome's own request as this client, for a command running alone (nothing of the client's
+   * is in flight): on its own connection, or on the shared lane while the client uses it (the
+   * same user: lanes exist only where clients need no AUTH); resolves with the target's reply.
    */
-  ownCall(bytes: Buffer): Promise<Buffer>;
+  callAsClient(bytes: Buffer): Promise<Buffer>;
   /** Bytes for the client's connection outside the reply order (answered inside a stream). */
   sendRaw(bytes: Buffer): void;
   /** Writes queued bytes to the target now. */

@@ -1,5 +1,5 @@
 /**
- * A client's replies, in the order it sent its requests (DESIGN.md "Per-client semantics").
+ * A client's replies, in the order it sent its requests (docs/DESIGN.md "Per-client semantics").
  *
  * Every request is an Entry in `out`. Replies from the target are framed by the reply scanner
  * (never decoded) and each completes the oldest entry sent on the own connection; replies from

@@ -1,5 +1,5 @@
 /**
- * Sending a client's requests to the target in the order it sent them (DESIGN.md "Per-client
+ * Sending a client's requests to the target in the order it sent them (docs/DESIGN.md "Per-client
  * semantics"), over its own connection or the shared lane.
  *
  * An entry whose keys must first be moved (its `pre` step) waits in `waiting`, and every later
@@ -43,6 +43,8 @@ export interface SendHost extends LaneOwner {
   flushOut(): void;
   /** Nothing waits any more: frame and dispatch what the client sent. */
   pump(): void;
+  /** Opens the own connection if needed; a promise while it may not be used yet (its fence). */
+  ownConnection(): Promise<void> | null;
   /** The own connection's socket buffer is full. */
   upstreamBlocked(): void;
 }
@@ -77,6 +79,7 @@ export class SendQueue {
   /** Sends `e` now if nothing waits before it, else queues it behind. */
   add(e: Entry): void {
     if (this.lane !== null && !e.local && e.failed === null) this.route(e);
+    if (!e.shared && !e.local && e.failed === null) this.waitForOwn(e);
     if (e.pre === null && this.waiting.length === 0) {
       this.send(e);
       return;
@@ -132,8 +135,26 @@ export class SendQueue {
     }
   }
 
+  /** An entry for the own connection waits until that connection may be used (opened lazily). */
+  private waitForOwn(e: Entry): void {
+    const ready = this.host.ownConnection();
+    if (ready === null) return;
+    e.pre = e.pre === null ? ready : Promise.all([e.pre, ready]).then(() => undefined);
+  }
+
   /** Queues one of the proxy's own entries (not in the reply order) in sending order. */
   private addInternal(b: Entry): void {
+    if (b.bytes !== null) {
+      this.waitForOwn(b);
+      if (b.pre !== null) {
+        this.waiting.push(b);
+        b.pre.then(() => {
+          b.pre = null;
+          this.drainWaiting();
+        }, () => undefined);
+        return;
+      }
+    }
     if (this.waiting.length === 0) {
       if (b.barrier === null || !this.busyOn(b.barrier)) {
         this.send(b);
@@ -160,6 +181,17 @@ export class SendQueue {
     this.ownActive = true;
     this.sendBytes(bytes);
     this.flushUp();
+  }
+
+  /** Like sendInternal(), on the shared lane (the client has no connection state to keep). */
+  sendInternalShared(bytes: Buffer, f: (reply: Buffer) => void): void {
+    const p = new Entry(null);
+    p.swallow = true;
+    p.state = St.Forwarded;
+    p.shared = true;
+    p.onReply = f;
+    this.sharedInFlight++;
+    this.lane!.send(this.host, p, bytes);
   }
 
   private busyOn(which: 'shared' | 'own'): boolean {

@@ -64,6 +64,10 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   /** pump() stopped because too many replies are outstanding. */
   private fullPipeline = false;
   private upstreamConnected = false;
+  /** The own connection was asked for (see ownConnection()). */
+  private ownOpen = false;
+  /** CLIENT SETINFO requests answered on the lane, for the own connection when it opens. */
+  private deferredInfo: Buffer[] = [];
   private clientBlocked = false;
   private upstreamFull = false;
   private pumping = false;
@@ -84,8 +88,9 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     this.pubsub = new PubSub(this);
     this.fence = new OwnFence(this);
     client.setNoDelay(true);
-    const ep = ctx.targetEndpoint;
-    const up = net.connect({ host: ep.host, port: ep.port });
+    // Connected only when first needed (ownConnection()): a client whose commands all travel on
+    // the shared lane never costs the new server a connection of its own.
+    const up = new net.Socket();
     up.setNoDelay(true);
     this.upstream = up;
     up.on('connect', () => {
@@ -120,14 +125,33 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
       }
     });
     if (ctx.clientLimits.idleTimeoutMs > 0) trackActivity(client, this);
-    // Without AUTH the connection is named now; with AUTH once the client has authenticated.
-    if (ctx.fence !== null && this.conn.authed) this.startFence();
+    // Without a lane every command needs the own connection: open it now.
+    if (lane === null) this.ownConnection();
+  }
+
+  /**
+   * Opens the client's own connection to the target if it is not open yet, and names it for the
+   * fence (phases). Returns a promise while the fence holds: nothing of the client's may run on
+   * the connection before it is named and the phase checked (send-queue.ts waits on it).
+   */
+  ownConnection(): Promise<void> | null {
+    if (!this.ownOpen) {
+      this.ownOpen = true;
+      const ep = this.ctx.targetEndpoint;
+      this.upstream.connect({ host: ep.host, port: ep.port });
+      // Without AUTH the connection is named now; with AUTH once the client has authenticated.
+      if (this.ctx.fence !== null && this.conn.authed) this.fence.start();
+      for (const info of this.deferredInfo) this.sendQ.sendInternal(info, () => undefined);
+      this.deferredInfo = [];
+    }
+    return this.fence.ready;
   }
 
   // ---------------------------------------------------------------- the fence (fence.ts)
 
   startFence(): void {
-    this.fence.start();
+    if (this.ownOpen) this.fence.start();
+    else this.ownConnection();
   }
 
   nameRequest(clientName: string | null): Buffer {
@@ -160,7 +184,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   keepOwnAlive(): void {
     const idle = !this.sendQ.ownActive;
     this.sendQ.ownActive = false;
-    if (!idle || this.conn.pinned || this.dead || this.closing || this.fence.holding || this.upstreamFailed !== null ||
+    if (!idle || !this.ownOpen || this.conn.pinned || this.dead || this.closing || this.fence.holding || this.upstreamFailed !== null ||
         !this.upstreamConnected || !this.sendQ.idle) return;
     this.sendQ.sendInternal(PING_REQUEST, () => undefined);
   }
@@ -295,7 +319,12 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     this.enqueue(e);
   }
 
-  ownCall(bytes: Buffer): Promise<Buffer> {
+  async callAsClient(bytes: Buffer): Promise<Buffer> {
+    if (!this.conn.pinned && !this.ownOpen) {
+      return new Promise((resolve) => this.sendQ.sendInternalShared(bytes, resolve));
+    }
+    const ready = this.ownConnection();
+    if (ready !== null) await ready;
     return new Promise((resolve) => {
       if (this.upstreamFailed !== null || this.dead) {
         resolve(encodeError(ErrorText.targetUnavailable(this.upstreamFailed ?? 'connection closed')));
@@ -303,6 +332,19 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
       }
       this.sendQ.sendInternal(bytes, resolve);
     });
+  }
+
+  /**
+   * CLIENT SETINFO (which most client libraries send when they connect) while the client has no
+   * own connection: it goes on the shared lane, which answers it as the server does, and is sent
+   * again on the own connection when that opens. Returns false when the own connection is there.
+   */
+  clientInfo(req: Request): boolean {
+    if (this.ownOpen || this.conn.pinned) return false;
+    this.deferredInfo.push(Buffer.from(req.raw)); // a copy: req.raw is a view of the client's chunk
+    this.dispatchShare = ShareKind.Read;
+    this.forwardPlain(req);
+    return true;
   }
 
   sendRaw(bytes: Buffer): void {

@@ -11,7 +11,7 @@
  *   migrate    the source can MIGRATE to the target's address (a throwaway probe key)
  *   restore    the target RESTOREs the source's DUMP payload (and the versions, to explain why not)
  *   version    the versions of both servers
- *   conflicts  keys already in both servers (DESIGN.md rule 3: the target copy would win), and
+ *   conflicts  keys already in both servers (docs/DESIGN.md rule 3: the target copy would win), and
  *              their resolution with onConflict + apply
  *
  * The only writes are the probe keys (short TTL, deleted afterwards) and, with apply, the DELs

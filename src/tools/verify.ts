@@ -1,6 +1,6 @@
 /**
  * `verify`: the cutover gate. Applications may point at the target directly only when the source
- * is empty in every db and no key exists in both servers (DESIGN.md: every key lives in exactly
+ * is empty in every db and no key exists in both servers (docs/DESIGN.md: every key lives in exactly
  * one place).
  *
  * It SCANs every db of the source that INFO keyspace lists (at cutover time the source is small)

@@ -194,7 +194,7 @@ export async function runScenario(
   const proxyArgs = [
     '--migrate-timeout-ms', '500',
     // A restarted proxy may find the leftover of a move cut off mid-way: the target copy wins
-    // (DESIGN.md rule 3), as the README tells an operator to do.
+    // (docs/DESIGN.md rule 3), as the README tells an operator to do.
     '--on-conflict', 'target',
     '--sweep-rate', String(opts.sweepRate ?? 2500),
     ...(opts.proxyArgs ?? []),

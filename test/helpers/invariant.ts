@@ -1,5 +1,5 @@
 /**
- * The invariant of DESIGN.md: every key lives in exactly one place. assertNoKeyInBoth SCANs every
+ * The invariant of docs/DESIGN.md: every key lives in exactly one place. assertNoKeyInBoth SCANs every
  * db of both servers directly (not through the proxy) and fails if any key is in both.
  */
 import { Redis } from 'ioredis';

@@ -94,7 +94,7 @@ describe('databases', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
-  it('SWAPDB while keys move is refused and swaps nothing on either server (DESIGN.md rule 1)', async () => {
+  it('SWAPDB while keys move is refused and swaps nothing on either server (docs/DESIGN.md rule 1)', async () => {
     const s0 = ctx.source.client(0);
     const s1 = ctx.source.client(1);
     await s0.set('a-src', 'db0-source');

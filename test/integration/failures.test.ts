@@ -1,5 +1,5 @@
 /**
- * Failure behaviour (DESIGN.md "Failure behaviour"): conflicts, target OOM, either server down or
+ * Failure behaviour (docs/DESIGN.md "Failure behaviour"): conflicts, target OOM, either server down or
  * hung, malformed client input, partial multi-key MIGRATE failures, a killed proxy, a source
  * restarted from an old snapshot.
  */
@@ -202,7 +202,7 @@ describe('servers down or hung', () => {
     }
     await sleep(200);
     // The MIGRATE sent before the freeze may still run once the source wakes up (an uncertain
-    // outcome, DESIGN.md rule 4): the key is then in the target. Either way it is in exactly one
+    // outcome, docs/DESIGN.md rule 4): the key is then in the target. Either way it is in exactly one
     // place, with its value.
     expect(['source', 'target']).toContain(await whereIs(ctx.source, ctx.target, 'frozen'));
     expect(await withTimeout(c.get('frozen'), 10_000, 'GET after the source woke up')).toBe('f');

@@ -1,7 +1,7 @@
 /**
  * Move on touch: a key seeded in the source moves to the target the first time a command touches
  * it, with its TTL; multi-key commands move every key; the target copy wins over a source copy;
- * MIGRATE is used as DESIGN.md says (once per key, KEYS form for several, never REPLACE).
+ * MIGRATE is used as docs/DESIGN.md says (once per key, KEYS form for several, never REPLACE).
  */
 import { describe, expect, it } from 'vitest';
 import { seedAllTypes } from '../helpers/data.js';

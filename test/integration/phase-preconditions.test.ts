@@ -1,5 +1,5 @@
 /**
- * The preconditions of a fenced switch are decided inside the fence (DESIGN.md, "Phases"): a write
+ * The preconditions of a fenced switch are decided inside the fence (docs/DESIGN.md, "Phases"): a write
  * that lands between an early check and the fence must not slip through.
  *
  * How the window is held open without a timing race: the test pauses writes on the old server

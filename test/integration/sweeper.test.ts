@@ -1,5 +1,5 @@
 /**
- * The background sweeper (DESIGN.md "The sweeper"): it drains every db of the source while clients
+ * The background sweeper (docs/DESIGN.md "The sweeper"): it drains every db of the source while clients
  * keep writing through the proxy, can be paused, resumed and rate-limited over the admin endpoint
  * and the `rehome sweeper` CLI, moves big keys alone, lets only one of several proxies sweep (the
  * lease) while staying safe when two do, and pauses itself when the source restarts.
