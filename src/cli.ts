@@ -41,6 +41,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
                                  past it the client is disconnected; 0 = no limit (default 256mb)
   --timeout SECONDS              close clients idle this long, 0 = never (default 0)
   --sweep-budget-ms N            longest one sweeper MIGRATE should block the source (default ${DEFAULTS.sweepBudgetMs})
+  --sweep-touch-budget-ms N      while clients touch unmoved keys, longest one sweeper step holds
+                                 the source, so a touch waits behind at most that (default ${DEFAULTS.sweepTouchBudgetMs})
   --sweep-rate N                 sweeper keys per second at most, 0 = no limit (default ${DEFAULTS.sweepRate})
   --big-key-mb N                 keys at least this large are moved alone and reported (default ${DEFAULTS.bigKeyMb})
   --exit-when-drained            exit 0 once the source is empty
@@ -81,6 +83,7 @@ async function main(): Promise<void> {
     ({ values } = parseArgs({
       options: {
         'sweep-budget-ms': { type: 'string' },
+        'sweep-touch-budget-ms': { type: 'string' },
         'sweep-rate': { type: 'string' },
         'big-key-mb': { type: 'string' },
         'exit-when-drained': { type: 'boolean' },

@@ -57,6 +57,8 @@ export interface ProxyConfig {
   clientLimits: ClientLimits;
   /** Longest a sweeper MIGRATE should block the source. */
   sweepBudgetMs: number;
+  /** How long a sweeper step may hold the source while clients touch unmoved keys (ms). */
+  sweepTouchBudgetMs: number;
   /** Sweeper keys per second at most (0: unlimited). */
   sweepRate: number;
   /** Keys at least this many bytes are moved alone. */
@@ -97,6 +99,7 @@ export const DEFAULTS = {
   shutdownTimeoutMs: 10_000,
   connectTimeoutMs: 3_000,
   sweepBudgetMs: 20,
+  sweepTouchBudgetMs: 0.5,
   sweepRate: 0,
   bigKeyMb: 8,
   workers: 1,
@@ -127,6 +130,13 @@ function positiveInt(flag: string, v: string | undefined, def: number, min = 1):
   return Number(v);
 }
 
+/** A duration in milliseconds, fractions allowed (0.5), above 0. */
+function positiveMs(flag: string, v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  if (!/^\d+(\.\d+)?$/.test(v) || !(Number(v) > 0)) throw new ConfigError(`${flag} must be a number of milliseconds > 0, got '${v}'`);
+  return Number(v);
+}
+
 /** Raw flag values as the CLI parsed them. */
 export interface RawOptions {
   listen?: string | undefined;
@@ -139,6 +149,7 @@ export interface RawOptions {
   'max-pending-per-client'?: string | undefined;
   'shutdown-timeout-ms'?: string | undefined;
   'sweep-budget-ms'?: string | undefined;
+  'sweep-touch-budget-ms'?: string | undefined;
   'sweep-rate'?: string | undefined;
   'big-key-mb'?: string | undefined;
   'exit-when-drained'?: boolean | undefined;
@@ -207,6 +218,7 @@ export function buildConfig(o: RawOptions): ProxyConfig {
       idleTimeoutMs: positiveInt('--timeout', o.timeout, DEFAULT_CLIENT_LIMITS.idleTimeoutMs / 1000, 0) * 1000,
     },
     sweepBudgetMs: positiveInt('--sweep-budget-ms', o['sweep-budget-ms'], DEFAULTS.sweepBudgetMs),
+    sweepTouchBudgetMs: positiveMs('--sweep-touch-budget-ms', o['sweep-touch-budget-ms'], DEFAULTS.sweepTouchBudgetMs),
     sweepRate: positiveInt('--sweep-rate', o['sweep-rate'], DEFAULTS.sweepRate, 0),
     bigKeyBytes: positiveInt('--big-key-mb', o['big-key-mb'], DEFAULTS.bigKeyMb) * 1024 * 1024,
     exitWhenDrained: Boolean(o['exit-when-drained']),

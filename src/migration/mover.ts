@@ -83,10 +83,19 @@ local function held()
   local t = call('TIME')
   return (t[1] - t0[1]) * 1000000 + (t[2] - t0[2])
 end
-local r = call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+-- Touches first: keys that left the db since the last step (ARGV[9], its DBSIZE at the end; -1:
+-- none) were moved by clients' first touches, whose next touches would wait behind this step in
+-- the single-threaded server. Then (or when told touches are recent, ARGV[10]) the step takes the
+-- small count (ARGV[8]).
+local others = 0
+local prev = tonumber(ARGV[9])
+if prev >= 0 then others = prev - call('DBSIZE') end
+local count = ARGV[2]
+if others > 0 or ARGV[10] == '1' then count = ARGV[8] end
+local r = call('SCAN', ARGV[1], 'COUNT', count)
 local lim = tonumber(ARGV[3])
 local args = {'MIGRATE', ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]}
-for i = 8, #ARGV do args[#args + 1] = ARGV[i] end
+for i = 11, #ARGV do args[#args + 1] = ARGV[i] end
 args[#args + 1] = 'KEYS'
 local first, n = #args + 1, #args
 local big, sizes = {}, {}
@@ -101,7 +110,7 @@ for _, k in ipairs(r[2]) do
   end
 end
 local sent = n - first + 1
-if sent == 0 then return {r[1], 0, big, sizes, '', {}, held(), 0} end
+if sent == 0 then return {r[1], 0, big, sizes, '', {}, held(), 0, call('DBSIZE'), others, tonumber(count)} end
 -- Keys moved = DBSIZE before MIGRATE minus after (O(1); EXISTS cost a lookup per key). The script
 -- is atomic, so only MIGRATE changes the db in between, deleting each key it moved, also when it
 -- fails part-way. A key it found expired and deleted would be counted too; with time frozen for
@@ -109,10 +118,41 @@ if sent == 0 then return {r[1], 0, big, sizes, '', {}, held(), 0} end
 local before = call('DBSIZE')
 local res = redis.pcall(unpack(args))
 local moved = before - call('DBSIZE')
+local after = before - moved
 if type(res) == 'table' and res.err then
-  return {r[1], moved, big, sizes, res.err, {unpack(args, first)}, held(), sent}
+  return {r[1], moved, big, sizes, res.err, {unpack(args, first)}, held(), sent, after, others, tonumber(count)}
 end
-return {r[1], moved, big, sizes, '', {}, held(), sent}`;
+return {r[1], moved, big, sizes, '', {}, held(), sent, after, others, tonumber(count)}`;
+
+/**
+ * What a sweep step knows of clients' first touches (SWEEP_SCRIPT's touches-first rule): the
+ * batch to take when touches were seen, the db's size at the end of the previous step (-1: no
+ * previous step), and whether the sweeper saw touches recently.
+ */
+export interface TouchSignal {
+  smallCount: number;
+  prevSize: number;
+  recent: boolean;
+}
+
+const NO_TOUCH_SIGNAL: TouchSignal = { smallCount: 1, prevSize: -1, recent: false };
+
+/** One sweep step's outcome. */
+export interface SweepStepResult {
+  cursor: string;
+  moved: number;
+  big: Buffer[];
+  bigSizes: number[];
+  failed: number;
+  /** How long the step held the source (its own clock). */
+  heldMs: number;
+  /** The db's size when the step ended. */
+  size: number;
+  /** Keys that left the db since the previous step (moved by clients' touches). */
+  touched: number;
+  /** The SCAN count the step used (the small one when touches were seen). */
+  count: number;
+}
 
 const NON_ASCII = /[^\x00-\x7f]/;
 function notAscii(k: string): boolean {
@@ -207,6 +247,26 @@ export class Mover {
   private ensure(
     refs: readonly KeyRef[],
     how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined } = TOUCH,
+  ): Promise<void> {
+    if (how.origin === 'touch') {
+      // The sweeper gives way while clients' moves are in flight (Sweeper.giveWay).
+      this.touchesInFlight++;
+      const p = this.ensureRefs(refs, how);
+      void p.then(this.touchDone, this.touchDone);
+      return p;
+    }
+    return this.ensureRefs(refs, how);
+  }
+
+  /** Clients' moves in flight in this process now. */
+  touchesInFlight = 0;
+  private readonly touchDone = (): void => {
+    this.touchesInFlight--;
+  };
+
+  private ensureRefs(
+    refs: readonly KeyRef[],
+    how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined },
   ): Promise<void> {
     const waits: Promise<void>[] = [];
     const byDb = new Map<number, string[]>();
@@ -340,24 +400,19 @@ export class Mover {
     count: number,
     bigKeyBytes: number,
     timeoutMs: number,
-  ): Promise<{ cursor: string; moved: number; big: Buffer[]; bigSizes: number[]; failed: number; heldMs: number }> {
+    touch: TouchSignal = NO_TOUCH_SIGNAL,
+  ): Promise<SweepStepResult> {
     const d = this.dest;
     const auth = migrateAuthArgs(d);
     const pool = this.sweepSource ?? this.source;
     const t0 = performance.now();
     const r = (await pool
       .db(db)
-      .callBuffer('EVAL', SWEEP_SCRIPT, '0', cursor, String(count), String(bigKeyBytes), d.host, String(d.port), String(db), String(timeoutMs), ...auth)) as [
-      Buffer,
-      number,
-      Buffer[],
-      number[],
-      Buffer,
-      Buffer[],
-      number,
-      number,
-    ];
-    const [next, moved, big, bigSizes, errBuf, small, heldUs, sent] = r;
+      .callBuffer(
+        'EVAL', SWEEP_SCRIPT, '0', cursor, String(count), String(bigKeyBytes), d.host, String(d.port), String(db),
+        String(timeoutMs), String(touch.smallCount), String(touch.prevSize), touch.recent ? '1' : '0', ...auth,
+      )) as [Buffer, number, Buffer[], number[], Buffer, Buffer[], number, number, number, number, number];
+    const [next, moved, big, bigSizes, errBuf, small, heldUs, sent, size, others, used] = r;
     const err = errBuf.toString('latin1');
     if (err !== '') this.lastErrorText = err;
     let failed = 0;
@@ -378,7 +433,10 @@ export class Mover {
         ),
       );
     }
-    return { cursor: next.toString('latin1'), moved, big, bigSizes, failed, heldMs: heldUs / 1000 };
+    return {
+      cursor: next.toString('latin1'), moved, big, bigSizes, failed, heldMs: heldUs / 1000,
+      size, touched: Math.max(0, others), count: used,
+    };
   }
 
   private countMoved(moved: number, absent: number, origin: 'touch' | 'sweep'): void {

@@ -38,6 +38,11 @@ export interface SweeperOptions {
   leaseMs: number;
   /** Keyspace re-check interval once a pass finds nothing. */
   idleMs: number;
+  /**
+   * While clients' first touches are seen (or were, within the last half second), a step holds
+   * the source for about this long instead of `budgetMs`: a touch waits behind at most that.
+   */
+  touchBudgetMs: number;
 }
 
 export const SWEEPER_DEFAULTS: SweeperOptions = {
@@ -50,7 +55,14 @@ export const SWEEPER_DEFAULTS: SweeperOptions = {
   bigKeyBytesPerSec: 20 * 1024 * 1024,
   leaseMs: 10_000,
   idleMs: 500,
+  touchBudgetMs: 0.5,
 };
+
+/** How long after the last touch seen the sweeper keeps taking small steps. */
+const TOUCH_RECENT_MS = 500;
+
+/** Longest the sweeper waits for this process's own touches in flight before a step. */
+const GIVE_WAY_MAX_MS = 5;
 
 /** A key the sweeper moved alone because of its size. */
 export interface BigKeyReport {
@@ -74,7 +86,10 @@ export class Sweeper {
   batchSize: number;
   readonly bigKeys: BigKeyReport[] = [];
   bigKeysTotal = 0;
+  /** Steps taken small because clients were touching keys (touches first). */
+  smallSteps = 0;
   errors = 0;
+  private lastTouchSeen = -Infinity;
   lastError = '';
   private stopped = false;
   private wake: (() => void) | null = null;
@@ -255,16 +270,19 @@ export class Sweeper {
   private async sweepDb(db: number): Promise<void> {
     if (!this.scriptOk) return this.sweepDbSplit(db);
     let cursor = '0';
+    let prevSize = -1;
     do {
       if (this.stopped || this.state !== 'sweeping') return;
       await this.paceRate(this.batchSize);
+      await this.giveWay();
       if (this.stopped || this.state !== 'sweeping') return;
       const n = this.batchSize;
+      const touch = { smallCount: this.smallBatch(), prevSize, recent: performance.now() - this.lastTouchSeen < TOUCH_RECENT_MS };
       let step;
       try {
         // A script blocks the source for its whole run: keep MIGRATE's own I/O timeout well
         // under the server's script time limit.
-        step = await this.mover.sweepStep(db, cursor, n, this.opts.bigKeyBytes, Math.min(this.opts.migrateTimeoutMs, 2_000));
+        step = await this.mover.sweepStep(db, cursor, n, this.opts.bigKeyBytes, Math.min(this.opts.migrateTimeoutMs, 2_000), touch);
       } catch (e) {
         if (/NOSCRIPT|unknown command|NOPERM|disabled|not allowed/i.test((e as Error).message)) {
           this.scriptOk = false;
@@ -274,6 +292,9 @@ export class Sweeper {
         throw e;
       }
       cursor = step.cursor;
+      prevSize = step.size;
+      if (step.touched > 0) this.lastTouchSeen = performance.now();
+      if (step.count < n) this.smallSteps++;
       if (step.failed > 0) {
         this.errors += step.failed;
         this.lastError = `${step.failed} keys could not be moved; they stay in the source for the next pass`;
@@ -285,10 +306,12 @@ export class Sweeper {
         this.backoffMs = 0;
       }
       // Sized by the time the step held the source (its own clock), not by the round trip.
-      if (step.moved > 0) this.adapt(step.heldMs, n);
+      if (step.moved > 0) this.adapt(step.heldMs, step.count);
       for (let i = 0; i < step.big.length; i++) {
         await this.moveBig(db, step.big[i]!.toString('latin1'), Number(step.bigSizes[i] ?? 0));
       }
+      // Big keys moved alone change the db's size too: they are not clients' touches.
+      if (step.big.length > 0) prevSize = -1;
       await this.renewLease();
     } while (cursor !== '0');
   }
@@ -357,6 +380,23 @@ export class Sweeper {
         `sweeper: big key db ${db} '${b.key.slice(0, 80)}' (${(b.bytes / 1048576).toFixed(1)} MB) moved alone in ${ms.toFixed(0)} ms${ok ? '' : ' (failed, left in source)'}`,
       );
     }
+  }
+
+  /**
+   * Touches first, in this process: a client's move in flight here would wait behind a step that
+   * reached the source before it. Wait for them (briefly: they may keep coming).
+   */
+  private async giveWay(): Promise<void> {
+    const until = performance.now() + GIVE_WAY_MAX_MS;
+    while (this.mover.touchesInFlight > 0 && performance.now() < until) {
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** A step's batch while clients touch keys: about touchBudgetMs of the source's time. */
+  private smallBatch(): number {
+    const want = Math.floor(this.opts.touchBudgetMs / Math.max(this.perKeyMs, 0.001));
+    return Math.max(1, Math.min(this.batchSize, want));
   }
 
   /** Sizes the next batch so one MIGRATE blocks the source for about the budget. */

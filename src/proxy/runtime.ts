@@ -338,6 +338,7 @@ export class Runtimes {
         passThrough,
         sweeper: {
           budgetMs: config.sweepBudgetMs,
+          touchBudgetMs: config.sweepTouchBudgetMs,
           rate: config.sweepRate,
           bigKeyBytes: config.bigKeyBytes,
           migrateTimeoutMs: config.migrateTimeoutMs,

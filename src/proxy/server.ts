@@ -347,6 +347,8 @@ function sweeperStatus(m: Migration): { sweeper: Record<string, unknown>; big_ke
       pause_reason: sw.pauseReason || null,
       batch_size: sw.batchSize,
       budget_ms: sw.opts.budgetMs,
+      touch_budget_ms: sw.opts.touchBudgetMs,
+      small_steps_for_touches: sw.smallSteps,
       rate_limit: sw.opts.rate || null,
       errors: sw.errors,
       last_error: sw.lastError || null,

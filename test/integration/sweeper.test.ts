@@ -659,3 +659,37 @@ describe('sweeper: the server-side step (Mover.sweepStep) on its own', () => {
     }
   });
 });
+
+describe('sweeper: touches first', () => {
+  const ctx = usePair({ autoProxy: false });
+
+  it('takes small steps while clients touch unmoved keys, full ones when nobody does', async () => {
+    const N = 40_000;
+    await seedStrings(ctx.source.client(), 0, N);
+    const sp = await sweepProxy(ctx);
+    const c = sp.proxy.client();
+    let reads = 0;
+    let stop = false;
+    const reader = (async () => {
+      while (!stop) {
+        const i = Math.floor(Math.random() * N);
+        expect(await c.get(`k:${i}`)).toBe(`v-0-${i}`);
+        reads++;
+      }
+    })();
+    const st = await waitDrained<{ sweeper: { small_steps_for_touches: number } }>(sp, 30_000);
+    stop = true;
+    await reader;
+    expect(reads).toBeGreaterThan(0);
+    expect(st.sweeper.small_steps_for_touches).toBeGreaterThan(0);
+    await expectStrings(ctx.target.client(), 0, N);
+    c.disconnect();
+  });
+
+  it('with no client, every step is a full one', async () => {
+    await seedStrings(ctx.source.client(), 0, 20_000);
+    const sp = await sweepProxy(ctx);
+    const st = await waitDrained<{ sweeper: { small_steps_for_touches: number } }>(sp, 30_000);
+    expect(st.sweeper.small_steps_for_touches).toBe(0);
+  });
+});
