@@ -6,7 +6,7 @@
  * /readyz; `--log-format json`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { fetchStatus } from '../helpers/admin.js';
+import { fetchStatus, seedStrings } from '../helpers/admin.js';
 import { usePair } from '../helpers/fixture.js';
 import { runCli, startProxy, type ProxyHandle } from '../helpers/proxy.js';
 import { freePort } from '../helpers/redis.js';
@@ -72,7 +72,9 @@ function expectUnauthorized(r: { code: number; body: Json; headers: Headers }): 
 
 describe('the admin token', () => {
   it('with a token configured, POST /phase and /sweeper need it; reads stay open on loopback', async () => {
-    const { admin } = await adminProxy('127.0.0.1', ['--phase', 'hold', '--admin-token', TOKEN]);
+    // Keys to move, slowly: the phase stays migrate (with its sweeper) after the switch.
+    await seedStrings(ctx.source.client(), 0, 1000);
+    const { admin } = await adminProxy('127.0.0.1', ['--phase', 'hold', '--admin-token', TOKEN, '--sweep-rate', '50']);
 
     expectUnauthorized(await call(admin, 'POST', '/phase?to=migrate'));
     expectUnauthorized(await call(admin, 'POST', '/phase?to=migrate', 'wrong-token'));
@@ -89,7 +91,7 @@ describe('the admin token', () => {
     const sw = await call(admin, 'POST', '/phase?to=migrate', TOKEN);
     expect(sw.code, JSON.stringify(sw.body)).toBe(200);
     expect(sw.body.to).toBe('migrate');
-    await waitFor(async () => (await fetchStatus<Json>(admin)).phase !== 'hold', 'phase switched');
+    await waitFor(async () => (await fetchStatus<Json>(admin)).phase === 'migrate', 'phase migrate in effect');
     const p = await call(admin, 'POST', '/sweeper/pause', TOKEN);
     expect(p.code, JSON.stringify(p.body)).toBe(200);
   });
@@ -212,7 +214,8 @@ describe('rehome status|phase|sweeper send the token', () => {
 
 describe('/healthz and /readyz', () => {
   it('ready in migrate; not ready once the phase cannot be read from the old server; alive throughout', async () => {
-    const { admin } = await adminProxy('127.0.0.1', ['--phase', 'migrate']);
+    await seedStrings(ctx.source.client(), 0, 1000);
+    const { admin } = await adminProxy('127.0.0.1', ['--phase', 'migrate', '--sweep-rate', '50']);
     const h = await call(admin, 'GET', '/healthz');
     expect(h.code).toBe(200);
     const r = await call(admin, 'GET', '/readyz');
