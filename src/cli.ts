@@ -9,19 +9,20 @@ import cliProgress from 'cli-progress';
 import { runPhaseCli, runStatusCli, runSweeperCli } from './admin/status-cli.js';
 import { runPlanCli } from './tools/plan.js';
 import { runVerifyCli } from './tools/verify.js';
-import { buildConfig, DEFAULT_CLIENT_LIMITS, DEFAULTS } from './config.js';
+import { ADMIN_TOKEN_ENV, buildConfig, DEFAULT_CLIENT_LIMITS, DEFAULTS } from './config.js';
 import { ConfigError, RehomeError } from './errors.js';
+import { createOutput, type Output } from './log.js';
 import type { RehomeProxy } from './proxy/server.js';
 import { startRehome } from './start.js';
-import { describeEndpoint } from './upstream/endpoint.js';
+import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
 import { onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
        rehome plan --source URL --target URL [--target-from-source host:port] [--on-conflict source|target [--apply]]
        rehome verify --source URL --target URL
-       rehome status --admin host:port [--json]
-       rehome sweeper pause|resume|rate KEYS_PER_SEC --admin host:port
-       rehome phase hold|migrate|reverse --admin host:port
+       rehome status --admin [host:]port [--admin-token TOKEN] [--json]
+       rehome sweeper pause|resume|rate KEYS_PER_SEC --admin [host:]port [--admin-token TOKEN]
+       rehome phase hold|migrate|reverse --admin [host:]port [--admin-token TOKEN]
 
   --listen host:port             where clients connect (default ${DEFAULTS.listen}; port 0 picks one)
   --source URL                   the old instance, keys move out of it
@@ -48,7 +49,12 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --exit-when-drained            exit 0 once the source is empty
   --on-conflict source|target    keys found in both servers at start: keep this copy, delete the other
   --force                        start even when the pre-flight checks (rehome plan) fail
-  --admin host:port              serve /status, /metrics and sweeper control over HTTP
+  --admin [host:]port            serve /status, /metrics, /healthz, /readyz, sweeper and phase control over
+                                 HTTP; a port alone binds ${DEFAULTS.adminHost}
+  --admin-token TOKEN            requests that change something must send Authorization: Bearer TOKEN, and
+                                 beyond loopback every request but /healthz and /readyz (required there);
+                                 also read from ${ADMIN_TOKEN_ENV}, which keeps it out of the process list
+  --log-format text|json         log lines as text or one JSON object per line (default text)
   --progress bar|log|off         progress display (default: bar on a terminal, log lines otherwise)
   --workers N                    processes serving the one --listen port (default ${DEFAULTS.workers}); worker 1
                                  also runs the sweeper, --admin and the progress output
@@ -59,16 +65,16 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
                                  them, this often, below the server's timeout; 0 = never (default ${DEFAULTS.keepaliveSeconds})
   -h, --help                     this text`;
 
+/** Text until the flags say otherwise (and know the --workers slot). */
+let out: Output = createOutput('text');
+
 function fail(code: number, msg: string): never {
-  process.stderr.write(`rehome: ${msg}\n`);
+  out.fatal(msg);
   process.exit(code);
 }
 
-/** `worker N: ` in a --workers fleet's worker processes. */
-let logPrefix = '';
-
-function log(line: string): void {
-  process.stderr.write(`${new Date().toISOString()} rehome: ${logPrefix}${line}\n`);
+function log(line: string, fields?: Record<string, unknown>): void {
+  out.log(line, fields);
 }
 
 async function main(): Promise<void> {
@@ -92,6 +98,8 @@ async function main(): Promise<void> {
         phase: { type: 'string' },
         'source-from-target': { type: 'string' },
         admin: { type: 'string' },
+        'admin-token': { type: 'string' },
+        'log-format': { type: 'string' },
         progress: { type: 'string' },
         listen: { type: 'string' },
         source: { type: 'string' },
@@ -129,12 +137,10 @@ async function main(): Promise<void> {
     if (e instanceof ConfigError) fail(2, e.message);
     throw e;
   }
-  if (config.workers > 1 && !cluster.isWorker) await runPrimary(config, log);
   const slot = workerSlot();
-  if (slot !== null) {
-    logPrefix = `worker ${slot.id}: `;
-    config = workerConfig(config, slot);
-  }
+  out = createOutput(config.logFormat, slot?.id ?? null);
+  if (config.workers > 1 && !cluster.isWorker) await runPrimary(config, out);
+  if (slot !== null) config = workerConfig(config, slot);
   let proxy: RehomeProxy;
   try {
     proxy = await startRehome(config, log, { preflight: slot?.preflight ?? true });
@@ -145,9 +151,14 @@ async function main(): Promise<void> {
   const addr = proxy.address();
   // In a --workers fleet the primary prints this line once every worker listens.
   if (slot !== null) toPrimary({ rehome: 'listening', host: addr.host, port: addr.port });
-  else process.stdout.write(`rehome: listening on ${describeEndpoint(addr)}\n`);
+  else out.listening(describeEndpoint(addr));
   const admin = proxy.adminAddress();
-  if (admin) log(`admin endpoint on http://${describeEndpoint(admin)} (/status, /metrics)`);
+  if (admin && config.admin) {
+    const lock = config.admin.token === null
+      ? 'no token: anyone on this host can switch the phase'
+      : isLoopback(config.admin.host) ? 'changes need the token' : 'every request but /healthz and /readyz needs the token';
+    log(`admin endpoint on http://${describeEndpoint(admin)} (/status, /metrics, /healthz, /readyz; ${lock})`);
+  }
   const stopProgress = showProgress(proxy, config.progress);
   let stopping = false;
   const stop = (sig: string) => {

@@ -1,7 +1,7 @@
 /** Typed configuration, defaults, and validation with clear messages. */
 import { ConfigError } from './errors.js';
 import { DEFAULT_FRAMER_LIMITS, type FramerLimits } from './resp/request-framer.js';
-import { type Endpoint, parseHostPort, parseRedisUrl } from './upstream/endpoint.js';
+import { type Endpoint, describeEndpoint, isLoopback, parseHostPort, parseRedisUrl } from './upstream/endpoint.js';
 
 /**
  * Per-client limits, with Redis's defaults where Redis has one: the number of clients
@@ -35,6 +35,21 @@ export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
   idleTimeoutMs: 0,
 };
 
+/**
+ * The admin endpoint. With a token, every request that changes something must carry it, and so
+ * must every request but /healthz and /readyz when the endpoint is bound beyond loopback (where it
+ * may not be bound without one). See src/admin/http.ts.
+ */
+export interface AdminConfig {
+  host: string;
+  port: number;
+  /** `Authorization: Bearer <token>`; null: none (loopback only). */
+  token: string | null;
+}
+
+/** The environment variable that holds the admin token (`--admin-token` wins over it). */
+export const ADMIN_TOKEN_ENV = 'REHOME_ADMIN_TOKEN';
+
 /** Everything the proxy needs to run. */
 export interface ProxyConfig {
   listen: { host: string; port: number };
@@ -64,8 +79,10 @@ export interface ProxyConfig {
   /** Keys at least this many bytes are moved alone. */
   bigKeyBytes: number;
   exitWhenDrained: boolean;
-  /** Admin HTTP endpoint (status, metrics, control), or null. */
-  admin: { host: string; port: number } | null;
+  /** Admin HTTP endpoint (status, metrics, control, probes), or null. */
+  admin: AdminConfig | null;
+  /** Log lines as text (`<time> rehome: <line>`) or as JSON objects (pino), one per line. */
+  logFormat: 'text' | 'json';
   /** Show a progress bar (TTY) or log progress lines. */
   progress: 'bar' | 'log' | 'off';
   /** Which copy of a key found in both servers at start to keep (null: refuse to start). */
@@ -93,6 +110,8 @@ export interface ProxyConfig {
 
 export const DEFAULTS = {
   listen: '127.0.0.1:6380',
+  /** The admin endpoint's host when --admin gives only a port. */
+  adminHost: '127.0.0.1',
   absentCacheSize: 1_000_000,
   migrateTimeoutMs: 5_000,
   maxPendingPerClient: 10_000,
@@ -154,6 +173,8 @@ export interface RawOptions {
   'big-key-mb'?: string | undefined;
   'exit-when-drained'?: boolean | undefined;
   admin?: string | undefined;
+  'admin-token'?: string | undefined;
+  'log-format'?: string | undefined;
   progress?: string | undefined;
   'on-conflict'?: string | undefined;
   force?: boolean | undefined;
@@ -179,7 +200,11 @@ export function parseSourceTarget(o: { source?: string | undefined; target?: str
   return { source: parseRedisUrl('--source', o.source), target: parseRedisUrl('--target', o.target) };
 }
 
-export function buildConfig(o: RawOptions): ProxyConfig {
+/**
+ * The proxy's configuration from its flags; the admin token may also come from `env`
+ * (REHOME_ADMIN_TOKEN).
+ */
+export function buildConfig(o: RawOptions, env: Record<string, string | undefined> = process.env): ProxyConfig {
   const { source, target } = parseSourceTarget(o);
   return {
     listen: parseHostPort('--listen', o.listen ?? DEFAULTS.listen),
@@ -222,7 +247,8 @@ export function buildConfig(o: RawOptions): ProxyConfig {
     sweepRate: positiveInt('--sweep-rate', o['sweep-rate'], DEFAULTS.sweepRate, 0),
     bigKeyBytes: positiveInt('--big-key-mb', o['big-key-mb'], DEFAULTS.bigKeyMb) * 1024 * 1024,
     exitWhenDrained: Boolean(o['exit-when-drained']),
-    admin: o.admin ? parseHostPort('--admin', o.admin) : null,
+    admin: parseAdmin(o.admin, o['admin-token'], env),
+    logFormat: parseLogFormat(o['log-format']),
     progress: parseProgress(o.progress),
     onConflict: parseOnConflict(o['on-conflict']),
     force: Boolean(o.force),
@@ -234,6 +260,41 @@ export function buildConfig(o: RawOptions): ProxyConfig {
     sharedConnections: positiveInt('--shared-connections', o['shared-connections'], DEFAULTS.sharedConnections, 0),
     keepaliveMs: 1000 * positiveInt('--keepalive', o.keepalive, DEFAULTS.keepaliveSeconds, 0),
   };
+}
+
+/**
+ * The admin token from --admin-token, else from REHOME_ADMIN_TOKEN (empty there: none); null when
+ * neither gives one. It travels in an HTTP header: visible ASCII only.
+ */
+export function adminToken(flag: string | undefined, env: Record<string, string | undefined>): string | null {
+  const from = flag !== undefined ? '--admin-token' : ADMIN_TOKEN_ENV;
+  const t = flag ?? (env[ADMIN_TOKEN_ENV] || undefined);
+  if (t === undefined) return null;
+  if (t === '') throw new ConfigError(`--admin-token must not be empty`);
+  if (!/^[\x21-\x7e]+$/.test(t)) throw new ConfigError(`${from}: the token must be printable ASCII without spaces (it is sent in an HTTP header)`);
+  return t;
+}
+
+/** --admin [host:]port (loopback when only a port is given) with its token. */
+function parseAdmin(v: string | undefined, tokenFlag: string | undefined, env: Record<string, string | undefined>): AdminConfig | null {
+  const token = adminToken(tokenFlag, env);
+  if (v === undefined) {
+    if (tokenFlag !== undefined) throw new ConfigError('--admin-token needs --admin');
+    return null;
+  }
+  const a = parseHostPort('--admin', v, DEFAULTS.adminHost);
+  if (token === null && !isLoopback(a.host)) {
+    // Anyone who reaches an open endpoint can switch the whole fleet's phase.
+    throw new ConfigError(
+      `--admin ${describeEndpoint(a)} reaches beyond loopback: set a token with --admin-token or ${ADMIN_TOKEN_ENV}, or bind it to 127.0.0.1`,
+    );
+  }
+  return { ...a, token };
+}
+
+function parseLogFormat(v: string | undefined): 'text' | 'json' {
+  if (v === undefined || v === 'text' || v === 'json') return v ?? 'text';
+  throw new ConfigError(`--log-format must be text or json, got '${v}'`);
 }
 
 function parsePhase(v: string | undefined): 'hold' | 'migrate' | null {

@@ -24,7 +24,7 @@ export function startRehome(config: ProxyConfig, log: Logger = () => {}, opts: {
     startAdmin: async (p) => {
       proxy = p;
       try {
-        return await startAdmin(p, metrics, admin.host, admin.port);
+        return await startAdmin(p, metrics, { ...admin, log });
       } catch (e) {
         throw new RehomeError('ELISTEN', `cannot listen on admin ${describeEndpoint(admin)}: ${(e as Error).message}`);
       }

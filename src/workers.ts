@@ -23,6 +23,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { ProxyConfig } from './config.js';
+import type { Output } from './log.js';
 import { describeEndpoint } from './upstream/endpoint.js';
 
 /** Messages between the primary and its workers (the `rehome` field tells them from others). */
@@ -85,7 +86,8 @@ interface Slot {
  * workers have stopped (SIGTERM/SIGINT, or drained with --exit-when-drained), 1 when a start
  * fails (the worker has printed the reason) or a worker did not stop cleanly.
  */
-export function runPrimary(config: ProxyConfig, log: (line: string) => void): Promise<never> {
+export function runPrimary(config: ProxyConfig, out: Pick<Output, 'log' | 'listening'>): Promise<never> {
+  const log = out.log;
   const n = config.workers;
   const slots: Slot[] = Array.from({ length: n }, (_, i) => ({
     id: i + 1,
@@ -151,7 +153,7 @@ export function runPrimary(config: ProxyConfig, log: (line: string) => void): Pr
     }
     if (slots.every((s) => s.listening)) {
       announced = at;
-      process.stdout.write(`rehome: listening on ${describeEndpoint(at)}\n`);
+      out.listening(describeEndpoint(at));
       log(`${n} workers (pids ${slots.map((s) => s.worker?.process.pid).join(', ')}) share the port`);
     }
   };

@@ -1,15 +1,19 @@
 /**
- * The admin endpoint: GET /status (JSON), GET /metrics (Prometheus text), and sweeper control:
- * POST /sweeper/pause, POST /sweeper/resume, POST /sweeper/rate?keys_per_sec=N, and the
- * fleet-wide phase switch POST /phase?to=hold|migrate|reverse.
+ * The admin endpoint: GET /status (JSON), GET /metrics (Prometheus text), the probes GET /healthz
+ * (the process is up) and GET /readyz (clients are served in the current phase), and sweeper
+ * control: POST /sweeper/pause, POST /sweeper/resume, POST /sweeper/rate?keys_per_sec=N, and the
+ * fleet-wide phase switch POST /phase?to=hold|migrate|reverse. Who may send what: src/admin/auth.ts.
  *
  * It sits above the proxy and knows it only as the AdminSubject below, so the proxy never
  * imports this file: the composition root (src/start.ts) hands it the running proxy.
  */
 import http from 'node:http';
 import type net from 'node:net';
+import { ConfigError } from '../errors.js';
 import type { Sweeper } from '../migration/sweeper.js';
 import { SWITCHABLE, type SwitchablePhase } from '../phase/phase.js';
+import { describeEndpoint, isLoopback } from '../upstream/endpoint.js';
+import { BearerToken, needsToken, type TokenRefusal } from './auth.js';
 import type { ProxyMetrics } from './metrics.js';
 
 /** What the endpoint reads and drives: a running proxy. */
@@ -20,6 +24,26 @@ export interface AdminSubject {
   switchPhase(to: SwitchablePhase): Promise<unknown>;
   /** The current phase's migration: read on every request, since a switch replaces it. */
   readonly migration: { readonly sweeper: SweeperControl | null };
+  /** Whether clients are served in the current phase right now, and if not why: /readyz. */
+  readiness(): Readiness;
+}
+
+/** The /readyz body. */
+export interface Readiness {
+  ready: boolean;
+  /** Why not ready; null when ready. */
+  reason: string | null;
+  phase: string;
+  epoch: number | null;
+}
+
+/** Where the endpoint listens, its token, and where requests that change something are logged. */
+export interface AdminOptions {
+  host: string;
+  port: number;
+  /** Required beyond loopback; see src/admin/auth.ts for what it guards. */
+  token: string | null;
+  log: (line: string, fields?: Record<string, unknown>) => void;
 }
 
 /** The sweeper as the operator controls it. */
@@ -31,9 +55,32 @@ export interface AdminServer {
   close(): void;
 }
 
-export function startAdmin(subject: AdminSubject, metrics: ProxyMetrics, host: string, port: number): Promise<AdminServer> {
+export function startAdmin(subject: AdminSubject, metrics: ProxyMetrics, opts: AdminOptions): Promise<AdminServer> {
+  const { host, port, log } = opts;
+  const loopback = isLoopback(host);
+  if (opts.token === null && !loopback) {
+    return Promise.reject(new ConfigError(`an admin endpoint beyond loopback (${describeEndpoint({ host, port })}) needs a token`));
+  }
+  const token = opts.token === null ? null : new BearerToken(opts.token);
   const server = http.createServer((req, res) => {
-    void handle(subject, metrics, req, res).catch((e: Error) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const method = req.method ?? 'GET';
+    // Requests that change something, and refused ones, are logged once answered; reads are not
+    // (scrapes and probes would drown the log).
+    if (method !== 'GET') {
+      const t0 = Date.now();
+      res.once('finish', () => {
+        const from = req.socket.remoteAddress ?? '?';
+        log(`admin: ${method} ${url.pathname}${url.search} from ${from}: ${res.statusCode}`, {
+          admin: { method, path: url.pathname, query: url.search, from, status: res.statusCode, ms: Date.now() - t0 },
+        });
+      });
+    }
+    if (token !== null && needsToken(method, url.pathname, { token: true, loopback })) {
+      const refused = token.check(req.headers.authorization);
+      if (refused !== null) return unauthorized(res, refused, method, url, req.socket.remoteAddress, log);
+    }
+    void handle(subject, metrics, method, url, res).catch((e: Error) => {
       res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(`${e.message}\n`);
     });
@@ -52,21 +99,46 @@ export function startAdmin(subject: AdminSubject, metrics: ProxyMetrics, host: s
   });
 }
 
-function json(res: http.ServerResponse, code: number, body: unknown): void {
-  res.writeHead(code, { 'content-type': 'application/json' });
+function json(res: http.ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(code, { 'content-type': 'application/json', ...headers });
   res.end(`${JSON.stringify(body, null, 2)}\n`);
 }
 
-async function handle(subject: AdminSubject, metrics: ProxyMetrics, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://admin');
+/** 401 with the challenge of RFC 6750; a refused read is logged here (writes are on finish). */
+function unauthorized(
+  res: http.ServerResponse,
+  why: TokenRefusal,
+  method: string,
+  url: URL,
+  from: string | undefined,
+  log: AdminOptions['log'],
+): void {
+  const challenge = why === 'missing' ? 'Bearer realm="rehome"' : 'Bearer realm="rehome", error="invalid_token"';
+  const error = why === 'missing'
+    ? 'this request needs the admin token: Authorization: Bearer TOKEN (rehome status|phase|sweeper send it from --admin-token or REHOME_ADMIN_TOKEN)'
+    : 'the Authorization header does not carry the admin token';
+  if (method === 'GET') {
+    log(`admin: GET ${url.pathname} from ${from ?? '?'}: 401 (${why} token)`, {
+      admin: { method, path: url.pathname, query: url.search, from, status: 401 },
+    });
+  }
+  json(res, 401, { error }, { 'www-authenticate': challenge });
+}
+
+async function handle(subject: AdminSubject, metrics: ProxyMetrics, method: string, url: URL, res: http.ServerResponse): Promise<void> {
   const sw = subject.migration.sweeper;
-  if (req.method === 'GET' && url.pathname === '/status') return json(res, 200, subject.status());
-  if (req.method === 'GET' && url.pathname === '/metrics') {
+  if (method === 'GET' && url.pathname === '/healthz') return json(res, 200, { alive: true, uptime_s: Math.round(process.uptime()) });
+  if (method === 'GET' && url.pathname === '/readyz') {
+    const r = subject.readiness();
+    return json(res, r.ready ? 200 : 503, r);
+  }
+  if (method === 'GET' && url.pathname === '/status') return json(res, 200, subject.status());
+  if (method === 'GET' && url.pathname === '/metrics') {
     res.writeHead(200, { 'content-type': metrics.registry.contentType });
     res.end(await metrics.registry.metrics());
     return;
   }
-  if (req.method === 'POST' && url.pathname === '/phase') {
+  if (method === 'POST' && url.pathname === '/phase') {
     const to = url.searchParams.get('to') ?? '';
     if (!(SWITCHABLE as readonly string[]).includes(to)) return json(res, 400, { error: 'to must be hold, migrate or reverse' });
     try {
@@ -76,7 +148,7 @@ async function handle(subject: AdminSubject, metrics: ProxyMetrics, req: http.In
       return json(res, 409, { error: (e as Error).message });
     }
   }
-  if (req.method === 'POST' && url.pathname.startsWith('/sweeper/')) {
+  if (method === 'POST' && url.pathname.startsWith('/sweeper/')) {
     if (!sw) return json(res, 409, { error: 'the sweeper is disabled (--no-sweep)' });
     const what = url.pathname.slice('/sweeper/'.length);
     if (what === 'pause') sw.pause('paused by operator');
@@ -88,5 +160,5 @@ async function handle(subject: AdminSubject, metrics: ProxyMetrics, req: http.In
     } else return json(res, 404, { error: `unknown sweeper action '${what}'` });
     return json(res, 200, { sweeper: sw.state, pause_reason: sw.pauseReason || null, rate_limit: sw.opts.rate || null });
   }
-  json(res, 404, { error: 'GET /status, GET /metrics, POST /sweeper/pause|resume|rate?keys_per_sec=N, POST /phase?to=hold|migrate|reverse' });
+  json(res, 404, { error: 'GET /status, GET /metrics, GET /healthz, GET /readyz, POST /sweeper/pause|resume|rate?keys_per_sec=N, POST /phase?to=hold|migrate|reverse' });
 }

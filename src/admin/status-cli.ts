@@ -1,15 +1,93 @@
 /**
- * `rehome status --admin HOST:PORT` (a person's view of /status) and
- * `rehome sweeper pause|resume|rate N --admin HOST:PORT` and
- * `rehome phase hold|migrate|reverse --admin HOST:PORT`.
+ * `rehome status --admin [HOST:]PORT` (a person's view of /status) and
+ * `rehome sweeper pause|resume|rate N --admin [HOST:]PORT` and
+ * `rehome phase hold|migrate|reverse --admin [HOST:]PORT`, each sending the admin token
+ * (--admin-token, or REHOME_ADMIN_TOKEN) as `Authorization: Bearer TOKEN` when there is one.
+ * Exit codes: 0 done, 1 the endpoint could not be reached or refused, 2 bad usage.
  */
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { parseHostPort } from '../upstream/endpoint.js';
+import { ADMIN_TOKEN_ENV, adminToken, DEFAULTS } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { describeEndpoint, parseHostPort } from '../upstream/endpoint.js';
 
-function request(method: string, host: string, port: number, path: string): Promise<{ code: number; body: string }> {
+const COMMON_OPTIONS = `  --admin [host:]port    the admin endpoint of a running rehome process (a port alone: ${DEFAULTS.adminHost})
+  --admin-token TOKEN    sent as Authorization: Bearer TOKEN (default: $${ADMIN_TOKEN_ENV}, which keeps it
+                         out of the process list); needed for sweeper and phase when the process has a
+                         token, and for everything when its endpoint is bound beyond loopback
+  -h, --help             this text
+
+Exit code 0: done; 1: the endpoint could not be reached or refused (its answer is printed); 2: bad usage.`;
+
+const USAGE = {
+  status: `usage: rehome status --admin [host:]port [--admin-token TOKEN] [--json]
+
+  Prints the process's /status for a person: phase, fleet, keys moved and remaining, rate, sweeper.
+
+  --json                 print /status as JSON
+${COMMON_OPTIONS}`,
+  sweeper: `usage: rehome sweeper pause|resume|rate KEYS_PER_SEC --admin [host:]port [--admin-token TOKEN]
+
+  Pauses, resumes or rate-limits (0: no limit) the sweeper of that one process.
+
+${COMMON_OPTIONS}`,
+  phase: `usage: rehome phase hold|migrate|reverse --admin [host:]port [--admin-token TOKEN]
+
+  Switches the phase of every rehome process of the pair (ask any one of them).
+
+${COMMON_OPTIONS}`,
+} as const;
+
+type Sub = keyof typeof USAGE;
+
+/** Where to send the request, with what token, and the parsed flags; or the exit code (usage, --help). */
+type Parsed = { endpoint: { host: string; port: number }; token: string | null; json: boolean; positionals: string[] } | number;
+
+function usageError(sub: Sub, msg: string): number {
+  process.stderr.write(`rehome ${sub}: ${msg} (see --help)\n`);
+  return 2;
+}
+
+function parseAdminArgs(sub: Sub, argv: string[]): Parsed {
+  let values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      options: {
+        admin: { type: 'string' },
+        'admin-token': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        ...(sub === 'status' ? { json: { type: 'boolean' } } : {}),
+      },
+      strict: true,
+      allowPositionals: sub !== 'status',
+    }));
+  } catch (e) {
+    return usageError(sub, (e as Error).message.split('\n')[0]!);
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE[sub]}\n`);
+    return 0;
+  }
+  if (!values.admin) return usageError(sub, '--admin [host:]port is required');
+  try {
+    return {
+      endpoint: parseHostPort('--admin', values.admin, DEFAULTS.adminHost),
+      token: adminToken(values['admin-token'], process.env),
+      json: values.json === true,
+      positionals,
+    };
+  } catch (e) {
+    if (e instanceof ConfigError) return usageError(sub, e.message);
+    throw e;
+  }
+}
+
+function request(method: string, at: { host: string; port: number }, path: string, token: string | null): Promise<{ code: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ method, host, port, path, timeout: 5_000 }, (res) => {
+    const headers = token === null ? {} : { authorization: `Bearer ${token}` };
+    const req = http.request({ method, host: at.host, port: at.port, path, headers, timeout: 5_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
@@ -19,6 +97,29 @@ function request(method: string, host: string, port: number, path: string): Prom
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * Sends the request; returns its answer, or null when it was not answered or refused for want of
+ * the token (said on stderr).
+ */
+async function send(sub: Sub, p: Exclude<Parsed, number>, method: string, path: string): Promise<{ code: number; body: string } | null> {
+  const where = describeEndpoint(p.endpoint);
+  let r;
+  try {
+    r = await request(method, p.endpoint, path, p.token);
+  } catch (e) {
+    process.stderr.write(`rehome ${sub}: cannot reach ${where}: ${(e as Error).message}\n`);
+    return null;
+  }
+  if (r.code === 401) {
+    const why = p.token === null
+      ? `it needs the admin token: pass --admin-token or set ${ADMIN_TOKEN_ENV}`
+      : `the admin token was not accepted (--admin-token or ${ADMIN_TOKEN_ENV})`;
+    process.stderr.write(`rehome ${sub}: ${where} refused the request (HTTP 401): ${why}\n`);
+    return null;
+  }
+  return r;
 }
 
 function fmtDuration(s: number | null): string {
@@ -71,76 +172,46 @@ export function renderStatus(st: Record<string, any>): string {
 }
 
 export async function runStatusCli(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, json: { type: 'boolean' } }, strict: true }));
-  } catch (e) {
-    process.stderr.write(`rehome status: ${(e as Error).message}\n`);
-    return 2;
-  }
-  if (!values.admin) {
-    process.stderr.write('rehome status: --admin HOST:PORT is required\n');
-    return 2;
-  }
-  const a = parseHostPort('--admin', values.admin);
-  try {
-    const r = await request('GET', a.host, a.port, '/status');
-    if (r.code !== 200) throw new Error(`HTTP ${r.code}`);
-    process.stdout.write(values.json ? r.body : `${renderStatus(JSON.parse(r.body))}\n`);
-    return 0;
-  } catch (e) {
-    process.stderr.write(`rehome status: cannot reach ${values.admin}: ${(e as Error).message}\n`);
+  const p = parseAdminArgs('status', argv);
+  if (typeof p === 'number') return p;
+  const r = await send('status', p, 'GET', '/status');
+  if (r === null) return 1;
+  if (r.code !== 200) {
+    process.stderr.write(`rehome status: ${describeEndpoint(p.endpoint)} answered HTTP ${r.code}: ${r.body.trim()}\n`);
     return 1;
   }
+  try {
+    process.stdout.write(p.json ? r.body : `${renderStatus(JSON.parse(r.body))}\n`);
+  } catch (e) {
+    process.stderr.write(`rehome status: ${describeEndpoint(p.endpoint)} did not answer with a status: ${(e as Error).message}\n`);
+    return 1;
+  }
+  return 0;
 }
 
 export async function runSweeperCli(argv: string[]): Promise<number> {
-  let values;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({ args: argv, options: { admin: { type: 'string' } }, strict: true, allowPositionals: true }));
-  } catch (e) {
-    process.stderr.write(`rehome sweeper: ${(e as Error).message}\n`);
-    return 2;
+  const p = parseAdminArgs('sweeper', argv);
+  if (typeof p === 'number') return p;
+  const [action, arg] = p.positionals;
+  if (!action || !['pause', 'resume', 'rate'].includes(action) || (action === 'rate' ? p.positionals.length !== 2 : p.positionals.length !== 1)) {
+    return usageError('sweeper', 'expected pause, resume or rate KEYS_PER_SEC');
   }
-  const [action, arg] = positionals;
-  if (!values.admin || !action || !['pause', 'resume', 'rate'].includes(action) || (action === 'rate' && !arg)) {
-    process.stderr.write('usage: rehome sweeper pause|resume|rate KEYS_PER_SEC --admin HOST:PORT\n');
-    return 2;
-  }
-  const a = parseHostPort('--admin', values.admin);
   const path = action === 'rate' ? `/sweeper/rate?keys_per_sec=${encodeURIComponent(arg!)}` : `/sweeper/${action}`;
-  try {
-    const r = await request('POST', a.host, a.port, path);
-    process.stdout.write(r.body);
-    return r.code === 200 ? 0 : 1;
-  } catch (e) {
-    process.stderr.write(`rehome sweeper: cannot reach ${values.admin}: ${(e as Error).message}\n`);
-    return 1;
-  }
+  const r = await send('sweeper', p, 'POST', path);
+  if (r === null) return 1;
+  process.stdout.write(r.body);
+  return r.code === 200 ? 0 : 1;
 }
 
 export async function runPhaseCli(argv: string[]): Promise<number> {
-  let values;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({ args: argv, options: { admin: { type: 'string' } }, strict: true, allowPositionals: true }));
-  } catch (e) {
-    process.stderr.write(`rehome phase: ${(e as Error).message}\n`);
-    return 2;
+  const p = parseAdminArgs('phase', argv);
+  if (typeof p === 'number') return p;
+  const [to] = p.positionals;
+  if (!to || !['hold', 'migrate', 'reverse'].includes(to) || p.positionals.length !== 1) {
+    return usageError('phase', 'expected hold, migrate or reverse');
   }
-  const [to] = positionals;
-  if (!values.admin || !to || !['hold', 'migrate', 'reverse'].includes(to) || positionals.length !== 1) {
-    process.stderr.write('usage: rehome phase hold|migrate|reverse --admin HOST:PORT\n');
-    return 2;
-  }
-  const a = parseHostPort('--admin', values.admin);
-  try {
-    const r = await request('POST', a.host, a.port, `/phase?to=${to}`);
-    process.stdout.write(r.body);
-    return r.code === 200 ? 0 : 1;
-  } catch (e) {
-    process.stderr.write(`rehome phase: cannot reach ${values.admin}: ${(e as Error).message}\n`);
-    return 1;
-  }
+  const r = await send('phase', p, 'POST', `/phase?to=${to}`);
+  if (r === null) return 1;
+  process.stdout.write(r.body);
+  return r.code === 200 ? 0 : 1;
 }

@@ -208,6 +208,8 @@ export class PhaseController {
   private nextRead: Promise<PhaseState | null> | null = null;
   private listeners: Array<(s: PhaseState) => void> = [];
   private lastError = '';
+  /** The last read of the phase: when it succeeded, and the error of the last one if it failed. */
+  private lastRead = { at: Date.now(), error: '' };
   /** Supplies this process's view for the fleet report. */
   view: (() => Omit<ProcessView, 'id' | 'seen_at'>) | null = null;
 
@@ -305,6 +307,10 @@ export class PhaseController {
       return s;
     });
     this.current = p;
+    void p.then(
+      () => (this.lastRead = { at: Date.now(), error: '' }),
+      (e: Error) => (this.lastRead.error = e.message),
+    );
     void p.finally(() => {
       if (this.current === p) this.current = null;
     }).catch(() => {});
@@ -436,6 +442,21 @@ export class PhaseController {
 
   get error(): string {
     return this.lastError;
+  }
+
+  /**
+   * Why this process cannot trust its view of the phase right now, or null: the last read failed,
+   * or (once polling) none has succeeded for longer than a read may take. /readyz uses it.
+   */
+  readProblem(now = Date.now()): string | null {
+    const { at, error } = this.lastRead;
+    const where = describeEndpoint(this.opts.old);
+    if (error) return `the phase cannot be read from the old server ${where}: ${error}`;
+    const age = now - at;
+    if (this.timer !== null && age > this.opts.connectTimeoutMs + 4 * this.opts.pollMs) {
+      return `the phase has not been read from the old server ${where} for ${age} ms`;
+    }
+    return null;
   }
 
   async close(): Promise<void> {

@@ -265,6 +265,29 @@ export class RehomeProxy {
     };
   }
 
+  /**
+   * Whether clients are served in the current phase right now (/readyz): listening, not stopping,
+   * no switch under way, the phase read from the old server lately, and the server keys move
+   * out of answering while something is left to move.
+   */
+  readiness(): { ready: boolean; reason: string | null; phase: string; epoch: number | null } {
+    const c = this.pair.phases;
+    const rt = this.runtimes.current;
+    const phase = this.phaseName;
+    const epoch = c ? (rt?.epoch ?? c.state.epoch) : null;
+    const not = (reason: string) => ({ ready: false, reason, phase, epoch });
+    if (this.stopping) return not('shutting down: no longer accepting clients');
+    if (!this.server.listening) return not(`not listening on ${describeEndpoint(this.config.listen)}`);
+    if (rt === null || c?.state.phase === 'fencing') return not('a phase switch is under way: new clients wait for the next phase');
+    const problem = c?.readProblem() ?? null;
+    if (problem !== null) return not(problem);
+    const m = this.migration;
+    if (m.watch?.reachable === false && m.phase !== 'drained') {
+      return not(`the ${rt.phase === 'reverse' ? 'new' : 'old'} server, which keys move out of, does not answer`);
+    }
+    return { ready: true, reason: null, phase, epoch };
+  }
+
   /** Where the migration stands, for /status and `rehome status`. */
   status(): Record<string, unknown> {
     const m = this.migration;

@@ -15,8 +15,11 @@ import { formatPlanReport, plan } from '../tools/plan.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 
-/** Logging sink (the CLI prints; tests may collect). */
-export type Logger = (line: string) => void;
+/**
+ * Logging sink (the CLI prints; tests may collect). `fields` are for structured logs
+ * (--log-format json) and repeat what the line says.
+ */
+export type Logger = (line: string, fields?: Record<string, unknown>) => void;
 
 /** What start found out about the pair, fixed for the proxy's life. */
 export interface Pair {

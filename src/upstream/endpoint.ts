@@ -1,4 +1,5 @@
 /** Parsing of redis://[user:pass@]host:port[/db] URLs and host:port addresses. */
+import net from 'node:net';
 import { ConfigError } from '../errors.js';
 
 /** Where a server is and how to authenticate to it. */
@@ -39,14 +40,27 @@ export function parseRedisUrl(what: string, url: string): Endpoint {
   return ep;
 }
 
-export function parseHostPort(what: string, s: string): { host: string; port: number } {
-  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(s);
-  if (!m || !m[1]) throw new ConfigError(`${what}: expected host:port, got '${s}'`);
+/**
+ * host:port, [v6]:port, or with `defaultHost` also PORT and :PORT alone (that host, then).
+ */
+export function parseHostPort(what: string, s: string, defaultHost?: string): { host: string; port: number } {
+  const m = defaultHost !== undefined && /^:?\d+$/.test(s) ? [s, defaultHost, s.replace(/^:/, '')] : /^\[?([^\]]*?)\]?:(\d+)$/.exec(s);
+  if (!m || !m[1]) throw new ConfigError(`${what}: expected ${defaultHost !== undefined ? '[host]:port' : 'host:port'}, got '${s}'`);
   const port = Number(m[2]);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new ConfigError(`${what}: bad port in '${s}'`);
   }
   return { host: m[1], port };
+}
+
+/**
+ * Whether a host names this machine's loopback interface only: localhost, 127.0.0.0/8, ::1 (also
+ * IPv4-mapped). Any other name or address, 0.0.0.0 and :: included, reaches beyond it.
+ */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^::ffff:(?=\d+\.)/, '');
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  return net.isIPv4(h) && h.startsWith('127.');
 }
 
 export function describeEndpoint(ep: { host: string; port: number }): string {

@@ -26,6 +26,8 @@ export interface ProxyOptions {
   /** Leave out --no-sweep (default false: this suite always passes --no-sweep). */
   sweep?: boolean;
   readyTimeoutMs?: number;
+  /** Extra environment variables for the process (added to this one's). */
+  env?: Record<string, string>;
 }
 
 export interface ProxyHandle {
@@ -69,7 +71,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     ...(opts.sweep ? [] : ['--no-sweep']),
     ...(opts.args ?? []),
   ];
-  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   trackProcess(proc);
   let stdout = '';
   let stderr = '';
@@ -153,10 +155,13 @@ export interface CliResult extends ExitInfo {
   timedOut: boolean;
 }
 
-/** Runs the CLI with exactly `args` (no defaults added) and waits for it to exit. */
-export async function runCli(args: string[], timeoutMs = 15_000): Promise<CliResult> {
+/**
+ * Runs the CLI with exactly `args` (no defaults added) and waits for it to exit; `env` is added
+ * to this process's environment.
+ */
+export async function runCli(args: string[], timeoutMs = 15_000, env: Record<string, string> = {}): Promise<CliResult> {
   assertBuilt();
-  const proc = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   trackProcess(proc);
   let stdout = '';
   let stderr = '';

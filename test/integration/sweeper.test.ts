@@ -677,7 +677,7 @@ describe('sweeper: touches first', () => {
         reads++;
       }
     })();
-    const st = await waitDrained<{ sweeper: { small_steps_for_touches: number } }>(sp, 30_000);
+    const st = await waitDrained<{ phase: string; sweeper: { small_steps_for_touches: number } }>(sp, 30_000);
     stop = true;
     await reader;
     expect(reads).toBeGreaterThan(0);
@@ -689,7 +689,7 @@ describe('sweeper: touches first', () => {
   it('with no client, every step is a full one', async () => {
     await seedStrings(ctx.source.client(), 0, 20_000);
     const sp = await sweepProxy(ctx);
-    const st = await waitDrained<{ sweeper: { small_steps_for_touches: number } }>(sp, 30_000);
+    const st = await waitDrained<{ phase: string; sweeper: { small_steps_for_touches: number } }>(sp, 30_000);
     expect(st.sweeper.small_steps_for_touches).toBe(0);
   });
 });

@@ -1,0 +1,48 @@
+/**
+ * Who may use the admin endpoint. The endpoint can switch the whole fleet's phase, so:
+ *
+ *   request                          loopback, no token   loopback, token   beyond loopback (token)
+ *   GET /healthz, GET /readyz        open                 open              open
+ *   GET /status, GET /metrics        open                 open              token
+ *   anything else (POST ...)         open                 token             token
+ *
+ * Beyond loopback without a token the endpoint does not start (src/config.ts refuses the flags,
+ * startAdmin refuses a hand-built config). The probes stay open everywhere: load balancers and
+ * orchestrators often cannot send a header, and they change nothing.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+/** What a request needs: open, or the token. */
+export function needsToken(method: string, path: string, opts: { token: boolean; loopback: boolean }): boolean {
+  if (!opts.token) return false;
+  const read = method === 'GET';
+  if (read && (path === '/healthz' || path === '/readyz')) return false;
+  return !read || !opts.loopback;
+}
+
+/** Why a request was refused: no Authorization header, or one that does not carry the token. */
+export type TokenRefusal = 'missing' | 'invalid';
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+/**
+ * The admin token, checked in constant time: both sides are hashed first, so timingSafeEqual
+ * compares two 32-byte digests and the time taken says nothing about the token's length or bytes.
+ */
+export class BearerToken {
+  private readonly digest: Buffer;
+
+  constructor(token: string) {
+    this.digest = digest(token);
+  }
+
+  /** null when `authorization` is `Bearer <the token>`; else why not. */
+  check(authorization: string | undefined): TokenRefusal | null {
+    if (authorization === undefined || authorization === '') return 'missing';
+    const m = /^Bearer +(\S+) *$/i.exec(authorization);
+    if (!m) return 'invalid';
+    return timingSafeEqual(digest(m[1]!), this.digest) ? null : 'invalid';
+  }
+}

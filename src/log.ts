@@ -1,0 +1,77 @@
+/**
+ * What the proxy prints: log lines on stderr, and on stdout the one line that scripts, tests and
+ * process managers wait for, `listening on HOST:PORT`.
+ *
+ *   text (default)  stderr: `<ISO time> rehome: [worker N: ]<line>`   stdout: `rehome: listening on HOST:PORT`
+ *   json            one pino object per line on the same streams:
+ *                   {"level":"info","time":"<ISO time>","pid":..,"hostname":..,"name":"rehome",["worker":N,]"msg":"<line>",...fields}
+ *                   stdout: the same with "msg":"listening on HOST:PORT","listen":"HOST:PORT"
+ *
+ * Both are written synchronously: the volume is a few lines a second at most, and a line written
+ * just before process.exit() must not be lost.
+ */
+import os from 'node:os';
+import { pino, type Logger as Pino } from 'pino';
+import type { Logger } from './proxy/server.js';
+
+export type LogFormat = 'text' | 'json';
+
+/** The proxy's output streams in one format. */
+export interface Output {
+  /** A log line (stderr); WARNING lines are at level warn in json. */
+  readonly log: Logger;
+  /** The listening line (stdout). */
+  listening(at: string): void;
+  /** The line of an error the process exits on (stderr). */
+  fatal(msg: string): void;
+}
+
+/** Text output: today's lines, unchanged. `worker` prefixes log lines in a --workers fleet. */
+function textOutput(worker: number | null): Output {
+  const prefix = worker === null ? '' : `worker ${worker}: `;
+  return {
+    log: (line) => {
+      process.stderr.write(`${new Date().toISOString()} rehome: ${prefix}${line}\n`);
+    },
+    listening: (at) => {
+      process.stdout.write(`rehome: listening on ${at}\n`);
+    },
+    fatal: (msg) => {
+      process.stderr.write(`rehome: ${msg}\n`);
+    },
+  };
+}
+
+function jsonLogger(fd: 1 | 2, worker: number | null): Pino {
+  return pino(
+    {
+      name: 'rehome',
+      base: { pid: process.pid, hostname: os.hostname(), ...(worker === null ? {} : { worker }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // Level names rather than pino's numbers: log collectors read "warn" without a mapping.
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    pino.destination({ fd, sync: true }),
+  );
+}
+
+function jsonOutput(worker: number | null): Output {
+  const err = jsonLogger(2, worker);
+  let out: Pino | null = null;
+  return {
+    log: (line, fields) => {
+      if (line.startsWith('WARNING')) err.warn(fields ?? {}, line);
+      else err.info(fields ?? {}, line);
+    },
+    listening: (at) => {
+      out ??= jsonLogger(1, worker);
+      out.info({ listen: at }, `listening on ${at}`);
+    },
+    fatal: (msg) => err.fatal(msg),
+  };
+}
+
+/** The output for a format; `worker` is the --workers slot of this process, null outside a fleet. */
+export function createOutput(format: LogFormat, worker: number | null = null): Output {
+  return format === 'json' ? jsonOutput(worker) : textOutput(worker);
+}
