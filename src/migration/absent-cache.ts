@@ -31,13 +31,6 @@ export class KnownAbsentCache {
     if (this.maxPerDb > 0) this.lru(db).set(key, true);
   }
 
-  /** SWAPDB on the source swaps what is known of the two dbs. */
-  swap(a: number, b: number): void {
-    const ca = this.dbs[a];
-    this.dbs[a] = this.dbs[b];
-    this.dbs[b] = ca;
-  }
-
   clear(): void {
     this.dbs = [];
   }

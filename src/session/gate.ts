@@ -37,13 +37,17 @@ export function gate(s: SessionPort, req: Request, keys: string[] | null): void 
     s.forwardPlain(req);
     return;
   }
-  const p = s.ctx.mover.gate(s.conn.db, keys);
-  if (p === null) {
+  forwardAfter(s, req, s.ctx.mover.gate(s.conn.db, keys));
+}
+
+/** Forwards `req` once `moves` (null: nothing to move) have confirmed its keys absent. */
+function forwardAfter(s: SessionPort, req: Request, moves: Promise<void> | null): void {
+  if (moves === null) {
     s.forwardPlain(req);
     return;
   }
   const e = new Entry(req);
-  e.pre = p;
+  e.pre = moves;
   s.enqueue(e);
 }
 
@@ -84,14 +88,7 @@ function gateRefs(s: SessionPort, req: Request, refs: KeyRef[]): void {
     s.refuse(req, ErrorText.reservedKey());
     return;
   }
-  const p = s.ctx.mover.gateRefs(refs);
-  if (p === null) {
-    s.forwardPlain(req);
-    return;
-  }
-  const e = new Entry(req);
-  e.pre = p;
-  s.enqueue(e);
+  forwardAfter(s, req, s.ctx.mover.gateRefs(refs));
 }
 
 /**
