@@ -8,7 +8,7 @@ import { ErrorText } from '../errors.js';
 import { encodeBulk, encodeError } from '../resp/encode.js';
 import { argBuf, argLower, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
 import { Entry } from './entry.js';
-import { mergeInfoInExec } from './keyspace.js';
+import { mergeInfoInExec } from './keyspace-plain.js';
 import type { SessionPort } from './port.js';
 
 /**

@@ -7,7 +7,7 @@ import { ErrorText, RehomeError } from '../errors.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import { decodeReply } from '../resp/decode.js';
 import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
-import { argBuf, encodeRequest, type Request } from '../resp/request-framer.js';
+import { argBuf, argLower, encodeRequest, type Request } from '../resp/request-framer.js';
 import type { SessionPort } from './port.js';
 
 export function restArgs(req: Request, from: number): Buffer[] {
@@ -178,4 +178,47 @@ export function mergeKeyspaceInfo(targetText: string, sourceText: string): strin
   }
   const tail = targetText.slice(end);
   return targetText.slice(0, bodyStart) + body + (tail.length > 0 ? `\r\n${tail}` : '');
+}
+
+// ---------------------------------------------------------------- rule 5's check, replies
+
+/** The text of an error reply (without '-' and CRLF), or null for any other reply. */
+export function errorText(reply: Buffer): string | null {
+  return reply[0] === 0x2d ? reply.toString('latin1', 1, reply.length - 2) : null;
+}
+
+/**
+ * Rule 5's check: sends `args` on the client's own connection. A reply that is the error
+ * `accepted` (the form's own bad argument) or no error means the target lets this client run the
+ * command; any other error (NOPERM, NOAUTH...) is what the client gets.
+ */
+export async function check(s: SessionPort, args: ReadonlyArray<string | Buffer>, accepted: string | null): Promise<Buffer> {
+  const reply = await s.callAsClient(encodeRequest(args.map((a) => (typeof a === 'string' ? Buffer.from(a) : a))).raw);
+  const err = errorText(reply);
+  if (err !== null && err !== accepted) throw new RehomeError('ETARGETREFUSED', err);
+  return reply;
+}
+
+/** The integer of a `:n` reply, or the error it carries. */
+export function intReply(reply: Buffer): number {
+  const err = errorText(reply);
+  if (err !== null) throw new RehomeError('ETARGETREFUSED', err);
+  return Number(reply.toString('latin1', 1, reply.length - 2));
+}
+
+/** Turns a failure of a source read into the error the client sees. */
+export function sourceError(err: unknown): RehomeError {
+  if (err instanceof RehomeError) return err; // the target's refusal (check) or rehome's own
+  const e = err as Error & { name?: string };
+  if (e && e.name === 'ReplyError') return new RehomeError('ESOURCEREPLY', e.message);
+  return new RehomeError('ESOURCE', ErrorText.sourceUnavailable(e?.message ?? String(err)));
+}
+
+const INFO_KEYSPACE_SECTIONS = new Set(['keyspace', 'all', 'everything', 'default']);
+
+/** Whether an INFO request includes the Keyspace section. */
+export function wantsKeyspace(req: Request): boolean {
+  if (req.argc === 1) return true;
+  for (let i = 1; i < req.argc; i++) if (INFO_KEYSPACE_SECTIONS.has(argLower(req, i))) return true;
+  return false;
 }

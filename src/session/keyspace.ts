@@ -29,51 +29,24 @@ import { ErrorText, RehomeError } from '../errors.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import { decodeReply } from '../resp/decode.js';
 import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
-import { argBuf, argLower, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
+import { argBuf, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
 import { arrayElements } from '../resp/reply-scanner.js';
 import { Entry } from './entry.js';
 import {
-  DBSIZE_SCRIPT, dropFromDb0, hiddenCount, hiddenRandomKey, hiddenRequest, hideReservedArray, isReservedBuf,
+  check, DBSIZE_SCRIPT, dropFromDb0, hiddenCount, hiddenRandomKey, hideReservedArray, intReply, isReservedBuf,
   isReservedReply, KEEP_PHASE_SCRIPT, keepingPhaseKey, mergeKeyspaceInfo, RANDOMKEY_SCRIPT, restArgs, sameCounts,
+  sourceError, wantsKeyspace,
 } from './keyspace-hidden.js';
+import { hiddenPassThrough } from './keyspace-plain.js';
 import type { SessionPort } from './port.js';
+
+export { infoInMulti, queuedInMulti } from './keyspace-plain.js';
+export { wantsKeyspace } from './keyspace-hidden.js';
 
 const MAX_CURSOR = (1n << 64n) - 1n;
 
 /** How often a count is read again while the source count keeps changing under it. */
 const COUNT_ATTEMPTS = 100;
-
-/** The text of an error reply (without '-' and CRLF), or null for any other reply. */
-function errorText(reply: Buffer): string | null {
-  return reply[0] === 0x2d ? reply.toString('latin1', 1, reply.length - 2) : null;
-}
-
-/**
- * Rule 5's check: sends `args` on the client's own connection. A reply that is the error
- * `accepted` (the form's own bad argument) or no error means the target lets this client run the
- * command; any other error (NOPERM, NOAUTH...) is what the client gets.
- */
-async function check(s: SessionPort, args: ReadonlyArray<string | Buffer>, accepted: string | null): Promise<Buffer> {
-  const reply = await s.callAsClient(encodeRequest(args.map((a) => (typeof a === 'string' ? Buffer.from(a) : a))).raw);
-  const err = errorText(reply);
-  if (err !== null && err !== accepted) throw new RehomeError('ETARGETREFUSED', err);
-  return reply;
-}
-
-/** The integer of a `:n` reply, or the error it carries. */
-function intReply(reply: Buffer): number {
-  const err = errorText(reply);
-  if (err !== null) throw new RehomeError('ETARGETREFUSED', err);
-  return Number(reply.toString('latin1', 1, reply.length - 2));
-}
-
-/** Turns a failure of a source read into the error the client sees. */
-function sourceError(err: unknown): RehomeError {
-  if (err instanceof RehomeError) return err; // the target's refusal (check) or rehome's own
-  const e = err as Error & { name?: string };
-  if (e && e.name === 'ReplyError') return new RehomeError('ESOURCEREPLY', e.message);
-  return new RehomeError('ESOURCE', ErrorText.sourceUnavailable(e?.message ?? String(err)));
-}
 
 export function handle(s: SessionPort, req: Request): void {
   if (req.name === 'swapdb' && !s.ctx.mover.drained) {
@@ -104,15 +77,6 @@ export function handle(s: SessionPort, req: Request): void {
     default:
       s.forwardPlain(req);
   }
-}
-
-const INFO_KEYSPACE_SECTIONS = new Set(['keyspace', 'all', 'everything', 'default']);
-
-/** Whether an INFO request includes the Keyspace section. */
-export function wantsKeyspace(req: Request): boolean {
-  if (req.argc === 1) return true;
-  for (let i = 1; i < req.argc; i++) if (INFO_KEYSPACE_SECTIONS.has(argLower(req, i))) return true;
-  return false;
 }
 
 function keys(s: SessionPort, req: Request): void {
@@ -337,136 +301,3 @@ function flush(s: SessionPort, req: Request): void {
   s.enqueue(e);
 }
 
-/**
- * Pass-through to a server that holds the phase key (hold phase): the same commands, key hidden.
- * What rehome runs itself to keep the key (scripts) comes after the client's own check.
- */
-function hiddenPassThrough(s: SessionPort, req: Request): void {
-  const e = new Entry(req);
-  const db = s.conn.db;
-  switch (req.name) {
-    case 'keys':
-      if (req.argc !== 2) return s.forwardPlain(req);
-      e.hook = (reply) => (reply[0] === 0x2a ? hideReservedArray(reply) : reply);
-      break;
-    case 'dbsize': {
-      if (req.argc !== 1) return s.forwardPlain(req);
-      let hidden = 0;
-      if (db === 0) {
-        e.pre = hiddenCount(s, 'target').then((h) => {
-          hidden = h;
-        });
-      }
-      e.hook = (reply) => (reply[0] === 0x3a ? Buffer.from(`:${Number(reply.toString('latin1', 1, reply.length - 2)) - hidden}\r\n`) : reply);
-      break;
-    }
-    case 'randomkey':
-      if (req.argc !== 1) return s.forwardPlain(req);
-      e.local = true;
-      e.pre = check(s, ['RANDOMKEY'], null).then(async (r) => {
-        e.reply = isReservedReply(r) ? await hiddenRandomKey(s, 'target', db) : r;
-      });
-      break;
-    case 'flushall':
-    case 'flushdb': {
-      const name = req.name.toUpperCase();
-      e.local = true;
-      e.pre = check(s, [name, 'rehome-check'], 'ERR syntax error').then(async () => {
-        e.reply = await keepingPhaseKey(s, req.name === 'flushall' ? 0 : db, [name, ...restArgs(req, 1)]);
-      });
-      break;
-    }
-    case 'swapdb': {
-      if (req.argc !== 3) return s.forwardPlain(req);
-      e.local = true;
-      e.pre = check(s, ['SWAPDB', 'rehome-check', 'rehome-check'], 'ERR invalid first DB index').then(async () => {
-        e.reply = await keepingPhaseKey(s, 0, ['SWAPDB', ...restArgs(req, 1)]);
-      });
-      break;
-    }
-    case 'info': {
-      if (!wantsKeyspace(req)) return s.forwardPlain(req);
-      let hidden = 0;
-      e.pre = hiddenCount(s, 'target').then(
-        (h) => {
-          hidden = h;
-        },
-        () => undefined,
-      );
-      e.hook = (reply) => {
-        if (reply[0] !== 0x24) return reply;
-        return encodeBulk(Buffer.from(dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), hidden), 'latin1'));
-      };
-      break;
-    }
-    default:
-      return s.forwardPlain(req);
-  }
-  s.enqueue(e);
-}
-
-/**
- * A keyspace-wide command queued inside MULTI while nothing moves (hold, drained): forwarded, with
- * the phase-key-hiding form of DBSIZE, RANDOMKEY, FLUSHDB, FLUSHALL and SWAPDB where the key is
- * on this server. (KEYS, SCAN and INFO inside MULTI show the server's own answer.)
- */
-export function queuedInMulti(s: SessionPort, req: Request): void {
-  const hide =
-    s.ctx.hideSide === 'target' &&
-    (req.name === 'flushall' || req.name === 'flushdb' ||
-      ((req.name === 'dbsize' || req.name === 'randomkey') && req.argc === 1) ||
-      (req.name === 'swapdb' && req.argc === 3));
-  if (!hide) return s.forwardPlain(req);
-  const e = new Entry(req);
-  e.bytes = hiddenRequest(s, req);
-  s.enqueue(e);
-}
-
-/**
- * INFO queued inside MULTI while keys move: it runs on the target with the transaction; when it
- * includes the keyspace section, the EXEC reply gets it summed over both servers
- * (mergeInfoInExec).
- */
-export function infoInMulti(s: SessionPort, req: Request): void {
-  if (wantsKeyspace(req)) s.conn.multiInfoAt.push(s.conn.multiQueued - 1);
-  s.forwardPlain(req);
-}
-
-/**
- * The EXEC of a transaction holding INFO with its keyspace section: the source's keyspace is read
- * before the EXEC is sent and again after its reply, as for INFO alone (exact when the two agree;
- * an EXEC cannot be run again, so when a key left the source in between the later read is used).
- */
-export function mergeInfoInExec(s: SessionPort, e: Entry, at: readonly number[]): void {
-  const side = s.ctx.hideSide;
-  const sourceKeyspace = async (): Promise<string> => {
-    const hidden = side === 'source' ? await hiddenCount(s, 'source') : 0;
-    return dropFromDb0(await s.ctx.source.db(0).info('keyspace'), hidden);
-  };
-  let before = '';
-  e.pre = sourceKeyspace().then(
-    (r) => {
-      before = r;
-    },
-    (err: unknown) => {
-      throw sourceError(err);
-    },
-  );
-  e.post = async (reply) => {
-    const els = arrayElements(reply);
-    if (els === null) return reply; // aborted
-    const after = await sourceKeyspace().catch(() => before);
-    const src = sameCounts(before, after) ? before : after;
-    const hidden = side === 'target' ? await hiddenCount(s, 'target') : 0;
-    const parts: Buffer[] = [Buffer.from(`*${els.length}\r\n`)];
-    els.forEach((el, i) => {
-      if (!at.includes(i) || el[0] !== 0x24) {
-        parts.push(el);
-        return;
-      }
-      const text = dropFromDb0((decodeReply(el) as Buffer).toString('latin1'), hidden);
-      parts.push(encodeBulk(Buffer.from(mergeKeyspaceInfo(text, src), 'latin1')));
-    });
-    return Buffer.concat(parts);
-  };
-}
