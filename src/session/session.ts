@@ -15,13 +15,13 @@ import net from 'node:net';
 import { ShareKind } from '../commands/table.js';
 import { ErrorText, ProtocolError } from '../errors.js';
 import { encodeError } from '../resp/encode.js';
-import { PING_REQUEST, type Request, RequestFramer } from '../resp/request-framer.js';
+import { type Request, RequestFramer } from '../resp/request-framer.js';
 import { describeEndpoint } from '../upstream/endpoint.js';
 import type { ClientLimits } from '../config.js';
 import { type IdleClient, trackActivity } from './limits.js';
 import { dispatch, type DispatchPort } from './dispatch.js';
 import { Entry } from './entry.js';
-import { type FenceHost, OwnFence } from './fence.js';
+import { type OwnHost, OwnConnection } from './own-connection.js';
 import { ConnectionView, type SessionContext, type SessionHandle } from './port.js';
 import { PubSub } from './pubsub.js';
 import { ReplyOrder, type ReplyHost } from './reply-order.js';
@@ -34,13 +34,12 @@ export type { ClientLimits };
 const CLOSE_LINGER_MS = 1_000;
 
 /** One client connection. */
-export class Session implements IdleClient, SessionHandle, DispatchPort, SendHost, ReplyHost, FenceHost {
+export class Session implements IdleClient, SessionHandle, DispatchPort, SendHost, ReplyHost, OwnHost {
   readonly id: number;
   /** Last bytes in or replies taken (kept only with an idle timeout: see limits.ts). */
   lastActivity = Date.now();
   readonly conn: ConnectionView;
   readonly pubsub: PubSub;
-  readonly upstream: net.Socket;
   upstreamFailed: string | null = null;
   dead = false;
   /** See LaneOwner (shared-lane.ts). */
@@ -48,7 +47,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   private readonly framer: RequestFramer;
   private readonly sendQ: SendQueue;
   private readonly replies: ReplyOrder;
-  private readonly fence: OwnFence;
+  private readonly own: OwnConnection;
   /** A request whose dispatch waits (connection state, pub/sub barrier, AUTH, run alone). */
   held: Request | null = null;
   /** The held request is keyspace-wide and waits for every earlier reply. */
@@ -63,11 +62,6 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   private inputEnded = false;
   /** pump() stopped because too many replies are outstanding. */
   private fullPipeline = false;
-  private upstreamConnected = false;
-  /** The own connection was asked for (see ownConnection()). */
-  private ownOpen = false;
-  /** CLIENT SETINFO requests answered on the lane, for the own connection when it opens. */
-  private deferredInfo: Buffer[] = [];
   private clientBlocked = false;
   private upstreamFull = false;
   private pumping = false;
@@ -86,23 +80,8 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     this.sendQ = new SendQueue(this, lane);
     this.replies = new ReplyOrder(this, this.sendQ);
     this.pubsub = new PubSub(this);
-    this.fence = new OwnFence(this);
+    this.own = new OwnConnection(this);
     client.setNoDelay(true);
-    // Connected only when first needed (ownConnection()): a client whose commands all travel on
-    // the shared lane never costs the new server a connection of its own.
-    const up = new net.Socket();
-    up.setNoDelay(true);
-    this.upstream = up;
-    up.on('connect', () => {
-      this.upstreamConnected = true;
-    });
-    up.on('data', (chunk: Buffer) => this.guard(() => this.replies.onUpstreamData(chunk)));
-    up.on('error', (err) => this.onUpstreamGone(err.message));
-    up.on('close', () => this.onUpstreamGone('connection closed'));
-    up.on('drain', () => {
-      this.upstreamFull = false;
-      this.updateReading();
-    });
     client.on('data', (chunk: Buffer) => this.guard(() => this.onClientData(chunk)));
     client.on('end', () => {
       this.inputEnded = true;
@@ -120,46 +99,49 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     client.on('drain', () => {
       this.clientBlocked = false;
       if (!this.dead) {
-        this.upstream.resume();
+        this.own.socket.resume();
         this.updateReading();
       }
     });
     if (ctx.clientLimits.idleTimeoutMs > 0) trackActivity(client, this);
     // Without a lane every command needs the own connection: open it now.
-    if (lane === null) this.ownConnection();
+    if (lane === null) this.own.open();
   }
 
-  /**
-   * Opens the client's own connection to the target if it is not open yet, and names it for the
-   * fence (phases). Returns a promise while the fence holds: nothing of the client's may run on
-   * the connection before it is named and the phase checked (send-queue.ts waits on it).
-   */
+  /** SendHost: the own connection's socket (connected once open() was called). */
+  get upstream(): net.Socket {
+    return this.own.socket;
+  }
+
   ownConnection(): Promise<void> | null {
-    if (!this.ownOpen) {
-      this.ownOpen = true;
-      const ep = this.ctx.targetEndpoint;
-      this.upstream.connect({ host: ep.host, port: ep.port });
-      // Without AUTH the connection is named now; with AUTH once the client has authenticated.
-      if (this.ctx.fence !== null && this.conn.authed) this.fence.start();
-      for (const info of this.deferredInfo) this.sendQ.sendInternal(info, () => undefined);
-      this.deferredInfo = [];
-    }
-    return this.fence.ready;
+    return this.own.open();
   }
 
-  // ---------------------------------------------------------------- the fence (fence.ts)
+  ownData(chunk: Buffer): void {
+    this.guard(() => this.replies.onUpstreamData(chunk));
+  }
+
+  ownGone(reason: string): void {
+    this.onUpstreamGone(reason);
+  }
+
+  ownDrained(): void {
+    this.upstreamFull = false;
+    this.updateReading();
+  }
+
+  // ---------------------------------------------------------------- the own connection's fence
 
   startFence(): void {
-    if (this.ownOpen) this.fence.start();
-    else this.ownConnection();
+    this.own.startFence();
   }
 
   nameRequest(clientName: string | null): Buffer {
-    return this.fence.nameRequest(clientName);
+    return this.own.fence.nameRequest(clientName);
   }
 
   nameRequestName(clientName: string | null): Buffer {
-    return this.fence.nameRequestName(clientName);
+    return this.own.fence.nameRequestName(clientName);
   }
 
   sendInternal(bytes: Buffer, f: (reply: Buffer) => void): void {
@@ -176,17 +158,11 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     this.guard(() => this.onUpstreamGone(reason));
   }
 
-  /**
-   * Called every few seconds (server.ts): a client that works on the shared lane leaves its own
-   * connection idle, and a server with an idle `timeout` would close it and with it the client.
-   * A PING on an own connection idle since the last call keeps it open.
-   */
+  /** Called every few seconds (server.ts): see OwnConnection.keepAlive. */
   keepOwnAlive(): void {
     const idle = !this.sendQ.ownActive;
     this.sendQ.ownActive = false;
-    if (!idle || !this.ownOpen || this.conn.pinned || this.dead || this.closing || this.fence.holding || this.upstreamFailed !== null ||
-        !this.upstreamConnected || !this.sendQ.idle) return;
-    this.sendQ.sendInternal(PING_REQUEST, () => undefined);
+    this.own.keepAlive(idle, !this.dead && !this.closing && this.upstreamFailed === null && this.sendQ.idle);
   }
 
   /**
@@ -226,7 +202,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     up.cork();
     try {
       for (;;) {
-        if (this.closing || this.held !== null || this.fence.holding) break;
+        if (this.closing || this.held !== null || this.own.fence.holding) break;
         if (this.exclusive) {
           if (this.replies.length > 0) break;
           this.exclusive = false;
@@ -276,7 +252,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   private updateReading(): void {
     if (this.dead || this.lingering) return;
     const stop =
-      this.closing || this.held !== null || this.upstreamFull || this.fence.holding ||
+      this.closing || this.held !== null || this.upstreamFull || this.own.fence.holding ||
       this.replies.length >= this.ctx.maxPending ||
       (this.clientBlocked && this.ctx.clientLimits.outputBufferLimit === 0);
     if (stop) this.client.pause();
@@ -320,10 +296,10 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   }
 
   async callAsClient(bytes: Buffer): Promise<Buffer> {
-    if (!this.conn.pinned && !this.ownOpen) {
+    if (!this.conn.pinned && !this.own.opened) {
       return new Promise((resolve) => this.sendQ.sendInternalShared(bytes, resolve));
     }
-    const ready = this.ownConnection();
+    const ready = this.own.open();
     if (ready !== null) await ready;
     return new Promise((resolve) => {
       if (this.upstreamFailed !== null || this.dead) {
@@ -340,8 +316,8 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
    * again on the own connection when that opens. Returns false when the own connection is there.
    */
   clientInfo(req: Request): boolean {
-    if (this.ownOpen || this.conn.pinned) return false;
-    this.deferredInfo.push(Buffer.from(req.raw)); // a copy: req.raw is a view of the client's chunk
+    if (this.own.opened || this.conn.pinned) return false;
+    this.own.deferInfo(req.raw);
     this.dispatchShare = ShareKind.Read;
     this.forwardPlain(req);
     return true;
@@ -381,7 +357,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   }
 
   release(): void {
-    if (this.conn.statePending > 0 || this.held === null || this.conn.subscribed || this.fence.holding) return;
+    if (this.conn.statePending > 0 || this.held === null || this.conn.subscribed || this.own.fence.holding) return;
     // Resume on the next tick: this runs inside reply processing.
     process.nextTick(() => this.releaseHeld());
   }
@@ -400,7 +376,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
 
   private releaseHeld(): void {
     const req = this.held;
-    if (req === null || this.dead || this.fence.holding) return;
+    if (req === null || this.dead || this.own.fence.holding) return;
     this.held = null;
     this.upstream.cork();
     this.dispatch(req);
@@ -458,7 +434,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   }
 
   upstreamGone(reason: string, refusedByServer: boolean): void {
-    if (refusedByServer) this.upstreamConnected = false;
+    if (refusedByServer) this.own.connected = false;
     this.onUpstreamGone(reason);
   }
 
@@ -479,7 +455,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   /** The target connection is gone: fail what waits on it, then close the client. */
   private onUpstreamGone(reason: string): void {
     if (this.dead || this.upstreamFailed !== null) return;
-    const why = this.upstreamConnected ? reason : `cannot connect to ${describeEndpoint(this.ctx.targetEndpoint)}: ${reason}`;
+    const why = this.own.connected ? reason : `cannot connect to ${describeEndpoint(this.ctx.targetEndpoint)}: ${reason}`;
     this.upstreamFailed = why;
     this.upstream.destroy();
     const err = encodeError(ErrorText.targetUnavailable(why));
@@ -493,7 +469,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     }
     // A connection that was up and went away closes the client too, as a direct connection
     // would. One that never came up stays open so the client's next command gets the reason.
-    if (this.replies.length > 0 || this.upstreamConnected) this.closing = true;
+    if (this.replies.length > 0 || this.own.connected) this.closing = true;
     // Paused before flushOut(): once every reply is out, linger() reads again.
     if (this.closing && !this.lingering) this.client.pause();
     this.flushOut();
