@@ -111,6 +111,24 @@ describe('--workers', () => {
     await stopAndCheck(p, workers);
   });
 
+  it('SWAPDB while keys move is refused by every worker, and nothing is swapped', async () => {
+    const s = ctx.source.client();
+    await s.set('sw', 'db0');
+    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--workers', '2'] });
+    try {
+      // Enough connections to land on both workers (round-robin).
+      const clients = Array.from({ length: 6 }, () => p.client());
+      for (const c of clients) {
+        await expect(c.swapdb(0, 1)).rejects.toThrow(/^ERR rehome: SWAPDB is refused while keys move/);
+        c.disconnect();
+      }
+      expect(await s.get('sw')).toBe('db0');
+    } finally {
+      await p.stop('SIGTERM', 5_000);
+      s.disconnect();
+    }
+  });
+
   it('a worker that dies is restarted with a log line, and new clients are served', async () => {
     await seedStrings(ctx.source.client(), 0, 50);
     const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--workers', '2'] });
