@@ -185,6 +185,8 @@ describe('verify', () => {
       ['--source', ctx.source.url, '--target', ctx.target.url, '--bogus'],
       ['--source', 'http://127.0.0.1:1', '--target', ctx.target.url],
       ['--source', ctx.source.url, '--target', ctx.target.url, 'positional'],
+      ['--source', `${ctx.source.url}/2`, '--target', ctx.target.url],
+      ['--source', ctx.source.url, '--target', `${ctx.target.url}/0`],
     ];
     for (const argv of usage) {
       const r = await capture(() => runVerifyCli(argv));
@@ -199,9 +201,11 @@ describe('verify', () => {
     expect(r.stderr).toMatch(new RegExp(`source 127\\.0\\.0\\.1:${dead} unreachable`));
     expect(r.stdout).toBe('');
 
-    const help = await capture(() => runVerifyCli(['--help']));
-    expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/usage:/);
+    for (const flag of ['--help', '-h']) {
+      const help = await capture(() => runVerifyCli([flag]));
+      expect(help.code, flag).toBe(0);
+      expect(help.stdout).toMatch(/^usage: rehome verify/);
+    }
   });
 });
 
@@ -443,6 +447,8 @@ describe('plan', () => {
       [...base, '--target-from-source', 'nowhere'],
       [...base, '--bogus'],
       ['--source', 'http://x:1', '--target', ctx.target.url],
+      ['--source', `${ctx.source.url}/2`, '--target', ctx.target.url],
+      ['--source', ctx.source.url, '--target', `${ctx.target.url}?db=3`],
     ];
     for (const argv of usage) {
       const r = await capture(() => runPlanCli(argv));
@@ -450,5 +456,22 @@ describe('plan', () => {
       oneLine(r.stderr);
       expect(r.stdout).toBe('');
     }
+    for (const flag of ['--help', '-h']) {
+      const help = await capture(() => runPlanCli([flag]));
+      expect(help.code, flag).toBe(0);
+      expect(help.stdout).toMatch(/^usage: rehome plan/);
+      expect(help.stderr).toBe('');
+    }
+  });
+
+  it('a db in a URL is refused, naming the flag: rehome migrates every db', async () => {
+    const r = await capture(() => runPlanCli(['--source', ctx.source.url, '--target', `${ctx.target.url}/2`]));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^rehome plan: --target: the URL names db 2, but rehome migrates every db/);
+    const v = await capture(() => runVerifyCli(['--source', `${ctx.source.url}/5`, '--target', ctx.target.url]));
+    expect(v.code).toBe(2);
+    expect(v.stderr).toMatch(/^rehome verify: --source: the URL names db 5/);
+    // The server's own address stays accepted with or without a trailing slash.
+    expect(parseRedisUrl('--source', 'redis://h:1/')).toEqual({ host: 'h', port: 1 });
   });
 });
