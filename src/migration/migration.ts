@@ -16,6 +16,8 @@ export interface MigrationOptions {
   passThrough?: boolean;
   sweeper: Partial<SweeperOptions>;
   watchIntervalMs: number;
+  /** Keys move new -> old (reverse, a rollback): the source is the new server. */
+  reverse?: boolean;
 }
 
 /** Drives and reports the migration; see the file comment. */
@@ -35,6 +37,12 @@ export class Migration {
   private lastMoved = 0;
   private lastAt = Date.now();
   private timer: NodeJS.Timeout | null = null;
+  /**
+   * In hold: keys on the old server per db, what a switch to migrate would move (null outside
+   * hold). Read every watchIntervalMs by countWaiting.
+   */
+  waitingPerDb: Record<number, number> | null = null;
+  private waitingTimer: NodeJS.Timeout | null = null;
   private readonly drainedListeners: Array<() => void> = [];
 
   constructor(
@@ -64,6 +72,24 @@ export class Migration {
     this.initialKeys = this.remainingTotal;
     this.timer = setInterval(() => void this.refresh(), this.opts.watchIntervalMs);
     this.timer.unref();
+  }
+
+  /**
+   * Hold: counts the keys of `oldServer` (INFO keyspace, the phase key left out) now and every
+   * watchIntervalMs, for status. Resolves after the first count (a failed count is retried).
+   */
+  async countWaiting(oldServer: ControlPool): Promise<void> {
+    if (this.waitingTimer !== null) return;
+    const read = async () => {
+      try {
+        this.waitingPerDb = await visibleKeyspace(oldServer.db(0));
+      } catch {
+        // Unreachable: keep the last count.
+      }
+    };
+    this.waitingTimer = setInterval(() => void read(), this.opts.watchIntervalMs);
+    this.waitingTimer.unref();
+    await read();
   }
 
   get remainingTotal(): number {
@@ -123,8 +149,11 @@ export class Migration {
     this.drainedAt = Date.now();
     this.remainingPerDb = {};
     this.mover.drained = true;
+    const took = `${this.moved} keys moved in ${((this.drainedAt - this.startedAt) / 1000).toFixed(1)} s`;
     this.log(
-      `migration complete: the source holds no key in any db (${this.moved} keys moved in ${((this.drainedAt - this.startedAt) / 1000).toFixed(1)} s); every command now goes straight to the target`,
+      this.opts.reverse
+        ? `rollback complete: the new server holds no key in any db (${took} back to the old server); the phase becomes hold: every command goes to the old server`
+        : `migration complete: the source holds no key in any db (${took}); every command now goes straight to the target`,
     );
     for (const f of this.drainedListeners.splice(0)) f();
   }
@@ -145,6 +174,8 @@ export class Migration {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.waitingTimer) clearInterval(this.waitingTimer);
+    this.waitingTimer = null;
     await Promise.all([this.sweeper?.stop(), this.watch?.stop()]);
   }
 }
