@@ -118,7 +118,8 @@ export class Migration {
     const now = Date.now();
     const moved = this.moved;
     const inst = ((moved - this.lastMoved) * 1000) / Math.max(1, now - this.lastAt);
-    this.rate = this.rate === 0 ? inst : this.rate * 0.6 + inst * 0.4;
+    // Drained: nothing moves any more, so no rate (a smoothed one would only decay towards 0).
+    this.rate = this.phase === 'drained' ? 0 : this.rate === 0 ? inst : this.rate * 0.6 + inst * 0.4;
     this.lastMoved = moved;
     this.lastAt = now;
     try {
@@ -148,6 +149,7 @@ export class Migration {
     this.phase = 'drained';
     this.drainedAt = Date.now();
     this.remainingPerDb = {};
+    this.rate = 0;
     this.mover.drained = true;
     const took = `${this.moved} keys moved in ${((this.drainedAt - this.startedAt) / 1000).toFixed(1)} s`;
     this.log(

@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import type { Migration } from '../migration/migration.js';
-import type { Mover } from '../migration/mover.js';
+import { MOVE_ERROR_KINDS, type Mover } from '../migration/mover.js';
 import type { PhaseController, ProcessView, SwitchablePhase } from '../phase/phase.js';
 import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
@@ -256,7 +256,7 @@ export class RehomeProxy {
       remainingPerDb: m.remainingPerDb,
       drained: m.phase === 'drained',
       rate: m.rate,
-      errorsByKind: st.errorsByKind,
+      errorsByKind: { ...ZERO_ERRORS, ...st.errorsByKind },
       moveFailures: st.failures,
       cacheSize: m.mover.cache.size,
       bigKeys: m.sweeper?.bigKeysTotal ?? 0,
@@ -363,6 +363,9 @@ export class RehomeProxy {
     return this.stopping;
   }
 }
+
+/** Every move error kind at 0: /metrics shows each series from the start. */
+const ZERO_ERRORS: Record<string, number> = Object.fromEntries(MOVE_ERROR_KINDS.map((k) => [k, 0]));
 
 /**
  * The sweeper's part of the status (its keys keep their place in the JSON). Without a sweeper
