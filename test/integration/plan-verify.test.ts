@@ -213,7 +213,6 @@ describe('plan', () => {
   it('ok on a normal pair; probe keys are cleaned up; source key counts per db', async () => {
     await put(ctx.source, 0, 'a', 'b');
     await put(ctx.source, 3, 'c');
-    await put(ctx.target, 0, 'unrelated');
     const r = await plan({ source: ep(ctx.source), target: ep(ctx.target) });
     expect(r.hardFailure, describePlan(r)).toBe(false);
     expect(r.findings.every((f) => f.level === 'ok'), describePlan(r)).toBe(true);
@@ -224,7 +223,24 @@ describe('plan', () => {
     expect(r.conflicts).toEqual({ total: 0, listed: [], resolved: 0 });
     await assertNoProbeKeys();
     expect(await keysOf(ctx.source, 0)).toEqual(['a', 'b']);
-    expect(await keysOf(ctx.target, 0)).toEqual(['unrelated']);
+    expect(await keysOf(ctx.target, 0)).toEqual([]);
+  });
+
+  it('a target that already holds keys is a WARN with the count and a hint, not ok', async () => {
+    await put(ctx.source, 0, 'a');
+    await put(ctx.target, 0, 'x', 'y');
+    await put(ctx.target, 2, 'z');
+    const r = await plan({ source: ep(ctx.source), target: ep(ctx.target) });
+    expect(r.hardFailure, describePlan(r)).toBe(false);
+    const w = findings(r, 'keyspace').filter((f) => f.level === 'warn');
+    expect(w, describePlan(r)).toHaveLength(1);
+    expect(w[0]!.message).toMatch(/^target 127\.0\.0\.1:\d+ already holds 3 keys \(db0 2, db2 1\)/);
+    expect(w[0]!.message).toMatch(/check that --target is the new instance/);
+    const cli = await capture(() => runPlanCli(['--source', ctx.source.url, '--target', ctx.target.url]));
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/^WARN {2}target 127\.0\.0\.1:\d+ already holds 3 keys/m);
+    expect(cli.stdout.trimEnd().split('\n').at(-1)).toBe('plan: ready to migrate, with 1 warning (see above)');
+    expect(await keysOf(ctx.target, 0)).toEqual(['x', 'y']);
   });
 
   it('fails when the source cannot MIGRATE to the target address (closed port)', async () => {
