@@ -79,8 +79,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
     ({ source, target } = await openBoth(opts.source, opts.target));
     await assertDistinct(source, target);
     const databases = opts.databases ?? (await configDatabases(target)) ?? 16;
-    await source.redis.select(0);
-    const phase = (await source.redis.hget(PHASE_KEY, 'phase')) ?? null;
+    const phase = await fleetPhase(source);
     const dbs = [...(await keyspace(source)).keys()].sort((a, b) => a - b);
     const remainingPerDb: Record<number, number> = {};
     const inBoth: DbKey[] = [];
@@ -106,6 +105,16 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
   } finally {
     closeServer(source);
     closeServer(target);
+  }
+}
+
+/** The phase in the source's phase key, or null (no phases, or the key cannot be read). */
+async function fleetPhase(source: ServerConn): Promise<string | null> {
+  try {
+    await source.redis.select(0);
+    return (await source.redis.hget(PHASE_KEY, 'phase')) ?? null;
+  } catch {
+    return null; // e.g. an ACL that denies HGET: the report falls back to the general advice
   }
 }
 
