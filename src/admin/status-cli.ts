@@ -150,10 +150,16 @@ export function renderStatus(st: Record<string, any>): string {
   lines.push(`target       ${st.target} (redis ${st.versions?.target})`);
   lines.push(`moved        ${k.moved_on_touch ?? 0} on touch, ${k.moved_by_sweeper ?? 0} by the sweeper (${k.in_both_resolved ?? 0} found in both, target kept)`);
   const per = Object.entries(k.remaining_per_db ?? {}).map(([db, n]) => `db${db}=${n}`).join(' ');
-  lines.push(`remaining    ${k.remaining_total ?? 0} of ${k.initial_in_source ?? 0}${per ? `  (${per})` : ''}`);
+  const waiting = k.waiting_for_migrate;
+  if (waiting) {
+    const wper = Object.entries(waiting.per_db ?? {}).map(([db, n]) => `db${db}=${n}`).join(' ');
+    lines.push(`remaining    nothing moves in hold; the old server holds ${waiting.total} keys${wper ? ` (${wper})` : ''}: what rehome phase migrate would move`);
+  } else {
+    lines.push(`remaining    ${k.remaining_total ?? 0} of ${k.initial_in_source ?? 0}${per ? `  (${per})` : ''}`);
+  }
   lines.push(`rate         ${st.rate_keys_per_s ?? 0} keys/s, ETA ${fmtDuration(st.eta_s ?? null)}`);
   const sw = st.sweeper ?? {};
-  lines.push(`sweeper      ${sw.state}${sw.pause_reason ? ` (${sw.pause_reason})` : ''}${sw.batch_size ? `, batch ${sw.batch_size}, budget ${sw.budget_ms} ms` : ''}${sw.rate_limit ? `, limit ${sw.rate_limit} keys/s` : ''}`);
+  lines.push(`sweeper      ${sw.state}${sw.pause_reason ? ` (${sw.pause_reason})` : ''}${sw.idle_reason ? ` (${sw.idle_reason})` : ''}${sw.batch_size ? `, batch ${sw.batch_size}, budget ${sw.budget_ms} ms` : ''}${sw.rate_limit ? `, limit ${sw.rate_limit} keys/s` : ''}`);
   const errs = Object.entries(st.errors_by_kind ?? {}).map(([kk, n]) => `${kk}=${n}`).join(' ');
   lines.push(`errors       ${errs || 'none'}; ${st.move_failures ?? 0} moves failed (clients got an error)`);
   if (st.big_keys?.total) {

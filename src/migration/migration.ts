@@ -16,6 +16,8 @@ export interface MigrationOptions {
   passThrough?: boolean;
   sweeper: Partial<SweeperOptions>;
   watchIntervalMs: number;
+  /** Keys move new -> old (reverse, a rollback): the source is the new server. */
+  reverse?: boolean;
 }
 
 /** Drives and reports the migration; see the file comment. */
@@ -35,6 +37,12 @@ export class Migration {
   private lastMoved = 0;
   private lastAt = Date.now();
   private timer: NodeJS.Timeout | null = null;
+  /**
+   * In hold: keys on the old server per db, what a switch to migrate would move (null outside
+   * hold). Read every watchIntervalMs by countWaiting.
+   */
+  waitingPerDb: Record<number, number> | null = null;
+  private waitingTimer: NodeJS.Timeout | null = null;
   private readonly drainedListeners: Array<() => void> = [];
 
   constructor(
@@ -66,6 +74,24 @@ export class Migration {
     this.timer.unref();
   }
 
+  /**
+   * Hold: counts the keys of `oldServer` (INFO keyspace, the phase key left out) now and every
+   * watchIntervalMs, for status. Resolves after the first count (a failed count is retried).
+   */
+  async countWaiting(oldServer: ControlPool): Promise<void> {
+    if (this.waitingTimer !== null) return;
+    const read = async () => {
+      try {
+        this.waitingPerDb = await visibleKeyspace(oldServer.db(0));
+      } catch {
+        // Unreachable: keep the last count.
+      }
+    };
+    this.waitingTimer = setInterval(() => void read(), this.opts.watchIntervalMs);
+    this.waitingTimer.unref();
+    await read();
+  }
+
   get remainingTotal(): number {
     let n = 0;
     for (const v of Object.values(this.remainingPerDb)) n += v;
@@ -92,7 +118,8 @@ export class Migration {
     const now = Date.now();
     const moved = this.moved;
     const inst = ((moved - this.lastMoved) * 1000) / Math.max(1, now - this.lastAt);
-    this.rate = this.rate === 0 ? inst : this.rate * 0.6 + inst * 0.4;
+    // Drained: nothing moves any more, so no rate (a smoothed one would only decay towards 0).
+    this.rate = this.phase === 'drained' ? 0 : this.rate === 0 ? inst : this.rate * 0.6 + inst * 0.4;
     this.lastMoved = moved;
     this.lastAt = now;
     try {
@@ -122,9 +149,13 @@ export class Migration {
     this.phase = 'drained';
     this.drainedAt = Date.now();
     this.remainingPerDb = {};
+    this.rate = 0;
     this.mover.drained = true;
+    const took = `${this.moved} keys moved in ${((this.drainedAt - this.startedAt) / 1000).toFixed(1)} s`;
     this.log(
-      `migration complete: the source holds no key in any db (${this.moved} keys moved in ${((this.drainedAt - this.startedAt) / 1000).toFixed(1)} s); every command now goes straight to the target`,
+      this.opts.reverse
+        ? `rollback complete: the new server holds no key in any db (${took} back to the old server); the phase becomes hold: every command goes to the old server`
+        : `migration complete: the source holds no key in any db (${took}); every command now goes straight to the target`,
     );
     for (const f of this.drainedListeners.splice(0)) f();
   }
@@ -145,6 +176,8 @@ export class Migration {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.waitingTimer) clearInterval(this.waitingTimer);
+    this.waitingTimer = null;
     await Promise.all([this.sweeper?.stop(), this.watch?.stop()]);
   }
 }

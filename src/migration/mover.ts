@@ -46,7 +46,10 @@ export interface MoverStats {
   errorsByKind: Record<string, number>;
 }
 
-type Kind = 'oom' | 'busykey' | 'ioerr' | 'timeout' | 'source-unavailable' | 'target-unavailable' | 'error';
+/** Every kind of move error the mover counts (errorsByKind's keys; /metrics shows each from 0). */
+export const MOVE_ERROR_KINDS = ['oom', 'busykey', 'ioerr', 'timeout', 'source-unavailable', 'target-unavailable', 'path-down', 'error'] as const;
+
+type Kind = (typeof MOVE_ERROR_KINDS)[number];
 
 function classify(err: unknown): { kind: Kind; text: string } {
   const text = err instanceof Error ? err.message : String(err);
@@ -450,7 +453,7 @@ export class Mover {
     this.cache.add(db, key);
   }
 
-  private countError(kind: string): void {
+  private countError(kind: Kind): void {
     this.stats.errorsByKind[kind] = (this.stats.errorsByKind[kind] ?? 0) + 1;
   }
 

@@ -148,6 +148,8 @@ export class Runtimes {
       this.host.log(`phase ${rt.phase} -> ${s.phase} (epoch ${s.epoch}): the ${rt.phase === 'migrate' ? 'old' : 'new'} server is empty`);
       rt.phase = s.phase;
       rt.migration.setDrained();
+      // After a rollback, hold: what a migrate would move is on the old server (the target here).
+      if (rt.phase === 'hold') void rt.migration.countWaiting(rt.ctx.target);
       return;
     }
     if (rt !== null && s.epoch === rt.epoch && s.phase === rt.phase) return;
@@ -280,8 +282,10 @@ export class Runtimes {
         hideSide: phases === null ? null : phase === 'migrate' ? 'source' : phase === 'drained' ? null : 'target',
       };
       const passThrough = phase === 'hold' || phase === 'drained';
-      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough), pools: pools.all, sessions, lanes, keepalive: null };
+      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough, reverse), pools: pools.all, sessions, lanes, keepalive: null };
       if (!passThrough) await rt.migration.start();
+      // In hold clients talk to the old server (the target here): count what a migrate would move.
+      if (phase === 'hold') await rt.migration.countWaiting(pools.target);
       rt.migration.onDrained(() => this.onRuntimeDrained(rt));
       rt.keepalive = this.keepOwnConnectionsAlive(rt);
       return rt;
@@ -328,7 +332,7 @@ export class Runtimes {
     return mover;
   }
 
-  private newMigration(source: ControlPool, mover: Mover, passThrough: boolean): Migration {
+  private newMigration(source: ControlPool, mover: Mover, passThrough: boolean, reverse: boolean): Migration {
     const config = this.host.config;
     return new Migration(
       source,
@@ -344,6 +348,7 @@ export class Runtimes {
           migrateTimeoutMs: config.migrateTimeoutMs,
         },
         watchIntervalMs: 1_000,
+        reverse,
       },
       this.host.log,
     );

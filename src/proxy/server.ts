@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import type { Migration } from '../migration/migration.js';
-import type { Mover } from '../migration/mover.js';
+import { MOVE_ERROR_KINDS, type Mover } from '../migration/mover.js';
 import type { PhaseController, ProcessView, SwitchablePhase } from '../phase/phase.js';
 import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
@@ -256,7 +256,7 @@ export class RehomeProxy {
       remainingPerDb: m.remainingPerDb,
       drained: m.phase === 'drained',
       rate: m.rate,
-      errorsByKind: st.errorsByKind,
+      errorsByKind: { ...ZERO_ERRORS, ...st.errorsByKind },
       moveFailures: st.failures,
       cacheSize: m.mover.cache.size,
       bigKeys: m.sweeper?.bigKeysTotal ?? 0,
@@ -318,11 +318,15 @@ export class RehomeProxy {
         confirmed_absent: st.keysAbsent,
         in_both_resolved: st.resolvedBoth,
         known_absent_cached: m.mover.cache.size,
+        // Hold moves nothing: the old server's keys are what a switch to migrate would move.
+        waiting_for_migrate: this.phaseName === 'hold' && m.waitingPerDb !== null
+          ? { total: Object.values(m.waitingPerDb).reduce((a, b) => a + b, 0), per_db: m.waitingPerDb }
+          : null,
       },
       rate_keys_per_s: Math.round(m.rate),
       eta_s: m.etaSeconds,
       drained_at: m.drainedAt && m.phase === 'drained' && this.phaseName !== 'hold' ? new Date(m.drainedAt).toISOString() : null,
-      ...sweeperStatus(m),
+      ...sweeperStatus(m, this.phaseName, this.config.sweep),
       errors_by_kind: st.errorsByKind,
       move_failures: st.failures,
       migrate_calls: st.migrateCalls,
@@ -360,10 +364,22 @@ export class RehomeProxy {
   }
 }
 
-/** The sweeper's part of the status (its keys keep their place in the JSON). */
-function sweeperStatus(m: Migration): { sweeper: Record<string, unknown>; big_keys: Record<string, unknown> } {
+/** Every move error kind at 0: /metrics shows each series from the start. */
+const ZERO_ERRORS: Record<string, number> = Object.fromEntries(MOVE_ERROR_KINDS.map((k) => [k, 0]));
+
+/**
+ * The sweeper's part of the status (its keys keep their place in the JSON). Without a sweeper
+ * at work: 'disabled' only for --no-sweep; in hold (also the reverse runtime that became hold)
+ * and drained it is 'idle', with the reason.
+ */
+function sweeperStatus(m: Migration, phase: string, sweep: boolean): { sweeper: Record<string, unknown>; big_keys: Record<string, unknown> } {
   const sw = m.sweeper;
-  if (!sw) return { sweeper: { state: 'disabled' }, big_keys: { total: 0, listed: [] } };
+  const bigKeys = { total: sw?.bigKeysTotal ?? 0, listed: sw?.bigKeys ?? [] };
+  if (!sweep) return { sweeper: { state: 'disabled', idle_reason: '--no-sweep' }, big_keys: bigKeys };
+  if (phase === 'hold') {
+    return { sweeper: { state: 'idle', idle_reason: 'nothing moves in hold; rehome phase migrate starts it' }, big_keys: bigKeys };
+  }
+  if (!sw) return { sweeper: { state: 'idle', idle_reason: 'drained: nothing left to move' }, big_keys: bigKeys };
   return {
     sweeper: {
       state: sw.state,

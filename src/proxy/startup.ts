@@ -6,14 +6,14 @@
  */
 import net from 'node:net';
 import os from 'node:os';
-import { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import { PhaseController, type PhaseName, type SwitchablePhase } from '../phase/phase.js';
 import { PING_REQUEST } from '../resp/request-framer.js';
 import { formatPlanReport, plan } from '../tools/plan.js';
+import { closeServer, describeRole, openServer, type Role } from '../tools/scan-both.js';
 import { ControlPool } from '../upstream/control.js';
-import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import type { Endpoint } from '../upstream/endpoint.js';
 
 /**
  * Logging sink (the CLI prints; tests may collect). `fields` are for structured logs
@@ -37,10 +37,21 @@ export interface Pair {
  * success the caller owns `phases` and closes it; on failure it is closed here.
  */
 export async function checkPair(config: ProxyConfig, log: Logger, preflight: boolean): Promise<Pair> {
-  const [src, tgt] = await Promise.all([
+  const probes = await Promise.allSettled([
     probeServer('source', config.source, config.connectTimeoutMs),
     probeServer('target', config.target, config.connectTimeoutMs),
   ]);
+  const failed = probes.filter((p): p is PromiseRejectedResult => p.status === 'rejected').map((p) => p.reason as Error);
+  if (failed.length > 0) {
+    // Both causes on one line, as plan reports both servers.
+    const first = failed[0]!;
+    if (failed.length === 1) throw first;
+    throw new RehomeError(first instanceof RehomeError ? first.code : 'EUPSTREAM', failed.map((e) => e.message).join('; '));
+  }
+  const [src, tgt] = probes.map((p) => (p as PromiseFulfilledResult<{ runId: string; version: string }>).value) as [
+    { runId: string; version: string },
+    { runId: string; version: string },
+  ];
   if (src.runId !== '' && src.runId === tgt.runId) {
     throw new RehomeError('ESAME', 'source and target are the same server (same run_id)');
   }
@@ -52,8 +63,8 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
       await runPreflight(config, log);
     }
     const authRequired = {
-      old: await needsAuth(config.source, config.connectTimeoutMs),
-      new: await needsAuth(config.target, config.connectTimeoutMs),
+      old: await needsAuth('source', config.source, config.connectTimeoutMs),
+      new: await needsAuth('target', config.target, config.connectTimeoutMs),
     };
     const databases = await targetDatabases(config);
     return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases };
@@ -75,31 +86,21 @@ async function openPhases(config: ProxyConfig, log: Logger): Promise<PhaseContro
   return phases;
 }
 
-/** Connects once, without retries, to tell "unreachable" and "bad credentials" apart at start. */
-async function probeServer(role: string, ep: Endpoint, timeoutMs: number): Promise<{ runId: string; version: string }> {
-  const c = new Redis({
-    host: ep.host,
-    port: ep.port,
-    ...(ep.username !== undefined ? { username: ep.username } : {}),
-    ...(ep.password !== undefined ? { password: ep.password } : {}),
-    lazyConnect: true,
-    connectTimeout: timeoutMs,
-    maxRetriesPerRequest: 0,
-    enableReadyCheck: false,
-    enableOfflineQueue: false,
-    retryStrategy: () => null,
-  });
-  c.on('error', () => {});
+/**
+ * Connects once, without retries, with plan's connection (openServer), so that start-up names an
+ * unreachable server, an unknown host and refused credentials in plan's words.
+ */
+async function probeServer(role: Role, ep: Endpoint, timeoutMs: number): Promise<{ runId: string; version: string }> {
+  const c = await openServer(role, ep, { connectTimeoutMs: timeoutMs, commandTimeoutMs: timeoutMs * 2 });
   try {
-    await c.connect();
-    const text = await c.info('server');
+    const text = await c.redis.info('server');
     const runId = /run_id:(\w+)/.exec(text)?.[1] ?? '';
     const version = /redis_version:([\d.]+)/.exec(text)?.[1] ?? 'unknown';
     return { runId, version };
   } catch (e) {
-    throw new RehomeError('EUPSTREAM', `${role} ${describeEndpoint(ep)} unreachable: ${(e as Error).message}`);
+    throw new RehomeError('EUPSTREAM', `${describeRole(role, ep)} unreachable: ${(e as Error).message.split('\n')[0]}`);
   } finally {
-    c.disconnect();
+    closeServer(c);
   }
 }
 
@@ -107,13 +108,13 @@ async function probeServer(role: string, ep: Endpoint, timeoutMs: number): Promi
  * True when a fresh, unauthenticated connection to the server is refused commands. A raw socket,
  * since a client library would send the endpoint's credentials first.
  */
-function needsAuth(ep: Endpoint, timeoutMs: number): Promise<boolean> {
+function needsAuth(role: Role, ep: Endpoint, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: ep.host, port: ep.port });
     let buf = '';
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(new RehomeError('EUPSTREAM', `target ${describeEndpoint(ep)} did not answer PING`));
+      reject(new RehomeError('EUPSTREAM', `${describeRole(role, ep)} did not answer PING`));
     }, timeoutMs);
     sock.on('connect', () => sock.write(PING_REQUEST));
     sock.on('data', (d) => {
@@ -126,7 +127,7 @@ function needsAuth(ep: Endpoint, timeoutMs: number): Promise<boolean> {
     });
     sock.on('error', (e) => {
       clearTimeout(timer);
-      reject(new RehomeError('EUPSTREAM', `target ${describeEndpoint(ep)} unreachable: ${e.message}`));
+      reject(new RehomeError('EUPSTREAM', `${describeRole(role, ep)} unreachable: ${e.message}`));
     });
   });
 }

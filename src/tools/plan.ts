@@ -222,7 +222,12 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     const tgtRec = toRecord(targetKeys);
     const tgtTotal = sumCounts(tgtRec);
     if (tgtTotal > 0) {
-      add('keyspace', 'ok', `target already holds ${plural(tgtTotal, 'key')} (${describeCounts(tgtRec)})`);
+      // A new server is normally empty: a wrong --target pointing at a live instance must stand out.
+      add(
+        'keyspace',
+        'warn',
+        `target ${describeEndpoint(opts.target)} already holds ${plural(tgtTotal, 'key')} (${describeCounts(tgtRec)}): a new server is normally empty; check that --target is the new instance and not a live one (leftovers of a test: FLUSHALL it; a migration already under way, such as a restarted rehome's, fills it by design)`,
+      );
     }
 
     // memory: will the source's data fit under the target's maxmemory?

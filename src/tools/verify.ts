@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { parseSourceTarget } from '../config.js';
 import { RehomeError, showKey } from '../errors.js';
+import { PHASE_KEY } from '../phase/phase.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import {
   closeServer,
@@ -51,6 +52,8 @@ export interface VerifyResult {
   inBothTotal: number;
   /** The target's number of databases as used for the check. */
   databases: number;
+  /** The fleet's phase from the source's phase key (hold, migrate, drained...), or null: no phases. */
+  phase: string | null;
 }
 
 export const DEFAULT_MAX_LISTED = 100;
@@ -76,6 +79,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
     ({ source, target } = await openBoth(opts.source, opts.target));
     await assertDistinct(source, target);
     const databases = opts.databases ?? (await configDatabases(target)) ?? 16;
+    const phase = await fleetPhase(source);
     const dbs = [...(await keyspace(source)).keys()].sort((a, b) => a - b);
     const remainingPerDb: Record<number, number> = {};
     const inBoth: DbKey[] = [];
@@ -94,13 +98,23 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
       if (count > 0) remainingPerDb[db] = count;
     }
     const ok = Object.keys(remainingPerDb).length === 0 && inBothTotal === 0;
-    return { ok, remainingPerDb, inBoth, inBothTotal, databases };
+    return { ok, remainingPerDb, inBoth, inBothTotal, databases, phase };
   } catch (e) {
     if (e instanceof RehomeError) throw e;
     throw new RehomeError('EUPSTREAM', `check failed: ${(e as Error).message.split('\n')[0]}`);
   } finally {
     closeServer(source);
     closeServer(target);
+  }
+}
+
+/** The phase in the source's phase key, or null (no phases, or the key cannot be read). */
+async function fleetPhase(source: ServerConn): Promise<string | null> {
+  try {
+    await source.redis.select(0);
+    return (await source.redis.hget(PHASE_KEY, 'phase')) ?? null;
+  } catch {
+    return null; // e.g. an ACL that denies HGET: the report falls back to the general advice
   }
 }
 
@@ -131,8 +145,21 @@ export function formatVerifyReport(r: VerifyResult, source: Endpoint, target: En
     for (const { db, key } of r.inBoth) lines.push(`  db${db} '${showKey(key)}'`);
     if (r.inBothTotal > r.inBoth.length) lines.push(`  ... and ${r.inBothTotal - r.inBoth.length} more`);
   }
-  lines.push('not safe to cut over yet: keep rehome running until the source is empty, then run verify again');
+  lines.push(`not safe to cut over yet: ${nextStep(r.phase)}`);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * What makes the source empty, by the fleet's phase: in drained and hold nothing moves keys out
+ * of the old server (keys written to it directly since drained stay there) until a switch to
+ * migrate; in migrate (or without phases) the proxies are moving them.
+ */
+function nextStep(phase: string | null): string {
+  if (phase === 'drained' || phase === 'hold') {
+    return `rehome is in phase ${phase}, which moves no key out of the source: run rehome phase migrate (the phase returns to drained once the source is empty), then run verify again`;
+  }
+  if (phase === 'reverse') return 'rehome is in phase reverse (keys move back to the source): run rehome phase migrate, wait for drained, then run verify again';
+  return 'keep rehome running until the source is empty, then run verify again';
 }
 
 const VERIFY_USAGE = `usage: rehome verify --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port

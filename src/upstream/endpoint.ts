@@ -1,4 +1,7 @@
-/** Parsing of redis://[user:pass@]host:port[/db] URLs and host:port addresses. */
+/**
+ * Parsing of redis://[user:pass@]host:port URLs and host:port addresses. A db in the URL (`/2`,
+ * `?db=2`) is refused: rehome migrates every db of the server, so a db there would only mislead.
+ */
 import net from 'node:net';
 import { ConfigError } from '../errors.js';
 
@@ -25,6 +28,12 @@ export function parseRedisUrl(what: string, url: string): Endpoint {
   const port = u.port ? Number(u.port) : 6379;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new ConfigError(`${what}: bad port in ${url}`);
+  }
+  const db = u.pathname.replace(/^\/+/, '') || u.searchParams.get('db');
+  if (db) {
+    throw new ConfigError(
+      `${what}: the URL names db ${db}, but rehome migrates every db of the server: give it without a db (redis://[user:pass@]host:port)`,
+    );
   }
   const ep: Endpoint = { host, port };
   const user = decodeURIComponent(u.username);

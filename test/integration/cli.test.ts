@@ -64,6 +64,32 @@ describe('CLI', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
+  it('usage errors exit 2 (a db in a URL among them, naming the flag); --help and -h exit 0', async () => {
+    const base = ['--listen', '127.0.0.1:0', '--no-sweep'];
+    const cases: string[][] = [
+      [...base, '--source', `${ctx.source.url}/2`, '--target', ctx.target.url],
+      [...base, '--source', ctx.source.url, '--target', `${ctx.target.url}/1`],
+      [...base, '--source', ctx.source.url, '--target', ctx.target.url, '--admin', 'nonsense'],
+      [...base, '--source', ctx.source.url],
+    ];
+    for (const args of cases) {
+      const r = await runCli(args);
+      expect(r.code, `${args.join(' ')} -> ${r.stderr}`).toBe(2);
+      oneLine(r.stderr);
+      expect(r.stdout).not.toMatch(/listening on/);
+    }
+    const db = await runCli([...base, '--source', ctx.source.url, '--target', `${ctx.target.url}/1`]);
+    expect(db.stderr).toMatch(/--target: the URL names db 1, but rehome migrates every db/);
+    for (const sub of [[], ['plan'], ['verify'], ['status'], ['sweeper'], ['phase']]) {
+      for (const flag of ['--help', '-h']) {
+        const r = await runCli([...sub, flag]);
+        expect(r.code, `${sub.join(' ')} ${flag}: ${r.stderr}`).toBe(0);
+        expect(r.stdout).toMatch(/^usage: rehome/);
+      }
+    }
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
   it('the listen port in use: non-zero exit, one line', async () => {
     const blocker = net.createServer();
     const port = await new Promise<number>((resolve) =>

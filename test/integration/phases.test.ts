@@ -28,6 +28,8 @@ interface Status {
   clients: number;
 }
 
+type Json = Record<string, any>;
+
 async function waitPhase(ap: AdminProxy, phase: string, epoch?: number, timeoutMs = 20_000): Promise<Status> {
   try {
     return await waitFor(
@@ -255,6 +257,52 @@ describe('the fenced switch', () => {
     neu.disconnect();
   }, 120_000);
 
+  it('after a rollback: the log says rollback complete, status shows hold idle and the old server\'s keys', async () => {
+    const old = ctx.source.client();
+    await seedStrings(old, 0, 1_000);
+    await seedStrings(old, 1, 20);
+    const ap = await startAdminProxy(ctx, ['--phase', 'migrate', '--sweep-rate', '300']);
+    const neu = ctx.target.client();
+    await waitFor(async () => ((await dataKeys(neu)) > 100 ? true : null), 'a partial migration', 15_000, 100);
+    const r = await phaseCli(ap, 'reverse');
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    await waitPhase(ap, 'hold', 2, 40_000);
+    await waitFor(async () => (/rollback complete/.test(ap.proxy.stderr) ? true : null), 'the rollback line', 5_000, 50);
+    expect(ap.proxy.stderr).toMatch(/rollback complete: the new server holds no key in any db \(\d+ keys moved in [\d.]+ s back to the old server\); the phase becomes hold: every command goes to the old server/);
+    expect(ap.proxy.stderr).not.toMatch(/migration complete/);
+    expect(ap.proxy.stderr).not.toMatch(/straight to the target/);
+    const st = await waitFor(async () => {
+      const s = await fetchStatus<Json>(ap.admin);
+      return s.keys.waiting_for_migrate?.total === 1_020 ? s : null;
+    }, 'the old server\'s keys in status', 5_000, 100);
+    expect(st.keys.waiting_for_migrate.per_db).toEqual({ 0: 1_000, 1: 20 });
+    expect(st.sweeper.state).toBe('idle');
+    const h = await runCli(['status', '--admin', ap.admin]);
+    expect(h.code, h.stderr).toBe(0);
+    expect(h.stdout).toMatch(/^remaining\s+nothing moves in hold; the old server holds 1020 keys \(db0=1000 db1=20\): what rehome phase migrate would move$/m);
+    expect(h.stdout).toMatch(/^sweeper\s+idle \(nothing moves in hold; rehome phase migrate starts it\)$/m);
+    expect(h.stdout).not.toMatch(/disabled/);
+    old.disconnect();
+    neu.disconnect();
+  }, 60_000);
+
+  it('a process started in hold: status shows the old server\'s keys and an idle sweeper', async () => {
+    const old = ctx.source.client();
+    await seedStrings(old, 0, 30);
+    await seedStrings(old, 2, 5);
+    const ap = await startAdminProxy(ctx, ['--phase', 'hold']);
+    const st = await fetchStatus<Json>(ap.admin);
+    expect(st.phase).toBe('hold');
+    expect(st.keys.waiting_for_migrate).toEqual({ total: 35, per_db: { 0: 30, 2: 5 } });
+    expect(st.sweeper).toMatchObject({ state: 'idle' });
+    // Keys written through rehome in hold land on the old server: counted too.
+    const c = ap.proxy.client();
+    await c.set('more', '1');
+    await waitFor(async () => ((await fetchStatus<Json>(ap.admin)).keys.waiting_for_migrate.total === 36 ? true : null), 'the new key counted', 5_000, 100);
+    c.disconnect();
+    old.disconnect();
+  });
+
   it('refuses migrate when a key is already in both servers (the pre-flight checks of rehome plan)', async () => {
     const old = ctx.source.client();
     await old.set('dup', 'old-copy');
@@ -275,6 +323,12 @@ describe('the fenced switch', () => {
     await waitPhase(ap, 'drained', 1);
     const old = ctx.source.client();
     await seedStrings(old, 0, 50, 'late:');
+    // verify names the step that empties the old server: in drained nothing else does.
+    const v = await runCli(['verify', '--source', ctx.source.url, '--target', ctx.target.url]);
+    expect(v.code, v.stderr).toBe(1);
+    expect(v.stdout).toMatch(/source 127\.0\.0\.1:\d+ still holds 50 keys/);
+    expect(v.stdout).toMatch(/^not safe to cut over yet: rehome is in phase drained, which moves no key out of the source: run rehome phase migrate/m);
+    expect(v.stdout).not.toMatch(/keep rehome running/);
     const r = await phaseCli(ap, 'migrate');
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ from: 'drained', to: 'migrate', epoch: 2 });

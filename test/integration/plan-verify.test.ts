@@ -185,6 +185,8 @@ describe('verify', () => {
       ['--source', ctx.source.url, '--target', ctx.target.url, '--bogus'],
       ['--source', 'http://127.0.0.1:1', '--target', ctx.target.url],
       ['--source', ctx.source.url, '--target', ctx.target.url, 'positional'],
+      ['--source', `${ctx.source.url}/2`, '--target', ctx.target.url],
+      ['--source', ctx.source.url, '--target', `${ctx.target.url}/0`],
     ];
     for (const argv of usage) {
       const r = await capture(() => runVerifyCli(argv));
@@ -199,9 +201,11 @@ describe('verify', () => {
     expect(r.stderr).toMatch(new RegExp(`source 127\\.0\\.0\\.1:${dead} unreachable`));
     expect(r.stdout).toBe('');
 
-    const help = await capture(() => runVerifyCli(['--help']));
-    expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/usage:/);
+    for (const flag of ['--help', '-h']) {
+      const help = await capture(() => runVerifyCli([flag]));
+      expect(help.code, flag).toBe(0);
+      expect(help.stdout).toMatch(/^usage: rehome verify/);
+    }
   });
 });
 
@@ -209,7 +213,6 @@ describe('plan', () => {
   it('ok on a normal pair; probe keys are cleaned up; source key counts per db', async () => {
     await put(ctx.source, 0, 'a', 'b');
     await put(ctx.source, 3, 'c');
-    await put(ctx.target, 0, 'unrelated');
     const r = await plan({ source: ep(ctx.source), target: ep(ctx.target) });
     expect(r.hardFailure, describePlan(r)).toBe(false);
     expect(r.findings.every((f) => f.level === 'ok'), describePlan(r)).toBe(true);
@@ -220,7 +223,24 @@ describe('plan', () => {
     expect(r.conflicts).toEqual({ total: 0, listed: [], resolved: 0 });
     await assertNoProbeKeys();
     expect(await keysOf(ctx.source, 0)).toEqual(['a', 'b']);
-    expect(await keysOf(ctx.target, 0)).toEqual(['unrelated']);
+    expect(await keysOf(ctx.target, 0)).toEqual([]);
+  });
+
+  it('a target that already holds keys is a WARN with the count and a hint, not ok', async () => {
+    await put(ctx.source, 0, 'a');
+    await put(ctx.target, 0, 'x', 'y');
+    await put(ctx.target, 2, 'z');
+    const r = await plan({ source: ep(ctx.source), target: ep(ctx.target) });
+    expect(r.hardFailure, describePlan(r)).toBe(false);
+    const w = findings(r, 'keyspace').filter((f) => f.level === 'warn');
+    expect(w, describePlan(r)).toHaveLength(1);
+    expect(w[0]!.message).toMatch(/^target 127\.0\.0\.1:\d+ already holds 3 keys \(db0 2, db2 1\)/);
+    expect(w[0]!.message).toMatch(/check that --target is the new instance/);
+    const cli = await capture(() => runPlanCli(['--source', ctx.source.url, '--target', ctx.target.url]));
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/^WARN {2}target 127\.0\.0\.1:\d+ already holds 3 keys/m);
+    expect(cli.stdout.trimEnd().split('\n').at(-1)).toBe('plan: ready to migrate, with 1 warning (see above)');
+    expect(await keysOf(ctx.target, 0)).toEqual(['x', 'y']);
   });
 
   it('fails when the source cannot MIGRATE to the target address (closed port)', async () => {
@@ -443,6 +463,8 @@ describe('plan', () => {
       [...base, '--target-from-source', 'nowhere'],
       [...base, '--bogus'],
       ['--source', 'http://x:1', '--target', ctx.target.url],
+      ['--source', `${ctx.source.url}/2`, '--target', ctx.target.url],
+      ['--source', ctx.source.url, '--target', `${ctx.target.url}?db=3`],
     ];
     for (const argv of usage) {
       const r = await capture(() => runPlanCli(argv));
@@ -450,5 +472,22 @@ describe('plan', () => {
       oneLine(r.stderr);
       expect(r.stdout).toBe('');
     }
+    for (const flag of ['--help', '-h']) {
+      const help = await capture(() => runPlanCli([flag]));
+      expect(help.code, flag).toBe(0);
+      expect(help.stdout).toMatch(/^usage: rehome plan/);
+      expect(help.stderr).toBe('');
+    }
+  });
+
+  it('a db in a URL is refused, naming the flag: rehome migrates every db', async () => {
+    const r = await capture(() => runPlanCli(['--source', ctx.source.url, '--target', `${ctx.target.url}/2`]));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^rehome plan: --target: the URL names db 2, but rehome migrates every db/);
+    const v = await capture(() => runVerifyCli(['--source', `${ctx.source.url}/5`, '--target', ctx.target.url]));
+    expect(v.code).toBe(2);
+    expect(v.stderr).toMatch(/^rehome verify: --source: the URL names db 5/);
+    // The server's own address stays accepted with or without a trailing slash.
+    expect(parseRedisUrl('--source', 'redis://h:1/')).toEqual({ host: 'h', port: 1 });
   });
 });

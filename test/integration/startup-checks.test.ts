@@ -3,13 +3,17 @@
  * servers unless --on-conflict says which copy to keep, and refuses an unusable MIGRATE address
  * unless --force is given.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { usePair } from '../helpers/fixture.js';
 import { assertNoKeyInBoth } from '../helpers/invariant.js';
 import { runCli, startProxy } from '../helpers/proxy.js';
-import { freePort } from '../helpers/redis.js';
+import { freePort, startRedis, stopAll, type RedisServer } from '../helpers/redis.js';
 
 const ctx = usePair({ autoProxy: false });
+const extra: RedisServer[] = [];
+afterEach(async () => {
+  await stopAll(...extra.splice(0));
+});
 
 describe('pre-flight checks at start', () => {
   it('refuses to start on keys in both servers, with one line naming the cause', async () => {
@@ -56,6 +60,38 @@ describe('pre-flight checks at start', () => {
     await ok.stop();
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
+
+  it("a server it cannot use: start-up names the cause in plan's words, for either server", async () => {
+    const locked = await startRedis({ args: ['--requirepass', 's3cret'] });
+    extra.push(locked);
+    const dead = await freePort();
+    const wrongPass = `redis://:wrong@127.0.0.1:${locked.port}`;
+    const cases: Array<[string, string, RegExp]> = [
+      [wrongPass, ctx.target.url, /source 127\.0\.0\.1:\d+: authentication failed: WRONGPASS/],
+      [ctx.source.url, wrongPass, /target 127\.0\.0\.1:\d+: authentication failed: WRONGPASS/],
+      [ctx.source.url, locked.bareUrl, /target 127\.0\.0\.1:\d+: authentication required \(NOAUTH/],
+      [`redis://127.0.0.1:${dead}`, ctx.target.url, /source 127\.0\.0\.1:\d+ unreachable: connect ECONNREFUSED/],
+      [ctx.source.url, 'redis://no-such-host.invalid:6379', /target no-such-host\.invalid:6379 unreachable: getaddrinfo (ENOTFOUND|EAI_AGAIN)/],
+    ];
+    for (const [source, target, cause] of cases) {
+      const pl = await runCli(['plan', '--source', source, '--target', target], 20_000);
+      expect(pl.code, pl.stdout).toBe(1);
+      const failLine = pl.stdout.split('\n').find((l) => l.startsWith('FAIL'));
+      expect(failLine, pl.stdout).toMatch(cause);
+      const planWords = failLine!.replace(/^FAIL\s+/, '').replace(/ \(remaining checks skipped\)$/, '');
+      const r = await runCli(['--listen', '127.0.0.1:0', '--source', source, '--target', target, '--no-sweep'], 20_000);
+      expect(r.code, r.stderr).toBe(1);
+      const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(r.stderr).toContain(planWords);
+      expect(r.stderr).not.toMatch(/Connection is closed/);
+    }
+    // Both unusable: one line naming both.
+    const both = await runCli(['--listen', '127.0.0.1:0', '--source', `redis://127.0.0.1:${dead}`, '--target', wrongPass, '--no-sweep'], 20_000);
+    expect(both.code).toBe(1);
+    expect(both.stderr.split('\n').filter((l) => l.trim() !== '')).toHaveLength(1);
+    expect(both.stderr).toMatch(/source 127\.0\.0\.1:\d+ unreachable: connect ECONNREFUSED.*; target 127\.0\.0\.1:\d+: authentication failed: WRONGPASS/);
+  }, 60_000);
 
   it('refuses a MIGRATE address the source cannot reach, unless --force', async () => {
     const dead = await freePort();

@@ -270,11 +270,46 @@ describe('GET /metrics', () => {
     await waitDrained(ap, 15_000);
     const m3 = await getMetrics(ap.admin);
     expect(metric(m3, 'rehome_drained')).toBe(1);
+    // No stale rate once drained.
+    expect(metric(m3, 'rehome_move_rate_keys_per_second')).toBe(0);
     expect(metric(m3, 'rehome_keys_remaining')).toBe(0);
     expect(metric(m3, 'rehome_keys_moved_total', { by: 'sweeper' })).toBeGreaterThanOrEqual(metric(m2, 'rehome_keys_moved_total', { by: 'sweeper' }));
     await noKeyInBoth(ctx, [ap]);
     // Checked last (reporting, not data).
     expect(metric(m3, 'rehome_keys_moved_total')).toBe(1100);
+  });
+});
+
+describe('GET /metrics types and series', () => {
+  it('counters are typed counter, process metrics have one prefix, every series is there (at 0) from the start', async () => {
+    const ap = await adminProxy(ctx, [], false);
+    const m = await getMetrics(ap.admin);
+    for (const name of ['rehome_commands_total', 'rehome_keys_moved_total', 'rehome_move_errors_total', 'rehome_move_failures_total', 'rehome_migrate_keys_total']) {
+      expect(m, name).toMatch(new RegExp(`^# TYPE ${name} counter$`, 'm'));
+    }
+    // Every *_total of rehome's own is a counter (prom-client's nodejs_active_*_total are gauges).
+    for (const t of m.matchAll(/^# TYPE (rehome_(?!nodejs_)\S+_total) (\w+)$/gm)) expect(`${t[1]} ${t[2]}`).toBe(`${t[1]} counter`);
+    expect(m).toMatch(/^# TYPE rehome_process_cpu_seconds_total counter$/m);
+    expect(m).toMatch(/^rehome_process_resident_memory_bytes \d+/m);
+    expect(m).not.toMatch(/rehome_process_process_/);
+    // Zero-valued series, before any traffic, move or error.
+    expect(m).toMatch(/^rehome_commands_total 0$/m);
+    expect(m).toMatch(/^rehome_keys_moved_total\{by="touch"\} 0$/m);
+    expect(m).toMatch(/^rehome_keys_moved_total\{by="sweeper"\} 0$/m);
+    for (const kind of ['oom', 'busykey', 'ioerr', 'timeout', 'source-unavailable', 'error']) {
+      expect(m, kind).toMatch(new RegExp(`^rehome_move_errors_total\\{kind="${kind}"\\} 0$`, 'm'));
+    }
+    expect(m).toMatch(/^rehome_move_failures_total 0$/m);
+    expect(m).toMatch(/^rehome_migrate_duration_seconds_count\{outcome="ok"\} 0$/m);
+    expect(m).toMatch(/^rehome_migrate_duration_seconds_count\{outcome="error"\} 0$/m);
+    expect(m).toMatch(/^rehome_drained 0$/m);
+    // Counters grow with traffic and never go back between scrapes.
+    const c = ap.proxy.client();
+    for (let i = 0; i < 20; i++) await c.set(`k${i}`, 'v');
+    const m2 = await getMetrics(ap.admin);
+    expect(metric(m2, 'rehome_commands_total')).toBeGreaterThanOrEqual(20);
+    expect(metric(await getMetrics(ap.admin), 'rehome_commands_total')).toBeGreaterThanOrEqual(metric(m2, 'rehome_commands_total'));
+    c.disconnect();
   });
 });
 
