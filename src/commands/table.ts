@@ -93,6 +93,14 @@ export interface Classified {
   share: ShareKind;
 }
 
+/**
+ * A command's ShareKind. Unknown commands may not share, nor containers (OBJECT, XINFO...) named
+ * without a known subcommand (the server's error).
+ */
+function shareOf(info: CommandInfo | undefined): ShareKind {
+  return info === undefined || info.subcommands !== null ? ShareKind.No : info.share;
+}
+
 /** Sentinel: the keys can only be found with COMMAND GETKEYS. */
 export const NEEDS_GETKEYS = null;
 
@@ -126,10 +134,7 @@ export class CommandTable {
 
   /** Whether the request may run on a shared connection (ShareKind). Unknown commands may not. */
   shareKind(req: Request): ShareKind {
-    const info = this.lookup(req);
-    if (info === undefined) return ShareKind.No;
-    // A container (OBJECT, XINFO...) named without a known subcommand: the server's error.
-    return info.subcommands !== null ? ShareKind.No : info.share;
+    return shareOf(this.lookup(req));
   }
 
   /**
@@ -142,7 +147,7 @@ export class CommandTable {
       known: info !== undefined,
       info,
       keys: this.keysOf(info, req),
-      share: info === undefined || info.subcommands !== null ? ShareKind.No : info.share,
+      share: shareOf(info),
     };
   }
 
