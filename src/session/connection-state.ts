@@ -143,27 +143,23 @@ export function hello(s: SessionPort, req: Request): void {
  */
 export function reset(s: SessionPort, req: Request): void {
   const conn = s.conn;
-  conn.statePending++;
   if (conn.subscribed || conn.monitoring) {
     // The stream ends when the target answers +RESET (pubsub.ts calls resetDone).
+    conn.statePending++;
     s.sendRaw(req.raw);
     s.flushUp();
     return;
   }
   const e = new Entry(req);
-  e.hook = (reply) => {
-    if (reply[0] === 0x2b) resetDone(s);
-    else conn.statePending--;
-    s.release();
-    return reply;
-  };
+  changesState(s, e, (ok) => {
+    if (ok) resetDone(s);
+  });
   s.enqueue(e);
 }
 
-/** The target answered +RESET. */
+/** The target answered +RESET: rehome's view of the connection starts over. */
 export function resetDone(s: SessionPort): void {
   const conn = s.conn;
-  conn.statePending--;
   conn.db = 0;
   conn.inMulti = false;
   conn.multiSelect = false;

@@ -21,6 +21,26 @@ export async function hiddenCount(s: SessionPort, side: 'source' | 'target'): Pr
   return s.ctx[side].db(0).exists(PHASE_KEY);
 }
 
+/** DBSIZE of a source db, rehome's phase key left out where the source holds it. */
+export async function sourceDbsize(s: SessionPort, db: number): Promise<number> {
+  const src = s.ctx.source.db(db);
+  try {
+    return s.ctx.hideSide === 'source' ? ((await src.eval(DBSIZE_SCRIPT, 1, PHASE_KEY)) as number) : await src.dbsize();
+  } catch (err) {
+    throw sourceError(err);
+  }
+}
+
+/** The source's INFO keyspace text, rehome's phase key left out where the source holds it. */
+export async function sourceKeyspace(s: SessionPort): Promise<string> {
+  try {
+    const hidden = s.ctx.hideSide === 'source' ? await hiddenCount(s, 'source') : 0;
+    return dropFromDb0(await s.ctx.source.db(0).info('keyspace'), hidden);
+  } catch (err) {
+    throw sourceError(err);
+  }
+}
+
 export function isReservedReply(reply: Buffer): boolean {
   if (reply[0] !== 0x24 || reply[1] === 0x2d) return false;
   return isReservedBuf(decodeReply(reply) as Buffer);

@@ -10,7 +10,7 @@ import { arrayElements } from '../resp/reply-scanner.js';
 import { Entry } from './entry.js';
 import {
   check, dropFromDb0, hiddenCount, hiddenRandomKey, hiddenRequest, hideReservedArray, isReservedReply, keepingPhaseKey,
-  mergeKeyspaceInfo, restArgs, sameCounts, sourceError, wantsKeyspace,
+  mergeKeyspaceInfo, restArgs, sameCounts, sourceKeyspace, wantsKeyspace,
 } from './keyspace-hidden.js';
 import type { SessionPort } from './port.js';
 
@@ -115,26 +115,16 @@ export function infoInMulti(s: SessionPort, req: Request): void {
  * an EXEC cannot be run again, so when a key left the source in between the later read is used).
  */
 export function mergeInfoInExec(s: SessionPort, e: Entry, at: readonly number[]): void {
-  const side = s.ctx.hideSide;
-  const sourceKeyspace = async (): Promise<string> => {
-    const hidden = side === 'source' ? await hiddenCount(s, 'source') : 0;
-    return dropFromDb0(await s.ctx.source.db(0).info('keyspace'), hidden);
-  };
   let before = '';
-  e.pre = sourceKeyspace().then(
-    (r) => {
-      before = r;
-    },
-    (err: unknown) => {
-      throw sourceError(err);
-    },
-  );
+  e.pre = sourceKeyspace(s).then((r) => {
+    before = r;
+  });
   e.post = async (reply) => {
     const els = arrayElements(reply);
     if (els === null) return reply; // aborted
-    const after = await sourceKeyspace().catch(() => before);
+    const after = await sourceKeyspace(s).catch(() => before);
     const src = sameCounts(before, after) ? before : after;
-    const hidden = side === 'target' ? await hiddenCount(s, 'target') : 0;
+    const hidden = s.ctx.hideSide === 'target' ? await hiddenCount(s, 'target') : 0;
     const parts: Buffer[] = [Buffer.from(`*${els.length}\r\n`)];
     els.forEach((el, i) => {
       if (!at.includes(i) || el[0] !== 0x24) {

@@ -33,9 +33,9 @@ import { argBuf, argStr, encodeRequest, type Request } from '../resp/request-fra
 import { arrayElements } from '../resp/reply-scanner.js';
 import { Entry } from './entry.js';
 import {
-  check, DBSIZE_SCRIPT, dropFromDb0, hiddenCount, hiddenRandomKey, hideReservedArray, intReply, isReservedBuf,
+  check, dropFromDb0, hiddenCount, hiddenRandomKey, hideReservedArray, intReply, isReservedBuf,
   isReservedReply, KEEP_PHASE_SCRIPT, keepingPhaseKey, mergeKeyspaceInfo, RANDOMKEY_SCRIPT, restArgs, sameCounts,
-  sourceError, wantsKeyspace,
+  sourceDbsize, sourceError, sourceKeyspace, wantsKeyspace,
 } from './keyspace-hidden.js';
 import { hiddenPassThrough } from './keyspace-plain.js';
 import type { SessionPort } from './port.js';
@@ -186,19 +186,13 @@ function dbsize(s: SessionPort, req: Request): void {
   const db = s.conn.db;
   e.local = true;
   e.pre = (async () => {
-    const src = s.ctx.source.db(db);
-    const hideSource = s.ctx.hideSide === 'source';
     const hiddenInTarget = s.ctx.hideSide === 'target' && db === 0 ? await hiddenCount(s, 'target') : 0;
-    const sourceCount = () =>
-      (hideSource ? (src.eval(DBSIZE_SCRIPT, 1, PHASE_KEY) as Promise<number>) : src.dbsize()).catch((err: unknown) => {
-        throw sourceError(err);
-      });
     intReply(await check(s, ['DBSIZE'], null));
     let n = 0;
     for (let i = 0; i < COUNT_ATTEMPTS; i++) {
-      const before = await sourceCount();
+      const before = await sourceDbsize(s, db);
       n = before + intReply(await s.callAsClient(req.raw));
-      if ((await sourceCount()) === before) break;
+      if ((await sourceDbsize(s, db)) === before) break;
     }
     e.reply = Buffer.from(`:${n - hiddenInTarget}\r\n`);
   })();
@@ -220,12 +214,7 @@ function randomkey(s: SessionPort, req: Request): void {
       e.reply = await hiddenRandomKey(s, 'target', db);
     }
     const src = s.ctx.source.db(db);
-    let ns: number;
-    try {
-      ns = hideSource ? ((await src.eval(DBSIZE_SCRIPT, 1, PHASE_KEY)) as number) : await src.dbsize();
-    } catch (err) {
-      throw sourceError(err);
-    }
+    const ns = await sourceDbsize(s, db);
     if (ns === 0) return;
     const nt = await s.ctx.target.db(db).dbsize().catch(() => 0);
     if (Math.random() * (ns + nt) >= ns) return;
@@ -247,29 +236,18 @@ function info(s: SessionPort, req: Request): void {
   const e = new Entry(req);
   e.local = true;
   e.pre = (async () => {
-    const side = s.ctx.hideSide;
-    const hidden = side === null ? 0 : await hiddenCount(s, side);
-    const sourceKeyspace = () =>
-      s.ctx.source
-        .db(0)
-        .info('keyspace')
-        .then(
-          (r) => (side === 'source' ? dropFromDb0(r, hidden) : r),
-          (err: unknown) => {
-            throw sourceError(err);
-          },
-        );
+    const hiddenInTarget = s.ctx.hideSide === 'target' ? await hiddenCount(s, 'target') : 0;
     // Rule 5's check: INFO of a section no server has, which answers nothing for a user allowed
     // INFO. (The client's own INFO then runs between the two reads of the source.)
     let reply = await check(s, ['INFO', 'rehome-check'], null);
     let merged = '';
     for (let i = 0; i < COUNT_ATTEMPTS && reply[0] === 0x24; i++) {
-      const before = await sourceKeyspace();
+      const before = await sourceKeyspace(s);
       reply = await s.callAsClient(req.raw);
       if (reply[0] !== 0x24) break;
-      const text = dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), side === 'target' ? hidden : 0);
+      const text = dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), hiddenInTarget);
       merged = mergeKeyspaceInfo(text, before);
-      if (sameCounts(await sourceKeyspace(), before)) break;
+      if (sameCounts(await sourceKeyspace(s), before)) break;
     }
     e.reply = reply[0] === 0x24 ? encodeBulk(Buffer.from(merged, 'latin1')) : reply;
   })();

@@ -114,6 +114,7 @@ export class PubSub {
     }
     if (reply.length === RESET_REPLY.length && reply.toString('latin1') === RESET_REPLY) {
       s.emit(e, reply);
+      s.conn.statePending--; // taken by reset() for this stream's RESET
       resetDone(s);
       s.endStream(e);
       if (s.held !== null) s.release();
