@@ -93,6 +93,8 @@ export interface StartRedisOptions {
   password?: string;
   /** Use this port instead of a free one (e.g. to bring a server back on a known port). */
   port?: number;
+  /** The server binary (default REDIS_SERVER); see servers.ts for the version binaries. */
+  binary?: string;
 }
 
 export interface RedisServer {
@@ -126,7 +128,13 @@ function inferPassword(args: readonly string[]): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
-function spawnServer(port: number, dir: string, args: readonly string[], logSink: (s: string) => void): ChildProcess {
+function spawnServer(
+  binary: string,
+  port: number,
+  dir: string,
+  args: readonly string[],
+  logSink: (s: string) => void,
+): ChildProcess {
   const argv = [
     '--port',
     String(port),
@@ -142,7 +150,7 @@ function spawnServer(port: number, dir: string, args: readonly string[], logSink
     'no',
     ...args,
   ];
-  const p = spawn(REDIS_SERVER, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(binary, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   trackProcess(p);
   p.stdout?.on('data', (d: Buffer) => logSink(d.toString()));
   p.stderr?.on('data', (d: Buffer) => logSink(d.toString()));
@@ -163,6 +171,7 @@ function waitExit(p: ChildProcess, ms: number): Promise<boolean> {
 /** Starts a redis-server on a free loopback port and waits until it answers PING. */
 export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisServer> {
   const args = opts.args ?? [];
+  const binary = opts.binary ?? REDIS_SERVER;
   const password = opts.password ?? inferPassword(args);
   const username = opts.username;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'rehome-redis-'));
@@ -177,7 +186,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
   let lastErr: unknown;
   for (let attempt = 0; attempt < 6 && !proc; attempt++) {
     port = opts.port ?? (await freePort());
-    const p = spawnServer(port, dir, args, sink);
+    const p = spawnServer(binary, port, dir, args, sink);
     let exited = false;
     p.once('exit', () => (exited = true));
     try {
@@ -273,7 +282,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
       else if (!keep) rmSync(path.join(dir, 'dump.rdb'), { force: true });
       // The port was just released; retry briefly in case the kernel still holds it.
       for (let attempt = 0; ; attempt++) {
-        const p = spawnServer(port, dir, args, sink);
+        const p = spawnServer(binary, port, dir, args, sink);
         let exited = false;
         p.once('exit', () => (exited = true));
         try {
