@@ -97,7 +97,7 @@ function authenticated(s: SessionPort): void {
   if (s.conn.authed) return;
   s.conn.authed = true;
   // A connection that could not be named before AUTH is named now.
-  if (s.ctx.fence !== null) s.startFence();
+  if (s.ctx.fence !== null) s.own.startFence();
 }
 
 export function hello(s: SessionPort, req: Request): void {
@@ -124,7 +124,7 @@ export function hello(s: SessionPort, req: Request): void {
     given = name === '' ? null : name;
     if (s.conn.authed) {
       const args: Buffer[] = [];
-      for (let i = 0; i < req.argc; i++) args.push(i === setname ? s.nameRequestName(given) : argBuf(req, i));
+      for (let i = 0; i < req.argc; i++) args.push(i === setname ? s.own.fence.nameRequestName(given) : argBuf(req, i));
       e.bytes = encodeRequest(args).raw;
     }
   }
@@ -169,7 +169,7 @@ export function resetDone(s: SessionPort): void {
   if (s.ctx.fence !== null) {
     conn.named = false;
     conn.clientName = null;
-    if (conn.authed) s.startFence();
+    if (conn.authed) s.own.startFence();
   }
 }
 
@@ -190,7 +190,7 @@ export function clientName(s: SessionPort, req: Request): boolean {
   const e = new Entry(req);
   if (validClientName(name)) {
     const given = name === '' ? null : name;
-    e.bytes = s.nameRequest(given);
+    e.bytes = s.own.fence.nameRequest(given);
     changesState(s, e, (ok) => {
       if (ok) s.conn.clientName = given;
     });

@@ -97,6 +97,18 @@ export class ConnectionView {
   }
 }
 
+/** Phases: what connection-state.ts does with the fence of the client's own connection. */
+export interface OwnFenceControls {
+  /** Names the connection for the epoch, then checks the phase; nothing runs meanwhile. */
+  startFence(): void;
+  readonly fence: {
+    /** CLIENT SETNAME for the fenced name carrying the client's own name. */
+    nameRequest(clientName: string | null): Buffer;
+    /** That name alone (for a HELLO ... SETNAME). */
+    nameRequestName(clientName: string | null): Buffer;
+  };
+}
+
 /** What a command family may read and do with one client's session. */
 export interface SessionPort {
   readonly ctx: SessionContext;
@@ -125,11 +137,8 @@ export interface SessionPort {
   release(): void;
   /** Frames and dispatches what the client sent, on the next tick. */
   resume(): void;
-  /** Phases: names the connection for the epoch, then checks the phase; nothing runs meanwhile. */
-  startFence(): void;
-  /** Phases: CLIENT SETNAME for the fenced name carrying `clientName`. */
-  nameRequest(clientName: string | null): Buffer;
-  nameRequestName(clientName: string | null): Buffer;
+  /** Phases: the fence of the client's own connection (own-connection.ts, fence.ts). */
+  readonly own: OwnFenceControls;
   /** Writes a stream's reply now if its entry is at the front, else keeps it. */
   emit(e: Entry, reply: Buffer): void;
   /** Ends a stream entry: the replies after it go out. */

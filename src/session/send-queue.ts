@@ -45,6 +45,8 @@ export interface SendHost extends LaneOwner {
   pump(): void;
   /** Opens the own connection if needed; a promise while it may not be used yet (its fence). */
   ownConnection(): Promise<void> | null;
+  /** The own connection was opened (it may still be connecting or fenced). */
+  readonly ownOpened: boolean;
   /** The own connection's socket buffer is full. */
   upstreamBlocked(): void;
 }
@@ -181,6 +183,21 @@ export class SendQueue {
     this.ownActive = true;
     this.sendBytes(bytes);
     this.flushUp();
+  }
+
+  /**
+   * SessionPort.callAsClient: on the own connection once the client has one, or on the shared
+   * lane while the client uses it (the same user: lanes exist only where clients need no AUTH).
+   */
+  async callAsClient(bytes: Buffer): Promise<Buffer> {
+    const host = this.host;
+    if (!host.conn.pinned && !host.ownOpened) return new Promise((resolve) => this.sendInternalShared(bytes, resolve));
+    const ready = host.ownConnection();
+    if (ready !== null) await ready;
+    if (host.upstreamFailed !== null || host.dead) {
+      return encodeError(ErrorText.targetUnavailable(host.upstreamFailed ?? 'connection closed'));
+    }
+    return new Promise((resolve) => this.sendInternal(bytes, resolve));
   }
 
   /** Like sendInternal(), on the shared lane (the client has no connection state to keep). */

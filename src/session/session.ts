@@ -21,7 +21,7 @@ import type { ClientLimits } from '../config.js';
 import { type IdleClient, trackActivity } from './limits.js';
 import { dispatch, type DispatchPort } from './dispatch.js';
 import { Entry } from './entry.js';
-import { type OwnHost, OwnConnection } from './own-connection.js';
+import { OwnConnection } from './own-connection.js';
 import { ConnectionView, type SessionContext, type SessionHandle } from './port.js';
 import { PubSub } from './pubsub.js';
 import { ReplyOrder, type ReplyHost } from './reply-order.js';
@@ -34,7 +34,7 @@ export type { ClientLimits };
 const CLOSE_LINGER_MS = 1_000;
 
 /** One client connection. */
-export class Session implements IdleClient, SessionHandle, DispatchPort, SendHost, ReplyHost, OwnHost {
+export class Session implements IdleClient, SessionHandle, DispatchPort, SendHost, ReplyHost {
   readonly id: number;
   /** Last bytes in or replies taken (kept only with an idle timeout: see limits.ts). */
   lastActivity = Date.now();
@@ -47,7 +47,8 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   private readonly framer: RequestFramer;
   private readonly sendQ: SendQueue;
   private readonly replies: ReplyOrder;
-  private readonly own: OwnConnection;
+  /** The client's own connection to the target; the port uses its fence controls. */
+  readonly own: OwnConnection;
   /** A request whose dispatch waits (connection state, pub/sub barrier, AUTH, run alone). */
   held: Request | null = null;
   /** The held request is keyspace-wide and waits for every earlier reply. */
@@ -80,7 +81,19 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     this.sendQ = new SendQueue(this, lane);
     this.replies = new ReplyOrder(this, this.sendQ);
     this.pubsub = new PubSub(this);
-    this.own = new OwnConnection(this);
+    this.own = new OwnConnection({
+      ctx,
+      conn: this.conn,
+      sendInternal: (bytes, f) => this.sendQ.sendInternal(bytes, f),
+      fenceLifted: () => this.fenceLifted(),
+      fenceFailed: (reason) => this.guard(() => this.onUpstreamGone(reason)),
+      ownData: (chunk) => this.guard(() => this.replies.onUpstreamData(chunk)),
+      ownGone: (reason) => this.onUpstreamGone(reason),
+      ownDrained: () => {
+        this.upstreamFull = false;
+        this.updateReading();
+      },
+    });
     client.setNoDelay(true);
     client.on('data', (chunk: Buffer) => this.guard(() => this.onClientData(chunk)));
     client.on('end', () => {
@@ -117,45 +130,15 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     return this.own.open();
   }
 
-  ownData(chunk: Buffer): void {
-    this.guard(() => this.replies.onUpstreamData(chunk));
+  get ownOpened(): boolean {
+    return this.own.opened;
   }
 
-  ownGone(reason: string): void {
-    this.onUpstreamGone(reason);
-  }
-
-  ownDrained(): void {
-    this.upstreamFull = false;
-    this.updateReading();
-  }
-
-  // ---------------------------------------------------------------- the own connection's fence
-
-  startFence(): void {
-    this.own.startFence();
-  }
-
-  nameRequest(clientName: string | null): Buffer {
-    return this.own.fence.nameRequest(clientName);
-  }
-
-  nameRequestName(clientName: string | null): Buffer {
-    return this.own.fence.nameRequestName(clientName);
-  }
-
-  sendInternal(bytes: Buffer, f: (reply: Buffer) => void): void {
-    this.sendQ.sendInternal(bytes, f);
-  }
-
-  fenceLifted(): void {
+  /** The fence (phases) no longer holds: dispatch what waits. */
+  private fenceLifted(): void {
     if (this.dead) return;
     if (this.held !== null && this.conn.statePending === 0) process.nextTick(() => this.releaseHeld());
     else process.nextTick(() => this.pump());
-  }
-
-  fenceFailed(reason: string): void {
-    this.guard(() => this.onUpstreamGone(reason));
   }
 
   /** Called every few seconds (server.ts): see OwnConnection.keepAlive. */
@@ -295,19 +278,8 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     this.enqueue(e);
   }
 
-  async callAsClient(bytes: Buffer): Promise<Buffer> {
-    if (!this.conn.pinned && !this.own.opened) {
-      return new Promise((resolve) => this.sendQ.sendInternalShared(bytes, resolve));
-    }
-    const ready = this.own.open();
-    if (ready !== null) await ready;
-    return new Promise((resolve) => {
-      if (this.upstreamFailed !== null || this.dead) {
-        resolve(encodeError(ErrorText.targetUnavailable(this.upstreamFailed ?? 'connection closed')));
-        return;
-      }
-      this.sendQ.sendInternal(bytes, resolve);
-    });
+  callAsClient(bytes: Buffer): Promise<Buffer> {
+    return this.sendQ.callAsClient(bytes);
   }
 
   /**
