@@ -45,6 +45,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --sweep-touch-budget-ms N      while clients touch unmoved keys, longest one sweeper step holds
                                  the source, so a touch waits behind at most that (default ${DEFAULTS.sweepTouchBudgetMs})
   --sweep-rate N                 sweeper keys per second at most, 0 = no limit (default ${DEFAULTS.sweepRate})
+  --switch-drain-ms N            at a phase switch, longest wait for commands in flight before the
+                                 fence; clients keep their connections (default ${DEFAULTS.switchDrainMs}, 0 = close them)
   --big-key-mb N                 keys at least this large are moved alone and reported (default ${DEFAULTS.bigKeyMb})
   --exit-when-drained            exit 0 once the source is empty
   --on-conflict source|target    keys found in both servers at start: keep this copy, delete the other
@@ -91,6 +93,7 @@ async function main(): Promise<void> {
         'sweep-budget-ms': { type: 'string' },
         'sweep-touch-budget-ms': { type: 'string' },
         'sweep-rate': { type: 'string' },
+        'switch-drain-ms': { type: 'string' },
         'big-key-mb': { type: 'string' },
         'exit-when-drained': { type: 'boolean' },
         'on-conflict': { type: 'string' },

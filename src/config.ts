@@ -97,6 +97,11 @@ export interface ProxyConfig {
   phasePollMs: number;
   /** Longest clients wait for a phase switch to finish before they are disconnected. */
   fenceWaitMs: number;
+  /**
+   * The gentle switch: how long a phase switch waits for commands in flight to finish before it
+   * fences (those still running are then cut off); 0 = fence at once, closing every client.
+   */
+  switchDrainMs: number;
   /** Processes serving the one listening port (node:cluster); 1 = this process alone. */
   workers: number;
   /**
@@ -121,6 +126,7 @@ export const DEFAULTS = {
   sweepTouchBudgetMs: 0.5,
   sweepRate: 0,
   bigKeyMb: 8,
+  switchDrainMs: 1_000,
   workers: 1,
   sharedConnections: 1,
   keepaliveSeconds: 15,
@@ -170,6 +176,7 @@ export interface RawOptions {
   'sweep-budget-ms'?: string | undefined;
   'sweep-touch-budget-ms'?: string | undefined;
   'sweep-rate'?: string | undefined;
+  'switch-drain-ms'?: string | undefined;
   'big-key-mb'?: string | undefined;
   'exit-when-drained'?: boolean | undefined;
   admin?: string | undefined;
@@ -256,6 +263,7 @@ export function buildConfig(o: RawOptions, env: Record<string, string | undefine
     sourceFromTarget: o['source-from-target'] ? parseHostPort('--source-from-target', o['source-from-target']) : null,
     phasePollMs: 250,
     fenceWaitMs: 10_000,
+    switchDrainMs: positiveInt('--switch-drain-ms', o['switch-drain-ms'], DEFAULTS.switchDrainMs, 0),
     workers: positiveInt('--workers', o.workers, DEFAULTS.workers),
     sharedConnections: positiveInt('--shared-connections', o['shared-connections'], DEFAULTS.sharedConnections, 0),
     keepaliveMs: 1000 * positiveInt('--keepalive', o.keepalive, DEFAULTS.keepaliveSeconds, 0),

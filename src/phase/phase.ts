@@ -29,6 +29,8 @@ import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 
 /** The reserved key; every key starting with RESERVED_PREFIX is hidden and never moved. */
 export const PHASE_KEY = '__rehome:phase';
+/** A switch publishes its new epoch here, so processes read the phase at once (not at the next poll). */
+export const PHASE_CHANNEL = '__rehome:phase';
 export const RESERVED_PREFIX = '__rehome:';
 
 export type PhaseName = 'hold' | 'migrate' | 'drained' | 'reverse' | 'fencing';
@@ -61,6 +63,8 @@ export interface ProcessView {
   clients: number;
   listen: string;
   admin: string | null;
+  /** The epoch of the switch this process has gone quiet for (the gentle switch; 0: none). */
+  quiesced?: number;
   seen_at: number;
 }
 
@@ -203,6 +207,10 @@ export class PhaseController {
   state: PhaseState;
   private readonly conn: Redis;
   private timer: NodeJS.Timeout | null = null;
+  /** Hears switches as they happen (PHASE_CHANNEL). */
+  private sub: Redis | null = null;
+  /** The epoch of the switch this process last went quiet for (ProcessView.quiesced). */
+  private quietFor = 0;
   private polling = false;
   private current: Promise<PhaseState | null> | null = null;
   private nextRead: Promise<PhaseState | null> | null = null;
@@ -252,6 +260,10 @@ export class PhaseController {
   start(): void {
     this.timer = setInterval(() => void this.poll(), this.opts.pollMs);
     this.timer.unref();
+    const sub = connect(this.opts.old, 'rehome-phase', this.opts.connectTimeoutMs);
+    sub.on('message', () => void this.fresh().catch(() => null));
+    void sub.subscribe(PHASE_CHANNEL).catch(() => undefined);
+    this.sub = sub;
   }
 
   onChange(f: (s: PhaseState) => void): void {
@@ -265,15 +277,37 @@ export class PhaseController {
     this.polling = true;
     try {
       await this.fresh();
-      if (this.view && Date.now() - this.lastReport >= 1_000) {
-        this.lastReport = Date.now();
-        const v: ProcessView = { id: this.opts.id, ...this.view(), seen_at: Date.now() };
-        await this.conn.hset(PHASE_KEY, `proc:${this.opts.id}`, JSON.stringify(v));
-      }
+      if (Date.now() - this.lastReport >= 1_000) await this.report();
     } catch (e) {
       this.lastError = (e as Error).message;
     } finally {
       this.polling = false;
+    }
+  }
+
+  private async report(): Promise<void> {
+    if (this.view === null) return;
+    this.lastReport = Date.now();
+    const v: ProcessView = { id: this.opts.id, ...this.view(), quiesced: this.quietFor, seen_at: Date.now() };
+    await this.conn.hset(PHASE_KEY, `proc:${this.opts.id}`, JSON.stringify(v));
+  }
+
+  /** The gentle switch: this process dispatches nothing for the epoch before `epoch` any more. */
+  async reportQuiet(epoch: number): Promise<void> {
+    this.quietFor = Math.max(this.quietFor, epoch);
+    await this.report().catch(() => undefined);
+  }
+
+  /**
+   * The gentle switch: waits, at most `ms`, until every process seen lately has gone quiet for
+   * `epoch` (reportQuiet): their commands in flight have finished, so the fence cuts none off.
+   */
+  private async waitQuiet(epoch: number, ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      const fleet = await this.fleet();
+      if (fleet.every((p) => (p.quiesced ?? 0) >= epoch)) return;
+      await new Promise((r) => setTimeout(r, 5));
     }
   }
 
@@ -363,12 +397,14 @@ export class PhaseController {
   /**
    * The fenced switch (see the file comment). `check` is step 3: it gets the phase the fleet
    * acted on before the switch (null if unknown) and refuses the switch by throwing; the switch
-   * is then abandoned and the error says which phase the fleet is left in.
+   * is then abandoned and the error says which phase the fleet is left in. Before the fence,
+   * every process gets up to `drainMs` to finish the commands it has in flight (the gentle switch).
    */
   async switchTo(
     to: SwitchablePhase,
     by: string,
     check: (prev: PhaseName | null) => Promise<void> = async () => {},
+    drainMs = 0,
   ): Promise<{ from: PhaseName; epoch: number; killed: number }> {
     const cur = await this.fresh();
     if (cur === null) throw new RehomeError('ENOPHASE', 'the phase key is gone from the old server');
@@ -376,6 +412,9 @@ export class PhaseController {
     const [e, prevText] = (await this.conn.eval(BEGIN_SCRIPT, 1, PHASE_KEY, String(cur.epoch), to, String(Date.now()), by)) as [number, string];
     const prev = settledPhase(prevText);
     this.update({ phase: 'fencing', epoch: e, next: to, prev, since: Date.now(), by });
+    await this.conn.publish(PHASE_CHANNEL, String(e)).catch(() => 0);
+    // Processes hear of the switch within a poll: that, on top of their own drain.
+    if (drainMs > 0) await this.waitQuiet(e, drainMs + 2 * this.opts.pollMs);
     let killed = 0;
     try {
       killed = await this.killOlderEpochs(e);
@@ -388,6 +427,7 @@ export class PhaseController {
       throw await this.abandon(e, prev, by, err as Error);
     }
     await this.conn.eval(SET_SCRIPT, 1, PHASE_KEY, String(e), 'fencing', to, String(Date.now()), by);
+    await this.conn.publish(PHASE_CHANNEL, String(e)).catch(() => 0);
     await this.fresh();
     return { from, epoch: e, killed };
   }
@@ -420,6 +460,7 @@ export class PhaseController {
     } catch (e) {
       return left(`the phase could not be set back to ${prev} (${(e as Error).message}); it stays fencing at epoch ${epoch} until rehome phase is run again`);
     }
+    await this.conn.publish(PHASE_CHANNEL, String(epoch)).catch(() => 0);
     await this.fresh().catch(() => null);
     return left(`the phase is ${prev} again (epoch ${epoch})`);
   }
@@ -462,6 +503,8 @@ export class PhaseController {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.sub?.disconnect();
+    this.sub = null;
     await this.conn.hdel(PHASE_KEY, `proc:${this.opts.id}`).catch(() => 0);
     await this.conn.quit().catch(() => this.conn.disconnect());
   }

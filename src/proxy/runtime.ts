@@ -20,6 +20,7 @@ import { fencedName, lastActedPhase, type PhaseState, type SwitchablePhase } fro
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import type { SessionFence } from '../phase/phase.js';
+import type { Carried } from '../session/carry.js';
 import type { Session, SessionContext } from '../session/session.js';
 import { SharedLanes } from '../session/shared-lane.js';
 import { type Logger, type Pair, switchPreconditions } from './startup.js';
@@ -72,6 +73,8 @@ export interface RuntimeHost {
   resumeWaiting(): void;
   /** A switch did not finish in time: the clients waiting for it are closed. */
   dropWaiting(why: string): void;
+  /** A client carried over a switch (the gentle switch): it waits with those for the next phase. */
+  carry(c: Carried): void;
 }
 
 /** The runtime in effect, and the changes from one to the next. */
@@ -169,8 +172,11 @@ export class Runtimes {
     if (rt !== null) {
       this.rt = null;
       const to = want.phase === 'fencing' ? (want.next ?? 'fencing') : want.phase;
-      this.host.log(`phase ${rt.phase} (epoch ${rt.epoch}) -> ${want.phase === 'fencing' ? `fencing for ${want.next ?? '?'}` : want.phase} (epoch ${want.epoch}): closing ${rt.sessions.size} client connection(s) of the old phase`);
+      const t0 = Date.now();
+      const carried = want.phase === 'fencing' ? await this.quiesce(rt) : 0;
+      this.host.log(`phase ${rt.phase} (epoch ${rt.epoch}) -> ${want.phase === 'fencing' ? `fencing for ${want.next ?? '?'}` : want.phase} (epoch ${want.epoch}): ${carried} client connection(s) carried over after ${Date.now() - t0} ms, closing ${rt.sessions.size}`);
       await this.retire(rt, `the phase changed to ${to} (epoch ${want.epoch}); reconnect`);
+      if (want.phase === 'fencing') await c.reportQuiet(want.epoch);
     }
     if (want.phase === 'fencing') {
       // Wait for the switch to finish (the poll calls back); clients connecting now wait.
@@ -192,6 +198,29 @@ export class Runtimes {
     if (c.state.epoch !== next.epoch || (c.state.phase !== next.phase && c.state.phase !== 'drained' && c.state.phase !== 'hold')) {
       this.onPhaseChange(c.state);
     }
+  }
+
+  /**
+   * The gentle switch (carry.ts): the sweeper stops and no session dispatches anything more;
+   * once nothing is in flight (or --switch-drain-ms has passed) every session that can be is
+   * detached for the next phase. Returns how many were.
+   */
+  private async quiesce(rt: Runtime): Promise<number> {
+    const drainMs = this.host.config.switchDrainMs;
+    if (drainMs === 0) return 0;
+    const sessions = [...rt.sessions];
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => (timer = setTimeout(r, drainMs)));
+    await Promise.race([Promise.all([rt.migration.stop(), ...sessions.map((s) => s.quiesce())]), late]);
+    clearTimeout(timer);
+    let carried = 0;
+    for (const s of sessions) {
+      const c = s.detach();
+      if (c === null) continue;
+      this.host.carry(c);
+      carried++;
+    }
+    return carried;
   }
 
   /** Closes a runtime's clients (in-flight commands get an error) and its upstream connections. */
@@ -232,7 +261,7 @@ export class Runtimes {
     const cur = (await c.fresh()) ?? c.state;
     if (cur.phase === to) return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0 };
     if (to !== 'hold') await switchPreconditions(config, to, lastActedPhase(cur));
-    const r = await c.switchTo(to, this.processId, (prev) => switchPreconditions(config, to, prev)).catch((e: Error) => {
+    const r = await c.switchTo(to, this.processId, (prev) => switchPreconditions(config, to, prev), config.switchDrainMs).catch((e: Error) => {
       this.host.log(`phase switch to ${to} failed: ${e.message}`);
       throw e;
     });

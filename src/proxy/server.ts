@@ -12,6 +12,7 @@ import type { PhaseController, ProcessView, SwitchablePhase } from '../phase/pha
 import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
 import { type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
+import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
 import { checkPair, type Logger, type Pair } from './startup.js';
 
@@ -44,8 +45,12 @@ export class RehomeProxy {
   private readonly sessions = new Set<Session>();
   private readonly runtimes: Runtimes;
   private readonly counters: ProxyCounters = { commands: 0, sharedCommands: 0, sharedFailures: 0 };
-  /** Clients that connected while the phase was fencing: they wait, unread, for the new runtime. */
+  /**
+   * Clients that connected while the phase was fencing, and clients carried over the switch
+   * (src/session/carry.ts): they wait, unread, for the new runtime.
+   */
   private readonly pending = new Set<net.Socket>();
+  private readonly carried = new Map<net.Socket, Carried>();
   private admin: AdminEndpoint | null = null;
   private nextId = 1;
   private stopping: Promise<void> | null = null;
@@ -72,6 +77,7 @@ export class RehomeProxy {
       sessionClosed: (s) => this.sessions.delete(s),
       resumeWaiting: () => this.resumeWaiting(),
       dropWaiting: (why) => this.failPending(why),
+      carry: (c) => this.carry(c),
     });
     if (pair.phases) pair.phases.view = () => this.processView();
   }
@@ -155,7 +161,7 @@ export class RehomeProxy {
       sock.destroy();
       return;
     }
-    if (this.sessions.size + this.pending.size >= this.config.clientLimits.maxClients) {
+    if (this.sessions.size + this.pending.size + this.carried.size >= this.config.clientLimits.maxClients) {
       refuseConnection(sock);
       return;
     }
@@ -173,8 +179,26 @@ export class RehomeProxy {
     rt.sessions.add(s);
   }
 
+  private carry(c: Carried): void {
+    const sock = c.client;
+    sock.pause();
+    this.carried.set(sock, c);
+    sock.on('close', () => this.carried.delete(sock));
+    sock.on('error', () => sock.destroy());
+  }
+
   /** A new runtime is in effect: the clients that waited for it become its sessions. */
   private resumeWaiting(): void {
+    const rt = this.runtimes.current;
+    for (const [sock, c] of [...this.carried]) {
+      if (rt === null || this.stopping) break;
+      this.carried.delete(sock);
+      sock.removeAllListeners('close');
+      sock.removeAllListeners('error');
+      const s = new Session(sock, rt.ctx, c.id, c);
+      this.sessions.add(s);
+      rt.sessions.add(s);
+    }
     for (const sock of [...this.pending]) {
       this.pending.delete(sock);
       this.accept(sock);
@@ -183,6 +207,8 @@ export class RehomeProxy {
   }
 
   private failPending(why: string): void {
+    for (const sock of [...this.carried.keys()]) sock.destroy();
+    this.carried.clear();
     for (const sock of [...this.pending]) {
       this.pending.delete(sock);
       sock.destroy();

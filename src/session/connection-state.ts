@@ -87,8 +87,11 @@ export function discard(s: SessionPort, req: Request): void {
 
 export function auth(s: SessionPort, req: Request): void {
   const e = new Entry(req);
+  const raw = Buffer.from(req.raw); // a copy: raw is a view of the client's bytes
   changesState(s, e, (ok) => {
-    if (ok) authenticated(s);
+    if (!ok) return;
+    s.conn.authRequest = raw;
+    authenticated(s);
   });
   s.enqueue(e);
 }
@@ -128,10 +131,14 @@ export function hello(s: SessionPort, req: Request): void {
       e.bytes = encodeRequest(args).raw;
     }
   }
+  const raw = hasAuth ? Buffer.from(req.raw) : null;
   changesState(s, e, (ok) => {
     if (!ok) return;
     if (given !== undefined) s.conn.clientName = given;
-    if (hasAuth) authenticated(s);
+    if (raw !== null) {
+      s.conn.authRequest = raw;
+      authenticated(s);
+    }
   });
   s.enqueue(e);
 }
@@ -166,6 +173,9 @@ export function resetDone(s: SessionPort): void {
   conn.subscribed = false;
   conn.monitoring = false;
   conn.authed = !s.ctx.targetAuthRequired;
+  conn.authRequest = null;
+  conn.clientInfo.clear();
+  conn.carriable = true;
   if (s.ctx.fence !== null) {
     conn.named = false;
     conn.clientName = null;

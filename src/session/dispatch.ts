@@ -13,6 +13,7 @@
 import type { Classified } from '../commands/table.js';
 import { ErrorText } from '../errors.js';
 import { argLower, type Request } from '../resp/request-framer.js';
+import { CARRIED_STATE } from './carry.js';
 import * as state from './connection-state.js';
 import { gate, gateCopy, gateMove, gateSort } from './gate.js';
 import * as keyspace from './keyspace.js';
@@ -66,7 +67,10 @@ const NOT_QUEUED = new Set(['multi', 'exec', 'discard', 'watch', 'reset', 'quit'
 export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
   const name = req.name;
   const conn = s.conn;
-  if (!conn.pinned && pins(req, c)) conn.pinned = true;
+  if ((!conn.pinned || conn.carriable) && pins(req, c)) {
+    conn.pinned = true;
+    if (!CARRIED_STATE.has(name)) conn.carriable = false;
+  }
   if (s.upstreamFailed !== null) {
     s.failRequest(req);
     return;
@@ -115,7 +119,12 @@ export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
       // (The client is authenticated here, so its connection is, or will be before this command
       // runs, named for the fence.)
       if (s.ctx.fence !== null && state.clientName(s, req)) return;
-      if (req.argc >= 2 && argLower(req, 1) === 'setinfo' && s.clientInfo(req)) return;
+      if (req.argc >= 2 && argLower(req, 1) === 'setinfo') {
+        // Kept for a phase switch to replay (carry.ts); the server knows only these two.
+        const attr = req.argc === 4 ? argLower(req, 2) : '';
+        if (attr === 'lib-name' || attr === 'lib-ver') s.conn.clientInfo.set(attr, Buffer.from(req.raw));
+        if (s.clientInfo(req)) return;
+      }
       return s.forwardPlain(req);
     case 'keys':
     case 'scan':

@@ -26,6 +26,8 @@ export class Entry {
   failed: Buffer | null = null;
   /** The target's reply is dropped (rehome's own requests). */
   swallow = false;
+  /** Runs as the client's own, but its reply is not written (a request replayed: carry.ts). */
+  silent = false;
   /** Queued inside MULTI. */
   inMulti = false;
   /** Some of the reply already went to the client (streamed while at the front). */

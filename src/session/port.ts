@@ -90,6 +90,12 @@ export class ConnectionView {
    * there are no lanes, or the target needs AUTH.
    */
   pinned: boolean;
+  /** The AUTH (or HELLO with AUTH) the server accepted last, replayed after a phase switch. */
+  authRequest: Buffer | null = null;
+  /** CLIENT SETINFO requests by attribute, replayed after a phase switch. */
+  clientInfo = new Map<string, Buffer>();
+  /** No state a phase switch cannot carry (carry.ts): the session may move to the next phase. */
+  carriable = true;
 
   constructor(authed: boolean, pinned: boolean) {
     this.authed = authed;

@@ -94,7 +94,7 @@ export class ReplyOrder {
         continue;
       }
       up.shift();
-      if (entry.hook === null && entry.post === null && !entry.swallow && this.out.peek() === entry && (this.partial === null || entry.streaming)) {
+      if (entry.hook === null && entry.post === null && !entry.swallow && !entry.silent && this.out.peek() === entry && (this.partial === null || entry.streaming)) {
         if (run < 0) run = s;
         this.partial = null;
         this.out.shift();
@@ -120,7 +120,7 @@ export class ReplyOrder {
       // The start (or middle) of a reply that continues in the next chunk.
       const piece = chunk.subarray(s);
       const head = up.peek();
-      if (head !== undefined && !head.stream && head.hook === null && head.post === null && !head.swallow &&
+      if (head !== undefined && !head.stream && head.hook === null && head.post === null && !head.swallow && !head.silent &&
           this.out.peek() === head && (this.partial === null || head.streaming)) {
         head.streaming = true;
         this.write(piece);
@@ -204,7 +204,7 @@ export class ReplyOrder {
     if (this.out.peek() === e) {
       this.out.shift();
       e.state = St.Done;
-      this.write(reply);
+      if (!e.silent) this.write(reply);
       if (e.t0 !== 0) this.host.ctx.observeLatency((performance.now() - e.t0) / 1000);
       this.flushOut();
     } else {
@@ -229,7 +229,7 @@ export class ReplyOrder {
       }
       if (e.state !== St.Done) break;
       out.shift();
-      if (e.reply !== null) this.write(e.reply);
+      if (e.reply !== null && !e.silent) this.write(e.reply);
       if (e.t0 !== 0) this.host.ctx.observeLatency((performance.now() - e.t0) / 1000);
     }
     this.host.afterFlush();

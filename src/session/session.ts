@@ -19,6 +19,7 @@ import { type Request, RequestFramer } from '../resp/request-framer.js';
 import { describeEndpoint } from '../upstream/endpoint.js';
 import type { ClientLimits } from '../config.js';
 import { type IdleClient, trackActivity } from './limits.js';
+import { type Carried, replayRequests } from './carry.js';
 import { dispatch, type DispatchPort } from './dispatch.js';
 import { Entry } from './entry.js';
 import { OwnConnection } from './own-connection.js';
@@ -68,16 +69,25 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   private pumping = false;
   /** The table's ShareKind for the request being dispatched (entries of it take it: enqueue). */
   private dispatchShare = ShareKind.No;
+  /** A phase switch is under way: nothing more is dispatched (see quiesce). */
+  private quiet = false;
+  private quiesced: (() => void) | null = null;
+  /** Requests dispatched before the client's next ones, and those of them replayed unseen. */
+  private readonly front: Request[] = [];
+  private readonly replayed = new Set<Request>();
+  /** The request being dispatched is replayed: its entries are silent. */
+  private replaying = false;
 
   constructor(
     readonly client: net.Socket,
     readonly ctx: SessionContext,
     id: number,
+    carried: Carried | null = null,
   ) {
     this.id = id;
     const lane = ctx.lanes === null || ctx.targetAuthRequired ? null : ctx.lanes.pick(id);
-    this.conn = new ConnectionView(!ctx.targetAuthRequired, lane === null);
-    this.framer = new RequestFramer(ctx.limits);
+    this.conn = new ConnectionView(!ctx.targetAuthRequired, lane === null || carried?.pinned === true);
+    this.framer = carried?.framer ?? new RequestFramer(ctx.limits);
     this.sendQ = new SendQueue(this, lane);
     this.replies = new ReplyOrder(this, this.sendQ);
     this.pubsub = new PubSub(this);
@@ -119,6 +129,13 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     if (ctx.clientLimits.idleTimeoutMs > 0) trackActivity(client, this);
     // Without a lane every command needs the own connection: open it now.
     if (lane === null) this.own.open();
+    if (carried !== null) {
+      for (const req of carried.replay) this.replayed.add(req);
+      this.front.push(...carried.replay);
+      if (carried.held !== null) this.front.push(carried.held);
+      client.resume();
+      this.pump();
+    }
   }
 
   /** SendHost: the own connection's socket (connected once open() was called). */
@@ -185,7 +202,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     up.cork();
     try {
       for (;;) {
-        if (this.closing || this.held !== null || this.own.fence.holding) break;
+        if (this.closing || this.quiet || this.held !== null || this.own.fence.holding) break;
         if (this.exclusive) {
           if (this.replies.length > 0) break;
           this.exclusive = false;
@@ -194,9 +211,9 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
           this.fullPipeline = true;
           break;
         }
-        let req: Request | null;
+        let req: Request | null = this.front.shift() ?? null;
         try {
-          req = this.framer.next();
+          req ??= this.framer.next();
         } catch (e) {
           if (e instanceof ProtocolError) {
             this.closeWithError(ErrorText.protocol(e.message));
@@ -228,14 +245,18 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     this.ctx.counters.commands++;
     const c = this.ctx.table.classify(req);
     this.dispatchShare = c.share;
+    this.replaying = this.replayed.size > 0 && this.replayed.has(req);
     dispatch(this, req, c);
+    // A replayed request that waits (held) is still replayed when dispatched again.
+    if (this.replaying && this.held !== req) this.replayed.delete(req);
+    this.replaying = false;
     this.dispatchShare = ShareKind.No;
   }
 
   private updateReading(): void {
     if (this.dead || this.lingering) return;
     const stop =
-      this.closing || this.held !== null || this.upstreamFull || this.own.fence.holding ||
+      this.closing || this.quiet || this.held !== null || this.upstreamFull || this.own.fence.holding ||
       this.replies.length >= this.ctx.maxPending ||
       (this.clientBlocked && this.ctx.clientLimits.outputBufferLimit === 0);
     if (stop) this.client.pause();
@@ -256,6 +277,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     e.inMulti = e.inMulti || this.conn.inMulti;
     // Entries are made while their request is dispatched: they take the table's answer for it.
     if (e.req !== null) e.share = this.dispatchShare;
+    e.silent = this.replaying;
     if ((this.ctx.counters.commands & 15) === 0) e.t0 = performance.now();
     this.replies.push(e);
     this.sendQ.add(e);
@@ -348,7 +370,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
 
   private releaseHeld(): void {
     const req = this.held;
-    if (req === null || this.dead || this.own.fence.holding) return;
+    if (req === null || this.dead || this.quiet || this.own.fence.holding) return;
     this.held = null;
     this.upstream.cork();
     this.dispatch(req);
@@ -364,6 +386,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   }
 
   afterFlush(): void {
+    if (this.quiesced !== null && this.idle) this.endQuiesce();
     const left = this.replies.length;
     if (left === 0 && !this.dead) {
       if (this.heldForIdle) {
@@ -478,6 +501,42 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     this.client.once('finish', () => setTimeout(() => this.destroy(), CLOSE_LINGER_MS).unref());
   }
 
+  // ---------------------------------------------------------------- a phase switch (carry.ts)
+
+  /** A phase switch begins: nothing more is dispatched; resolves once nothing is in flight. */
+  quiesce(): Promise<void> {
+    this.quiet = true;
+    this.client.pause();
+    if (this.idle || this.dead) return Promise.resolve();
+    return new Promise((resolve) => (this.quiesced = resolve));
+  }
+
+  private endQuiesce(): void {
+    const f = this.quiesced;
+    this.quiesced = null;
+    f?.();
+  }
+
+  private get idle(): boolean {
+    return this.replies.length === 0 && this.sendQ.idle && this.conn.statePending === 0;
+  }
+
+  /**
+   * After quiesce: the client, detached from this session for the next phase's, or null when its
+   * connection's state can't be carried or something is still in flight (then fail() it).
+   */
+  detach(): Carried | null {
+    const conn = this.conn;
+    if (this.dead || !this.quiet || !this.idle || this.closing || this.inputEnded || this.upstreamFailed !== null ||
+        !conn.carriable || conn.inMulti || conn.subscribed || conn.monitoring) return null;
+    this.dead = true;
+    const client = this.client;
+    for (const event of ['data', 'end', 'error', 'close', 'drain']) client.removeAllListeners(event);
+    this.upstream.destroy();
+    this.ctx.onClose(this);
+    return { client, id: this.id, framer: this.framer, replay: replayRequests(conn), held: this.held, pinned: conn.pinned };
+  }
+
   /** Waiting on a reply (a blocking command too), subscribed, or holding a request: not idle. */
   get busy(): boolean {
     return this.replies.length > 0 || !this.sendQ.idle || this.held !== null || this.conn.subscribed;
@@ -491,6 +550,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
   destroy(): void {
     if (this.dead) return;
     this.dead = true;
+    this.endQuiesce();
     this.client.destroy();
     this.upstream.destroy();
     this.ctx.onClose(this);

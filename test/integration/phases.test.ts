@@ -175,8 +175,8 @@ describe('the fenced switch', () => {
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const sw = JSON.parse(r.stdout) as { from: string; to: string; epoch: number; killed: number };
     expect(sw).toMatchObject({ from: 'hold', to: 'migrate', epoch: 2 });
-    // The other processes' connections, named for epoch 1, were killed by the switch.
-    expect(sw.killed).toBeGreaterThan(0);
+    // The other processes closed their connections of epoch 1 themselves once their commands in
+    // flight had finished (the gentle switch); the fence kills what a late one left (sw.killed).
     for (const ap of aps) await waitPhase(ap, 'drained', 2, 30_000);
     await sleep(500);
     const res = await w.stop();
@@ -200,11 +200,12 @@ describe('the fenced switch', () => {
     neu.disconnect();
   });
 
-  it('a command in flight on a connection of the old phase gets an error; the client reconnects to the new phase', async () => {
+  it('a command still in flight when the switch drain ends gets an error; the client reconnects to the new phase', async () => {
     const ap = await startAdminProxy(ctx, ['--phase', 'hold']);
     const other = await startAdminProxy(ctx, ['--phase', 'hold']);
     const raw = await other.proxy.raw();
-    raw.write(encodeCommand(['BLPOP', 'queue', '10']));
+    // Blocked for longer than --switch-drain-ms (1 s): the gentle switch cannot carry it.
+    raw.write(encodeCommand(['BLPOP', 'queue', '60']));
     await sleep(300);
     const r = await phaseCli(ap, 'migrate');
     expect(r.code, r.stderr).toBe(0);
