@@ -6,15 +6,15 @@
  * staging key in one script (docs/DESIGN.md, "Type-aware copy").
  *
  *   type     read with                        written as
- *   string   GETRANGE pieces of maxBytes      SET v KEEPTTL | SET first KEEPTTL, APPEND rest
+ *   string   GETRANGE pieces of maxBytes      SET first piece, APPEND the rest
  *   hash     HSCAN (+ HPEXPIRETIME)           HSET f v ... (+ HPEXPIREAT t FIELDS 1 f)
  *   set      SSCAN                            SADD m ...
  *   zset     ZRANGE i j WITHSCORES            ZADD score m ...  (the source's score text, verbatim)
  *   list     LRANGE i j                       RPUSH e ...
  *   stream   see typed-copy-stream.ts
  *
- * Writes never touch the staging key's TTL (SET has KEEPTTL; APPEND, not SET, for the later
- * pieces), since the protocol may give the staging key one for garbage collection.
+ * Only the first write creates the key; no later one touches its TTL (APPEND, not SET, for a
+ * string's later pieces), since the protocol may give the staging key one for garbage collection.
  *
  * The reader relies on the key being frozen (a claim key nobody writes, DESIGN.md rule 1): index
  * ranges stay valid across pages, and a SCAN cursor returns every element at least once (an element
@@ -142,7 +142,7 @@ async function* stringChunks(source: Redis, key: Buffer, b: ChunkBuilder): Async
   const size = b.maxBytes;
   for (let offset = 0; ; offset += size) {
     const piece = (await source.callBuffer('GETRANGE', key, offset, offset + size - 1)) as Buffer;
-    if (offset === 0) b.command({ name: 'SET', args: [piece, 'KEEPTTL'] });
+    if (offset === 0) b.command({ name: 'SET', args: [piece] });
     else if (piece.length > 0) b.command({ name: 'APPEND', args: [piece] });
     if (!b.empty()) yield b.take();
     if (piece.length < size) return;
