@@ -80,8 +80,7 @@ export async function* readChunks(source: Redis, key: Buffer, opts: CopyOptions)
     (source.call('MEMORY', 'USAGE', key) as Promise<number | null>).catch(() => null),
   ]);
   const b = new ChunkBuilder(opts.maxBytes, opts.maxItems ?? DEFAULT_MAX_ITEMS);
-  const estimate = async (lengthCommand: string) =>
-    usage === null ? undefined : usage <= opts.maxBytes ? ('small' as const) : usage / Math.max(1, Number(await source.call(lengthCommand, key)));
+  const estimate = (lengthCommand: string) => sizeHint(source, key, usage, opts.maxBytes, lengthCommand);
 
   switch (type) {
     case 'none':
@@ -89,26 +88,9 @@ export async function* readChunks(source: Redis, key: Buffer, opts: CopyOptions)
     case 'string':
       yield* stringChunks(source, key, b);
       return;
-    case 'hash': {
-      const est = await estimate('HLEN');
-      const ttls = (await cachedFeatures(source)).hashFieldTtl && (await mayHaveFieldTtls(source, key));
-      if (ttls && !opts.targetSupportsHashFieldTtl && (await anyFieldTtl(source, key))) {
-        throw new UnsupportedTypeError(key, 'some of its hash fields have their own TTL (HEXPIRE), which the target does not support');
-      }
-      if (ttls && opts.targetSupportsHashFieldTtl) {
-        yield* walk(b, est, 3, fieldTtlFetch(source, key), (page, i) => {
-          const field = page[i] as Buffer;
-          b.append('HSET', [field, page[i + 1] as Buffer]);
-          const at = page[i + 2] as Buffer;
-          if (at.length > 0) b.command({ name: 'HPEXPIREAT', args: [at, 'FIELDS', '1', field] });
-        });
-      } else {
-        yield* walk(b, est, 2, scanFetch(source, key, 'HSCAN'), (page, i) =>
-          b.append('HSET', [page[i] as Buffer, page[i + 1] as Buffer]),
-        );
-      }
+    case 'hash':
+      yield* hashChunks(source, key, b, await estimate('HLEN'), opts.targetSupportsHashFieldTtl);
       return;
-    }
     case 'set':
       yield* walk(b, await estimate('SCARD'), 1, scanFetch(source, key, 'SSCAN'), (page, i) =>
         b.append('SADD', [page[i] as Buffer]),
@@ -133,8 +115,59 @@ export async function* readChunks(source: Redis, key: Buffer, opts: CopyOptions)
       });
       return;
     default:
-      throw new UnsupportedTypeError(key, `its type '${type}' belongs to a module; only strings, hashes, lists, sets, sorted sets and streams can be rebuilt on the target`);
+      throw new UnsupportedTypeError(
+        key,
+        `its type '${type}' belongs to a module; only strings, hashes, lists, sets, sorted sets and streams can be rebuilt on the target`,
+      );
   }
+}
+
+/**
+ * A hash, with each field's own TTL where the source has them (Redis 7.4+); a hash that has some
+ * is refused for a target without them, before anything is written.
+ */
+async function* hashChunks(
+  source: Redis,
+  key: Buffer,
+  b: ChunkBuilder,
+  estimate: number | 'small' | undefined,
+  targetHasFieldTtls: boolean,
+): AsyncGenerator<CopyChunk> {
+  const ttls = (await cachedFeatures(source)).hashFieldTtl && (await mayHaveFieldTtls(source, key));
+  if (ttls && !targetHasFieldTtls && (await anyFieldTtl(source, key))) {
+    throw new UnsupportedTypeError(
+      key,
+      'some of its hash fields have their own TTL (HEXPIRE), which the target does not support',
+    );
+  }
+  if (!ttls || !targetHasFieldTtls) {
+    yield* walk(b, estimate, 2, scanFetch(source, key, 'HSCAN'), (page, i) =>
+      b.append('HSET', [page[i] as Buffer, page[i + 1] as Buffer]),
+    );
+    return;
+  }
+  yield* walk(b, estimate, 3, fieldTtlFetch(source, key), (page, i) => {
+    const field = page[i] as Buffer;
+    b.append('HSET', [field, page[i + 1] as Buffer]);
+    const at = page[i + 2] as Buffer;
+    if (at.length > 0) b.command({ name: 'HPEXPIREAT', args: [at, 'FIELDS', '1', field] });
+  });
+}
+
+/**
+ * What PageSizer starts from: 'small' when the whole key fits in one chunk, else bytes per element
+ * (MEMORY USAGE over the length, which overestimates: the first page errs small), or undefined.
+ */
+async function sizeHint(
+  source: Redis,
+  key: Buffer,
+  usage: number | null,
+  maxBytes: number,
+  lengthCommand: string,
+): Promise<number | 'small' | undefined> {
+  if (usage === null) return undefined;
+  if (usage <= maxBytes) return 'small';
+  return usage / Math.max(1, Number(await source.call(lengthCommand, key)));
 }
 
 /** One piece of maxBytes per chunk: GETRANGE until a piece comes back short. */

@@ -96,7 +96,8 @@ describe('type-aware copy (Redis 7.0 to Redis 7.0)', () => {
       await expectSame(src, dst, key);
     }
     // The deep snapshot sees what it should: the stream's groups, consumers and pending entries.
-    const stream = (await snapshot(dst, keys.find((k) => k.includes('k:stream:'))!)) as { groups: Array<{ pending: unknown[]; consumers: unknown[] }> };
+    type Groups = { groups: Array<{ pending: unknown[]; consumers: unknown[] }> };
+    const stream = (await snapshot(dst, keys.find((k) => k.includes('k:stream:'))!)) as Groups;
     expect(stream.groups.map((g) => [g.consumers.length, g.pending.length])).toEqual([
       [3, 9],
       [0, 0],
@@ -245,7 +246,7 @@ const PAIRS: Array<[ServerName, ServerName]> = [
 
 describe.each(PAIRS)('type-aware copy %s -> %s', (from, to) => {
   const bins = serverBinaries(from, to);
-  describe.skipIf(!bins)('', () => {
+  describe.skipIf(!bins)(`(${from} and ${to} found)`, () => {
     let source: RedisServer;
     let target: RedisServer;
     beforeAll(async () => {
@@ -280,7 +281,7 @@ describe.each(PAIRS)('type-aware copy %s -> %s', (from, to) => {
 
 describe('hash-field TTLs', () => {
   const bins = serverBinaries('redis-7.4.1', 'valkey-8.0.1');
-  describe.skipIf(!bins)('', () => {
+  describe.skipIf(!bins)('(Redis 7.4.1 and Valkey 8.0.1 found)', () => {
     let r74: RedisServer;
     let r74b: RedisServer;
     let valkey: RedisServer;
