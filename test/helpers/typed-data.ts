@@ -80,7 +80,10 @@ export async function snapshot(c: Redis, key: Buffer): Promise<Record<string, un
     case 'hash': {
       const flat = (await call('HGETALL', key)) as Buffer[];
       const fields: Array<[string, string, number]> = [];
-      const hasTtl = (await c.call('COMMAND', 'INFO', 'hpexpiretime').then((r) => (r as unknown[])[0])) != null;
+      const hasTtl = await c.call('HPEXPIRETIME', key, 'FIELDS', 1, 'f').then(
+        () => true,
+        () => false, // an unknown command before Redis 7.4
+      );
       for (let i = 0; i < flat.length; i += 2) {
         const at = hasTtl ? ((await call('HPEXPIRETIME', key, 'FIELDS', 1, flat[i] as Buffer)) as number[])[0]! : -1;
         fields.push([hex(flat[i]), hex(flat[i + 1]), at]);

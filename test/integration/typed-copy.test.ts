@@ -214,6 +214,31 @@ describe('type-aware copy (Redis 7.0 to Redis 7.0)', () => {
   });
 });
 
+describe('type-aware copy from a user without MEMORY and COMMAND (managed services, narrow ACLs)', () => {
+  it('still reads every type: the first page is a guess, features come from INFO', async () => {
+    const [source, target] = await Promise.all([
+      startRedis({
+        args: ['--user', 'copier', 'on', '>pw', '~*', '&*', '+@all', '-memory', '-command'],
+        username: 'copier',
+        password: 'pw',
+      }),
+      startRedis(),
+    ]);
+    try {
+      const src = source.client();
+      await expect(src.call('MEMORY', 'USAGE', 'x')).rejects.toThrow(/NOPERM/);
+      expect(await serverFeatures(src)).toEqual(await serverFeatures(target.client()));
+      const dst = target.client();
+      for (const key of await seedEveryType(src)) {
+        await copyKey(src, dst, key, { ...OPTS, maxBytes: 4096 });
+        await expectSame(src, dst, key);
+      }
+    } finally {
+      await stopAll(source, target);
+    }
+  });
+});
+
 const REDISEARCH = '/usr/lib/redis/modules/redisearch.so';
 if (!existsSync(REDISEARCH)) console.log(`skipping the module-type test: ${REDISEARCH} not found (Debian package redis-redisearch)`);
 
