@@ -261,12 +261,14 @@ describe.skipIf(!existsSync(REDISEARCH))('type-aware copy of a module type', () 
   });
 });
 
-/** The pairs whose DUMP payloads don't travel, and 6.2 (no stream metadata) into 7.0. */
+/** The pairs whose DUMP payloads don't travel, and 6.2 (no stream metadata) to and from 7.0. */
 const PAIRS: Array<[ServerName, ServerName]> = [
   ['redis-7.4.1', 'valkey-8.0.1'],
   ['redis-7.4.1', 'redis-7.0'],
   ['valkey-8.0.1', 'redis-7.0'],
   ['redis-6.2.16', 'redis-7.0'],
+  // A rollback to 6.2: no XSETID options, no ENTRIESREAD on the target.
+  ['redis-7.0', 'redis-6.2.16'],
 ];
 
 describe.each(PAIRS)('type-aware copy %s -> %s', (from, to) => {
