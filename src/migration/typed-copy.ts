@@ -74,10 +74,12 @@ const DEFAULT_MAX_ITEMS = 10_000;
  * the target can't hold) before yielding anything. A key that doesn't exist yields no chunk.
  */
 export async function* readChunks(source: Redis, key: Buffer, opts: CopyOptions): AsyncGenerator<CopyChunk> {
-  const [type, usage] = await Promise.all([
+  // One round trip: the size is only a hint for the first page and the encoding only spares a
+  // hash a look for field TTLs, so either refused (ACLs, managed services) means "unknown".
+  const [type, usage, encoding] = await Promise.all([
     source.call('TYPE', key) as Promise<string>,
-    // Only a hint for the first page: refused (ACL, managed services) means "unknown".
     (source.call('MEMORY', 'USAGE', key) as Promise<number | null>).catch(() => null),
+    (source.call('OBJECT', 'ENCODING', key) as Promise<string | null>).catch(() => null),
   ]);
   const b = new ChunkBuilder(opts.maxBytes, opts.maxItems ?? DEFAULT_MAX_ITEMS);
   const estimate = (lengthCommand: string) => sizeHint(source, key, usage, opts.maxBytes, lengthCommand);
@@ -89,7 +91,7 @@ export async function* readChunks(source: Redis, key: Buffer, opts: CopyOptions)
       yield* stringChunks(source, key, b);
       return;
     case 'hash':
-      yield* hashChunks(source, key, b, await estimate('HLEN'), opts.targetSupportsHashFieldTtl);
+      yield* hashChunks(source, key, b, await estimate('HLEN'), encoding, opts.targetSupportsHashFieldTtl);
       return;
     case 'set':
       yield* walk(b, await estimate('SCARD'), 1, scanFetch(source, key, 'SSCAN'), (page, i) =>
@@ -131,9 +133,10 @@ async function* hashChunks(
   key: Buffer,
   b: ChunkBuilder,
   estimate: number | 'small' | undefined,
+  encoding: string | null,
   targetHasFieldTtls: boolean,
 ): AsyncGenerator<CopyChunk> {
-  const ttls = (await cachedFeatures(source)).hashFieldTtl && (await mayHaveFieldTtls(source, key));
+  const ttls = (await cachedFeatures(source)).hashFieldTtl && (await mayHaveFieldTtls(source, encoding));
   if (ttls && !targetHasFieldTtls && (await anyFieldTtl(source, key))) {
     throw new UnsupportedTypeError(
       key,
@@ -258,12 +261,9 @@ function fieldTtlFetch(source: Redis, key: Buffer): Fetch {
  * that never had one keeps the plain 'listpack' encoding (one that had gets 'listpackex'), and INFO
  * keyspace counts the hashes with field TTLs in each db (subexpiry).
  */
-async function mayHaveFieldTtls(source: Redis, key: Buffer): Promise<boolean> {
-  const [encoding, keyspace] = await Promise.all([
-    source.call('OBJECT', 'ENCODING', key).catch(() => null),
-    source.call('INFO', 'keyspace').catch(() => null),
-  ]);
+async function mayHaveFieldTtls(source: Redis, encoding: string | null): Promise<boolean> {
   if (encoding === 'listpack') return false;
+  const keyspace = await source.call('INFO', 'keyspace').catch(() => null);
   const dbs = String(keyspace ?? '').split(/\r?\n/).filter((l) => /^db\d+:/.test(l));
   return !(dbs.length > 0 && dbs.every((l) => /[:,]subexpiry=0(,|$)/.test(l)));
 }
