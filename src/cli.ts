@@ -141,8 +141,8 @@ async function main(): Promise<void> {
   out = createOutput(config.logFormat, slot?.id ?? null);
   if (config.workers > 1 && !cluster.isWorker) await runPrimary(config, out);
   if (slot !== null) config = workerConfig(config, slot);
-  // The listening line comes as soon as the ports are bound, before the first key moves (a small
-  // dataset can be migrated before start returns).
+  // Printed from inside start, before the runtime's held log lines: a small dataset can be
+  // migrated before start returns, and its "migration complete" must not come first.
   const listening = (p: RehomeProxy) => {
     const addr = p.address();
     // In a --workers fleet the primary prints this line once every worker listens.

@@ -38,7 +38,10 @@ export interface StartOptions {
    * runtime is built, status says 'starting' and readiness is false.
    */
   startAdmin?: (proxy: RehomeProxy) => Promise<AdminEndpoint>;
-  /** Called once --listen and the admin endpoint are bound, before any key moves. */
+  /**
+   * Called once the proxy serves (--listen and the admin endpoint were bound before any key
+   * moved), before any log line of its runtime: where the listening line is printed.
+   */
   listening?: (proxy: RehomeProxy) => void;
 }
 
@@ -84,21 +87,22 @@ export class RehomeProxy {
   /**
    * Starts a proxy; the admin endpoint and the metrics come from the caller (src/start.ts).
    *
-   * Order: check the pair, bind --listen, start the admin endpoint, report the address
-   * (opts.listening), and only then build the first runtime, whose sweeper may move keys (and
-   * even finish the migration) at once. A port in use thus fails start before any key moved,
-   * and no log line about moves comes before the listening line. Clients that connect in
-   * between wait, unread, for the runtime, as they do during a phase switch.
+   * Order: check the pair, bind --listen, start the admin endpoint, and only then build the
+   * first runtime, whose sweeper may move keys (and even finish the migration) at once. A port in
+   * use thus fails start before any key moved. Clients that connect meanwhile wait, unread, for
+   * the runtime, as they do during a phase switch. The runtime's log lines are held until the
+   * listening line (opts.listening) is out, so that no line about moves comes before it: the
+   * port was bound before any of them happened.
    */
   static async start(config: ProxyConfig, log: Logger = () => {}, opts: StartOptions = {}): Promise<RehomeProxy> {
     const pair = await checkPair(config, log, opts.preflight !== false);
+    const held = holdLines(log);
     let p: RehomeProxy | null = null;
     try {
       // Half-open: a client that shuts down its sending side still gets every reply.
-      p = new RehomeProxy(config, net.createServer({ allowHalfOpen: true }), log, pair, opts.observer ?? null);
+      p = new RehomeProxy(config, net.createServer({ allowHalfOpen: true }), held.log, pair, opts.observer ?? null);
       await p.listen();
       if (opts.startAdmin) await p.startAdmin(opts.startAdmin);
-      opts.listening?.(p);
       const rt = await p.runtimes.start();
       p.started = true;
       p.resumeWaiting();
@@ -109,8 +113,11 @@ export class RehomeProxy {
         `source ${describeEndpoint(config.source)} (redis ${pair.versions.source}), target ${describeEndpoint(config.target)} (redis ${pair.versions.target}), ${rt.ctx.table.size} commands, ${pair.databases} dbs` +
           (pair.phases ? `; phase ${rt.phase} (epoch ${rt.epoch})` : ''),
       );
+      opts.listening?.(p);
+      held.release();
       return p;
     } catch (e) {
+      held.release();
       if (p) await p.abortStart();
       await pair.phases?.close();
       throw e;
@@ -385,6 +392,22 @@ export class RehomeProxy {
     })();
     return this.stopping;
   }
+}
+
+/** A logger that holds its lines until release(), then passes them (and every later one) through. */
+function holdLines(log: Logger): { log: Logger; release(): void } {
+  let held: Array<Parameters<Logger>> | null = [];
+  return {
+    log: (line, fields) => {
+      if (held === null) log(line, fields);
+      else held.push([line, fields]);
+    },
+    release: () => {
+      const lines = held ?? [];
+      held = null;
+      for (const [line, fields] of lines) log(line, fields);
+    },
+  };
 }
 
 /** Every move error kind at 0: /metrics shows each series from the start. */
