@@ -47,6 +47,12 @@ function say(line = ''): void {
   process.stdout.write(`${line}\n`);
 }
 
+/** Prints a step's title; the workload's errors from now on are counted under it. */
+function step(title: string): void {
+  say(`\n${title}`);
+  if (workload) workload.stats.during = title.replace(/:.*$/, '');
+}
+
 function check(ok: boolean, what: string): boolean {
   say(`  ${ok ? 'ok' : 'FAILED'}: ${what}`);
   if (!ok) failures.push(what);
@@ -185,11 +191,11 @@ async function main(opts: Options): Promise<number> {
   say(`workload: ${workload.size} clients on the old server directly, counting every error they see`);
   await sleep(500);
 
-  say('\nstep 1. Run rehome plan');
+  step('step 1. Run rehome plan');
   const plan = await rehome('plan --source "$OLD" --target "$NEW"', ['plan', '--source', OLD, '--target', NEW]);
   if (!check(plan.code === 0 && /plan: ready to migrate/.test(plan.out), 'exit 0 and "plan: ready to migrate"')) return finish(models, newEp, oldEp, opts);
 
-  say('\nstep 2. Deploy rehome in hold');
+  step('step 2. Deploy rehome in hold');
   check(/^(\(integer\) )?0$/.test(redisCli('"$OLD"', OLD, ['EXISTS', '__rehome:phase'])), 'no phase left over from an earlier rehearsal');
   const procs: Array<{ listen: number; admin: number; pid: number; proc: import('node:child_process').ChildProcess }> = [];
   for (let i = 0; i < 2; i++) {
@@ -207,25 +213,25 @@ async function main(opts: Options): Promise<number> {
   check(st.code === 0 && /hold/.test(st.out), 'rehome status: phase hold');
   check(await waitAll(admins, (s) => s.phases?.processes?.length === 2, 15_000), 'both processes seen in the fleet');
 
-  say('\nstep 3. Swap every service\'s connection string to rehome');
+  step("step 3. Swap every service's connection string to rehome");
   const viaRehome: Endpoint[] = procs.map((p) => ({ host: '127.0.0.1', port: p.listen, password: PASSWORD }));
   workload.swap(viaRehome);
   await workload.swapped();
   say(`  the ${workload.size} clients reconnected through the two rehome processes`);
   await sleep(1_000);
 
-  say('\nstep 4. Check in rehome status that all clients come through rehome');
+  step('step 4. Check in rehome status that all clients come through rehome');
   const direct = redisCli('"$OLD"', OLD, ['CLIENT', 'LIST'], { shown: "grep -v ' name=rehome-'", keep: (l) => !/ name=rehome-/.test(l) }).split('\n');
   check(direct.length === 1 && /cmd=client\|list/.test(direct[0]!), 'on the old server, no connection but rehome\'s and this redis-cli\'s');
   const clients = (await Promise.all(admins.map(status))).reduce((n, s) => n + Number(s.clients ?? 0), 0);
   check(clients === workload.size, `rehome status: ${clients} clients on the two processes (the workload has ${workload.size})`);
 
-  say('\nstep 5. Switch to migrate');
+  step('step 5. Switch to migrate');
   const m1 = await rehome(`phase migrate --admin ${ADMIN}`, ['phase', 'migrate', '--admin', ADMIN]);
   check(m1.code === 0, 'rehome phase migrate: exit 0');
   check(await waitAll(admins, (s) => s.phase === 'migrate', 15_000), 'every process on migrate');
 
-  say('\nstep 6. Watch rehome status or /metrics');
+  step('step 6. Watch rehome status or /metrics');
   await sleep(1_000);
   await rehome(`status --admin ${ADMIN}`, ['status', '--admin', ADMIN]);
   say(`  $ curl -s -H "Authorization: Bearer $REHOME_ADMIN_TOKEN" "http://${ADMIN}/metrics" | grep -E '${METRICS_GREP.source}'`);
@@ -233,26 +239,27 @@ async function main(opts: Options): Promise<number> {
   for (const l of metrics) say(`    ${l}`);
   check(metrics.some((l) => l.startsWith('rehome_move_errors_total')), 'the metrics grep shows the error counters (at 0 when there are none)');
 
-  say('\nrollback (step 5): rehome phase reverse, then back to migrate');
+  step('rollback (step 5): rehome phase reverse, then back to migrate');
   const rv = await rehome(`phase reverse --admin ${ADMIN2}`, ['phase', 'reverse', '--admin', ADMIN2]);
   check(rv.code === 0, 'rehome phase reverse: exit 0');
   check(await waitAll(admins, (s) => s.phase === 'hold', 120_000), 'rollback complete: every process back in hold');
   check(redisCli('"$NEW"', NEW, ['INFO', 'keyspace']).split('\n').every((l) => !/^db\d+:/.test(l)), 'the new server is empty again');
   await sleep(1_000);
+  step('step 5 again. Switch to migrate');
   const m2 = await rehome(`phase migrate --admin ${ADMIN}`, ['phase', 'migrate', '--admin', ADMIN]);
   check(m2.code === 0, 'rehome phase migrate (again): exit 0');
 
-  say('\nstep 7. Wait for drained');
+  step('step 7. Wait for drained');
   check(await waitAll(admins, (s) => s.phase === 'drained', 300_000), 'every process drained');
   const drained = (await httpGet(admins[0]!, '/metrics')).split('\n').filter((l) => /^rehome_drained/.test(l));
   for (const l of drained) say(`    ${l}`);
   check(drained.includes('rehome_drained 1'), 'rehome_drained 1');
 
-  say('\nstep 8. Run rehome verify');
+  step('step 8. Run rehome verify');
   const v = await rehome('verify --source "$OLD" --target "$NEW"', ['verify', '--source', OLD, '--target', NEW]);
   check(v.code === 0, 'rehome verify: exit 0');
 
-  say('\nstep 9. Swap the connection strings to the new server');
+  step('step 9. Swap the connection strings to the new server');
   workload.swap([newEp]);
   await workload.swapped();
   check(await waitAll(admins, (s) => Number(s.clients) === 0, 15_000), 'rehome status: clients 0 on every process');
@@ -260,7 +267,7 @@ async function main(opts: Options): Promise<number> {
   check(left === '', 'no client connection of rehome left on the new server');
   await sleep(1_000);
 
-  say('\nstep 10. Retire rehome');
+  step('step 10. Retire rehome');
   for (const p of procs) {
     say(`  $ kill -TERM ${p.pid}`);
     await children.stop(p.proc, 'SIGTERM', 10_000);
@@ -274,7 +281,7 @@ async function main(opts: Options): Promise<number> {
 async function finish(models: DbModel[], newEp: Endpoint, oldEp: Endpoint, opts: Options): Promise<number> {
   await workload?.stop();
   const w = workload!.stats;
-  say('\nchecks');
+  step('checks');
   if (opts.tamper) await tamper(opts.tamper, newEp, models);
   const content = await checkServer(newEp, models);
   for (const l of content.lines) say(`  ! ${l}`);
@@ -285,6 +292,8 @@ async function finish(models: DbModel[], newEp: Endpoint, oldEp: Endpoint, opts:
   say('\nsummary');
   say(`  workload     ${workload!.size} clients, ${w.ops} operations, ${w.wrong} wrong replies`);
   say(`  errors       ${errors} client-visible errors: ${kinds}`);
+  for (const [k, msg] of w.firstMessage) say(`    ${k}, first: ${msg}`);
+  say(`  errors during ${[...w.errorsDuring].map(([d, n]) => `${d}: ${n}`).join('; ') || '-'}`);
   for (const s of w.samples) say(`    ${s}`);
   say(`  new server   ${content.checked} keys checked against the workload's model: ${content.wrong} wrong or missing`);
   say(`  old server   ${oldLeft.wrong === 0 ? 'empty' : 'NOT empty'}; verify ${v.code === 0 ? 'ok (no key in both)' : 'FAILED'}`);

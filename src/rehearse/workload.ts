@@ -32,6 +32,12 @@ export interface WorkloadStats {
   ops: number;
   /** Client-visible errors (error replies, dropped connections, no reply), by kind. */
   errorsByKind: Map<string, number>;
+  /** The first full message of each kind. */
+  firstMessage: Map<string, string>;
+  /** Errors by what was going on when the failed command was sent (`during`). */
+  errorsDuring: Map<string, number>;
+  /** What is going on now, set by whoever drives the workload. */
+  during: string;
   /** Replies or reads that no history of the client's own commands explains. */
   wrong: number;
   /** The first few errors and wrong values, with the key. */
@@ -112,6 +118,8 @@ class Client {
   private swapTo: Endpoint | null = null;
   private stopped = false;
   private n = 0;
+  /** What was going on when the current command was sent (errors are counted under it). */
+  private sentDuring = '';
   readonly done: Promise<void>;
 
   constructor(
@@ -153,6 +161,7 @@ class Client {
 
   private async step(): Promise<void> {
     await ready(this.conn);
+    this.sentDuring = this.stats.during;
     const i = this.n++;
     const useSet = this.sets.length > 0 && (this.counters.length === 0 || i % 2 === 1);
     const keys = useSet ? this.sets : this.counters;
@@ -217,6 +226,7 @@ class Client {
   private async readUntilOk<T>(read: () => Promise<T>): Promise<T> {
     for (;;) {
       await ready(this.conn);
+      this.sentDuring = this.stats.during;
       try {
         return await read();
       } catch (e) {
@@ -238,6 +248,8 @@ class Client {
   private error(e: unknown, what: string): void {
     const k = kindOf(e);
     this.stats.errorsByKind.set(k, (this.stats.errorsByKind.get(k) ?? 0) + 1);
+    this.stats.errorsDuring.set(this.sentDuring, (this.stats.errorsDuring.get(this.sentDuring) ?? 0) + 1);
+    if (!this.stats.firstMessage.has(k)) this.stats.firstMessage.set(k, (e instanceof Error ? e.message : String(e)).split('\n')[0]!);
     if (this.stats.samples.length < MAX_SAMPLES) this.stats.samples.push(`client ${this.id} (${what} on ${this.ep.port}): ${k}`);
   }
 
@@ -249,7 +261,7 @@ class Client {
 
 /** Several clients, each on its own keys of one db, spread over the endpoints given. */
 export class Workload {
-  readonly stats: WorkloadStats = { ops: 0, errorsByKind: new Map(), wrong: 0, samples: [] };
+  readonly stats: WorkloadStats = { ops: 0, errorsByKind: new Map(), firstMessage: new Map(), errorsDuring: new Map(), during: 'start', wrong: 0, samples: [] };
   private readonly clients: Client[] = [];
 
   constructor(models: DbModel[], clients: number, endpoints: Endpoint[]) {
