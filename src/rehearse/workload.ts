@@ -44,7 +44,7 @@ export interface WorkloadStats {
   samples: string[];
 }
 
-const MAX_SAMPLES = 10;
+const MAX_SAMPLES = 20;
 
 /** Seeds `perDb` keys in each db: half counters (key i starts at i), half sets of three members. */
 export async function seed(ep: Endpoint, dbs: number[], perDb: number): Promise<DbModel[]> {
@@ -250,7 +250,7 @@ class Client {
     this.stats.errorsByKind.set(k, (this.stats.errorsByKind.get(k) ?? 0) + 1);
     this.stats.errorsDuring.set(this.sentDuring, (this.stats.errorsDuring.get(this.sentDuring) ?? 0) + 1);
     if (!this.stats.firstMessage.has(k)) this.stats.firstMessage.set(k, (e instanceof Error ? e.message : String(e)).split('\n')[0]!);
-    if (this.stats.samples.length < MAX_SAMPLES) this.stats.samples.push(`client ${this.id} (${what} on ${this.ep.port}): ${k}`);
+    if (this.stats.samples.length < MAX_SAMPLES) this.stats.samples.push(`client ${this.id} (${what} on ${this.ep.port}, sent during ${this.sentDuring}): ${k}`);
   }
 
   private wrongValue(what: string): void {
