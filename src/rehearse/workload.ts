@@ -239,9 +239,13 @@ class Client {
 
   private applySwap(): void {
     if (this.swapTo === null) return;
-    this.conn.disconnect();
     this.ep = this.swapTo;
     this.swapTo = null;
+    this.reconnect();
+  }
+
+  private reconnect(): void {
+    this.conn.disconnect();
     this.conn = connect(this.ep, this.model.db, true);
   }
 
@@ -249,7 +253,11 @@ class Client {
     const k = kindOf(e);
     this.stats.errorsByKind.set(k, (this.stats.errorsByKind.get(k) ?? 0) + 1);
     this.stats.errorsDuring.set(this.sentDuring, (this.stats.errorsDuring.get(this.sentDuring) ?? 0) + 1);
-    if (!this.stats.firstMessage.has(k)) this.stats.firstMessage.set(k, (e instanceof Error ? e.message : String(e)).split('\n')[0]!);
+    const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+    if (!this.stats.firstMessage.has(k)) this.stats.firstMessage.set(k, msg);
+    // Replies come in order: behind a command that got none, every later one waits too. A new
+    // connection, as an application would open, so one missing reply is counted once.
+    if (/timed out/.test(msg)) this.reconnect();
     if (this.stats.samples.length < MAX_SAMPLES) this.stats.samples.push(`client ${this.id} (${what} on ${this.ep.port}, sent during ${this.sentDuring}): ${k}`);
   }
 
