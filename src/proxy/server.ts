@@ -13,7 +13,7 @@ import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
 import { type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
 import { Session } from '../session/session.js';
-import { checkPair, type Logger, type Pair } from './startup.js';
+import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
 
 export type { Logger } from './startup.js';
 export type { ProxyObserver } from './runtime.js';
@@ -392,22 +392,6 @@ export class RehomeProxy {
     })();
     return this.stopping;
   }
-}
-
-/** A logger that holds its lines until release(), then passes them (and every later one) through. */
-function holdLines(log: Logger): { log: Logger; release(): void } {
-  let held: Array<Parameters<Logger>> | null = [];
-  return {
-    log: (line, fields) => {
-      if (held === null) log(line, fields);
-      else held.push([line, fields]);
-    },
-    release: () => {
-      const lines = held ?? [];
-      held = null;
-      for (const [line, fields] of lines) log(line, fields);
-    },
-  };
 }
 
 /** Every move error kind at 0: /metrics shows each series from the start. */
