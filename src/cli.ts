@@ -144,23 +144,27 @@ async function main(): Promise<void> {
   out = createOutput(config.logFormat, slot?.id ?? null);
   if (config.workers > 1 && !cluster.isWorker) await runPrimary(config, out);
   if (slot !== null) config = workerConfig(config, slot);
+  // Printed from inside start, before the runtime's held log lines: a small dataset can be
+  // migrated before start returns, and its "migration complete" must not come first.
+  const listening = (p: RehomeProxy) => {
+    const addr = p.address();
+    // In a --workers fleet the primary prints this line once every worker listens.
+    if (slot !== null) toPrimary({ rehome: 'listening', host: addr.host, port: addr.port });
+    else out.listening(describeEndpoint(addr));
+    const admin = p.adminAddress();
+    if (admin && config.admin) {
+      const lock = config.admin.token === null
+        ? 'no token: anyone on this host can switch the phase'
+        : isLoopback(config.admin.host) ? 'changes need the token' : 'every request but /healthz and /readyz needs the token';
+      log(`admin endpoint on http://${describeEndpoint(admin)} (/status, /metrics, /healthz, /readyz; ${lock})`);
+    }
+  };
   let proxy: RehomeProxy;
   try {
-    proxy = await startRehome(config, log, { preflight: slot?.preflight ?? true });
+    proxy = await startRehome(config, log, { preflight: slot?.preflight ?? true, listening });
   } catch (e) {
     if (e instanceof RehomeError) fail(1, e.message);
     fail(1, (e as Error).message);
-  }
-  const addr = proxy.address();
-  // In a --workers fleet the primary prints this line once every worker listens.
-  if (slot !== null) toPrimary({ rehome: 'listening', host: addr.host, port: addr.port });
-  else out.listening(describeEndpoint(addr));
-  const admin = proxy.adminAddress();
-  if (admin && config.admin) {
-    const lock = config.admin.token === null
-      ? 'no token: anyone on this host can switch the phase'
-      : isLoopback(config.admin.host) ? 'changes need the token' : 'every request but /healthz and /readyz needs the token';
-    log(`admin endpoint on http://${describeEndpoint(admin)} (/status, /metrics, /healthz, /readyz; ${lock})`);
   }
   const stopProgress = showProgress(proxy, config.progress);
   let stopping = false;

@@ -22,7 +22,7 @@ export interface AdminSubject {
   status(): Record<string, unknown>;
   /** The fleet-wide phase switch; rejects with the reason it was refused. */
   switchPhase(to: SwitchablePhase): Promise<unknown>;
-  /** The current phase's migration: read on every request, since a switch replaces it. */
+  /** The current phase's migration: read on each sweeper request, since a switch replaces it. */
   readonly migration: { readonly sweeper: SweeperControl | null };
   /** Whether clients are served in the current phase right now, and if not why: /readyz. */
   readiness(): Readiness;
@@ -126,7 +126,6 @@ function unauthorized(
 }
 
 async function handle(subject: AdminSubject, metrics: ProxyMetrics, method: string, url: URL, res: http.ServerResponse): Promise<void> {
-  const sw = subject.migration.sweeper;
   if (method === 'GET' && url.pathname === '/healthz') return json(res, 200, { alive: true, uptime_s: Math.round(process.uptime()) });
   if (method === 'GET' && url.pathname === '/readyz') {
     const r = subject.readiness();
@@ -149,6 +148,8 @@ async function handle(subject: AdminSubject, metrics: ProxyMetrics, method: stri
     }
   }
   if (method === 'POST' && url.pathname.startsWith('/sweeper/')) {
+    // Read here, not for every request: a proxy still starting has no migration yet (it throws).
+    const sw = subject.migration.sweeper;
     if (!sw) return json(res, 409, { error: 'the sweeper is disabled (--no-sweep)' });
     const what = url.pathname.slice('/sweeper/'.length);
     if (what === 'pause') sw.pause('paused by operator');

@@ -14,7 +14,7 @@ import { IdleReaper, refuseConnection } from '../session/limits.js';
 import { type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
-import { checkPair, type Logger, type Pair } from './startup.js';
+import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
 
 export type { Logger } from './startup.js';
 export type { ProxyObserver } from './runtime.js';
@@ -34,10 +34,16 @@ export interface StartOptions {
   preflight?: boolean;
   observer?: ProxyObserver;
   /**
-   * Started once the proxy listens and before it joins the fleet, so the fleet view names its
-   * address; a rejection stops the proxy and is start's error.
+   * Started once the proxy listens and before its first runtime (nothing has moved yet), so the
+   * fleet view names its address; a rejection stops the proxy and is start's error. Until the
+   * runtime is built, status says 'starting' and readiness is false.
    */
   startAdmin?: (proxy: RehomeProxy) => Promise<AdminEndpoint>;
+  /**
+   * Called once the proxy serves (--listen and the admin endpoint were bound before any key
+   * moved), before any log line of its runtime: where the listening line is printed.
+   */
+  listening?: (proxy: RehomeProxy) => void;
 }
 
 /** A running proxy. */
@@ -59,6 +65,8 @@ export class RehomeProxy {
   /** Every process's view of the phase (refreshed every second with phases on). */
   fleet: ProcessView[] = [];
   private fleetTimer: NodeJS.Timeout | null = null;
+  /** False until the first runtime is built: the ports are bound, nothing is served or moved yet. */
+  private started = false;
 
   private constructor(
     readonly config: ProxyConfig,
@@ -82,30 +90,55 @@ export class RehomeProxy {
     if (pair.phases) pair.phases.view = () => this.processView();
   }
 
-  /** Starts a proxy; the admin endpoint and the metrics come from the caller (src/start.ts). */
+  /**
+   * Starts a proxy; the admin endpoint and the metrics come from the caller (src/start.ts).
+   *
+   * Order: check the pair, bind --listen, start the admin endpoint, and only then build the
+   * first runtime, whose sweeper may move keys (and even finish the migration) at once. A port in
+   * use thus fails start before any key moved. Clients that connect meanwhile wait, unread, for
+   * the runtime, as they do during a phase switch. The runtime's log lines are held until the
+   * listening line (opts.listening) is out, so that no line about moves comes before it: the
+   * port was bound before any of them happened.
+   */
   static async start(config: ProxyConfig, log: Logger = () => {}, opts: StartOptions = {}): Promise<RehomeProxy> {
     const pair = await checkPair(config, log, opts.preflight !== false);
+    const held = holdLines(log);
+    let p: RehomeProxy | null = null;
     try {
       // Half-open: a client that shuts down its sending side still gets every reply.
-      const p = new RehomeProxy(config, net.createServer({ allowHalfOpen: true }), log, pair, opts.observer ?? null);
-      const rt = await p.runtimes.start();
+      p = new RehomeProxy(config, net.createServer({ allowHalfOpen: true }), held.log, pair, opts.observer ?? null);
       await p.listen();
-      p.idle = new IdleReaper(config.clientLimits.idleTimeoutMs, () => p.sessions);
-      p.idle.start();
       if (opts.startAdmin) await p.startAdmin(opts.startAdmin);
+      const rt = await p.runtimes.start();
+      p.started = true;
+      p.resumeWaiting();
+      p.idle = new IdleReaper(config.clientLimits.idleTimeoutMs, () => p!.sessions);
+      p.idle.start();
       p.joinFleet();
       log(
         `source ${describeEndpoint(config.source)} (redis ${pair.versions.source}), target ${describeEndpoint(config.target)} (redis ${pair.versions.target}), ${rt.ctx.table.size} commands, ${pair.databases} dbs` +
           (pair.phases ? `; phase ${rt.phase} (epoch ${rt.epoch})` : ''),
       );
+      opts.listening?.(p);
+      held.release();
       return p;
     } catch (e) {
+      held.release();
+      if (p) await p.abortStart();
       await pair.phases?.close();
       throw e;
     }
   }
 
-  /** Listens on --listen; if it cannot, the first runtime is retired and start fails. */
+  /** Start failed after the ports were bound: unbind them and close the clients that waited. */
+  private async abortStart(): Promise<void> {
+    this.server.close();
+    this.admin?.close();
+    this.failPending('');
+    await this.runtimes.stop();
+  }
+
+  /** Listens on --listen; if it cannot, start fails (before any runtime exists). */
   private async listen(): Promise<void> {
     const { server, config } = this;
     server.on('connection', (sock) => this.accept(sock));
@@ -115,21 +148,12 @@ export class RehomeProxy {
         reject(new RehomeError('ELISTEN', `cannot listen on ${describeEndpoint(config.listen)}: ${why}`));
       });
       server.listen(config.listen.port, config.listen.host, () => resolve());
-    }).catch(async (e: unknown) => {
-      await this.runtimes.stop();
-      throw e;
     });
     server.on('error', (e) => this.log(`server error: ${e.message}`));
   }
 
   private async startAdmin(start: NonNullable<StartOptions['startAdmin']>): Promise<void> {
-    try {
-      this.admin = await start(this);
-    } catch (e) {
-      this.server.close();
-      await this.runtimes.stop();
-      throw e;
-    }
+    this.admin = await start(this);
   }
 
   /** Starts reading the shared phase, and every process's view of it for status. */
@@ -257,6 +281,7 @@ export class RehomeProxy {
 
   /** The current phase's migration (the last one while a switch is under way). */
   get migration(): Migration {
+    if (!this.started) throw new RehomeError('ESTARTING', 'rehome is starting: the first phase is being set up; try again in a moment');
     return this.runtimes.migration;
   }
 
@@ -272,6 +297,7 @@ export class RehomeProxy {
 
   /** The figures /metrics exports, read when it is scraped. */
   figures() {
+    if (!this.started) return { ...STARTING_FIGURES, ...this.counters, clients: this.sessions.size };
     const m = this.migration;
     const st = m.mover.stats;
     return {
@@ -304,6 +330,7 @@ export class RehomeProxy {
     const not = (reason: string) => ({ ready: false, reason, phase, epoch });
     if (this.stopping) return not('shutting down: no longer accepting clients');
     if (!this.server.listening) return not(`not listening on ${describeEndpoint(this.config.listen)}`);
+    if (!this.started) return not('starting: the first phase is being set up; clients wait for it');
     if (rt === null || c?.state.phase === 'fencing') return not('a phase switch is under way: new clients wait for the next phase');
     const problem = c?.readProblem() ?? null;
     if (problem !== null) return not(problem);
@@ -316,6 +343,9 @@ export class RehomeProxy {
 
   /** Where the migration stands, for /status and `rehome status`. */
   status(): Record<string, unknown> {
+    if (!this.started) {
+      return { phase: 'starting', source: describeEndpoint(this.config.source), target: describeEndpoint(this.config.target), versions: this.versions, clients: this.pending.size };
+    }
     const m = this.migration;
     const st = m.mover.stats;
     const rt = this.runtimes.current;
@@ -392,6 +422,21 @@ export class RehomeProxy {
 
 /** Every move error kind at 0: /metrics shows each series from the start. */
 const ZERO_ERRORS: Record<string, number> = Object.fromEntries(MOVE_ERROR_KINDS.map((k) => [k, 0]));
+
+/** /metrics before the first runtime: every series present, nothing moved yet. */
+const STARTING_FIGURES = {
+  movedOnTouch: 0,
+  movedBySweeper: 0,
+  remainingPerDb: {} as Record<number, number>,
+  drained: false,
+  rate: 0,
+  errorsByKind: ZERO_ERRORS,
+  moveFailures: 0,
+  cacheSize: 0,
+  bigKeys: 0,
+  phase: 'starting',
+  epoch: 0,
+};
 
 /**
  * The sweeper's part of the status (its keys keep their place in the JSON). Without a sweeper

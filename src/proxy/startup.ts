@@ -21,6 +21,25 @@ import type { Endpoint } from '../upstream/endpoint.js';
  */
 export type Logger = (line: string, fields?: Record<string, unknown>) => void;
 
+/**
+ * A logger that holds its lines until release(), then passes them (and every later one) through:
+ * start holds the first runtime's lines until the listening line is out.
+ */
+export function holdLines(log: Logger): { log: Logger; release(): void } {
+  let held: Array<Parameters<Logger>> | null = [];
+  return {
+    log: (line, fields) => {
+      if (held === null) log(line, fields);
+      else held.push([line, fields]);
+    },
+    release: () => {
+      const lines = held ?? [];
+      held = null;
+      for (const [line, fields] of lines) log(line, fields);
+    },
+  };
+}
+
 /** What start found out about the pair, fixed for the proxy's life. */
 export interface Pair {
   versions: { source: string; target: string };

@@ -11,6 +11,7 @@
  *   migrate    the source can MIGRATE to the target's address (a throwaway probe key)
  *   restore    the target RESTOREs the source's DUMP payload (and the versions, to explain why not)
  *   version    the versions of both servers
+ *   users      the users applications log in as on the source exist on the target (plan-users.ts)
  *   conflicts  keys already in both servers (docs/DESIGN.md rule 3: the target copy would win), and
  *              their resolution with onConflict + apply
  *
@@ -46,6 +47,7 @@ import {
   type DbKey,
   type ServerConn,
 } from './scan-both.js';
+import { checkUsers } from './plan-users.js';
 
 export type FindingLevel = 'ok' | 'warn' | 'fail';
 
@@ -58,6 +60,7 @@ export type PlanCheck =
   | 'eviction'
   | 'migrate'
   | 'restore'
+  | 'users'
   | 'conflicts';
 
 export interface Finding {
@@ -295,6 +298,9 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
       add('version', 'ok', versions);
     }
 
+    phase = 'users';
+    await checkUsers(s, t, add);
+
     // conflicts: keys already in both servers.
     phase = 'conflicts';
     const applying = opts.apply === true && opts.onConflict != null && !findings.some((f) => f.level === 'fail');
@@ -489,8 +495,9 @@ const PLAN_USAGE = `usage: rehome plan --source redis://[user:pass@]host:port --
 
 Pre-flight checks of a migration: both servers reachable and authenticated, the source can
 MIGRATE to the target (a throwaway probe key with a 10 s TTL, deleted afterwards), the target
-can RESTORE the source's payloads, versions, databases, memory, eviction policy, and keys that
-already exist in both servers (conflicts). Exit code 0: no failure; 1: a failure; 2: bad usage.
+can RESTORE the source's payloads, versions, databases, memory, eviction policy, the users
+applications log in as (ACL LIST, or whether a password is required), and keys that already
+exist in both servers (conflicts). Exit code 0: no failure; 1: a failure; 2: bad usage.
 
   --source URL                    the old instance
   --target URL                    the new instance
