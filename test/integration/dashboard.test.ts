@@ -3,8 +3,6 @@
  * of one pair (real servers, a workload running): the phase, epoch, keys left per db and process
  * rows it shows against what the old server and /status say, and switches that appear only once
  * the admin token is given and then act on the whole fleet. Skips with one line without Chromium.
- *
- * REHOME_DASHBOARD_SCREENSHOT=path saves a screenshot of the page mid-migration (docs/dashboard.png).
  */
 import type { Redis } from 'ioredis';
 import type { Browser, Page } from 'puppeteer-core';
@@ -184,15 +182,6 @@ describe.skipIf(!chromium)('the dashboard at the admin endpoint', () => {
         });
       const total = Object.values(left).reduce((x, y) => x + y, 0);
       expect(num(await text(page, '#remaining-total'))).toBe(total);
-
-      if (process.env.REHOME_DASHBOARD_SCREENSHOT) {
-        await page.click('button[data-sweeper="resume"]');
-        await shows(page, '#sweeper-state', 'sweeping');
-        await page.click('#lock');
-        await page.waitForFunction(() => (document.getElementById('rate')?.textContent ?? '0') !== '0', { timeout: 15_000 });
-        await page.screenshot({ path: process.env.REHOME_DASHBOARD_SCREENSHOT });
-        await enterToken(page, TOKEN);
-      }
 
       // The rate limit lifted and the sweeper resumed from the page: the page follows to drained.
       await page.type('#rate-limit', '0');
