@@ -1,9 +1,10 @@
 /**
  * The admin endpoint: the dashboard page GET / (src/admin/dashboard.ts) and the per-second client
- * latency behind its chart GET /latency, GET /status (JSON), GET /metrics (Prometheus text), the probes GET /healthz
- * (the process is up) and GET /readyz (clients are served in the current phase), and sweeper
- * control: POST /sweeper/pause, POST /sweeper/resume, POST /sweeper/rate?keys_per_sec=N, and the
- * fleet-wide phase switch POST /phase?to=hold|migrate|reverse. Who may send what: src/admin/auth.ts.
+ * latency behind its chart GET /latency, GET /status (JSON), GET /metrics (Prometheus text), the
+ * probes GET /healthz (the process is up) and GET /readyz (clients are served in the current
+ * phase), and sweeper control: POST /sweeper/pause, POST /sweeper/resume,
+ * POST /sweeper/rate?keys_per_sec=N, and the fleet-wide phase switch
+ * POST /phase?to=hold|migrate|reverse. Who may send what: src/admin/auth.ts.
  *
  * It sits above the proxy and knows it only as the AdminSubject below, so the proxy never
  * imports this file: the composition root (src/start.ts) hands it the running proxy.
