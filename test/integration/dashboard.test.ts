@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AdminProxy, fetchStatus, seedStrings, useAdminProxies } from '../helpers/admin.js';
 import { chromiumPath, launchChromium } from '../helpers/browser.js';
 import { usePair } from '../helpers/fixture.js';
-import type { RedisServer } from '../helpers/redis.js';
+import { startProxy } from '../helpers/proxy.js';
+import { freePort, type RedisServer } from '../helpers/redis.js';
 import { sleep, waitFor } from '../helpers/util.js';
 
 type Json = Record<string, any>;
@@ -110,6 +111,29 @@ describe.skipIf(!chromium)('the dashboard at the admin endpoint', () => {
     expect((await fetch(`http://${ap.admin}/`, { method: 'POST' })).status).toBe(401);
     const lat = (await (await fetch(`http://${ap.admin}/latency`)).json()) as Json;
     expect(lat).toMatchObject({ step_s: 1, points: expect.any(Array), by_phase: expect.any(Object) });
+  });
+
+  it('beyond loopback, where /status needs the token, asks for it before it shows anything', async () => {
+    const port = await freePort();
+    const proxy = await startProxy({
+      source: ctx.source,
+      target: ctx.target,
+      args: ['--phase', 'hold', '--admin', `0.0.0.0:${port}`, '--admin-token', TOKEN, '--progress', 'off'],
+    });
+    const page = await browser.newPage();
+    try {
+      await page.goto(`http://127.0.0.1:${port}/`);
+      await page.waitForFunction(() => !document.getElementById('banner')!.hidden, { timeout: 15_000 });
+      expect(await text(page, '#banner')).toMatch(/only with the admin token/);
+      expect(await text(page, '#phase')).toBe('…');
+      expect(await visibleButtons(page)).toEqual([]);
+      await enterToken(page, TOKEN);
+      await shows(page, '#phase', 'hold');
+      await page.waitForFunction(() => document.getElementById('banner')!.hidden, { timeout: 15_000 });
+    } finally {
+      await page.close();
+      await proxy.stop('SIGTERM', 3_000);
+    }
   });
 
   it('shows a running migration as the servers see it; switches appear only with the token and act on the fleet', async () => {
