@@ -155,8 +155,8 @@ async function main(): Promise<void> {
     if (admin && config.admin) {
       const lock = config.admin.token === null
         ? 'no token: anyone on this host can switch the phase'
-        : isLoopback(config.admin.host) ? 'changes need the token' : 'every request but /healthz and /readyz needs the token';
-      log(`admin endpoint on http://${describeEndpoint(admin)} (/status, /metrics, /healthz, /readyz; ${lock})`);
+        : isLoopback(config.admin.host) ? 'changes need the token' : 'every request but /, /healthz and /readyz needs the token';
+      log(`admin endpoint on http://${describeEndpoint(admin)} (the dashboard at /; /status, /metrics, /healthz, /readyz; ${lock})`);
     }
   };
   let proxy: RehomeProxy;

@@ -3,12 +3,15 @@
  *
  *   request                          loopback, no token   loopback, token   beyond loopback (token)
  *   GET /healthz, GET /readyz        open                 open              open
- *   GET /status, GET /metrics        open                 open              token
+ *   GET / (the dashboard page)       open                 open              open
+ *   GET /status, /metrics, /latency  open                 open              token
  *   anything else (POST ...)         open                 token             token
  *
  * Beyond loopback without a token the endpoint does not start (src/config.ts refuses the flags,
  * startAdmin refuses a hand-built config). The probes stay open everywhere: load balancers and
- * orchestrators often cannot send a header, and they change nothing.
+ * orchestrators often cannot send a header, and they change nothing. The dashboard page is open
+ * because a browser cannot send a header when it opens a page, and the page holds no figures: it
+ * asks for the token itself before it reads /status where that needs one.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 
@@ -16,7 +19,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 export function needsToken(method: string, path: string, opts: { token: boolean; loopback: boolean }): boolean {
   if (!opts.token) return false;
   const read = method === 'GET';
-  if (read && (path === '/healthz' || path === '/readyz')) return false;
+  if (read && (path === '/healthz' || path === '/readyz' || path === '/')) return false;
   return !read || !opts.loopback;
 }
 

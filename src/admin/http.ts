@@ -1,8 +1,10 @@
 /**
- * The admin endpoint: GET /status (JSON), GET /metrics (Prometheus text), the probes GET /healthz
- * (the process is up) and GET /readyz (clients are served in the current phase), and sweeper
- * control: POST /sweeper/pause, POST /sweeper/resume, POST /sweeper/rate?keys_per_sec=N, and the
- * fleet-wide phase switch POST /phase?to=hold|migrate|reverse. Who may send what: src/admin/auth.ts.
+ * The admin endpoint: the dashboard page GET / (src/admin/dashboard.ts) and the per-second client
+ * latency behind its chart GET /latency, GET /status (JSON), GET /metrics (Prometheus text), the
+ * probes GET /healthz (the process is up) and GET /readyz (clients are served in the current
+ * phase), and sweeper control: POST /sweeper/pause, POST /sweeper/resume,
+ * POST /sweeper/rate?keys_per_sec=N, and the fleet-wide phase switch
+ * POST /phase?to=hold|migrate|reverse. Who may send what: src/admin/auth.ts.
  *
  * It sits above the proxy and knows it only as the AdminSubject below, so the proxy never
  * imports this file: the composition root (src/start.ts) hands it the running proxy.
@@ -14,6 +16,8 @@ import type { Sweeper } from '../migration/sweeper.js';
 import { SWITCHABLE, type SwitchablePhase } from '../phase/phase.js';
 import { describeEndpoint, isLoopback } from '../upstream/endpoint.js';
 import { BearerToken, needsToken, type TokenRefusal } from './auth.js';
+import { serveDashboard } from './dashboard.js';
+import { LatencyHistory } from './latency-history.js';
 import type { ProxyMetrics } from './metrics.js';
 
 /** What the endpoint reads and drives: a running proxy. */
@@ -62,6 +66,9 @@ export function startAdmin(subject: AdminSubject, metrics: ProxyMetrics, opts: A
     return Promise.reject(new ConfigError(`an admin endpoint beyond loopback (${describeEndpoint({ host, port })}) needs a token`));
   }
   const token = opts.token === null ? null : new BearerToken(opts.token);
+  const latency = new LatencyHistory(metrics.commandLatency, () => subject.readiness().phase);
+  latency.start();
+  const endpoint = { latency, tokenRequired: token !== null };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
     const method = req.method ?? 'GET';
@@ -80,20 +87,26 @@ export function startAdmin(subject: AdminSubject, metrics: ProxyMetrics, opts: A
       const refused = token.check(req.headers.authorization);
       if (refused !== null) return unauthorized(res, refused, method, url, req.socket.remoteAddress, log);
     }
-    void handle(subject, metrics, method, url, res).catch((e: Error) => {
+    void handle(subject, metrics, endpoint, method, url, res).catch((e: Error) => {
       res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(`${e.message}\n`);
     });
   });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => {
+      latency.stop();
+      reject(e);
+    });
     server.listen(port, host, () =>
       resolve({
         address: () => {
           const a = server.address() as net.AddressInfo;
           return { host: a.address, port: a.port };
         },
-        close: () => server.close(),
+        close: () => {
+          latency.stop();
+          server.close();
+        },
       }),
     );
   });
@@ -125,13 +138,41 @@ function unauthorized(
   json(res, 401, { error }, { 'www-authenticate': challenge });
 }
 
-async function handle(subject: AdminSubject, metrics: ProxyMetrics, method: string, url: URL, res: http.ServerResponse): Promise<void> {
+/** What the endpoint itself adds to the proxy's figures. */
+interface EndpointState {
+  latency: LatencyHistory;
+  tokenRequired: boolean;
+}
+
+async function handle(
+  subject: AdminSubject,
+  metrics: ProxyMetrics,
+  endpoint: EndpointState,
+  method: string,
+  url: URL,
+  res: http.ServerResponse,
+): Promise<void> {
+  if (method === 'GET' && url.pathname === '/') return serveDashboard(res);
   if (method === 'GET' && url.pathname === '/healthz') return json(res, 200, { alive: true, uptime_s: Math.round(process.uptime()) });
   if (method === 'GET' && url.pathname === '/readyz') {
     const r = subject.readiness();
     return json(res, r.ready ? 200 : 503, r);
   }
-  if (method === 'GET' && url.pathname === '/status') return json(res, 200, subject.status());
+  if (method === 'GET' && url.pathname === '/status') {
+    // served_at_ms lets a reader judge each process's seen_at by this host's clock, not its own.
+    return json(res, 200, {
+      ...subject.status(),
+      client_latency: endpoint.latency.summary(),
+      admin_token_required: endpoint.tokenRequired,
+      served_at_ms: Date.now(),
+    });
+  }
+  if (method === 'GET' && url.pathname === '/latency') {
+    // Ten minutes of seconds, fetched every second by the page: not indented.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(endpoint.latency.report()));
+    return;
+  }
   if (method === 'GET' && url.pathname === '/metrics') {
     res.writeHead(200, { 'content-type': metrics.registry.contentType });
     res.end(await metrics.registry.metrics());
@@ -161,5 +202,5 @@ async function handle(subject: AdminSubject, metrics: ProxyMetrics, method: stri
     } else return json(res, 404, { error: `unknown sweeper action '${what}'` });
     return json(res, 200, { sweeper: sw.state, pause_reason: sw.pauseReason || null, rate_limit: sw.opts.rate || null });
   }
-  json(res, 404, { error: 'GET /status, GET /metrics, GET /healthz, GET /readyz, POST /sweeper/pause|resume|rate?keys_per_sec=N, POST /phase?to=hold|migrate|reverse' });
+  json(res, 404, { error: 'GET / (the dashboard), GET /status, GET /latency, GET /metrics, GET /healthz, GET /readyz, POST /sweeper/pause|resume|rate?keys_per_sec=N, POST /phase?to=hold|migrate|reverse' });
 }
