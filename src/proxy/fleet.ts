@@ -255,6 +255,9 @@ export async function changeSweeper(
       `cannot store the sweeper setting on the old server (${(e as Error).message}); nothing changed for the fleet${change.paused && sw ? ', only this process paused its sweeper' : ''}`,
     );
   }
+  // Followed here at once, even when the stored value did not change (this process's sweeper
+  // may have paused on its own, for a source restart that could not be stored).
+  sw?.follow({ rate: stored.rate ?? sw.opts.rate, paused: stored.paused });
   const where = sw
     ? 'every process\'s sweeper follows it'
     : `this process runs no sweeper now (${idle}); whichever process sweeps follows it`;
