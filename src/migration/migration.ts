@@ -66,7 +66,7 @@ export class Migration {
       mover.drained = true;
       return;
     }
-    this.watch = new SourceWatch(source.dedicated(0), opts.watchIntervalMs, (a, b) => this.onSourceRestart(a, b));
+    this.watch = new SourceWatch(() => source.dedicated(0), opts.watchIntervalMs, (a, b) => this.onSourceRestart(a, b));
     this.sweeper = opts.sweep
       ? new Sweeper(source, mover, { ...SWEEPER_DEFAULTS, ...opts.sweeper }, log, () => this.setDrained(), opts.sweeperPaused ?? null)
       : null;

@@ -187,7 +187,9 @@ export class Sweeper {
 
   private conn(db: number): Redis {
     let c = this.conns.get(db);
-    if (!c) {
+    // A fenced connection whose reconnect failed (the server restarted, the phase could not be
+    // read meanwhile) has ended for good: open a new one.
+    if (!c || c.status === 'end') {
       c = this.source.dedicated(db);
       this.conns.set(db, c);
     }
@@ -447,7 +449,7 @@ export class Sweeper {
 
   /** True when this sweeper holds (or just took) the lease. */
   private async holdLease(): Promise<boolean> {
-    if (!this.leaseConn) this.leaseConn = this.source.dedicated(0);
+    if (!this.leaseConn || this.leaseConn.status === 'end') this.leaseConn = this.source.dedicated(0);
     const c = this.leaseConn;
     let list: string;
     let myId: number;

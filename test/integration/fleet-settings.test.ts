@@ -293,3 +293,32 @@ describe('fleet-wide status', () => {
     old.disconnect();
   }, 90_000);
 });
+
+describe('a source restart pauses the fleet\'s sweeper', () => {
+  const restartable = usePair({ autoProxy: false, source: { args: ['--appendonly', 'yes', '--appendfsync', 'always'] } });
+
+  it('every process pauses, whichever saw it; one resume on any process resumes them all', async () => {
+    let old = restartable.source.client();
+    await seedStrings(old, 0, 3_000);
+    const a = await startAdmin(restartable, ['--phase', 'migrate', '--sweep-rate', '200']);
+    const b = await startAdmin(restartable, ['--phase', 'migrate', '--sweep-rate', '200']);
+    await waitFor(async () => ((await keysIn(old)) < 2_900 ? true : null), 'the sweeper to move some keys', 15_000, 50);
+    await restartable.source.restart({ keepData: true });
+    old = restartable.source.client();
+    expect(await old.hget(PHASE_KEY, 'phase'), 'the phase kept over the restart').toBe('migrate');
+    for (const x of [a, b]) {
+      await waitStatus(x, (st) => st.sweeper.state === 'paused' && /source restarted/.test(st.fleet.sweeper.pause_reason ?? ''), 'every sweeper paused for the restart');
+    }
+    expect(await old.hget(PHASE_KEY, 'sweep:paused')).toMatch(/^source restarted/);
+    await sleep(500);
+    await expectStill(old, 1_500, 'keys left the old server while the fleet is paused for the restart');
+
+    const r = await sweeperCli(b, 'resume');
+    expect(r.fleet.paused).toBe(false);
+    await sweeperCli(b, 'rate', '0');
+    for (const x of [a, b]) await waitStatus(x, onPhase('drained'), 'drained', 30_000);
+    await expectStrings(restartable.target.client(), 0, 3_000);
+    await noKeyInBoth(restartable, [a, b]);
+    old.disconnect();
+  }, 90_000);
+});
