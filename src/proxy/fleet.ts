@@ -23,13 +23,12 @@ import { ControlPool } from '../upstream/control.js';
 export const REPORT_STALE_MS = 3_000;
 const REFRESH_MS = 1_000;
 
-/** What the fleet view reads from this process. */
+/** What the fleet view reads from this process: its runtimes (runtime.ts). */
 export interface FleetHost {
-  readonly config: ProxyConfig;
   /** The current phase's migration (the last one while a switch is under way). */
-  migration(): Migration;
+  readonly migration: Migration;
   /** The runtime in effect; null while a switch is under way. */
-  runtime(): { phase: string; epoch: number } | null;
+  readonly current: { phase: string; epoch: number } | null;
   /** The sweeper settings this process follows (the fleet's, or the flags' without phases). */
   sweepSettings(): { rate: number; paused: string | null };
 }
@@ -57,6 +56,7 @@ export class FleetView {
 
   constructor(
     private readonly phases: PhaseController,
+    private readonly config: ProxyConfig,
     private readonly host: FleetHost,
   ) {}
 
@@ -89,8 +89,8 @@ export class FleetView {
 
   /** While this process sweeps: its rate, for every process's status. */
   private async publish(): Promise<void> {
-    const rt = this.host.runtime();
-    const m = this.host.migration();
+    const rt = this.host.current;
+    const m = this.host.migration;
     if (rt === null || m.sweeper?.state !== 'sweeping') return;
     await this.phases.publishSweep({
       id: this.phases.id,
@@ -122,7 +122,7 @@ export class FleetView {
   private pool(side: Side): ControlPool {
     let p = this.pools[side];
     if (!p) {
-      const { config } = this.host;
+      const config = this.config;
       // Unfenced (named without an epoch): a switch does not kill it, and it only reads INFO.
       const ep = side === 'old' ? config.source : config.target;
       p = new ControlPool(ep, { commandTimeoutMs: config.connectTimeoutMs * 2, connectTimeoutMs: config.connectTimeoutMs }, 'source');

@@ -75,14 +75,7 @@ export class RehomeProxy {
       dropWaiting: (why) => this.failPending(why),
     });
     if (pair.phases) pair.phases.view = () => this.processView();
-    this.fleet = pair.phases
-      ? new FleetView(pair.phases, {
-          config,
-          migration: () => this.runtimes.migration,
-          runtime: () => this.runtimes.current,
-          sweepSettings: () => this.runtimes.sweepSettings(),
-        })
-      : null;
+    this.fleet = pair.phases ? new FleetView(pair.phases, config, this.runtimes) : null;
   }
 
   /** Starts a proxy; the admin endpoint and the metrics come from the caller (src/start.ts). */
