@@ -364,7 +364,7 @@ export class Runtimes {
         ...(phases
           ? {
               onPauseSweeper: (reason: string) =>
-                void phases.setSweep({ paused: reason }, this.processId).catch((e: Error) =>
+                void phases.setSweep({ paused: reason }, phases.id).catch((e: Error) =>
                   this.host.log(`cannot store the sweeper's pause for the fleet (${e.message}); only this process's sweeper is paused`)),
             }
           : {}),

@@ -204,7 +204,8 @@ export class RehomeProxy {
    */
   setSweeper(change: SweepChange): Promise<SweeperAnswer> {
     const idle = !this.config.sweep ? '--no-sweep' : this.runtimes.current === null ? 'a phase switch is under way' : `phase ${this.phaseName}: nothing moves`;
-    return changeSweeper(this.pair.phases, this.migration, change, this.processId, idle);
+    // Named as in the fleet's rows (`proc:<id>`).
+    return changeSweeper(this.pair.phases, this.migration, change, this.pair.phases?.id ?? this.processId, idle);
   }
 
   /** The address actually listened on. */
