@@ -64,6 +64,8 @@ export class FleetView {
     this.timer = setInterval(() => void this.refresh(), REFRESH_MS);
     this.timer.unref();
     void this.refresh();
+    // A new phase may read another server, or find the old one drained: count again at once.
+    this.phases.onChange(() => void this.countRemaining());
   }
 
   async stop(): Promise<void> {
