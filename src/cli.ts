@@ -44,7 +44,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --sweep-budget-ms N            longest one sweeper MIGRATE should block the source (default ${DEFAULTS.sweepBudgetMs})
   --sweep-touch-budget-ms N      while clients touch unmoved keys, longest one sweeper step holds
                                  the source, so a touch waits behind at most that (default ${DEFAULTS.sweepTouchBudgetMs})
-  --sweep-rate N                 sweeper keys per second at most, 0 = no limit (default ${DEFAULTS.sweepRate})
+  --sweep-rate N                 sweeper keys per second at most, 0 = no limit (default ${DEFAULTS.sweepRate}); with
+                                 phases only the fleet's first value: a rate stored with the phase wins
   --switch-drain-ms N            at a phase switch, longest wait for commands in flight before the
                                  fence; clients keep their connections (default ${DEFAULTS.switchDrainMs}, 0 = close them)
   --big-key-mb N                 keys at least this large are moved alone and reported (default ${DEFAULTS.bigKeyMb})

@@ -3,7 +3,8 @@
  * latency behind its chart GET /latency, GET /status (JSON), GET /metrics (Prometheus text), the
  * probes GET /healthz (the process is up) and GET /readyz (clients are served in the current
  * phase), and sweeper control: POST /sweeper/pause, POST /sweeper/resume,
- * POST /sweeper/rate?keys_per_sec=N, and the fleet-wide phase switch
+ * POST /sweeper/rate?keys_per_sec=N (the fleet's settings where phases are in use:
+ * src/proxy/fleet.ts), and the fleet-wide phase switch
  * POST /phase?to=hold|migrate|reverse. Who may send what: src/admin/auth.ts.
  *
  * It sits above the proxy and knows it only as the AdminSubject below, so the proxy never
@@ -12,7 +13,8 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { ConfigError } from '../errors.js';
-import type { Sweeper } from '../migration/sweeper.js';
+import { RehomeError } from '../errors.js';
+import type { SweepChange } from '../phase/fleet-record.js';
 import { SWITCHABLE, type SwitchablePhase } from '../phase/phase.js';
 import { describeEndpoint, isLoopback } from '../upstream/endpoint.js';
 import { BearerToken, needsToken, type TokenRefusal } from './auth.js';
@@ -26,8 +28,8 @@ export interface AdminSubject {
   status(): Record<string, unknown>;
   /** The fleet-wide phase switch; rejects with the reason it was refused. */
   switchPhase(to: SwitchablePhase): Promise<unknown>;
-  /** The current phase's migration: read on each sweeper request, since a switch replaces it. */
-  readonly migration: { readonly sweeper: SweeperControl | null };
+  /** Changes the sweeper's rate or pause; rejects with why not (ENOSWEEP: no sweeper to change). */
+  setSweeper(change: SweepChange): Promise<unknown>;
   /** Whether clients are served in the current phase right now, and if not why: /readyz. */
   readiness(): Readiness;
 }
@@ -49,9 +51,6 @@ export interface AdminOptions {
   token: string | null;
   log: (line: string, fields?: Record<string, unknown>) => void;
 }
-
-/** The sweeper as the operator controls it. */
-export type SweeperControl = Pick<Sweeper, 'pause' | 'resume' | 'setRate' | 'state' | 'pauseReason' | 'opts'>;
 
 /** A listening admin endpoint. */
 export interface AdminServer {
@@ -189,18 +188,22 @@ async function handle(
     }
   }
   if (method === 'POST' && url.pathname.startsWith('/sweeper/')) {
-    // Read here, not for every request: a proxy still starting has no migration yet (it throws).
-    const sw = subject.migration.sweeper;
-    if (!sw) return json(res, 409, { error: 'the sweeper is disabled (--no-sweep)' });
     const what = url.pathname.slice('/sweeper/'.length);
-    if (what === 'pause') sw.pause('paused by operator');
-    else if (what === 'resume') sw.resume();
+    let change: SweepChange;
+    if (what === 'pause') change = { paused: 'paused by operator' };
+    else if (what === 'resume') change = { paused: null };
     else if (what === 'rate') {
       const n = Number(url.searchParams.get('keys_per_sec'));
       if (!Number.isInteger(n) || n < 0) return json(res, 400, { error: 'keys_per_sec must be an integer >= 0 (0: no limit)' });
-      sw.setRate(n);
+      change = { rate: n };
     } else return json(res, 404, { error: `unknown sweeper action '${what}'` });
-    return json(res, 200, { sweeper: sw.state, pause_reason: sw.pauseReason || null, rate_limit: sw.opts.rate || null });
+    try {
+      return json(res, 200, await subject.setSweeper(change));
+    } catch (e) {
+      // No sweeper to change (without phases, --no-sweep): 409; the old server did not take it: 503.
+      const code = e instanceof RehomeError && e.code === 'ENOSWEEP' ? 409 : 503;
+      return json(res, code, { error: (e as Error).message });
+    }
   }
   json(res, 404, { error: 'GET / (the dashboard), GET /status, GET /latency, GET /metrics, GET /healthz, GET /readyz, POST /sweeper/pause|resume|rate?keys_per_sec=N, POST /phase?to=hold|migrate|reverse' });
 }

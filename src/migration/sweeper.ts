@@ -109,12 +109,13 @@ export class Sweeper {
     readonly opts: SweeperOptions,
     private readonly log: (line: string) => void,
     private readonly onDrained: () => void,
-    startPaused = false,
+    /** Why it starts paused (the fleet's pause, src/phase/fleet-record.ts); null: it starts. */
+    startPaused: string | null = null,
   ) {
     this.batchSize = Math.min(100, opts.maxBatch);
-    if (startPaused) {
+    if (startPaused !== null) {
       this.state = 'paused';
-      this.pauseReason = 'started paused';
+      this.pauseReason = startPaused;
     }
     this.done = this.run();
   }
@@ -141,6 +142,16 @@ export class Sweeper {
     this.rateWindowStart = 0;
     this.batchSize = Math.min(Math.max(this.batchSize, this.opts.minBatch), this.rateCap());
     this.kick();
+  }
+
+  /**
+   * Follows the fleet's settings (stored with the phase, read by every process): the rate, and
+   * paused with its reason or not. Called when they change; a drained sweeper stays drained.
+   */
+  follow(s: { rate: number; paused: string | null }): void {
+    if (s.rate !== this.opts.rate) this.setRate(s.rate);
+    if (s.paused !== null && (this.state !== 'paused' || this.pauseReason !== s.paused)) this.pause(s.paused);
+    else if (s.paused === null) this.resume();
   }
 
   async stop(): Promise<void> {
@@ -176,7 +187,9 @@ export class Sweeper {
 
   private conn(db: number): Redis {
     let c = this.conns.get(db);
-    if (!c) {
+    // A fenced connection whose reconnect failed (the server restarted, the phase could not be
+    // read meanwhile) has ended for good: open a new one.
+    if (!c || c.status === 'end') {
       c = this.source.dedicated(db);
       this.conns.set(db, c);
     }
@@ -436,7 +449,7 @@ export class Sweeper {
 
   /** True when this sweeper holds (or just took) the lease. */
   private async holdLease(): Promise<boolean> {
-    if (!this.leaseConn) this.leaseConn = this.source.dedicated(0);
+    if (!this.leaseConn || this.leaseConn.status === 'end') this.leaseConn = this.source.dedicated(0);
     const c = this.leaseConn;
     let list: string;
     let myId: number;

@@ -6,7 +6,8 @@
  *
  * Runtimes owns the runtime in effect and the changes between them: the first one at start, the
  * rebuild after a phase change (one at a time, in order), the fleet-wide switch this process
- * asks for, and the end of a drain.
+ * asks for, and the end of a drain. The sweeper of each runtime follows the fleet's sweeper
+ * settings (stored with the phase), not the start-up flags, so they outlive every rebuild.
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -92,6 +93,16 @@ export class Runtimes {
 
   constructor(private readonly host: RuntimeHost) {
     host.pair.phases?.onChange((s) => this.onPhaseChange(s));
+    host.pair.phases?.onSettings(() => this.rt?.migration.sweeper?.follow(this.sweepSettings()));
+  }
+
+  /**
+   * The sweeper settings a runtime follows: the fleet's (stored with the phase), the start-up
+   * flag's rate where the fleet has none; without phases, the flag's.
+   */
+  sweepSettings(): { rate: number; paused: string | null } {
+    const s = this.host.pair.phases?.settings;
+    return { rate: s?.rate ?? this.host.config.sweepRate, paused: s?.paused ?? null };
   }
 
   /** Builds the first runtime, for the shared phase once no switch is under way. */
@@ -363,6 +374,8 @@ export class Runtimes {
 
   private newMigration(source: ControlPool, mover: Mover, passThrough: boolean, reverse: boolean): Migration {
     const config = this.host.config;
+    const phases = this.host.pair.phases;
+    const settings = this.sweepSettings();
     return new Migration(
       source,
       mover,
@@ -372,10 +385,18 @@ export class Runtimes {
         sweeper: {
           budgetMs: config.sweepBudgetMs,
           touchBudgetMs: config.sweepTouchBudgetMs,
-          rate: config.sweepRate,
+          rate: settings.rate,
           bigKeyBytes: config.bigKeyBytes,
           migrateTimeoutMs: config.migrateTimeoutMs,
         },
+        sweeperPaused: settings.paused,
+        ...(phases
+          ? {
+              onPauseSweeper: (reason: string) =>
+                void phases.setSweep({ paused: reason }, phases.id).catch((e: Error) =>
+                  this.host.log(`cannot store the sweeper's pause for the fleet (${e.message}); only this process's sweeper is paused`)),
+            }
+          : {}),
         watchIntervalMs: 1_000,
         reverse,
       },

@@ -8,9 +8,11 @@ import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import type { Migration } from '../migration/migration.js';
 import { MOVE_ERROR_KINDS, type Mover } from '../migration/mover.js';
+import type { SweepChange } from '../phase/fleet-record.js';
 import type { PhaseController, ProcessView, SwitchablePhase } from '../phase/phase.js';
 import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
+import { changeSweeper, FleetView, type SweeperAnswer } from './fleet.js';
 import { type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
@@ -62,9 +64,8 @@ export class RehomeProxy {
   private stopping: Promise<void> | null = null;
   /** Closes idle clients (--timeout); null when off. */
   private idle: IdleReaper | null = null;
-  /** Every process's view of the phase (refreshed every second with phases on). */
-  fleet: ProcessView[] = [];
-  private fleetTimer: NodeJS.Timeout | null = null;
+  /** The fleet as one, for status (refreshed every second with phases on). */
+  private readonly fleet: FleetView | null;
   /** False until the first runtime is built: the ports are bound, nothing is served or moved yet. */
   private started = false;
 
@@ -88,6 +89,7 @@ export class RehomeProxy {
       carry: (c) => this.carry(c),
     });
     if (pair.phases) pair.phases.view = () => this.processView();
+    this.fleet = pair.phases ? new FleetView(pair.phases, config, this.runtimes) : null;
   }
 
   /**
@@ -156,15 +158,10 @@ export class RehomeProxy {
     this.admin = await start(this);
   }
 
-  /** Starts reading the shared phase, and every process's view of it for status. */
+  /** Starts reading the shared phase, and the fleet's state for status. */
   private joinFleet(): void {
-    const phases = this.pair.phases;
-    if (!phases) return;
-    phases.start();
-    this.fleetTimer = setInterval(() => {
-      phases.fleet().then((f) => (this.fleet = f), () => undefined);
-    }, 1_000);
-    this.fleetTimer.unref();
+    this.pair.phases?.start();
+    this.fleet?.start();
   }
 
   /** This process as the others see it in the phase record. */
@@ -177,6 +174,7 @@ export class RehomeProxy {
       clients: this.sessions.size,
       listen: describeEndpoint(this.address()),
       admin: admin ? describeEndpoint(admin) : null,
+      sweeper: this.migration.sweeper?.state ?? (this.config.sweep ? 'idle' : 'disabled'),
     };
   }
 
@@ -248,6 +246,16 @@ export class RehomeProxy {
   /** Switches the phase of every process on this pair (the fenced switch: Runtimes.switchPhase). */
   switchPhase(to: SwitchablePhase): Promise<{ from: string; to: string; epoch: number; killed: number }> {
     return this.runtimes.switchPhase(to);
+  }
+
+  /**
+   * Changes the sweeper's rate or pause: the fleet's with phases (whether this process sweeps
+   * or not), else this process's own (src/proxy/fleet.ts).
+   */
+  setSweeper(change: SweepChange): Promise<SweeperAnswer> {
+    const idle = !this.config.sweep ? '--no-sweep' : this.runtimes.current === null ? 'a phase switch is under way' : `phase ${this.phaseName}: nothing moves`;
+    // Named as in the fleet's rows (`proc:<id>`).
+    return changeSweeper(this.pair.phases, this.migration, change, this.pair.phases?.id ?? this.processId, idle);
   }
 
   /** The address actually listened on. */
@@ -356,10 +364,13 @@ export class RehomeProxy {
       phases: c
         ? {
             shared: { phase: c.state.phase, epoch: c.state.epoch, next: c.state.next, since: new Date(c.state.since).toISOString(), by: c.state.by },
-            processes: this.fleet,
+            processes: this.fleet?.processes ?? [],
             read_error: c.error || null,
           }
         : null,
+      process_id: c?.id ?? null,
+      // The whole fleet: keys left read from the server itself, rate and ETA from the sweeper.
+      fleet: this.fleet?.section() ?? null,
       direction: rt?.phase === 'reverse' ? 'new -> old' : rt?.phase === 'migrate' || !c ? 'old -> new' : null,
       source: describeEndpoint(this.config.source),
       target: describeEndpoint(this.config.target),
@@ -402,7 +413,7 @@ export class RehomeProxy {
       this.server.close();
       this.idle?.stop();
       this.admin?.close();
-      if (this.fleetTimer) clearInterval(this.fleetTimer);
+      await this.fleet?.stop();
       this.failPending('');
       for (const s of this.sessions) s.shutdown();
       const deadline = Date.now() + timeoutMs;

@@ -96,12 +96,24 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
 /** The phase key on the old server decides; --phase creates it only where it is missing. */
 async function openPhases(config: ProxyConfig, log: Logger): Promise<PhaseController | null> {
   const phases = await PhaseController.open(
-    { old: config.source, new: config.target, id: `${os.hostname()}:${process.pid}`, pollMs: config.phasePollMs, connectTimeoutMs: config.connectTimeoutMs },
+    {
+      old: config.source,
+      new: config.target,
+      id: `${os.hostname()}:${process.pid}`,
+      pollMs: config.phasePollMs,
+      connectTimeoutMs: config.connectTimeoutMs,
+      sweepRate: config.sweepRate,
+    },
     config.phase,
   );
   if (phases && config.phase !== null && phases.state.phase !== config.phase && phases.state.phase !== 'fencing') {
     log(`the old server's phase key says ${phases.state.phase} (epoch ${phases.state.epoch}); --phase ${config.phase} applies only to a fresh deployment`);
   }
+  const sw = phases?.settings;
+  if (sw && sw.rate !== null && sw.rate !== config.sweepRate) {
+    log(`the fleet's sweeper rate is ${sw.rate === 0 ? 'unlimited' : `${sw.rate} keys/s`} (stored on the old server${sw.by ? `, set by ${sw.by}` : ''}); --sweep-rate ${config.sweepRate} applies only when the fleet has none: rehome sweeper rate N changes it`);
+  }
+  if (sw?.paused) log(`the fleet's sweeper is paused (${sw.paused}): rehome sweeper resume starts it`);
   return phases;
 }
 
