@@ -49,3 +49,25 @@ export class BearerToken {
     return timingSafeEqual(digest(m[1]!), this.digest) ? null : 'invalid';
   }
 }
+
+const LOOPBACK_HOST = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d+)?$/i;
+
+/**
+ * Why a request that a web page made the operator's browser send is refused, or null. Without a
+ * token, loopback is the only lock, and a page on any site can make the browser send a POST to
+ * 127.0.0.1 (cross-site request forgery), or read from it once its own name resolves to 127.0.0.1
+ * (DNS rebinding). So, on a loopback endpoint, the Host header must name loopback; and anything
+ * but a read must not come from another origin (browsers send Origin with every POST; the CLI,
+ * curl and scripts send none).
+ */
+export function browserAttack(method: string, headers: { host?: string | undefined; origin?: string | undefined }, loopback: boolean): string | null {
+  const host = headers.host ?? '';
+  if (loopback && !LOOPBACK_HOST.test(host)) {
+    return `refused: the admin endpoint listens on loopback, but this request names host '${host}' (a web page's DNS rebinding?)`;
+  }
+  const origin = headers.origin;
+  if (method !== 'GET' && origin !== undefined && origin !== `http://${host}`) {
+    return `refused: a request from the web page ${origin} (only the dashboard at http://${host}/ may change anything)`;
+  }
+  return null;
+}

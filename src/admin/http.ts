@@ -17,7 +17,7 @@ import { RehomeError } from '../errors.js';
 import type { SweepChange } from '../phase/fleet-record.js';
 import { SWITCHABLE, type SwitchablePhase } from '../phase/phase.js';
 import { describeEndpoint, isLoopback } from '../upstream/endpoint.js';
-import { BearerToken, needsToken, type TokenRefusal } from './auth.js';
+import { BearerToken, browserAttack, needsToken, type TokenRefusal } from './auth.js';
 import { serveDashboard } from './dashboard.js';
 import { LatencyHistory } from './latency-history.js';
 import type { ProxyMetrics } from './metrics.js';
@@ -82,6 +82,8 @@ export function startAdmin(subject: AdminSubject, metrics: ProxyMetrics, opts: A
         });
       });
     }
+    const attack = browserAttack(method, req.headers, loopback);
+    if (attack !== null) return json(res, 403, { error: attack });
     if (token !== null && needsToken(method, url.pathname, { token: true, loopback })) {
       const refused = token.check(req.headers.authorization);
       if (refused !== null) return unauthorized(res, refused, method, url, req.socket.remoteAddress, log);
