@@ -16,6 +16,7 @@ import { RehomeError } from '../errors.js';
 import { KnownAbsentCache } from '../migration/absent-cache.js';
 import { Migration } from '../migration/migration.js';
 import { Mover } from '../migration/mover.js';
+import { PROXY_MOVE_DEFAULTS, ProxyMove } from '../migration/proxy-move.js';
 import { fencedName, lastActedPhase, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
@@ -320,13 +321,23 @@ export class Runtimes {
     const dest = reverse
       ? (config.sourceFromTarget ?? { host: config.source.host, port: config.source.port })
       : (config.targetFromSource ?? { host: config.target.host, port: config.target.port });
+    const method = reverse ? this.host.pair.methods.reverse : this.host.pair.methods.forward;
+    const proxy = new ProxyMove(pools.source, pools.target, {
+      ...PROXY_MOVE_DEFAULTS,
+      // MIGRATE's pairs take the source's payload: a type the copy can't read goes whole.
+      method: method === 'copy' ? 'copy' : 'dump',
+      owner: this.processId,
+      leaseMs: config.moveLeaseMs,
+      bigKeyBytes: config.bigKeyBytes,
+      targetSupportsHashFieldTtl: false,
+    });
     const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
       host: dest.host,
       port: dest.port,
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
       timeoutMs: config.migrateTimeoutMs,
-    }, pools.sweepSource);
+    }, pools.sweepSource, proxy, method);
     const observer = this.host.observer;
     if (observer) mover.onMigrate = (ms, keys, ok) => observer.observeMigrate(ms, keys, ok);
     return mover;

@@ -10,6 +10,7 @@ import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import { PhaseController, type PhaseName, type SwitchablePhase } from '../phase/phase.js';
 import { PING_REQUEST } from '../resp/request-framer.js';
+import { probeMoveMethod, type MoveMethodName } from '../tools/move-method.js';
 import { formatPlanReport, plan } from '../tools/plan.js';
 import { closeServer, describeRole, openServer, type Role } from '../tools/scan-both.js';
 import { ControlPool } from '../upstream/control.js';
@@ -30,6 +31,8 @@ export interface Pair {
   databases: number;
   /** The fleet's shared phase; null: no phases, a proxy that always migrates. */
   phases: PhaseController | null;
+  /** How keys move old -> new (migrate) and new -> old (reverse): --move-method, or auto's probe. */
+  methods: { forward: MoveMethodName; reverse: MoveMethodName };
 }
 
 /**
@@ -67,10 +70,43 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
       new: await needsAuth('target', config.target, config.connectTimeoutMs),
     };
     const databases = await targetDatabases(config);
-    return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases };
+    const methods = await moveMethods(config, log);
+    return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases, methods };
   } catch (e) {
     await phases?.close();
     throw e;
+  }
+}
+
+/**
+ * --move-method, or with auto the method each direction's probe picks (as `rehome plan` reports
+ * it): MIGRATE, then DUMP/RESTORE, then the type-aware copy. A direction that can't be probed
+ * (reverse needs the new server to write a probe key) falls back to the copy, which needs only
+ * ordinary commands.
+ */
+async function moveMethods(config: ProxyConfig, log: Logger): Promise<Pair['methods']> {
+  if (config.moveMethod !== 'auto') return { forward: config.moveMethod, reverse: config.moveMethod };
+  const opts = { connectTimeoutMs: config.connectTimeoutMs, commandTimeoutMs: config.connectTimeoutMs + 10_000 };
+  const [s, t] = await Promise.all([openServer('source', config.source, opts), openServer('target', config.target, opts)]);
+  try {
+    const out: Pair['methods'] = { forward: 'copy', reverse: 'copy' };
+    const dirs = [
+      ['forward', 'old -> new', s, t, config.targetFromSource ?? config.target, config.target],
+      ['reverse', 'new -> old (reverse)', t, s, config.sourceFromTarget ?? config.source, config.source],
+    ] as const;
+    for (const [which, label, from, to, dest, ep] of dirs) {
+      try {
+        const c = await probeMoveMethod(from, to, { host: dest.host, port: dest.port }, ep);
+        out[which] = c.method;
+        log(`moves ${label} by ${c.method}: ${c.reason}`, { direction: which, method: c.method });
+      } catch (e) {
+        log(`moves ${label} by copy: the probe failed (${(e as Error).message.split('\n')[0]})`, { direction: which, method: 'copy' });
+      }
+    }
+    return out;
+  } finally {
+    closeServer(s);
+    closeServer(t);
   }
 }
 
