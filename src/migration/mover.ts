@@ -497,7 +497,12 @@ export class Mover {
     const st = await this.proxy!.sweepStep(db, pool.db(db), cursor, count);
     this.countMoved(st.moved, st.claimed - st.moved - st.failed, 'sweep');
     const failed = st.failed + (await this.sweepClaims(db, st.claims));
-    if (st.failed > 0) this.lastErrorText = `${st.failed} keys of a batch not published`;
+    if (st.failed > 0) {
+      this.stats.failures += st.failed;
+      const kind = classify(st.error).kind;
+      this.stats.errorsByKind[kind] = (this.stats.errorsByKind[kind] ?? 0) + st.failed;
+      this.lastErrorText = `${st.failed} keys of a batch not published: ${st.error}`;
+    }
     return {
       cursor: st.cursor, moved: st.moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs,
       size: st.size, touched: 0, count,

@@ -83,6 +83,8 @@ export interface ProxySweepStep {
   heldMs: number;
   size: number;
   claimed: number;
+  /** The first failure's text ('' when none failed). */
+  error: string;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -224,7 +226,7 @@ export class ProxyMove {
       Buffer, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[], number[], Buffer[], number, number, number,
     ];
     const [next, keys, toks, dls, payloads, big, bigSizes, claims, heldUs, size, leaseEnd] = r;
-    const step: ProxySweepStep = { cursor: next.toString(), moved: 0, failed: 0, big, bigSizes, claims, heldMs: heldUs / 1000, size, claimed: keys.length };
+    const step: ProxySweepStep = { cursor: next.toString(), moved: 0, failed: 0, big, bigSizes, claims, heldMs: heldUs / 1000, size, claimed: keys.length, error: '' };
     if (keys.length === 0) return step;
     const carried: Carried[] = keys.map((k, i) => ({
       names: moveKeys(k), tok: toks[i]!.toString(), deadline: dls[i]!.toString(), leaseEnd: Number(leaseEnd),
@@ -234,14 +236,19 @@ export class ProxyMove {
     let outs: Outcome[];
     try {
       outs = await this.copier.publish(db, carried);
-    } catch {
+    } catch (e) {
       // Uncertain: the claims stay ours; the next pass (or a touch) takes them over at once.
       step.failed = keys.length;
+      step.error = e instanceof Error ? e.message : String(e);
       return step;
     }
     await this.release(db, carried, outs, res);
     step.moved = res.moved;
     step.failed = res.fails.size;
+    for (const e of res.fails.values()) {
+      step.error = e.message;
+      break;
+    }
     return step;
   }
 }

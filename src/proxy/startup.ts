@@ -11,7 +11,7 @@ import { RehomeError } from '../errors.js';
 import { PhaseController, type PhaseName, type SwitchablePhase } from '../phase/phase.js';
 import { PING_REQUEST } from '../resp/request-framer.js';
 import { probeMoveMethod, type MoveMethodName } from '../tools/move-method.js';
-import { formatPlanReport, plan } from '../tools/plan.js';
+import { formatPlanReport, plan, type PlanResult } from '../tools/plan.js';
 import { closeServer, describeRole, openServer, type Role } from '../tools/scan-both.js';
 import { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -62,15 +62,16 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
   try {
     // Only for a migration: hold moves nothing yet, and a switch to migrate runs them then.
     const s = phases?.state;
+    let probed: PlanResult['methods'] | null = null;
     if (preflight && (!s || s.phase === 'migrate' || (s.phase === 'fencing' && s.next === 'migrate'))) {
-      await runPreflight(config, log);
+      probed = (await runPreflight(config, log)).methods;
     }
     const authRequired = {
       old: await needsAuth('source', config.source, config.connectTimeoutMs),
       new: await needsAuth('target', config.target, config.connectTimeoutMs),
     };
     const databases = await targetDatabases(config);
-    const methods = await moveMethods(config, log);
+    const methods = await moveMethods(config, log, probed);
     return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases, methods };
   } catch (e) {
     await phases?.close();
@@ -80,16 +81,22 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
 
 /**
  * --move-method, or with auto the method each direction's probe picks (as `rehome plan` reports
- * it): MIGRATE, then DUMP/RESTORE, then the type-aware copy. A direction that can't be probed
- * (reverse needs the new server to write a probe key) falls back to the copy, which needs only
- * ordinary commands.
+ * it): MIGRATE, then DUMP/RESTORE, then the type-aware copy. A direction whose probe is
+ * inconclusive (an error that says nothing about the method, such as a target out of memory)
+ * keeps MIGRATE, as rehome did before it had other methods.
  */
-async function moveMethods(config: ProxyConfig, log: Logger): Promise<Pair['methods']> {
+async function moveMethods(config: ProxyConfig, log: Logger, probed: PlanResult['methods'] | null): Promise<Pair['methods']> {
   if (config.moveMethod !== 'auto') return { forward: config.moveMethod, reverse: config.moveMethod };
+  if (probed?.forward && probed.reverse) {
+    // The pre-flight plan probed both directions already.
+    log(`moves old -> new by ${probed.forward.method}: ${probed.forward.reason}`, { direction: 'forward', method: probed.forward.method });
+    log(`moves new -> old (reverse) by ${probed.reverse.method}: ${probed.reverse.reason}`, { direction: 'reverse', method: probed.reverse.method });
+    return { forward: probed.forward.method, reverse: probed.reverse.method };
+  }
   const opts = { connectTimeoutMs: config.connectTimeoutMs, commandTimeoutMs: config.connectTimeoutMs + 10_000 };
   const [s, t] = await Promise.all([openServer('source', config.source, opts), openServer('target', config.target, opts)]);
   try {
-    const out: Pair['methods'] = { forward: 'copy', reverse: 'copy' };
+    const out: Pair['methods'] = { forward: 'migrate', reverse: 'migrate' };
     const dirs = [
       ['forward', 'old -> new', s, t, config.targetFromSource ?? config.target, config.target],
       ['reverse', 'new -> old (reverse)', t, s, config.sourceFromTarget ?? config.source, config.source],
@@ -100,7 +107,7 @@ async function moveMethods(config: ProxyConfig, log: Logger): Promise<Pair['meth
         out[which] = c.method;
         log(`moves ${label} by ${c.method}: ${c.reason}`, { direction: which, method: c.method });
       } catch (e) {
-        log(`moves ${label} by copy: the probe failed (${(e as Error).message.split('\n')[0]})`, { direction: which, method: 'copy' });
+        log(`moves ${label} by migrate: the probe was inconclusive (${(e as Error).message.split('\n')[0]})`, { direction: which, method: 'migrate' });
       }
     }
     return out;
@@ -183,13 +190,15 @@ async function targetDatabases(config: ProxyConfig): Promise<number> {
 }
 
 /** The pre-flight checks of `rehome plan`, conflicts resolved as --on-conflict says. */
-async function runPreflight(config: ProxyConfig, log: Logger): Promise<void> {
+async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResult> {
   const pre = await plan({
     source: config.source,
     target: config.target,
     targetFromSource: config.targetFromSource,
+    sourceFromTarget: config.sourceFromTarget,
     onConflict: config.onConflict,
     apply: config.onConflict !== null,
+    moveMethod: config.moveMethod,
   });
   if (pre.findings.some((f) => f.level !== 'ok')) {
     const report = formatPlanReport(pre).trimEnd().split('\n');
@@ -206,6 +215,7 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<void> {
     }
     log('pre-flight checks failed; starting anyway (--force)');
   }
+  return pre;
 }
 
 /**

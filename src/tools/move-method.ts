@@ -23,6 +23,15 @@ const PROBE_PREFIX = `${RESERVED_PREFIX}method-probe:`;
 const PROBE_TTL_MS = 10_000;
 const MIGRATE_TIMEOUT_MS = 5_000;
 
+/**
+ * Errors that say MIGRATE can't be used here (renamed away, denied, the target unreachable from
+ * the source, its payload refused); anything else (the target out of memory...) says nothing
+ * about the method, and the probe is inconclusive.
+ */
+const MIGRATE_UNUSABLE = /unknown command|NOPERM|no permissions|IOERR|payload version|checksum|Bad data format|Connection|ECONNREFUSED|timed? ?out|not allowed/i;
+/** Errors that say the target can't take the source's DUMP payloads (or DUMP/RESTORE are denied). */
+const PAYLOAD_REFUSED = /payload version|checksum|Bad data format|unknown command|NOPERM|no permissions|not allowed/i;
+
 function errText(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
   return m.split('\n')[0] ?? m;
@@ -31,7 +40,7 @@ function errText(e: unknown): string {
 /**
  * Probes moving a key from `from` to `to` (db 0; `dest` is `to`'s address as `from` dials it,
  * `toEp` carries its credentials for MIGRATE). Writes only probe keys with a short TTL, deleted
- * afterwards.
+ * afterwards. Throws when an error says nothing about the method (inconclusive).
  */
 export async function probeMoveMethod(
   from: ServerConn,
@@ -52,6 +61,7 @@ export async function probeMoveMethod(
       }
       migrateWhy = r === 'OK' ? `the probe key MIGRATEd to ${describeEndpoint(dest)} did not arrive` : `MIGRATE answered ${r}`;
     } catch (e) {
+      if (!MIGRATE_UNUSABLE.test(errText(e))) throw new Error(`MIGRATE of the probe key failed: ${errText(e)}`);
       migrateWhy = `MIGRATE refused: ${errText(e)}`;
     }
     let restoreWhy: string;
@@ -61,6 +71,7 @@ export async function probeMoveMethod(
       await to.redis.call('RESTORE', restored, PROBE_TTL_MS, payload);
       return { method: 'dump', reason: `${migrateWhy}; the target RESTOREs the source's DUMP payload` };
     } catch (e) {
+      if (!PAYLOAD_REFUSED.test(errText(e))) throw new Error(`RESTORE of the probe key failed: ${errText(e)}`);
       restoreWhy = `DUMP/RESTORE refused: ${errText(e)}`;
     }
     await to.redis.set(restored, 'rehome move method probe', 'PX', PROBE_TTL_MS);

@@ -80,6 +80,11 @@ export interface PlanOptions {
   targetFromSource?: { host: string; port: number } | null;
   /** The source's address as the target dials it for MIGRATE in reverse (default: the source's). */
   sourceFromTarget?: { host: string; port: number } | null;
+  /**
+   * The proxy's --move-method: a method other than auto is the one used (MIGRATE refused is then
+   * a failure only for migrate); auto (or absent) uses the probe's choice.
+   */
+  moveMethod?: 'auto' | MethodChoice['method'];
   /** Which copy of a key in both servers to keep; null/absent: conflicts are a failure. */
   onConflict?: 'source' | 'target' | null;
   /**
@@ -308,7 +313,8 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     // method: how keys move each way; a refused MIGRATE or RESTORE is then only a warning.
     phase = 'method';
     await chooseMethods(s, t, opts, methods, add);
-    softenRefusals(findings, methods.forward);
+    const forced = opts.moveMethod !== undefined && opts.moveMethod !== 'auto' ? opts.moveMethod : null;
+    softenRefusals(findings, forced ?? methods.forward?.method ?? null, forced !== null);
 
     // conflicts: keys already in both servers.
     phase = 'conflicts';
@@ -437,16 +443,16 @@ async function chooseMethods(
  * failures become warnings naming the method used instead. A MIGRATE that went to another server
  * stays a failure: --target-from-source names the wrong server.
  */
-function softenRefusals(findings: Finding[], forward: MethodChoice | null): void {
-  if (forward === null || forward.method === 'migrate') return;
+function softenRefusals(findings: Finding[], method: MethodChoice['method'] | null, forced: boolean): void {
+  if (method === null || method === 'migrate') return;
   for (const f of findings) {
     if (f.level !== 'fail') continue;
     const soften =
       (f.check === 'migrate' && !/did not arrive/.test(f.message)) ||
-      (forward.method === 'copy' && (f.check === 'restore' || f.check === 'version'));
+      (method === 'copy' && (f.check === 'restore' || f.check === 'version'));
     if (soften) {
       f.level = 'warn';
-      f.message += `; keys move by ${forward.method} instead (--move-method auto)`;
+      f.message += `; keys move by ${method} instead (--move-method ${forced ? method : 'auto'})`;
     }
   }
 }
