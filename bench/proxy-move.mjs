@@ -2,7 +2,12 @@
 /**
  * Proxy-side moves (issue 15) against what a client copy does, in the same run.
  *
- *   node bench/proxy-move.mjs [--keys N] [--size BYTES]        (BENCH_KEYS=N also sets the key count)
+ *   node bench/proxy-move.mjs [--keys N] [--size BYTES] [--sweep-budget-ms MS]
+ *                                                        (BENCH_KEYS=N also sets the key count)
+ *
+ * rehome runs with its defaults but --move-method and --sweep-budget-ms (default 20, rehome's
+ * own: each step holds the source about that long, which bounds the batch; the client copy has
+ * no such bound and takes 1000 keys a batch).
  *
  *  1. reference: N strings of --size bytes in the source; a pipelined DUMP/RESTORE client copy
  *     (what RedisShake's scan mode does): SCAN COUNT 1000, DUMP + PTTL of the batch in one
@@ -16,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { fill, flags, fmt, sleep, startRedis, startRehome } from './lib.mjs';
 
-const opt = flags({ keys: Number(process.env.BENCH_KEYS ?? 500000), size: 100 });
+const opt = flags({ keys: Number(process.env.BENCH_KEYS ?? 500000), size: 100, 'sweep-budget-ms': 20 });
 const N = opt.keys;
 
 async function clientCopy(srcPort, tgtPort) {
@@ -54,7 +59,7 @@ async function clientCopy(srcPort, tgtPort) {
 }
 
 async function rehomeSweep(srcPort, tgtPort, method) {
-  const rh = await startRehome({ source: srcPort, target: tgtPort, args: ['--move-method', method] });
+  const rh = await startRehome({ source: srcPort, target: tgtPort, args: ['--move-method', method, '--sweep-budget-ms', String(opt['sweep-budget-ms'])] });
   while (!/migration complete/.test(rh.stdout + rh.stderr)) {
     if (rh.exited) throw new Error(`rehome exited during the sweep: ${rh.stderr}`);
     await sleep(20);

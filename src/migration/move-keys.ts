@@ -37,7 +37,7 @@ export interface MoveKeys {
   key: Buffer;
   /** Source: K renamed while it is carried. */
   claim: Buffer;
-  /** Source: the claim's record (token, owner, lease, deadline, K's name). */
+  /** Source: the claim's record (token, owner, lease, deadline). */
   record: Buffer;
   /** Target: set when K was published (or found expired); a later publish refuses. */
   marker: Buffer;

@@ -56,9 +56,9 @@ local function claim(k, ck, cr, owner, lease)
   local tok = fmt(nowUs)
   call('RENAME', k, ck)
   if d ~= '-1' then call('PERSIST', ck) end
-  -- the record never has a TTL; it goes with the claim key at release
-  call('DEL', cr)
-  call('HSET', cr, 't', tok, 'o', owner, 'l', fmt(now + lease), 'd', d, 'k', k)
+  -- the record never has a TTL; it goes with the claim key at release (every field is written:
+  -- nothing of an older record can survive)
+  call('HSET', cr, 't', tok, 'o', owner, 'l', fmt(now + lease), 'd', d)
   return {'CLAIMED', tok, d, owner, now + lease}
 end
 `;
@@ -106,10 +106,11 @@ for _, k in ipairs(r[2]) do
       if m >= big then
         bigs[#bigs + 1] = k; sizes[#sizes + 1] = m
       else
-        local c = claim(k, named('c', k), named('r', k), owner, lease)
+        local ck = named('c', k)
+        local c = claim(k, ck, named('r', k), owner, lease)
         if c[1] == 'CLAIMED' then
           keys[#keys + 1] = k; toks[#toks + 1] = c[2]; dls[#dls + 1] = c[3]
-          pls[#pls + 1] = dump and call('DUMP', named('c', k)) or ''
+          pls[#pls + 1] = dump and call('DUMP', ck) or ''
         elseif c[1] ~= 'ABSENT' then
           claims[#claims + 1] = k
         end

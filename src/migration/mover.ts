@@ -21,7 +21,8 @@ import type { ControlPool } from '../upstream/control.js';
 import { migrateAuthArgs } from '../upstream/endpoint.js';
 import type { KnownAbsentCache } from './absent-cache.js';
 import { moveKeys } from './move-keys.js';
-import type { ProxyMove } from './proxy-move.js';
+import type { Carried } from './move-copy.js';
+import type { ProxyMove, ProxyMoveResult } from './proxy-move.js';
 
 /** How keys move: the source's MIGRATE, or the proxy-side move with one of its copy methods. */
 export type MoveMethod = 'migrate' | 'dump' | 'copy';
@@ -492,21 +493,58 @@ export class Mover {
     };
   }
 
-  /** The sweeper's step with a proxy-side method (ProxyMove.sweepStep), in SweepStepResult's terms. */
+  /**
+   * The publish and release of the sweeper's previous proxy-side batch, running while the next
+   * batch is claimed (two batches in flight, as a pipelined client copy has).
+   */
+  private finishing: Promise<ProxyMoveResult> | null = null;
+
+  /**
+   * The sweeper's step with a proxy-side method (ProxyMove.claimStep/finishStep), in
+   * SweepStepResult's terms: moved and failed count the batch finished during this step (the
+   * previous one; at a db's last step, this one too).
+   */
   private async proxySweepStep(db: number, pool: ControlPool, cursor: string, count: number): Promise<SweepStepResult> {
-    const st = await this.proxy!.sweepStep(db, pool.db(db), cursor, count);
-    this.countMoved(st.moved, st.claimed - st.moved - st.failed, 'sweep');
-    const failed = st.failed + (await this.sweepClaims(db, st.claims));
-    if (st.failed > 0) {
-      this.stats.failures += st.failed;
-      const kind = classify(st.error).kind;
-      this.stats.errorsByKind[kind] = (this.stats.errorsByKind[kind] ?? 0) + st.failed;
-      this.lastErrorText = `${st.failed} keys of a batch not published: ${st.error}`;
+    const proxy = this.proxy!;
+    const st = await proxy.claimStep(db, pool.db(db), cursor, count);
+    const prev = this.finishing;
+    this.finishing = st.carried.length > 0 ? this.finishInFlight(db, st.carried) : null;
+    const done: ProxyMoveResult[] = [];
+    if (prev !== null) done.push(await prev);
+    if (st.cursor === '0' && this.finishing !== null) {
+      done.push(await this.finishing);
+      this.finishing = null;
     }
-    return {
-      cursor: st.cursor, moved: st.moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs,
-      size: st.size, touched: 0, count,
-    };
+    let moved = 0;
+    let failed = 0;
+    for (const r of done) {
+      moved += r.moved;
+      failed += r.fails.size;
+      this.countMoved(r.moved, r.absent, 'sweep');
+      for (const e of r.fails.values()) {
+        this.stats.failures++;
+        this.countError(classify(e).kind);
+        this.lastErrorText = e.message;
+      }
+    }
+    failed += await this.sweepClaims(db, st.claims);
+    return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count };
+  }
+
+  /** finishStep with the batch's keys in flight: a touch of one of them joins it (single-flight). */
+  private finishInFlight(db: number, carried: readonly Carried[]): Promise<ProxyMoveResult> {
+    const p = this.proxy!.finishStep(db, carried);
+    const batch = p.then((r) => r.fails);
+    const ids = carried.map((c) => {
+      const key = c.names.key.toString('latin1');
+      const id = `${db}:${key}`;
+      this.inflight.set(id, { batch, key });
+      return id;
+    });
+    void batch.then(() => {
+      for (const id of ids) if (this.inflight.get(id)?.batch === batch) this.inflight.delete(id);
+    });
+    return p;
   }
 
   /**

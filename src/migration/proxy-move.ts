@@ -74,17 +74,14 @@ export interface ProxyMoveResult {
 /** The sweeper's proxy-side step (see SWEEP_CLAIM_SCRIPT). */
 export interface ProxySweepStep {
   cursor: string;
-  moved: number;
-  failed: number;
   big: Buffer[];
   bigSizes: number[];
   /** Claim keys found (in flight elsewhere, or abandoned): moved one by one through the protocol. */
   claims: Buffer[];
   heldMs: number;
   size: number;
-  claimed: number;
-  /** The first failure's text ('' when none failed). */
-  error: string;
+  /** The keys this step claimed, for finishStep. */
+  carried: Carried[];
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -216,40 +213,42 @@ export class ProxyMove {
   }
 
   /**
-   * The sweeper's step with a proxy-side method: SCAN and claim (and DUMP, for the dump method)
-   * in one source script, publish the batch in one target script, release it in one source
-   * script. Big keys and claim keys found come back for the caller to move one by one.
+   * The sweeper's step with a proxy-side method, first half: SCAN and claim (and DUMP, for the
+   * dump method) in one source script. `finish` publishes and releases the batch (one target
+   * script, one source script); the caller may start the next step meanwhile. Big keys and
+   * claim keys found come back for the caller to move one by one.
    */
-  async sweepStep(db: number, conn: Redis, cursor: string, count: number): Promise<ProxySweepStep> {
+  async claimStep(db: number, conn: Redis, cursor: string, count: number): Promise<ProxySweepStep> {
     const dump = this.opts.method === 'dump' ? '1' : '0';
     const r = (await conn.callBuffer('EVAL', SWEEP_CLAIM_SCRIPT, 0, cursor, String(count), this.opts.owner, String(this.opts.leaseMs), String(this.opts.bigKeyBytes), dump)) as [
       Buffer, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[], number[], Buffer[], number, number, number,
     ];
     const [next, keys, toks, dls, payloads, big, bigSizes, claims, heldUs, size, leaseEnd] = r;
-    const step: ProxySweepStep = { cursor: next.toString(), moved: 0, failed: 0, big, bigSizes, claims, heldMs: heldUs / 1000, size, claimed: keys.length, error: '' };
-    if (keys.length === 0) return step;
     const carried: Carried[] = keys.map((k, i) => ({
       names: moveKeys(k), tok: toks[i]!.toString(), deadline: dls[i]!.toString(), leaseEnd: Number(leaseEnd),
       payload: dump === '1' ? payloads[i]! : null,
     }));
+    return { cursor: next.toString(), big, bigSizes, claims, heldMs: heldUs / 1000, size, carried };
+  }
+
+  /** The sweeper's step, second half: publishes and releases what claimStep claimed. */
+  async finishStep(db: number, carried: readonly Carried[]): Promise<ProxyMoveResult> {
     const res: ProxyMoveResult = { moved: 0, absent: 0, fails: new Map() };
     let outs: Outcome[];
     try {
       outs = await this.copier.publish(db, carried);
     } catch (e) {
       // Uncertain: the claims stay ours; the next pass (or a touch) takes them over at once.
-      step.failed = keys.length;
-      step.error = e instanceof Error ? e.message : String(e);
-      return step;
+      for (const c of carried) res.fails.set(c.names.key.toString('latin1'), asMoveError(e, c.names.key));
+      return res;
     }
-    await this.release(db, carried, outs, res);
-    step.moved = res.moved;
-    step.failed = res.fails.size;
-    for (const e of res.fails.values()) {
-      step.error = e.message;
-      break;
+    try {
+      await this.release(db, carried, outs, res);
+    } catch (e) {
+      // Published, not released: the claims are taken over and released by the next mover.
+      for (const c of carried) res.fails.set(c.names.key.toString('latin1'), asMoveError(e, c.names.key));
     }
-    return step;
+    return res;
   }
 }
 
