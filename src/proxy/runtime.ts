@@ -23,7 +23,7 @@ import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import type { SessionFence } from '../phase/phase.js';
 import type { Session, SessionContext } from '../session/session.js';
 import { SharedLanes } from '../session/shared-lane.js';
-import { type Logger, type Pair, switchPreconditions } from './startup.js';
+import { type Logger, type MoveMethodName, type Pair, switchPreconditions } from './startup.js';
 
 /** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
 export type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
@@ -252,7 +252,10 @@ export class Runtimes {
     const pools = this.openPools(epoch, reverse ? config.target : config.source, targetEndpoint);
     try {
       const table = await this.table(pools.target);
-      const mover = this.newMover(pools, targetEndpoint, reverse);
+      // Keys move only in migrate and reverse: hold and drained never probe the pair.
+      const moving = phase === 'migrate' || phase === 'reverse';
+      const method = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward') : 'migrate';
+      const mover = this.newMover(pools, targetEndpoint, reverse, method);
       const phases = pair.phases;
       const fence: SessionFence | null = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
       const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, targetEndpoint, fence, this.host.counters, config.keepaliveMs) : null;
@@ -315,13 +318,12 @@ export class Runtimes {
     return { source, target, sweepSource, all: [source, target, sweepSource] };
   }
 
-  private newMover(pools: ReturnType<Runtimes['openPools']>, targetEndpoint: Endpoint, reverse: boolean): Mover {
+  private newMover(pools: ReturnType<Runtimes['openPools']>, targetEndpoint: Endpoint, reverse: boolean, method: MoveMethodName): Mover {
     const config = this.host.config;
     // MIGRATE is dialled by the source: the target's address as the source sees it.
     const dest = reverse
       ? (config.sourceFromTarget ?? { host: config.source.host, port: config.source.port })
       : (config.targetFromSource ?? { host: config.target.host, port: config.target.port });
-    const method = reverse ? this.host.pair.methods.reverse : this.host.pair.methods.forward;
     const proxy = new ProxyMove(pools.source, pools.target, {
       ...PROXY_MOVE_DEFAULTS,
       // MIGRATE's pairs take the source's payload: a type the copy can't read goes whole.

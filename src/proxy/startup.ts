@@ -10,11 +10,13 @@ import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import { PhaseController, type PhaseName, type SwitchablePhase } from '../phase/phase.js';
 import { PING_REQUEST } from '../resp/request-framer.js';
-import { probeMoveMethod, type MoveMethodName } from '../tools/move-method.js';
+import { probeMoveMethod, type MethodChoice, type MoveMethodName } from '../tools/move-method.js';
 import { formatPlanReport, plan, type PlanResult } from '../tools/plan.js';
 import { closeServer, describeRole, openServer, type Role } from '../tools/scan-both.js';
 import { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
+
+export type { MoveMethodName };
 
 /**
  * Logging sink (the CLI prints; tests may collect). `fields` are for structured logs
@@ -32,7 +34,7 @@ export interface Pair {
   /** The fleet's shared phase; null: no phases, a proxy that always migrates. */
   phases: PhaseController | null;
   /** How keys move old -> new (migrate) and new -> old (reverse): --move-method, or auto's probe. */
-  methods: { forward: MoveMethodName; reverse: MoveMethodName };
+  methodFor(direction: 'forward' | 'reverse'): Promise<MoveMethodName>;
 }
 
 /**
@@ -62,17 +64,17 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
   try {
     // Only for a migration: hold moves nothing yet, and a switch to migrate runs them then.
     const s = phases?.state;
-    let probed: PlanResult['methods'] | null = null;
+    let probed: MethodChoice | null = null;
     if (preflight && (!s || s.phase === 'migrate' || (s.phase === 'fencing' && s.next === 'migrate'))) {
-      probed = (await runPreflight(config, log)).methods;
+      probed = (await runPreflight(config, log)).methods.forward;
     }
     const authRequired = {
       old: await needsAuth('source', config.source, config.connectTimeoutMs),
       new: await needsAuth('target', config.target, config.connectTimeoutMs),
     };
     const databases = await targetDatabases(config);
-    const methods = await moveMethods(config, log, probed);
-    return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases, methods };
+    const methodFor = moveMethods(config, log, probed);
+    return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases, methodFor };
   } catch (e) {
     await phases?.close();
     throw e;
@@ -81,36 +83,44 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
 
 /**
  * --move-method, or with auto the method each direction's probe picks (as `rehome plan` reports
- * it): MIGRATE, then DUMP/RESTORE, then the type-aware copy. A direction whose probe is
- * inconclusive (an error that says nothing about the method, such as a target out of memory)
- * keeps MIGRATE, as rehome did before it had other methods.
+ * it): MIGRATE, then DUMP/RESTORE, then the type-aware copy. A direction is probed when a runtime
+ * first moves keys that way (never in hold: the new server is not touched there), once; the
+ * pre-flight plan's probe of old -> new is reused. A probe that is inconclusive (an error that
+ * says nothing about the method, such as a target out of memory) keeps MIGRATE, as rehome did
+ * before it had other methods.
  */
-async function moveMethods(config: ProxyConfig, log: Logger, probed: PlanResult['methods'] | null): Promise<Pair['methods']> {
-  if (config.moveMethod !== 'auto') return { forward: config.moveMethod, reverse: config.moveMethod };
-  if (probed?.forward && probed.reverse) {
-    // The pre-flight plan probed both directions already.
-    log(`moves old -> new by ${probed.forward.method}: ${probed.forward.reason}`, { direction: 'forward', method: probed.forward.method });
-    log(`moves new -> old (reverse) by ${probed.reverse.method}: ${probed.reverse.reason}`, { direction: 'reverse', method: probed.reverse.method });
-    return { forward: probed.forward.method, reverse: probed.reverse.method };
-  }
+function moveMethods(config: ProxyConfig, log: Logger, probed: MethodChoice | null): Pair['methodFor'] {
+  const chosen = new Map<'forward' | 'reverse', Promise<MoveMethodName>>();
+  const tell = (which: 'forward' | 'reverse', c: MethodChoice): MoveMethodName => {
+    log(`moves ${which === 'forward' ? 'old -> new' : 'new -> old (reverse)'} by ${c.method}: ${c.reason}`, { direction: which, method: c.method });
+    return c.method;
+  };
+  if (probed !== null) chosen.set('forward', Promise.resolve(tell('forward', probed)));
+  return (which) => {
+    if (config.moveMethod !== 'auto') return Promise.resolve(config.moveMethod);
+    let p = chosen.get(which);
+    if (p === undefined) {
+      p = probeDirection(config, which).then(
+        (c) => tell(which, c),
+        (e: Error) => tell(which, { method: 'migrate', reason: `the probe was inconclusive (${e.message.split('\n')[0]})` }),
+      );
+      chosen.set(which, p);
+    }
+    return p;
+  };
+}
+
+/** One direction's probe: old -> new (forward) or new -> old (reverse, roles swapped). */
+async function probeDirection(config: ProxyConfig, which: 'forward' | 'reverse'): Promise<MethodChoice> {
   const opts = { connectTimeoutMs: config.connectTimeoutMs, commandTimeoutMs: config.connectTimeoutMs + 10_000 };
   const [s, t] = await Promise.all([openServer('source', config.source, opts), openServer('target', config.target, opts)]);
   try {
-    const out: Pair['methods'] = { forward: 'migrate', reverse: 'migrate' };
-    const dirs = [
-      ['forward', 'old -> new', s, t, config.targetFromSource ?? config.target, config.target],
-      ['reverse', 'new -> old (reverse)', t, s, config.sourceFromTarget ?? config.source, config.source],
-    ] as const;
-    for (const [which, label, from, to, dest, ep] of dirs) {
-      try {
-        const c = await probeMoveMethod(from, to, { host: dest.host, port: dest.port }, ep);
-        out[which] = c.method;
-        log(`moves ${label} by ${c.method}: ${c.reason}`, { direction: which, method: c.method });
-      } catch (e) {
-        log(`moves ${label} by migrate: the probe was inconclusive (${(e as Error).message.split('\n')[0]})`, { direction: which, method: 'migrate' });
-      }
+    if (which === 'forward') {
+      const dest = config.targetFromSource ?? config.target;
+      return await probeMoveMethod(s, t, { host: dest.host, port: dest.port }, config.target);
     }
-    return out;
+    const dest = config.sourceFromTarget ?? config.source;
+    return await probeMoveMethod(t, s, { host: dest.host, port: dest.port }, config.source);
   } finally {
     closeServer(s);
     closeServer(t);
@@ -199,6 +209,8 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
     onConflict: config.onConflict,
     apply: config.onConflict !== null,
     moveMethod: config.moveMethod,
+    // reverse is probed when a rollback starts (Pair.methodFor)
+    probeReverse: false,
   });
   if (pre.findings.some((f) => f.level !== 'ok')) {
     const report = formatPlanReport(pre).trimEnd().split('\n');
@@ -241,6 +253,8 @@ export async function switchPreconditions(config: ProxyConfig, to: SwitchablePha
       targetFromSource: config.targetFromSource,
       onConflict: null,
       apply: false,
+      moveMethod: config.moveMethod,
+      probeReverse: false,
     });
     const first = pre.findings.find((f) => f.level === 'fail');
     if (pre.hardFailure) {

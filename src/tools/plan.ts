@@ -85,6 +85,8 @@ export interface PlanOptions {
    * a failure only for migrate); auto (or absent) uses the probe's choice.
    */
   moveMethod?: 'auto' | MethodChoice['method'];
+  /** Probe new -> old too (default true; the proxy probes it when a rollback starts). */
+  probeReverse?: boolean;
   /** Which copy of a key in both servers to keep; null/absent: conflicts are a failure. */
   onConflict?: 'source' | 'target' | null;
   /**
@@ -423,10 +425,11 @@ async function chooseMethods(
 ): Promise<void> {
   const toTarget = opts.targetFromSource ?? { host: opts.target.host, port: opts.target.port };
   const toSource = opts.sourceFromTarget ?? { host: opts.source.host, port: opts.source.port };
-  for (const [dir, from, to, dest, ep] of [
+  const dirs = [
     ['old -> new', s, t, toTarget, opts.target],
     ['new -> old (reverse, a rollback)', t, s, toSource, opts.source],
-  ] as const) {
+  ] as const;
+  for (const [dir, from, to, dest, ep] of opts.probeReverse === false ? dirs.slice(0, 1) : dirs) {
     try {
       const c = await probeMoveMethod(from, to, dest, ep);
       if (dir === 'old -> new') methods.forward = c;
