@@ -95,9 +95,12 @@ function moveMethods(config: ProxyConfig, log: Logger, probed: MethodChoice | nu
     log(`moves ${which === 'forward' ? 'old -> new' : 'new -> old (reverse)'} by ${c.method}: ${c.reason}`, { direction: which, method: c.method });
     return c.method;
   };
+  const forced = config.moveMethod;
+  if (forced !== 'auto') {
+    return (which) => Promise.resolve(tell(which, { method: forced, reason: `--move-method ${forced}` }));
+  }
   if (probed !== null) chosen.set('forward', Promise.resolve(tell('forward', probed)));
   return (which) => {
-    if (config.moveMethod !== 'auto') return Promise.resolve(config.moveMethod);
     let p = chosen.get(which);
     if (p === undefined) {
       p = probeDirection(config, which).then(

@@ -89,6 +89,7 @@ describe.skipIf(!v62To70)('MIGRATE pairs', () => {
     const source = await server(serverBinary('redis-7.0'));
     const target = await server(serverBinary('redis-7.0'));
     const run = await moveEverything(source, target, { args: ['--move-method', 'dump'] });
-    expect(run.method).toBe('unknown'); // forced: no probe, nothing logged
+    expect(run.method).toBe('dump');
+    expect(run.proxy.stdout + run.proxy.stderr).toMatch(/moves old -> new by dump: --move-method dump/);
   }, 120_000);
 });
