@@ -23,7 +23,7 @@ import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import type { SessionFence } from '../phase/phase.js';
 import type { Session, SessionContext } from '../session/session.js';
 import { SharedLanes } from '../session/shared-lane.js';
-import { type Logger, type MoveMethodName, type Pair, switchPreconditions } from './startup.js';
+import { type Logger, type MethodChoice, type MoveMethodName, type Pair, switchPreconditions } from './startup.js';
 
 /** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
 export type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
@@ -41,6 +41,13 @@ export interface Runtime {
   lanes: SharedLanes | null;
   /** Keeps idle own connections of clients on the lanes open (Session.keepOwnAlive). */
   keepalive: NodeJS.Timeout | null;
+  /** How keys move in this runtime and why; null where nothing moves (hold, drained). */
+  moves: { reverse: boolean; choice: MethodChoice } | null;
+}
+
+/** The log line that names a runtime's move method. */
+export function movesLine(m: NonNullable<Runtime['moves']>): string {
+  return `moves ${m.reverse ? 'new -> old (reverse)' : 'old -> new'} by ${m.choice.method}: ${m.choice.reason}`;
 }
 
 /** What the proxy reports as it works (the metrics, when the admin endpoint is on). */
@@ -85,6 +92,8 @@ export class Runtimes {
   private readonly tables = new Map<string, CommandTable>();
   private readonly drainedListeners: Array<() => void> = [];
   private drainedFired = false;
+  /** The first runtime is built (later ones log their move method themselves). */
+  private started = false;
   /** This process in the phase record (`by` of a switch it made). */
   readonly processId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
 
@@ -98,6 +107,7 @@ export class Runtimes {
     const rt = await this.build(first);
     this.rt = rt;
     this.last = rt.migration;
+    this.started = true;
     return rt;
   }
 
@@ -254,8 +264,8 @@ export class Runtimes {
       const table = await this.table(pools.target);
       // Keys move only in migrate and reverse: hold and drained never probe the pair.
       const moving = phase === 'migrate' || phase === 'reverse';
-      const method = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward') : 'migrate';
-      const mover = this.newMover(pools, targetEndpoint, reverse, method);
+      const choice = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward') : null;
+      const mover = this.newMover(pools, targetEndpoint, reverse, choice?.method ?? 'migrate');
       const phases = pair.phases;
       const fence: SessionFence | null = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
       const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, targetEndpoint, fence, this.host.counters, config.keepaliveMs) : null;
@@ -286,7 +296,10 @@ export class Runtimes {
         hideSide: phases === null ? null : phase === 'migrate' ? 'source' : phase === 'drained' ? null : 'target',
       };
       const passThrough = phase === 'hold' || phase === 'drained';
-      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough, reverse), pools: pools.all, sessions, lanes, keepalive: null };
+      const moves = choice === null ? null : { reverse, choice };
+      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough, reverse), pools: pools.all, sessions, lanes, keepalive: null, moves };
+      // The first runtime's line follows the start-up line (server.ts), after the proxy listens.
+      if (moves !== null && this.started) this.host.log(movesLine(moves));
       if (!passThrough) await rt.migration.start();
       // In hold clients talk to the old server (the target here): count what a migrate would move.
       if (phase === 'hold') await rt.migration.countWaiting(pools.target);

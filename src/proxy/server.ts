@@ -11,7 +11,7 @@ import { MOVE_ERROR_KINDS, type Mover } from '../migration/mover.js';
 import type { PhaseController, ProcessView, SwitchablePhase } from '../phase/phase.js';
 import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
-import { type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
+import { movesLine, type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
 import { Session } from '../session/session.js';
 import { checkPair, type Logger, type Pair } from './startup.js';
 
@@ -92,6 +92,7 @@ export class RehomeProxy {
         `source ${describeEndpoint(config.source)} (redis ${pair.versions.source}), target ${describeEndpoint(config.target)} (redis ${pair.versions.target}), ${rt.ctx.table.size} commands, ${pair.databases} dbs` +
           (pair.phases ? `; phase ${rt.phase} (epoch ${rt.epoch})` : ''),
       );
+      if (rt.moves !== null) log(movesLine(rt.moves));
       return p;
     } catch (e) {
       await pair.phases?.close();

@@ -16,7 +16,7 @@ import { closeServer, describeRole, openServer, type Role } from '../tools/scan-
 import { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 
-export type { MoveMethodName };
+export type { MethodChoice, MoveMethodName };
 
 /**
  * Logging sink (the CLI prints; tests may collect). `fields` are for structured logs
@@ -34,7 +34,7 @@ export interface Pair {
   /** The fleet's shared phase; null: no phases, a proxy that always migrates. */
   phases: PhaseController | null;
   /** How keys move old -> new (migrate) and new -> old (reverse): --move-method, or auto's probe. */
-  methodFor(direction: 'forward' | 'reverse'): Promise<MoveMethodName>;
+  methodFor(direction: 'forward' | 'reverse'): Promise<MethodChoice>;
 }
 
 /**
@@ -73,7 +73,7 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
       new: await needsAuth('target', config.target, config.connectTimeoutMs),
     };
     const databases = await targetDatabases(config);
-    const methodFor = moveMethods(config, log, probed);
+    const methodFor = moveMethods(config, probed);
     return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases, methodFor };
   } catch (e) {
     await phases?.close();
@@ -89,24 +89,18 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
  * says nothing about the method, such as a target out of memory) keeps MIGRATE, as rehome did
  * before it had other methods.
  */
-function moveMethods(config: ProxyConfig, log: Logger, probed: MethodChoice | null): Pair['methodFor'] {
-  const chosen = new Map<'forward' | 'reverse', Promise<MoveMethodName>>();
-  const tell = (which: 'forward' | 'reverse', c: MethodChoice): MoveMethodName => {
-    log(`moves ${which === 'forward' ? 'old -> new' : 'new -> old (reverse)'} by ${c.method}: ${c.reason}`, { direction: which, method: c.method });
-    return c.method;
-  };
+function moveMethods(config: ProxyConfig, probed: MethodChoice | null): Pair['methodFor'] {
   const forced = config.moveMethod;
-  if (forced !== 'auto') {
-    return (which) => Promise.resolve(tell(which, { method: forced, reason: `--move-method ${forced}` }));
-  }
-  if (probed !== null) chosen.set('forward', Promise.resolve(tell('forward', probed)));
+  if (forced !== 'auto') return () => Promise.resolve({ method: forced, reason: `--move-method ${forced}` });
+  const chosen = new Map<'forward' | 'reverse', Promise<MethodChoice>>();
+  if (probed !== null) chosen.set('forward', Promise.resolve(probed));
   return (which) => {
     let p = chosen.get(which);
     if (p === undefined) {
-      p = probeDirection(config, which).then(
-        (c) => tell(which, c),
-        (e: Error) => tell(which, { method: 'migrate', reason: `the probe was inconclusive (${e.message.split('\n')[0]})` }),
-      );
+      p = probeDirection(config, which).catch((e: Error) => ({
+        method: 'migrate' as const,
+        reason: `the probe was inconclusive (${e.message.split('\n')[0]})`,
+      }));
       chosen.set(which, p);
     }
     return p;
