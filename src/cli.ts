@@ -48,7 +48,13 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
                                  phases only the fleet's first value: a rate stored with the phase wins
   --switch-drain-ms N            at a phase switch, longest wait for commands in flight before the
                                  fence; clients keep their connections (default ${DEFAULTS.switchDrainMs}, 0 = close them)
-  --big-key-mb N                 keys at least this large are moved alone and reported (default ${DEFAULTS.bigKeyMb})
+  --big-key-mb N                 keys at least this large are moved alone, in chunks where a proxy-side
+                                 move is at hand, and reported (default ${DEFAULTS.bigKeyMb})
+  --move-method auto|migrate|dump|copy  how keys move: the source's MIGRATE, DUMP on the source and
+                                 RESTORE on the target, or the type-aware copy; auto probes the pair
+                                 at start as rehome plan does, per direction (default auto)
+  --move-lease-ms N              lease of a proxy-side move's claim; a claim of a process that died is
+                                 taken over once it lapses (default ${DEFAULTS.moveLeaseMs})
   --exit-when-drained            exit 0 once the source is empty
   --on-conflict source|target    keys found in both servers at start: keep this copy, delete the other
   --force                        start even when the pre-flight checks (rehome plan) fail
@@ -96,6 +102,8 @@ async function main(): Promise<void> {
         'sweep-rate': { type: 'string' },
         'switch-drain-ms': { type: 'string' },
         'big-key-mb': { type: 'string' },
+        'move-method': { type: 'string' },
+        'move-lease-ms': { type: 'string' },
         'exit-when-drained': { type: 'boolean' },
         'on-conflict': { type: 'string' },
         force: { type: 'boolean' },

@@ -165,6 +165,11 @@ export class Migration {
         : `migration complete: the source holds no key in any db (${took}); every command now goes straight to the target`,
     );
     for (const f of this.drainedListeners.splice(0)) f();
+    // Proxy-side moves leave a publish-once marker per key in the target: safe to let go now.
+    this.mover.proxy
+      ?.expireMarkers()
+      .then((n) => n > 0 && this.log(`${n} publish-once markers of proxy-side moves expire in the target within ${Math.round((this.mover.proxy!.opts.lateWindowMs + this.mover.proxy!.opts.leaseMs) / 1000)} s`))
+      .catch((e: Error) => this.log(`could not set the expiry of the proxy-side moves' markers in the target: ${e.message}`));
   }
 
   private onSourceRestart(before: SourceIdentity, after: SourceIdentity): void {

@@ -381,7 +381,7 @@ export class Sweeper {
       );
       const t0 = performance.now();
       let ok = true;
-      await this.mover.sweep(db, [b.key], timeoutMs).catch((e: Error) => {
+      await this.mover.sweepBig(db, b.key, timeoutMs).catch((e: Error) => {
         ok = false;
         this.errors++;
         this.lastError = e.message;

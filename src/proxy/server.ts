@@ -13,7 +13,7 @@ import type { PhaseController, ProcessView, SwitchablePhase } from '../phase/pha
 import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
 import { changeSweeper, FleetView, type SweeperAnswer } from './fleet.js';
-import { type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
+import { movesLine, type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
 import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
@@ -121,6 +121,7 @@ export class RehomeProxy {
         `source ${describeEndpoint(config.source)} (redis ${pair.versions.source}), target ${describeEndpoint(config.target)} (redis ${pair.versions.target}), ${rt.ctx.table.size} commands, ${pair.databases} dbs` +
           (pair.phases ? `; phase ${rt.phase} (epoch ${rt.epoch})` : ''),
       );
+      if (rt.moves !== null) log(movesLine(rt.moves));
       opts.listening?.(p);
       held.release();
       return p;

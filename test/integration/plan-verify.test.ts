@@ -243,18 +243,24 @@ describe('plan', () => {
     expect(await keysOf(ctx.target, 0)).toEqual(['x', 'y']);
   });
 
-  it('fails when the source cannot MIGRATE to the target address (closed port)', async () => {
+  it('a source that cannot MIGRATE to the target address (closed port) is a warning: keys move by DUMP/RESTORE', async () => {
     const closed = await freePort();
     const r = await plan({
       source: ep(ctx.source),
       target: ep(ctx.target),
       targetFromSource: { host: '127.0.0.1', port: closed },
     });
-    expect(r.hardFailure).toBe(true);
+    expect(r.hardFailure).toBe(false);
     const m = findings(r, 'migrate');
-    expect(m.map((f) => f.level)).toEqual(['fail']);
+    expect(m.map((f) => f.level)).toEqual(['warn']);
     expect(m[0]!.message).toContain(`127.0.0.1:${closed}`);
-    expect(m[0]!.message).toMatch(/IOERR/);
+    expect(m[0]!.message).toMatch(/IOERR.*keys move by dump instead/);
+    expect(r.methods.forward?.method).toBe('dump');
+    expect(r.methods.reverse?.method).toBe('migrate');
+    expect(findings(r, 'method').map((f) => f.message)).toEqual([
+      expect.stringMatching(/^keys move old -> new by dump: MIGRATE refused: IOERR.*the target RESTOREs the source's DUMP payload$/),
+      expect.stringMatching(/^keys move new -> old \(reverse, a rollback\) by migrate: MIGRATE to 127\.0\.0\.1:\d+ works$/),
+    ]);
     await assertNoProbeKeys();
   });
 
@@ -323,11 +329,12 @@ describe('plan', () => {
   it('apply does nothing when another check failed', async () => {
     await put(ctx.source, 0, 'dup');
     await put(ctx.target, 0, 'dup');
-    const closed = await freePort();
+    const other = await startRedis();
+    extra.push(other);
     const r = await plan({
       source: ep(ctx.source),
       target: ep(ctx.target),
-      targetFromSource: { host: '127.0.0.1', port: closed },
+      targetFromSource: { host: '127.0.0.1', port: other.port },
       onConflict: 'source',
       apply: true,
     });
@@ -536,8 +543,9 @@ describe('plan', () => {
 
     const closed = await freePort();
     const unreachableTarget = await capture(() => runPlanCli([...base, '--target-from-source', `127.0.0.1:${closed}`]));
-    expect(unreachableTarget.code).toBe(1);
-    expect(unreachableTarget.stdout).toMatch(/^FAIL {2}source cannot MIGRATE/m);
+    expect(unreachableTarget.code).toBe(0);
+    expect(unreachableTarget.stdout).toMatch(/^WARN {2}source cannot MIGRATE.*keys move by dump instead/m);
+    expect(unreachableTarget.stdout).toMatch(/^ok {4}keys move old -> new by dump: /m);
 
     const usage: string[][] = [
       ['--source', ctx.source.url],
