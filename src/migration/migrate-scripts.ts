@@ -5,10 +5,12 @@
 
 /**
  * The sweeper's step, inside the source. ARGV: cursor, count, big-key bytes, host, port, db,
- * timeout, [AUTH pass | AUTH2 user pass]. Returns {next cursor, keys moved, big keys, their
- * sizes, error text or '', the small keys (only when MIGRATE failed, to be probed), microseconds
- * the step held the source, how many keys MIGRATE was given, the db's size after, keys that left
- * since the previous step, the SCAN count used, the K of every claim key found}. Keys named
+ * timeout, small count, previous size, touches recent, keys the server expired or evicted so far
+ * at the previous step's end, [AUTH pass | AUTH2 user pass]. Returns {next cursor, keys moved,
+ * big keys, their sizes, error text or '', the small keys (only when MIGRATE failed, to be
+ * probed), microseconds the step held the source, how many keys MIGRATE was given, the db's size
+ * after, keys that left since the previous step, the SCAN count used, the K of every claim key
+ * found, keys expired or evicted so far}. Keys named
  * `__rehome:*` (rehome's own keys: the phase hash, plan's probes) are skipped; claim keys (a
  * proxy-side move's, move-keys.ts) come back as K, for the protocol to wait for or take over.
  */
@@ -25,15 +27,26 @@ end
 -- none) were moved by clients' first touches, whose next touches would wait behind this step in
 -- the single-threaded server. Then (or when told touches are recent, ARGV[10]) the step takes the
 -- small count (ARGV[8]).
+-- Keys the server expired or evicted since (ARGV[11], INFO stats at the previous step's end) left
+-- too, without a client: they are not touches. The counters are the server's, over every db, so
+-- expiries in other dbs hide touches in this one (the step is then simply larger).
+local function gone()
+  local s = call('INFO', 'stats')
+  return tonumber(string.match(s, 'expired_keys:(%d+)') or '0') + tonumber(string.match(s, 'evicted_keys:(%d+)') or '0')
+end
 local others = 0
 local prev = tonumber(ARGV[9])
-if prev >= 0 then others = prev - call('DBSIZE') end
+if prev >= 0 then
+  others = prev - call('DBSIZE')
+  local pg = tonumber(ARGV[11])
+  if pg >= 0 then others = others - (gone() - pg) end
+end
 local count = ARGV[2]
 if others > 0 or ARGV[10] == '1' then count = ARGV[8] end
 local r = call('SCAN', ARGV[1], 'COUNT', count)
 local lim = tonumber(ARGV[3])
 local args = {'MIGRATE', ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]}
-for i = 11, #ARGV do args[#args + 1] = ARGV[i] end
+for i = 12, #ARGV do args[#args + 1] = ARGV[i] end
 args[#args + 1] = 'KEYS'
 local first, n = #args + 1, #args
 local big, sizes, claims = {}, {}, {}
@@ -53,7 +66,7 @@ for _, k in ipairs(r[2]) do
   end
 end
 local sent = n - first + 1
-if sent == 0 then return {r[1], 0, big, sizes, '', {}, held(), 0, call('DBSIZE'), others, tonumber(count), claims} end
+if sent == 0 then return {r[1], 0, big, sizes, '', {}, held(), 0, call('DBSIZE'), others, tonumber(count), claims, gone()} end
 -- Keys moved = DBSIZE before MIGRATE minus after (O(1); EXISTS cost a lookup per key). The script
 -- is atomic, so only MIGRATE changes the db in between, deleting each key it moved, also when it
 -- fails part-way. A key it found expired and deleted would be counted too; with time frozen for
@@ -63,7 +76,7 @@ local res = redis.pcall(unpack(args))
 local moved = before - call('DBSIZE')
 local after = before - moved
 if type(res) == 'table' and res.err then
-  return {r[1], moved, big, sizes, res.err, {unpack(args, first)}, held(), sent, after, others, tonumber(count), claims}
+  return {r[1], moved, big, sizes, res.err, {unpack(args, first)}, held(), sent, after, others, tonumber(count), claims, gone()}
 end
-return {r[1], moved, big, sizes, '', {}, held(), sent, after, others, tonumber(count), claims}`;
+return {r[1], moved, big, sizes, '', {}, held(), sent, after, others, tonumber(count), claims, gone()}`;
 

@@ -95,15 +95,17 @@ const NO_FAILURES: Map<string, Error> = new Map();
 /**
  * What a sweep step knows of clients' first touches (SWEEP_SCRIPT's touches-first rule): the
  * batch to take when touches were seen, the db's size at the end of the previous step (-1: no
- * previous step), and whether the sweeper saw touches recently.
+ * previous step), the keys the server had expired or evicted by then (-1: unknown), and whether
+ * the sweeper saw touches recently.
  */
 export interface TouchSignal {
   smallCount: number;
   prevSize: number;
+  prevGone: number;
   recent: boolean;
 }
 
-const NO_TOUCH_SIGNAL: TouchSignal = { smallCount: 1, prevSize: -1, recent: false };
+const NO_TOUCH_SIGNAL: TouchSignal = { smallCount: 1, prevSize: -1, prevGone: -1, recent: false };
 
 /** One sweep step's outcome. */
 export interface SweepStepResult {
@@ -118,6 +120,8 @@ export interface SweepStepResult {
   size: number;
   /** Keys that left the db since the previous step (moved by clients' touches). */
   touched: number;
+  /** Keys the server had expired or evicted when the step ended (its INFO stats; -1: unknown). */
+  gone: number;
   /** The SCAN count the step used (the small one when touches were seen). */
   count: number;
 }
@@ -402,9 +406,9 @@ export class Mover {
       .db(db)
       .callBuffer(
         'EVAL', SWEEP_SCRIPT, '0', cursor, String(count), String(bigKeyBytes), d.host, String(d.port), String(db),
-        String(timeoutMs), String(touch.smallCount), String(touch.prevSize), touch.recent ? '1' : '0', ...auth,
-      )) as [Buffer, number, Buffer[], number[], Buffer, Buffer[], number, number, number, number, number, Buffer[]];
-    const [next, moved, big, bigSizes, errBuf, small, heldUs, sent, size, others, used, claims] = r;
+        String(timeoutMs), String(touch.smallCount), String(touch.prevSize), touch.recent ? '1' : '0', String(touch.prevGone), ...auth,
+      )) as [Buffer, number, Buffer[], number[], Buffer, Buffer[], number, number, number, number, number, Buffer[], number];
+    const [next, moved, big, bigSizes, errBuf, small, heldUs, sent, size, others, used, claims, gone] = r;
     const err = errBuf.toString('latin1');
     if (err !== '') this.lastErrorText = err;
     let failed = 0;
@@ -428,7 +432,7 @@ export class Mover {
     failed += await this.sweepClaims(db, claims);
     return {
       cursor: next.toString('latin1'), moved, big, bigSizes, failed, heldMs: heldUs / 1000,
-      size, touched: Math.max(0, others), count: used,
+      size, touched: Math.max(0, others), count: used, gone,
     };
   }
 
@@ -467,7 +471,7 @@ export class Mover {
       }
     }
     failed += await this.sweepClaims(db, st.claims);
-    return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count };
+    return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count, gone: -1 };
   }
 
   /** finishStep with the batch's keys in flight: a touch of one of them joins it (single-flight). */

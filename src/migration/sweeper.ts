@@ -284,13 +284,14 @@ export class Sweeper {
     if (!this.scriptOk) return this.sweepDbSplit(db);
     let cursor = '0';
     let prevSize = -1;
+    let prevGone = -1;
     do {
       if (this.stopped || this.state !== 'sweeping') return;
       await this.paceRate(this.batchSize);
       await this.giveWay();
       if (this.stopped || this.state !== 'sweeping') return;
       const n = this.batchSize;
-      const touch = { smallCount: this.smallBatch(), prevSize, recent: performance.now() - this.lastTouchSeen < TOUCH_RECENT_MS };
+      const touch = { smallCount: this.smallBatch(), prevSize, prevGone, recent: performance.now() - this.lastTouchSeen < TOUCH_RECENT_MS };
       let step;
       try {
         // A script blocks the source for its whole run: keep MIGRATE's own I/O timeout well
@@ -306,6 +307,7 @@ export class Sweeper {
       }
       cursor = step.cursor;
       prevSize = step.size;
+      prevGone = step.gone;
       if (step.touched > 0) this.lastTouchSeen = performance.now();
       if (step.count < n) this.smallSteps++;
       if (step.failed > 0) {
