@@ -104,7 +104,7 @@ describe('the proxy-side move, step by step', () => {
 
   it('staging: chunk i only where staging holds i chunks; an incomplete staging is never published and is dropped', async () => {
     const { staging, count } = stagingKeys(K, '7');
-    const stage = (i: number, v: string) => t.call('EVAL', STAGE_SCRIPT, 2, staging, count, String(i), '60000', 'APPEND', '1', v) as Promise<[string, number]>;
+    const stage = (i: number, v: string) => t.call('EVAL', STAGE_SCRIPT, 2, staging, count, String(i), '60000', 'APPEND', '', '1', v) as Promise<[string, number]>;
     expect((await stage(0, 'a'))[0]).toBe('OK');
     expect(await stage(0, 'a')).toEqual(['SKEW', 1]); // a repeated chunk 0 (another attempt) is refused
     expect(await stage(2, 'c')).toEqual(['SKEW', 1]);
