@@ -20,8 +20,9 @@ class FaultsFirst extends BaseSequencer {
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // Hang guards, not speed checks: generous, as tests share two cores with other runs.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
     // Integration tests start their own redis-server and rehome processes on free ports and spend
     // much of their time waiting on them (sweeps, fault schedules, pauses), so three files at once
     // keep two cores busy; `--maxWorkers N` overrides it.
