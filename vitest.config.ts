@@ -1,13 +1,36 @@
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
+
+// VERBOSE=1: every test by name, and what every test printed. By default a passing run prints one
+// line per file (tests over 10 s with their time), and a failing test what it printed.
+const verbose = Boolean(process.env.VERBOSE);
+
+/**
+ * The fault suite's files are small but take the longest: start them first, or on a fresh checkout
+ * (no timings cached yet, so vitest runs the largest files first) they would run last, alone.
+ */
+class FaultsFirst extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const sorted = await super.sort(files);
+    const isFault = (f: TestSpecification) => f.moduleId.includes('/test/faults/');
+    return [...sorted.filter(isFault), ...sorted.filter((f) => !isFault(f))];
+  }
+}
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
-    // Integration tests start their own redis-server processes on free ports;
-    // two cores, so keep file-level parallelism modest.
-    maxWorkers: 2,
+    // Hang guards, not speed checks: generous, as tests share two cores with other runs.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Integration tests start their own redis-server and rehome processes on free ports and spend
+    // much of their time waiting on them (sweeps, fault schedules, pauses), so three files at once
+    // keep two cores busy; `--maxWorkers N` overrides it.
+    maxWorkers: 3,
     fileParallelism: true,
+    sequence: { sequencer: FaultsFirst },
+    silent: verbose ? false : 'passed-only',
+    reporters: verbose ? ['verbose'] : ['default'],
+    slowTestThreshold: verbose ? 300 : 10_000,
   },
 });

@@ -9,6 +9,10 @@
  *   - the source empty.
  * A failure names the seed and the fault schedule; REHOME_FAULT_SEED=<seed> replays the schedule
  * (timings are the schedule's; what the servers do within them may differ run to run).
+ *
+ * Two lengths: the default (npm test) is the short one, REHOME_FAULTS=long (npm run test:faults)
+ * the long one. Both run every scenario with the same kinds of faults; the short one seeds fewer
+ * keys and repeats each fault fewer times (reps()).
  */
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
@@ -28,11 +32,22 @@ import {
   type PayloadSet,
 } from '../helpers/workload.js';
 
+/** REHOME_FAULTS=long: the long version of the suite (npm run test:faults, also run by CI). */
+export const LONG_FAULTS = process.env.REHOME_FAULTS === 'long';
+
+/** How many times a fault repeats (or how many keys there are): `short` by default, `long` with REHOME_FAULTS=long. */
+export function reps(short: number, long: number): number {
+  return LONG_FAULTS ? long : short;
+}
+
 /** The run's seed: REHOME_FAULT_SEED when set, else random; logged once per file. */
 export function faultSeed(file: string): number {
   const env = process.env.REHOME_FAULT_SEED;
   const seed = env !== undefined && env !== '' ? Number(env) >>> 0 : Math.floor(Math.random() * 2 ** 31);
-  console.log(`[faults] ${file}: REHOME_FAULT_SEED=${seed}${env ? ' (from the environment)' : ' (random)'}`);
+  console.log(
+    `[faults] ${file}: REHOME_FAULT_SEED=${seed}${env ? ' (from the environment)' : ' (random)'}, ` +
+      `${LONG_FAULTS ? 'long' : 'short'} version`,
+  );
   return seed;
 }
 
@@ -41,6 +56,19 @@ function nameHash(s: string): number {
   let h = 2166136261;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
   return h >>> 0;
+}
+
+function deal<T>(rnd: () => number, items: readonly T[], n: number): T[] {
+  const out: T[] = [];
+  while (out.length < n) {
+    const round = [...items];
+    for (let i = round.length - 1; i > 0; i--) {
+      const j = Math.floor(rnd() * (i + 1));
+      [round[i], round[j]] = [round[j]!, round[i]!];
+    }
+    out.push(...round.slice(0, n - out.length));
+  }
+  return out;
 }
 
 /** A proxy on fixed listen and admin ports, so it can be killed and come back where clients dial. */
@@ -145,6 +173,11 @@ export interface FaultEnv {
   between(lo: number, hi: number): number;
   /** One of the items, at random. */
   pick<T>(items: readonly T[]): T;
+  /**
+   * `n` of the items in random order, every item once before any comes again: a schedule of at
+   * least items.length steps has every kind of fault, however short.
+   */
+  deal<T>(items: readonly T[], n: number): T[];
 }
 
 export interface ScenarioOptions {
@@ -152,9 +185,14 @@ export interface ScenarioOptions {
   proxies?: number;
   /** Extra flags for every proxy. */
   proxyArgs?: string[];
-  /** Sweeper keys/s while faults run (lifted afterwards); sized so the drain overlaps the faults. */
+  /**
+   * Sweeper keys/s while faults run (lifted afterwards); sized so the drain overlaps the faults
+   * (default 1,000, long 2,500).
+   */
   sweepRate?: number;
+  /** Counters (default 3,000, long 8,000). */
   counters?: number;
+  /** Payload keys, a quarter of them in db 3 (default 6,000, long 16,000). */
   payloads?: number;
   clients?: number;
   /** The fault schedule; it must leave the servers healthy when it returns. */
@@ -196,7 +234,7 @@ export async function runScenario(
     // A restarted proxy may find the leftover of a move cut off mid-way: the target copy wins
     // (docs/DESIGN.md rule 3), as the README tells an operator to do.
     '--on-conflict', 'target',
-    '--sweep-rate', String(opts.sweepRate ?? 2500),
+    '--sweep-rate', String(opts.sweepRate ?? reps(1_000, 2_500)),
     ...(opts.proxyArgs ?? []),
   ];
   const proxies: ManagedProxy[] = [];
@@ -208,9 +246,10 @@ export async function runScenario(
     log,
     between: (lo, hi) => lo + Math.floor(rnd() * (hi - lo + 1)),
     pick: (items) => items[Math.floor(rnd() * items.length)]!,
+    deal: (items, n) => deal(rnd, items, n),
   };
-  const nCounters = opts.counters ?? 8_000;
-  const nPayloads = opts.payloads ?? 16_000;
+  const nCounters = opts.counters ?? reps(3_000, 8_000);
+  const nPayloads = opts.payloads ?? reps(6_000, 16_000);
   let workload: ReturnType<typeof startCounterWorkload> | null = null;
   let results: CounterResults | null = null;
   const fail = async (e: unknown): Promise<never> => {

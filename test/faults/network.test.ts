@@ -8,7 +8,7 @@ import { afterEach, describe, it } from 'vitest';
 import { describeMode, startFaultRelay, type FaultRelay, type RelayMode } from '../helpers/fault-relay.js';
 import { usePair } from '../helpers/fixture.js';
 import { sleep } from '../helpers/util.js';
-import { faultSeed, killNormalClients, runScenario, setMaxmemory } from './harness.js';
+import { faultSeed, killNormalClients, reps, runScenario, setMaxmemory } from './harness.js';
 
 const SEED = faultSeed('network.test.ts');
 const ctx = usePair({ autoProxy: false });
@@ -28,9 +28,8 @@ describe('faults: connections and the target', () => {
   it('CLIENT KILL TYPE normal on the source, the target or both, repeatedly', async () => {
     await runScenario(ctx, SEED, 'client-kill', {
       async faults(env) {
-        for (let i = 0; i < 6; i++) {
+        for (const where of env.deal(['source', 'target', 'both'] as const, reps(3, 6))) {
           await sleep(env.between(250, 900));
-          const where = env.pick(['source', 'target', 'both'] as const);
           const n =
             (where !== 'target' ? await killNormalClients(ctx.source) : 0) +
             (where !== 'source' ? await killNormalClients(ctx.target) : 0);
@@ -44,7 +43,7 @@ describe('faults: connections and the target', () => {
   it('target stopped (SIGSTOP) past MIGRATE timeout, then continued (SIGCONT)', async () => {
     await runScenario(ctx, SEED, 'target-sigstop', {
       async faults(env) {
-        for (let i = 0; i < 3; i++) {
+        for (let i = 0; i < reps(2, 3); i++) {
           await sleep(env.between(400, 1200));
           const ms = env.between(700, 1800);
           ctx.target.kill('SIGSTOP');
@@ -74,9 +73,8 @@ describe('faults: connections and the target', () => {
           { kind: 'swallow' },
           { kind: 'reset' },
         ];
-        for (let i = 0; i < 6; i++) {
+        for (const m of env.deal(modes, reps(modes.length, 6))) {
           await sleep(env.between(200, 600));
-          const m = env.pick(modes);
           r.setMode(m);
           env.log(`relay: ${describeMode(m)}`);
           await sleep(env.between(400, 1200));
@@ -95,7 +93,7 @@ describe('faults: connections and the target', () => {
   it('target out of memory (maxmemory, noeviction), then memory raised', async () => {
     await runScenario(ctx, SEED, 'target-oom', {
       async faults(env) {
-        for (let i = 0; i < 2; i++) {
+        for (let i = 0; i < reps(1, 2); i++) {
           await sleep(env.between(400, 1200));
           await setTargetMaxmemory('1');
           const ms = env.between(600, 1500);

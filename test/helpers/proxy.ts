@@ -83,7 +83,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const clients = new Set<Redis>();
 
   const port = await new Promise<number>((resolve, reject) => {
-    const timeoutMs = opts.readyTimeoutMs ?? 15_000;
+    // A hang guard: node starts in a fraction of a second, but takes seconds on a loaded machine.
+    const timeoutMs = opts.readyTimeoutMs ?? 30_000;
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
       reject(new Error(`proxy did not print 'listening on' within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));

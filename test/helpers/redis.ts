@@ -73,14 +73,29 @@ function pingOnce(port: number, timeoutMs: number): Promise<string | null> {
   });
 }
 
-/** Waits until a server on `port` answers PING with anything but -LOADING (NOAUTH counts as up). */
-export async function waitForRedis(port: number, timeoutMs = 10_000, alive?: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+/**
+ * Waits until a server on `port` answers PING with anything but -LOADING (NOAUTH counts as up).
+ * `timeoutMs` bounds the wait for a first answer; a server answering -LOADING is up and loading
+ * its data, which on a loaded machine (or with --key-load-delay) may take longer: it gets
+ * `loadingTimeoutMs` from its start.
+ */
+export async function waitForRedis(
+  port: number,
+  timeoutMs = 10_000,
+  alive?: () => boolean,
+  loadingTimeoutMs = 120_000,
+): Promise<void> {
+  const start = Date.now();
+  let loading = false;
   for (;;) {
     if (alive && !alive()) throw new Error(`redis-server on port ${port} exited before answering PING`);
     const r = await pingOnce(port, 500);
     if (r !== null && !r.startsWith('-LOADING')) return;
-    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING in ${timeoutMs} ms`);
+    loading ||= r !== null;
+    const limit = loading ? loadingTimeoutMs : timeoutMs;
+    if (Date.now() - start > limit) {
+      throw new Error(`redis-server on port ${port} ${loading ? 'still loading' : 'did not answer PING'} after ${limit} ms`);
+    }
     await sleep(20);
   }
 }
