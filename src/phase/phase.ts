@@ -26,6 +26,7 @@
 import { Redis } from 'ioredis';
 import { RehomeError } from '../errors.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import { ioredisTls } from '../upstream/connect.js';
 
 /** The reserved key; every key starting with RESERVED_PREFIX is hidden and never moved. */
 export const PHASE_KEY = '__rehome:phase';
@@ -149,6 +150,7 @@ function connect(ep: Endpoint, name: string, timeoutMs: number): Redis {
   const c = new Redis({
     host: ep.host,
     port: ep.port,
+    ...ioredisTls(ep),
     ...(ep.username !== undefined ? { username: ep.username } : {}),
     ...(ep.password !== undefined ? { password: ep.password } : {}),
     connectionName: name,

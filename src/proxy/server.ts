@@ -4,6 +4,7 @@
  * serves one phase at one epoch, and the switch between them, is runtime.ts's.
  */
 import net from 'node:net';
+import type tls from 'node:tls';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import type { Migration } from '../migration/migration.js';
@@ -15,6 +16,7 @@ import { type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
 import { checkPair, type Logger, type Pair } from './startup.js';
+import { createTlsServer, reloadTls } from './tls-listener.js';
 
 export type { Logger } from './startup.js';
 export type { ProxyObserver } from './runtime.js';
@@ -59,10 +61,12 @@ export class RehomeProxy {
   /** Every process's view of the phase (refreshed every second with phases on). */
   fleet: ProcessView[] = [];
   private fleetTimer: NodeJS.Timeout | null = null;
+  /** The plain port (null with --listen none) and the TLS port (--tls-port): one accept path. */
+  private readonly server: net.Server | null;
+  private readonly tlsServer: tls.Server | null;
 
   private constructor(
     readonly config: ProxyConfig,
-    private readonly server: net.Server,
     private readonly log: Logger,
     private readonly pair: Pair,
     observer: ProxyObserver | null,
@@ -80,14 +84,16 @@ export class RehomeProxy {
       carry: (c) => this.carry(c),
     });
     if (pair.phases) pair.phases.view = () => this.processView();
+    // Half-open: a client that shuts down its sending side still gets every reply.
+    this.server = config.listen ? net.createServer({ allowHalfOpen: true }) : null;
+    this.tlsServer = config.tls ? createTlsServer(config.tls, (sock) => this.accept(sock)) : null;
   }
 
   /** Starts a proxy; the admin endpoint and the metrics come from the caller (src/start.ts). */
   static async start(config: ProxyConfig, log: Logger = () => {}, opts: StartOptions = {}): Promise<RehomeProxy> {
     const pair = await checkPair(config, log, opts.preflight !== false);
     try {
-      // Half-open: a client that shuts down its sending side still gets every reply.
-      const p = new RehomeProxy(config, net.createServer({ allowHalfOpen: true }), log, pair, opts.observer ?? null);
+      const p = new RehomeProxy(config, log, pair, opts.observer ?? null);
       const rt = await p.runtimes.start();
       await p.listen();
       p.idle = new IdleReaper(config.clientLimits.idleTimeoutMs, () => p.sessions);
@@ -105,28 +111,45 @@ export class RehomeProxy {
     }
   }
 
-  /** Listens on --listen; if it cannot, the first runtime is retired and start fails. */
+  /** Listens on --listen and --tls-port; if it cannot, the first runtime is retired and start fails. */
   private async listen(): Promise<void> {
-    const { server, config } = this;
-    server.on('connection', (sock) => this.accept(sock));
+    const { server, tlsServer, config } = this;
+    try {
+      if (server && config.listen) {
+        server.on('connection', (sock) => this.accept(sock));
+        await this.listenOn(server, config.listen, '');
+      }
+      if (tlsServer && config.tls) await this.listenOn(tlsServer, config.tls, 'TLS ');
+    } catch (e) {
+      server?.close();
+      await this.runtimes.stop();
+      throw e;
+    }
+    if (tlsServer) this.log(`TLS clients on ${describeEndpoint(this.tlsAddress()!)} (client certificates: ${config.tls!.authClients})`);
+  }
+
+  private async listenOn(server: net.Server, at: { host: string; port: number }, what: string): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) => {
         const why = e.code === 'EADDRINUSE' ? 'address already in use' : e.message;
-        reject(new RehomeError('ELISTEN', `cannot listen on ${describeEndpoint(config.listen)}: ${why}`));
+        reject(new RehomeError('ELISTEN', `cannot listen on ${what}${describeEndpoint(at)}: ${why}`));
       });
-      server.listen(config.listen.port, config.listen.host, () => resolve());
-    }).catch(async (e: unknown) => {
-      await this.runtimes.stop();
-      throw e;
+      server.listen(at.port, at.host, () => resolve());
     });
     server.on('error', (e) => this.log(`server error: ${e.message}`));
+  }
+
+  /** SIGHUP: serves the TLS certificate files as they are now; logs what happened. */
+  reloadTls(): void {
+    if (this.tlsServer && this.config.tls) this.log(reloadTls(this.tlsServer, this.config.tls));
   }
 
   private async startAdmin(start: NonNullable<StartOptions['startAdmin']>): Promise<void> {
     try {
       this.admin = await start(this);
     } catch (e) {
-      this.server.close();
+      this.server?.close();
+      this.tlsServer?.close();
       await this.runtimes.stop();
       throw e;
     }
@@ -226,10 +249,16 @@ export class RehomeProxy {
     return this.runtimes.switchPhase(to);
   }
 
-  /** The address actually listened on. */
+  /** The address actually listened on: the plain port's, or with --listen none the TLS port's. */
   address(): { host: string; port: number } {
-    const a = this.server.address() as net.AddressInfo;
+    const a = (this.server ?? this.tlsServer)!.address() as net.AddressInfo;
     return { host: a.address, port: a.port };
+  }
+
+  /** The TLS port's address, if it listens. */
+  tlsAddress(): { host: string; port: number } | null {
+    const a = this.tlsServer?.address() as net.AddressInfo | null | undefined;
+    return a ? { host: a.address, port: a.port } : null;
   }
 
   /** The admin endpoint's address, if one is listening. */
@@ -303,7 +332,8 @@ export class RehomeProxy {
     const epoch = c ? (rt?.epoch ?? c.state.epoch) : null;
     const not = (reason: string) => ({ ready: false, reason, phase, epoch });
     if (this.stopping) return not('shutting down: no longer accepting clients');
-    if (!this.server.listening) return not(`not listening on ${describeEndpoint(this.config.listen)}`);
+    const down = [this.server, this.tlsServer].find((s) => s !== null && !s.listening);
+    if (down) return not(`not listening on ${describeEndpoint(down === this.server ? this.config.listen! : this.config.tls!)}`);
     if (rt === null || c?.state.phase === 'fencing') return not('a phase switch is under way: new clients wait for the next phase');
     const problem = c?.readProblem() ?? null;
     if (problem !== null) return not(problem);
@@ -369,7 +399,8 @@ export class RehomeProxy {
   close(timeoutMs = this.config.shutdownTimeoutMs): Promise<void> {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
-      this.server.close();
+      this.server?.close();
+      this.tlsServer?.close();
       this.idle?.stop();
       this.admin?.close();
       if (this.fleetTimer) clearInterval(this.fleetTimer);

@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { parseOnConflict, parseSourceTarget } from '../config.js';
 import { ConfigError, showKey } from '../errors.js';
+import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import {
@@ -96,6 +97,27 @@ export interface PlanResult {
   conflicts: { total: number; listed: DbKey[]; resolved: number };
   /** Source keys per db (INFO keyspace, before any resolution), only dbs with keys. */
   sourceKeysPerDb: Record<number, number>;
+}
+
+/**
+ * MIGRATE has no TLS options: the source dials the target in plain TCP unless it runs with
+ * `tls-cluster yes` (and then with its own tls-cert-file). So over rediss:// it is used only where
+ * the probe key proved it works.
+ */
+const MIGRATE_TLS_NOTE =
+  'MIGRATE does not use TLS unless the source runs with tls-cluster yes: set that on the source, or give --target-from-source a plain-TCP address of the target the source can reach';
+
+function overTls(opts: PlanOptions): boolean {
+  return opts.source.tls !== undefined || opts.target.tls !== undefined;
+}
+
+/**
+ * Whether the plan proved that the source can MIGRATE to the target (the probe key arrived). Over
+ * rediss:// this is the only evidence MIGRATE works: where it is false, keys must move through
+ * the proxy (DUMP/RESTORE), or not at all.
+ */
+export function migrateUsable(r: PlanResult): boolean {
+  return r.findings.some((f) => f.check === 'migrate' && f.level === 'ok') && !r.findings.some((f) => f.check === 'migrate' && f.level === 'fail');
 }
 
 /** Names a probe key; keys with this prefix are never reported as conflicts. */
@@ -357,9 +379,11 @@ async function probeMigrate(
       migrateError = errText(e);
     }
     if (migrateError !== '') {
-      const hint = opts.targetFromSource
-        ? ''
-        : ' (if the source reaches the target under another address, pass --target-from-source host:port)';
+      const hint = overTls(opts)
+        ? ` (${MIGRATE_TLS_NOTE})`
+        : opts.targetFromSource
+          ? ''
+          : ' (if the source reaches the target under another address, pass --target-from-source host:port)';
       add('migrate', 'fail', `source cannot MIGRATE to the target at ${destText}: ${migrateError}${hint}`);
     } else if (reply !== 'OK') {
       add('migrate', 'fail', `MIGRATE of the probe key to ${destText} answered ${reply}`);
@@ -512,6 +536,7 @@ export async function runPlanCli(argv: string[]): Promise<number> {
         source: { type: 'string' },
         target: { type: 'string' },
         'target-from-source': { type: 'string' },
+        ...SERVER_TLS_FLAGS,
         'on-conflict': { type: 'string' },
         apply: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },

@@ -8,6 +8,7 @@
 import { Redis } from 'ioredis';
 import { RehomeError } from '../errors.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import { ioredisTls } from '../upstream/connect.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 
 export type Role = 'source' | 'target';
@@ -54,6 +55,7 @@ export async function openServer(role: Role, ep: Endpoint, opts: OpenOptions = {
   const redis = new Redis({
     host: ep.host,
     port: ep.port,
+    ...ioredisTls(ep),
     lazyConnect: true,
     connectTimeout: opts.connectTimeoutMs ?? 5_000,
     commandTimeout: opts.commandTimeoutMs ?? 30_000,

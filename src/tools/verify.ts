@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { parseSourceTarget } from '../config.js';
 import { RehomeError, showKey } from '../errors.js';
+import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { PHASE_KEY } from '../phase/phase.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import {
@@ -182,6 +183,7 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
       options: {
         source: { type: 'string' },
         target: { type: 'string' },
+        ...SERVER_TLS_FLAGS,
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
