@@ -1,0 +1,323 @@
+/**
+ * TLS on every side: clients to rehome over --tls-port (client certificates as --tls-auth-clients
+ * says; SIGHUP reloads the certificate), rehome to rediss:// servers (Debian's redis-server is
+ * built with TLS: each server here listens on a plain port, used only by the test to seed and
+ * check, and a TLS port, the only one rehome is given), and the start-up failures.
+ *
+ * Certificates are made here with openssl: a CA, a server certificate for 127.0.0.1, a client
+ * certificate, a second server certificate (for the reload) and an unrelated CA.
+ */
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { Redis, type RedisOptions } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, type RedisServer, startRedis } from '../helpers/redis.js';
+import { runCli, type ProxyHandle, startProxy } from '../helpers/proxy.js';
+import { errorOf, waitFor } from '../helpers/util.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'rehome-tls-'));
+const f = (name: string) => path.join(dir, name);
+
+function openssl(...args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+}
+
+/** A CA: <name>.crt and <name>.key. */
+function makeCa(name: string): void {
+  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${name}`);
+}
+
+/** A certificate <name>.crt/.key signed by `ca`, valid for 127.0.0.1 and localhost. */
+function makeCert(name: string, ca: string): void {
+  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+  writeFileSync(f(`${name}.ext`), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+}
+
+beforeAll(() => {
+  makeCa('ca');
+  makeCa('other-ca');
+  makeCert('server', 'ca');
+  makeCert('server-2', 'ca');
+  makeCert('client', 'ca');
+  makeCert('stranger', 'other-ca');
+});
+
+const pem = (name: string) => readFileSync(f(name));
+
+/** redis-server with a TLS port beside its plain one; `extra` after the TLS args. */
+async function startTlsRedis(extra: string[] = []): Promise<{ server: RedisServer; tlsPort: number }> {
+  const tlsPort = await freePort();
+  const server = await startRedis({
+    args: ['--tls-port', String(tlsPort), '--tls-cert-file', f('server.crt'), '--tls-key-file', f('server.key'), '--tls-ca-cert-file', f('ca.crt'), ...extra],
+  });
+  return { server, tlsPort };
+}
+
+const servers: RedisServer[] = [];
+const proxies: ProxyHandle[] = [];
+const clients: Redis[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.disconnect();
+  await Promise.all(proxies.splice(0).map((p) => p.stop()));
+});
+
+afterAll(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.stop()));
+});
+
+async function plainPair(): Promise<{ source: RedisServer; target: RedisServer }> {
+  const [source, target] = await Promise.all([startRedis(), startRedis()]);
+  servers.push(source, target);
+  return { source, target };
+}
+
+/** An ioredis client to rehome's TLS port. */
+function tlsClient(port: number, opts: tls.ConnectionOptions, extra: RedisOptions = {}): Redis {
+  const c = new Redis({
+    host: '127.0.0.1',
+    port,
+    tls: { ca: pem('ca.crt'), ...opts },
+    enableReadyCheck: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    commandTimeout: 10_000,
+    ...extra,
+  });
+  c.on('error', () => {});
+  clients.push(c);
+  return c;
+}
+
+/** The CN of the certificate a fresh TLS connection to `port` is shown. */
+function peerName(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, ca: pem('ca.crt'), cert: pem('client.crt'), key: pem('client.key') }, () => {
+      const cn = s.getPeerCertificate().subject.CN;
+      s.destroy();
+      resolve(Array.isArray(cn) ? cn.join(',') : cn);
+    });
+    s.on('error', reject);
+  });
+}
+
+function clientTlsArgs(tlsPort: number, authClients?: string): string[] {
+  return [
+    '--tls-port', String(tlsPort),
+    '--tls-cert-file', f('server.crt'),
+    '--tls-key-file', f('server.key'),
+    '--tls-ca-cert-file', f('ca.crt'),
+    ...(authClients !== undefined ? ['--tls-auth-clients', authClients] : []),
+  ];
+}
+
+describe('TLS to clients (--tls-port)', () => {
+  it('requires a client certificate by default (--tls-auth-clients yes); the plain port keeps serving', async () => {
+    const pair = await plainPair();
+    const tlsPort = await freePort();
+    const p = await startProxy({ ...pair, args: clientTlsArgs(tlsPort) });
+    proxies.push(p);
+    expect(p.stderr).toContain(`TLS clients on 127.0.0.1:${tlsPort} (client certificates: yes)`);
+
+    const withCert = tlsClient(tlsPort, { cert: pem('client.crt'), key: pem('client.key') });
+    expect(await withCert.set('k', 'over tls')).toBe('OK');
+    expect(await withCert.get('k')).toBe('over tls');
+    expect(await pair.target.client().get('k')).toBe('over tls');
+
+    const without = tlsClient(tlsPort, {});
+    expect(await errorOf(without.ping())).toMatch(/certificate|closed|ECONNRESET|socket/i);
+
+    const stranger = tlsClient(tlsPort, { cert: pem('stranger.crt'), key: pem('stranger.key') });
+    expect(await errorOf(stranger.ping())).toMatch(/certificate|closed|ECONNRESET|socket|alert/i);
+
+    expect(await p.client().get('k')).toBe('over tls');
+  });
+
+  it('--tls-auth-clients no asks for none, and --listen none serves TLS only', async () => {
+    const pair = await plainPair();
+    const p = await startProxy({ ...pair, args: ['--listen', 'none', ...clientTlsArgs(0, 'no')] });
+    proxies.push(p);
+    // The listening line names the TLS port when there is no plain one.
+    const c = tlsClient(p.port, {});
+    expect(await c.set('a', '1')).toBe('OK');
+    expect(await c.incr('a')).toBe(2);
+    // A plain client on that port gets no reply, only a closed connection.
+    expect(await errorOf(p.client({ connectTimeout: 2_000 }).ping())).toBeTruthy();
+  });
+
+  it('--tls-auth-clients optional: no certificate is fine, one from another CA is refused', async () => {
+    const pair = await plainPair();
+    const tlsPort = await freePort();
+    const p = await startProxy({ ...pair, args: clientTlsArgs(tlsPort, 'optional') });
+    proxies.push(p);
+    expect(await tlsClient(tlsPort, {}).ping()).toBe('PONG');
+    expect(await tlsClient(tlsPort, { cert: pem('client.crt'), key: pem('client.key') }).ping()).toBe('PONG');
+    expect(await errorOf(tlsClient(tlsPort, { cert: pem('stranger.crt'), key: pem('stranger.key') }).ping())).toBeTruthy();
+  });
+
+  it('SIGHUP serves the certificate as it is on disk now; a bad file keeps the previous one', async () => {
+    const pair = await plainPair();
+    copyFileSync(f('server.crt'), f('live.crt'));
+    copyFileSync(f('server.key'), f('live.key'));
+    const tlsPort = await freePort();
+    const p = await startProxy({
+      ...pair,
+      args: ['--tls-port', String(tlsPort), '--tls-cert-file', f('live.crt'), '--tls-key-file', f('live.key'), '--tls-ca-cert-file', f('ca.crt')],
+    });
+    proxies.push(p);
+    expect(await peerName(tlsPort)).toBe('server');
+    const before = tlsClient(tlsPort, { cert: pem('client.crt'), key: pem('client.key') });
+    expect(await before.set('x', '1')).toBe('OK');
+
+    copyFileSync(f('server-2.crt'), f('live.crt'));
+    copyFileSync(f('server-2.key'), f('live.key'));
+    p.proc.kill('SIGHUP');
+    await waitFor(() => p.stderr.includes('SIGHUP: TLS certificate reloaded'), 'the reload log line');
+    expect(await peerName(tlsPort)).toBe('server-2');
+    // A connected client keeps its session.
+    expect(await before.get('x')).toBe('1');
+
+    // A key that does not match the certificate: the old context stays.
+    copyFileSync(f('server.key'), f('live.key'));
+    p.proc.kill('SIGHUP');
+    await waitFor(() => p.stderr.includes('SIGHUP: TLS certificate not reloaded'), 'the failed-reload log line');
+    expect(p.stderr).toMatch(/not reloaded, the previous one stays in use: .*key values mismatch/);
+    expect(await peerName(tlsPort)).toBe('server-2');
+    expect(await before.get('x')).toBe('1');
+  });
+
+  it('start-up: a missing or mismatched certificate is one line and exit 1; flags out of place are usage errors', async () => {
+    const pair = await plainPair();
+    const base = ['--listen', '127.0.0.1:0', '--source', pair.source.url, '--target', pair.target.url, '--no-sweep'];
+    const tlsPort = String(await freePort());
+    const missing = await runCli([...base, '--tls-port', tlsPort, '--tls-cert-file', f('nope.crt'), '--tls-key-file', f('server.key'), '--tls-auth-clients', 'no']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+    expect(missing.stderr).toContain(`--tls-cert-file ${f('nope.crt')}: cannot read it: ENOENT`);
+
+    const mismatch = await runCli([...base, '--tls-port', tlsPort, '--tls-cert-file', f('server.crt'), '--tls-key-file', f('client.key'), '--tls-auth-clients', 'no']);
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.stderr.trim().split('\n')).toHaveLength(1);
+    expect(mismatch.stderr).toMatch(/--tls-cert-file\/--tls-key-file: .*key values mismatch/);
+
+    const noCa = await runCli([...base, '--tls-port', tlsPort, '--tls-cert-file', f('server.crt'), '--tls-key-file', f('server.key')]);
+    expect(noCa.code).toBe(2);
+    expect(noCa.stderr).toContain('needs --tls-ca-cert-file');
+
+    const noPort = await runCli([...base, '--tls-cert-file', f('server.crt')]);
+    expect(noPort.code).toBe(2);
+    expect(noPort.stderr).toContain('--tls-cert-file needs --tls-port');
+  });
+});
+
+describe('TLS to the servers (rediss://)', () => {
+  /** Source asks no client certificate, target requires one: both flag sets are exercised. */
+  async function tlsPair(sourceExtra: string[] = []) {
+    const [s, t] = await Promise.all([startTlsRedis(['--tls-auth-clients', 'no', ...sourceExtra]), startTlsRedis()]);
+    servers.push(s.server, t.server);
+    return {
+      source: s.server,
+      target: t.server,
+      sourceUrl: `rediss://127.0.0.1:${s.tlsPort}`,
+      targetUrl: `rediss://127.0.0.1:${t.tlsPort}`,
+      tlsArgs: [
+        '--source-tls-ca-cert-file', f('ca.crt'),
+        '--target-tls-ca-cert-file', f('ca.crt'),
+        '--target-tls-cert-file', f('client.crt'),
+        '--target-tls-key-file', f('client.key'),
+      ],
+    };
+  }
+
+  it('moves keys on first touch and by the sweeper, every connection over TLS', async () => {
+    const pair = await tlsPair();
+    const seed = pair.source.client();
+    for (let i = 0; i < 200; i++) await seed.set(`k${i}`, `v${i}`);
+    await seed.hset('h', 'f', 'v');
+    await pair.source.client(3).set('in-db3', 'x');
+
+    // MIGRATE runs in plain TCP (the source has no tls-cluster): the target's plain port for it.
+    const p = await startProxy({
+      source: pair.sourceUrl,
+      target: pair.targetUrl,
+      sweep: true,
+      args: [...pair.tlsArgs, '--target-from-source', `127.0.0.1:${pair.target.port}`, '--sweep-rate', '50'],
+    });
+    proxies.push(p);
+    const c = p.client();
+    // A shared-lane command and own-connection commands (SELECT pins the client to its own).
+    expect(await c.get('k0')).toBe('v0');
+    expect(await c.hget('h', 'f')).toBe('v');
+    const own = p.client({ db: 3 });
+    expect(await own.get('in-db3')).toBe('x');
+    expect(await pair.target.client(3).get('in-db3')).toBe('x');
+    expect(await pair.target.client().get('k0')).toBe('v0');
+
+    await waitFor(async () => (await pair.source.client().dbsize()) === 0, 'the sweeper drains the source over TLS', 20_000);
+    expect(await pair.target.client().dbsize()).toBe(201);
+    expect(await c.get('k199')).toBe('v199');
+
+    const verify = await runCli(['verify', '--source', pair.sourceUrl, '--target', pair.targetUrl, ...pair.tlsArgs]);
+    expect(verify.code).toBe(0);
+  });
+
+  it('plan FAILs with the reason where MIGRATE would have to use TLS, and the proxy does not start', async () => {
+    const pair = await tlsPair();
+    const plan = await runCli(['plan', '--source', pair.sourceUrl, '--target', pair.targetUrl, ...pair.tlsArgs], 30_000);
+    expect(plan.code).toBe(1);
+    expect(plan.stdout).toMatch(/FAIL\s+source cannot MIGRATE to the target at 127\.0\.0\.1:\d+: .*MIGRATE does not use TLS unless the source runs with tls-cluster yes/);
+
+    const start = await runCli(['--listen', '127.0.0.1:0', '--source', pair.sourceUrl, '--target', pair.targetUrl, '--no-sweep', ...pair.tlsArgs], 30_000);
+    expect(start.code).toBe(1);
+    expect(start.stderr).toContain('pre-flight check failed: source cannot MIGRATE');
+  });
+
+  it('with tls-cluster yes on the source, MIGRATE goes over TLS and plan proves it', async () => {
+    const pair = await tlsPair(['--tls-cluster', 'yes']);
+    const plan = await runCli(['plan', '--source', pair.sourceUrl, '--target', pair.targetUrl, ...pair.tlsArgs], 30_000);
+    expect(plan.stdout).toMatch(/ok\s+source can MIGRATE to the target at 127\.0\.0\.1:\d+/);
+    expect(plan.code).toBe(0);
+
+    await pair.source.client().set('moved', 'over tls');
+    const p = await startProxy({ source: pair.sourceUrl, target: pair.targetUrl, args: pair.tlsArgs });
+    proxies.push(p);
+    expect(await p.client().get('moved')).toBe('over tls');
+    expect(await pair.source.client().exists('moved')).toBe(0);
+    expect(await pair.target.client().get('moved')).toBe('over tls');
+  });
+
+  it('a server certificate from another CA is one line naming the server, and exit 1', async () => {
+    const pair = await tlsPair();
+    const r = await runCli([
+      '--listen', '127.0.0.1:0', '--source', pair.sourceUrl, '--target', pair.targetUrl, '--no-sweep',
+      '--source-tls-ca-cert-file', f('other-ca.crt'),
+      '--target-tls-ca-cert-file', f('ca.crt'), '--target-tls-cert-file', f('client.crt'), '--target-tls-key-file', f('client.key'),
+    ]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`source 127\\.0\\.0\\.1:${pair.sourceUrl.split(':').pop()} unreachable: .*certificate`));
+  });
+
+  it('a target that requires a client certificate refuses rehome without one', async () => {
+    const pair = await tlsPair();
+    const r = await runCli([
+      '--listen', '127.0.0.1:0', '--source', pair.sourceUrl, '--target', pair.targetUrl, '--no-sweep',
+      '--source-tls-ca-cert-file', f('ca.crt'), '--target-tls-ca-cert-file', f('ca.crt'),
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/target 127\.0\.0\.1:\d+ unreachable/);
+  });
+
+  it('TLS flags for a redis:// server are a usage error', async () => {
+    const pair = await plainPair();
+    const r = await runCli(['--listen', '127.0.0.1:0', '--source', pair.source.url, '--target', pair.target.url, '--source-tls-ca-cert-file', f('ca.crt')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--source-tls-ca-cert-file needs a rediss:// --source (TLS)');
+  });
+});
