@@ -99,7 +99,7 @@ function peerName(port: number): Promise<string> {
     const s = tls.connect({ host: '127.0.0.1', port, ca: pem('ca.crt'), cert: pem('client.crt'), key: pem('client.key') }, () => {
       const cn = s.getPeerCertificate().subject.CN;
       s.destroy();
-      resolve(Array.isArray(cn) ? cn.join(',') : cn);
+      resolve(Array.isArray(cn) ? cn.join(',') : String(cn));
     });
     s.on('error', reject);
   });
