@@ -5,9 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { expectStrings, fetchStatus, noKeyInBoth, seedStrings, useAdminProxies, waitDrained } from '../helpers/admin.js';
-import { usePair } from '../helpers/fixture.js';
 import { sleep, waitFor } from '../helpers/util.js';
-import { faultSeed, killNormalClients, resumeSweepersAfterRestart, runScenario, type FaultEnv } from './harness.js';
+import { faultSeed, killNormalClients, resumeSweepersAfterRestart, runScenario, type FaultEnv, useFaultPair } from './harness.js';
 
 const SEED = faultSeed('process.test.ts');
 const startAdmin = useAdminProxies();
@@ -17,7 +16,7 @@ async function post(admin: string, path: string): Promise<number> {
   await r.text();
   return r.status;
 }
-const ctx = usePair({
+const ctx = useFaultPair({
   autoProxy: false,
   source: { args: ['--appendonly', 'yes', '--appendfsync', 'always'] },
 });
@@ -100,7 +99,7 @@ describe('faults: a source restarted with a slow load', () => {
   // source skips them (each costs --key-load-delay), so for seconds its INFO keyspace shows no
   // key at all while the real data (db 5) is not loaded yet. Events are served every 1 KB of
   // load, so the proxy sees the restart, and the operator resumes the sweeper, meanwhile.
-  const slow = usePair({
+  const slow = useFaultPair({
     autoProxy: false,
     source: { args: ['--key-load-delay', '1000', '--loading-process-events-interval-bytes', '1024'] },
   });

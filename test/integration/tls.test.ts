@@ -7,46 +7,27 @@
  * Certificates are made here with openssl: a CA, a server certificate for 127.0.0.1, a client
  * certificate, a second server certificate (for the reload) and an unrelated CA.
  */
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { copyFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type RedisServer, startRedis } from '../helpers/redis.js';
 import { runCli, type ProxyHandle, startProxy } from '../helpers/proxy.js';
+import { certDir } from '../helpers/tls.js';
 import { errorOf, waitFor } from '../helpers/util.js';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'rehome-tls-'));
-const f = (name: string) => path.join(dir, name);
-
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-}
-
-/** A CA: <name>.crt and <name>.key. */
-function makeCa(name: string): void {
-  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${name}`);
-}
-
-/** A certificate <name>.crt/.key signed by `ca`, valid for 127.0.0.1 and localhost. */
-function makeCert(name: string, ca: string): void {
-  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-  writeFileSync(f(`${name}.ext`), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
-}
+const certs = certDir();
+const f = certs.file;
+const pem = certs.pem;
 
 beforeAll(() => {
-  makeCa('ca');
-  makeCa('other-ca');
-  makeCert('server', 'ca');
-  makeCert('server-2', 'ca');
-  makeCert('client', 'ca');
-  makeCert('stranger', 'other-ca');
+  certs.ca('ca');
+  certs.ca('other-ca');
+  certs.cert('server', 'ca');
+  certs.cert('server-2', 'ca');
+  certs.cert('client', 'ca');
+  certs.cert('stranger', 'other-ca');
 });
-
-const pem = (name: string) => readFileSync(f(name));
 
 /** redis-server with a TLS port beside its plain one; `extra` after the TLS args. */
 async function startTlsRedis(extra: string[] = []): Promise<{ server: RedisServer; tlsPort: number }> {
