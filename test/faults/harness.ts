@@ -300,7 +300,7 @@ export async function runScenario(
       proxies.push(new ManagedProxy(env, i, await freePort(), await freePort(), proxyArgs));
     }
     await Promise.all(proxies.map((p) => p.start()));
-    log(`${proxies.length} prox${proxies.length === 1 ? 'y' : 'ies'} up (${proxyArgs.join(' ')})`);
+    log(`${proxies.length} prox${proxies.length === 1 ? 'y' : 'ies'} up (${proxyArgs.join(' ')})${certs ? '; TLS on every side: clients -> rediss://, proxies -> rediss:// source and target' : ''}`);
     workload = startCounterWorkload({
       urls: proxies.map((p) => p.url),
       ...(certs ? { tls: { ca: certs.pem('ca.crt') } } : {}),
