@@ -524,6 +524,11 @@ already exist in both servers (conflicts). Exit code 0: no failure; 1: a failure
   --apply                         with --on-conflict, resolve the conflicts now: 'source' deletes
                                   the target copies, 'target' deletes the source copies (only
                                   when no other check failed; run it before any proxy serves)
+  --source-tls-ca-cert-file, --source-tls-cert-file, --source-tls-key-file, --source-tls-sni,
+  --target-tls-ca-cert-file, --target-tls-cert-file, --target-tls-key-file, --target-tls-sni
+                                  TLS to a rediss:// server: its CA, rehome's client certificate
+                                  and key, SNI (MIGRATE itself uses TLS only where the source runs
+                                  tls-cluster yes: the probe key shows whether it works)
   -h, --help                      this text`;
 
 /** The plan command line. Returns the exit code (0 no failure, 1 a failure, 2 usage). */

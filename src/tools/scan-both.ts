@@ -47,6 +47,13 @@ export function describeRole(role: Role, ep: Endpoint): string {
   return `${role} ${describeEndpoint(ep)}`;
 }
 
+/** For a certificate that does not verify, which flags decide it. */
+function tlsHint(role: Role, ep: Endpoint, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? '';
+  if (ep.tls === undefined || !/CERT|SIGNATURE|ISSUER|ALTNAME/.test(code)) return '';
+  return ` (TLS: the ${role}'s certificate does not verify against --${role}-tls-ca-cert-file and --${role}-tls-sni or the URL's host)`;
+}
+
 /**
  * Connects without retries, logs in with the URL's credentials (AUTH sent explicitly, so a
  * refusal is reported exactly) and PINGs. Throws RehomeError EUPSTREAM (unreachable) or EAUTH.
@@ -74,7 +81,7 @@ export async function openServer(role: Role, ep: Endpoint, opts: OpenOptions = {
     try {
       await redis.connect();
     } catch (e) {
-      throw new RehomeError('EUPSTREAM', `${who} unreachable: ${errText(socketError ?? e)}`);
+      throw new RehomeError('EUPSTREAM', `${who} unreachable: ${errText(socketError ?? e)}${tlsHint(role, ep, socketError)}`);
     }
     let authWarning: string | null = null;
     if (ep.password !== undefined) {

@@ -192,6 +192,14 @@ describe('TLS to clients (--tls-port)', () => {
     const noPort = await runCli([...base, '--tls-cert-file', f('server.crt')]);
     expect(noPort.code).toBe(2);
     expect(noPort.stderr).toContain('--tls-cert-file needs --tls-port');
+
+    const noPlain = await runCli([...base, '--listen', 'none']);
+    expect(noPlain.code).toBe(2);
+    expect(noPlain.stderr).toContain('--listen none needs --tls-port');
+
+    const workers = await runCli([...base, '--workers', '2', '--tls-port', tlsPort, '--tls-cert-file', f('server.crt'), '--tls-key-file', f('server.key'), '--tls-auth-clients', 'no']);
+    expect(workers.code).toBe(2);
+    expect(workers.stderr).toContain('--tls-port does not work with --workers yet');
   });
 });
 
@@ -282,6 +290,7 @@ describe('TLS to the servers (rediss://)', () => {
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(new RegExp(`source 127\\.0\\.0\\.1:${pair.sourceUrl.split(':').pop()} unreachable: .*certificate`));
+    expect(lines[0]).toContain("(TLS: the source's certificate does not verify against --source-tls-ca-cert-file");
   });
 
   it('a target that requires a client certificate refuses rehome without one', async () => {
