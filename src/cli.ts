@@ -56,10 +56,17 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --sweep-budget-ms N            longest one sweeper MIGRATE should block the source (default ${DEFAULTS.sweepBudgetMs})
   --sweep-touch-budget-ms N      while clients touch unmoved keys, longest one sweeper step holds
                                  the source, so a touch waits behind at most that (default ${DEFAULTS.sweepTouchBudgetMs})
-  --sweep-rate N                 sweeper keys per second at most, 0 = no limit (default ${DEFAULTS.sweepRate})
+  --sweep-rate N                 sweeper keys per second at most, 0 = no limit (default ${DEFAULTS.sweepRate}); with
+                                 phases only the fleet's first value: a rate stored with the phase wins
   --switch-drain-ms N            at a phase switch, longest wait for commands in flight before the
                                  fence; clients keep their connections (default ${DEFAULTS.switchDrainMs}, 0 = close them)
-  --big-key-mb N                 keys at least this large are moved alone and reported (default ${DEFAULTS.bigKeyMb})
+  --big-key-mb N                 keys at least this large are moved alone, in chunks where a proxy-side
+                                 move is at hand, and reported (default ${DEFAULTS.bigKeyMb})
+  --move-method auto|migrate|dump|copy  how keys move: the source's MIGRATE, DUMP on the source and
+                                 RESTORE on the target, or the type-aware copy; auto probes the pair
+                                 at start as rehome plan does, per direction (default auto)
+  --move-lease-ms N              lease of a proxy-side move's claim; a claim of a process that died is
+                                 taken over once it lapses (default ${DEFAULTS.moveLeaseMs})
   --exit-when-drained            exit 0 once the source is empty
   --on-conflict source|target    keys found in both servers at start: keep this copy, delete the other
   --force                        start even when the pre-flight checks (rehome plan) fail
@@ -107,6 +114,8 @@ async function main(): Promise<void> {
         'sweep-rate': { type: 'string' },
         'switch-drain-ms': { type: 'string' },
         'big-key-mb': { type: 'string' },
+        'move-method': { type: 'string' },
+        'move-lease-ms': { type: 'string' },
         'exit-when-drained': { type: 'boolean' },
         'on-conflict': { type: 'string' },
         force: { type: 'boolean' },
@@ -162,23 +171,27 @@ async function main(): Promise<void> {
   out = createOutput(config.logFormat, slot?.id ?? null);
   if (config.workers > 1 && !cluster.isWorker) await runPrimary(config, out);
   if (slot !== null) config = workerConfig(config, slot);
+  // Printed from inside start, before the runtime's held log lines: a small dataset can be
+  // migrated before start returns, and its "migration complete" must not come first.
+  const listening = (p: RehomeProxy) => {
+    const addr = p.address();
+    // In a --workers fleet the primary prints this line once every worker listens.
+    if (slot !== null) toPrimary({ rehome: 'listening', host: addr.host, port: addr.port });
+    else out.listening(describeEndpoint(addr));
+    const admin = p.adminAddress();
+    if (admin && config.admin) {
+      const lock = config.admin.token === null
+        ? 'no token: anyone on this host can switch the phase'
+        : isLoopback(config.admin.host) ? 'changes need the token' : 'every request but /, /healthz and /readyz needs the token';
+      log(`admin endpoint on http://${describeEndpoint(admin)} (the dashboard at /; /status, /metrics, /healthz, /readyz; ${lock})`);
+    }
+  };
   let proxy: RehomeProxy;
   try {
-    proxy = await startRehome(config, log, { preflight: slot?.preflight ?? true });
+    proxy = await startRehome(config, log, { preflight: slot?.preflight ?? true, listening });
   } catch (e) {
     if (e instanceof RehomeError) fail(1, e.message);
     fail(1, (e as Error).message);
-  }
-  const addr = proxy.address();
-  // In a --workers fleet the primary prints this line once every worker listens.
-  if (slot !== null) toPrimary({ rehome: 'listening', host: addr.host, port: addr.port });
-  else out.listening(describeEndpoint(addr));
-  const admin = proxy.adminAddress();
-  if (admin && config.admin) {
-    const lock = config.admin.token === null
-      ? 'no token: anyone on this host can switch the phase'
-      : isLoopback(config.admin.host) ? 'changes need the token' : 'every request but /healthz and /readyz needs the token';
-    log(`admin endpoint on http://${describeEndpoint(admin)} (/status, /metrics, /healthz, /readyz; ${lock})`);
   }
   const stopProgress = showProgress(proxy, config.progress);
   let stopping = false;

@@ -80,8 +80,15 @@ export interface ProxyConfig {
   sweepTouchBudgetMs: number;
   /** Sweeper keys per second at most (0: unlimited). */
   sweepRate: number;
-  /** Keys at least this many bytes are moved alone. */
+  /** Keys at least this many bytes are moved alone (in chunks, where a proxy-side move is at hand). */
   bigKeyBytes: number;
+  /**
+   * How keys move (docs/DESIGN.md "Moves"): auto picks per direction at start-up by probing as
+   * `rehome plan` does (MIGRATE, then DUMP/RESTORE, then the type-aware copy).
+   */
+  moveMethod: 'auto' | 'migrate' | 'dump' | 'copy';
+  /** A proxy-side move's claim lease (source clock), renewed by long copies. */
+  moveLeaseMs: number;
   exitWhenDrained: boolean;
   /** Admin HTTP endpoint (status, metrics, control, probes), or null. */
   admin: AdminConfig | null;
@@ -131,6 +138,7 @@ export const DEFAULTS = {
   sweepRate: 0,
   bigKeyMb: 8,
   switchDrainMs: 1_000,
+  moveLeaseMs: 10_000,
   workers: 1,
   sharedConnections: 1,
   keepaliveSeconds: 15,
@@ -182,6 +190,8 @@ export interface RawOptions extends RawTlsOptions, RawServerTlsOptions {
   'sweep-rate'?: string | undefined;
   'switch-drain-ms'?: string | undefined;
   'big-key-mb'?: string | undefined;
+  'move-method'?: string | undefined;
+  'move-lease-ms'?: string | undefined;
   'exit-when-drained'?: boolean | undefined;
   admin?: string | undefined;
   'admin-token'?: string | undefined;
@@ -277,6 +287,8 @@ export function buildConfig(o: RawOptions, env: Record<string, string | undefine
     sweepTouchBudgetMs: positiveMs('--sweep-touch-budget-ms', o['sweep-touch-budget-ms'], DEFAULTS.sweepTouchBudgetMs),
     sweepRate: positiveInt('--sweep-rate', o['sweep-rate'], DEFAULTS.sweepRate, 0),
     bigKeyBytes: positiveInt('--big-key-mb', o['big-key-mb'], DEFAULTS.bigKeyMb) * 1024 * 1024,
+    moveMethod: parseMoveMethod(o['move-method']),
+    moveLeaseMs: positiveInt('--move-lease-ms', o['move-lease-ms'], DEFAULTS.moveLeaseMs, 100),
     exitWhenDrained: Boolean(o['exit-when-drained']),
     admin: parseAdmin(o.admin, o['admin-token'], env),
     logFormat: parseLogFormat(o['log-format']),
@@ -322,6 +334,11 @@ function parseAdmin(v: string | undefined, tokenFlag: string | undefined, env: R
     );
   }
   return { ...a, token };
+}
+
+function parseMoveMethod(v: string | undefined): ProxyConfig['moveMethod'] {
+  if (v === undefined || v === 'auto' || v === 'migrate' || v === 'dump' || v === 'copy') return v ?? 'auto';
+  throw new ConfigError(`--move-method must be auto, migrate, dump or copy, got '${v}'`);
 }
 
 function parseLogFormat(v: string | undefined): 'text' | 'json' {

@@ -64,6 +64,8 @@ export const ErrorText = {
   targetUnavailable: (detail: string) => `TRYAGAIN rehome: target unavailable (${detail})`,
   moveFailed: (key: string, cause: string) =>
     `TRYAGAIN rehome: could not move key '${showKey(key)}' from source to target: ${cause}`,
+  claimHeld: (key: string, waitedMs: number) =>
+    `TRYAGAIN rehome: key '${showKey(key)}' is being moved by another rehome process (waited ${waitedMs} ms for its claim to be published or its lease to lapse)`,
   targetOom: (key: string) =>
     `OOM rehome: target out of memory, key '${showKey(key)}' stays in the source`,
   getkeysFailed: (cmd: string, detail: string) =>

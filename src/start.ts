@@ -7,11 +7,15 @@ import { startAdmin } from './admin/http.js';
 import { ProxyMetrics } from './admin/metrics.js';
 import type { ProxyConfig } from './config.js';
 import { RehomeError } from './errors.js';
-import { type Logger, RehomeProxy } from './proxy/server.js';
+import { type Logger, RehomeProxy, type StartOptions } from './proxy/server.js';
 import { describeEndpoint } from './upstream/endpoint.js';
 
 /** Starts a proxy, with the admin endpoint and its metrics when config.admin asks for them. */
-export function startRehome(config: ProxyConfig, log: Logger = () => {}, opts: { preflight?: boolean } = {}): Promise<RehomeProxy> {
+export function startRehome(
+  config: ProxyConfig,
+  log: Logger = () => {},
+  opts: Pick<StartOptions, 'preflight' | 'listening'> = {},
+): Promise<RehomeProxy> {
   const admin = config.admin;
   if (admin === null) return RehomeProxy.start(config, log, opts);
   // The metrics observe the proxy from its first runtime on, before start returns it; they read

@@ -3,12 +3,15 @@
  *
  *   request                          loopback, no token   loopback, token   beyond loopback (token)
  *   GET /healthz, GET /readyz        open                 open              open
- *   GET /status, GET /metrics        open                 open              token
+ *   GET / (the dashboard page)       open                 open              open
+ *   GET /status, /metrics, /latency  open                 open              token
  *   anything else (POST ...)         open                 token             token
  *
  * Beyond loopback without a token the endpoint does not start (src/config.ts refuses the flags,
  * startAdmin refuses a hand-built config). The probes stay open everywhere: load balancers and
- * orchestrators often cannot send a header, and they change nothing.
+ * orchestrators often cannot send a header, and they change nothing. The dashboard page is open
+ * because a browser cannot send a header when it opens a page, and the page holds no figures: it
+ * asks for the token itself before it reads /status where that needs one.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 
@@ -16,7 +19,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 export function needsToken(method: string, path: string, opts: { token: boolean; loopback: boolean }): boolean {
   if (!opts.token) return false;
   const read = method === 'GET';
-  if (read && (path === '/healthz' || path === '/readyz')) return false;
+  if (read && (path === '/healthz' || path === '/readyz' || path === '/')) return false;
   return !read || !opts.loopback;
 }
 
@@ -45,4 +48,26 @@ export class BearerToken {
     if (!m) return 'invalid';
     return timingSafeEqual(digest(m[1]!), this.digest) ? null : 'invalid';
   }
+}
+
+const LOOPBACK_HOST = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d+)?$/i;
+
+/**
+ * Why a request that a web page made the operator's browser send is refused, or null. Without a
+ * token, loopback is the only lock, and a page on any site can make the browser send a POST to
+ * 127.0.0.1 (cross-site request forgery), or read from it once its own name resolves to 127.0.0.1
+ * (DNS rebinding). So, on a loopback endpoint, the Host header must name loopback; and anything
+ * but a read must not come from another origin (browsers send Origin with every POST; the CLI,
+ * curl and scripts send none).
+ */
+export function browserAttack(method: string, headers: { host?: string | undefined; origin?: string | undefined }, loopback: boolean): string | null {
+  const host = headers.host ?? '';
+  if (loopback && !LOOPBACK_HOST.test(host)) {
+    return `refused: the admin endpoint listens on loopback, but this request names host '${host}' (a web page's DNS rebinding?)`;
+  }
+  const origin = headers.origin;
+  if (method !== 'GET' && origin !== undefined && origin !== `http://${host}`) {
+    return `refused: a request from the web page ${origin} (only the dashboard at http://${host}/ may change anything)`;
+  }
+  return null;
 }

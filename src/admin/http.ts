@@ -1,8 +1,11 @@
 /**
- * The admin endpoint: GET /status (JSON), GET /metrics (Prometheus text), the probes GET /healthz
- * (the process is up) and GET /readyz (clients are served in the current phase), and sweeper
- * control: POST /sweeper/pause, POST /sweeper/resume, POST /sweeper/rate?keys_per_sec=N, and the
- * fleet-wide phase switch POST /phase?to=hold|migrate|reverse. Who may send what: src/admin/auth.ts.
+ * The admin endpoint: the dashboard page GET / (src/admin/dashboard.ts) and the per-second client
+ * latency behind its chart GET /latency, GET /status (JSON), GET /metrics (Prometheus text), the
+ * probes GET /healthz (the process is up) and GET /readyz (clients are served in the current
+ * phase), and sweeper control: POST /sweeper/pause, POST /sweeper/resume,
+ * POST /sweeper/rate?keys_per_sec=N (the fleet's settings where phases are in use:
+ * src/proxy/fleet.ts), and the fleet-wide phase switch
+ * POST /phase?to=hold|migrate|reverse. Who may send what: src/admin/auth.ts.
  *
  * It sits above the proxy and knows it only as the AdminSubject below, so the proxy never
  * imports this file: the composition root (src/start.ts) hands it the running proxy.
@@ -10,10 +13,13 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { ConfigError } from '../errors.js';
-import type { Sweeper } from '../migration/sweeper.js';
+import { RehomeError } from '../errors.js';
+import type { SweepChange } from '../phase/fleet-record.js';
 import { SWITCHABLE, type SwitchablePhase } from '../phase/phase.js';
 import { describeEndpoint, isLoopback } from '../upstream/endpoint.js';
-import { BearerToken, needsToken, type TokenRefusal } from './auth.js';
+import { BearerToken, browserAttack, needsToken, type TokenRefusal } from './auth.js';
+import { serveDashboard } from './dashboard.js';
+import { LatencyHistory } from './latency-history.js';
 import type { ProxyMetrics } from './metrics.js';
 
 /** What the endpoint reads and drives: a running proxy. */
@@ -22,8 +28,8 @@ export interface AdminSubject {
   status(): Record<string, unknown>;
   /** The fleet-wide phase switch; rejects with the reason it was refused. */
   switchPhase(to: SwitchablePhase): Promise<unknown>;
-  /** The current phase's migration: read on every request, since a switch replaces it. */
-  readonly migration: { readonly sweeper: SweeperControl | null };
+  /** Changes the sweeper's rate or pause; rejects with why not (ENOSWEEP: no sweeper to change). */
+  setSweeper(change: SweepChange): Promise<unknown>;
   /** Whether clients are served in the current phase right now, and if not why: /readyz. */
   readiness(): Readiness;
 }
@@ -46,9 +52,6 @@ export interface AdminOptions {
   log: (line: string, fields?: Record<string, unknown>) => void;
 }
 
-/** The sweeper as the operator controls it. */
-export type SweeperControl = Pick<Sweeper, 'pause' | 'resume' | 'setRate' | 'state' | 'pauseReason' | 'opts'>;
-
 /** A listening admin endpoint. */
 export interface AdminServer {
   address(): { host: string; port: number };
@@ -62,6 +65,9 @@ export function startAdmin(subject: AdminSubject, metrics: ProxyMetrics, opts: A
     return Promise.reject(new ConfigError(`an admin endpoint beyond loopback (${describeEndpoint({ host, port })}) needs a token`));
   }
   const token = opts.token === null ? null : new BearerToken(opts.token);
+  const latency = new LatencyHistory(metrics.commandLatency, () => subject.readiness().phase);
+  latency.start();
+  const endpoint = { latency, tokenRequired: token !== null };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
     const method = req.method ?? 'GET';
@@ -76,24 +82,32 @@ export function startAdmin(subject: AdminSubject, metrics: ProxyMetrics, opts: A
         });
       });
     }
+    const attack = browserAttack(method, req.headers, loopback);
+    if (attack !== null) return json(res, 403, { error: attack });
     if (token !== null && needsToken(method, url.pathname, { token: true, loopback })) {
       const refused = token.check(req.headers.authorization);
       if (refused !== null) return unauthorized(res, refused, method, url, req.socket.remoteAddress, log);
     }
-    void handle(subject, metrics, method, url, res).catch((e: Error) => {
+    void handle(subject, metrics, endpoint, method, url, res).catch((e: Error) => {
       res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(`${e.message}\n`);
     });
   });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => {
+      latency.stop();
+      reject(e);
+    });
     server.listen(port, host, () =>
       resolve({
         address: () => {
           const a = server.address() as net.AddressInfo;
           return { host: a.address, port: a.port };
         },
-        close: () => server.close(),
+        close: () => {
+          latency.stop();
+          server.close();
+        },
       }),
     );
   });
@@ -125,14 +139,41 @@ function unauthorized(
   json(res, 401, { error }, { 'www-authenticate': challenge });
 }
 
-async function handle(subject: AdminSubject, metrics: ProxyMetrics, method: string, url: URL, res: http.ServerResponse): Promise<void> {
-  const sw = subject.migration.sweeper;
+/** What the endpoint itself adds to the proxy's figures. */
+interface EndpointState {
+  latency: LatencyHistory;
+  tokenRequired: boolean;
+}
+
+async function handle(
+  subject: AdminSubject,
+  metrics: ProxyMetrics,
+  endpoint: EndpointState,
+  method: string,
+  url: URL,
+  res: http.ServerResponse,
+): Promise<void> {
+  if (method === 'GET' && url.pathname === '/') return serveDashboard(res);
   if (method === 'GET' && url.pathname === '/healthz') return json(res, 200, { alive: true, uptime_s: Math.round(process.uptime()) });
   if (method === 'GET' && url.pathname === '/readyz') {
     const r = subject.readiness();
     return json(res, r.ready ? 200 : 503, r);
   }
-  if (method === 'GET' && url.pathname === '/status') return json(res, 200, subject.status());
+  if (method === 'GET' && url.pathname === '/status') {
+    // served_at_ms lets a reader judge each process's seen_at by this host's clock, not its own.
+    return json(res, 200, {
+      ...subject.status(),
+      client_latency: endpoint.latency.summary(),
+      admin_token_required: endpoint.tokenRequired,
+      served_at_ms: Date.now(),
+    });
+  }
+  if (method === 'GET' && url.pathname === '/latency') {
+    // Ten minutes of seconds, fetched every second by the page: not indented.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(endpoint.latency.report()));
+    return;
+  }
   if (method === 'GET' && url.pathname === '/metrics') {
     res.writeHead(200, { 'content-type': metrics.registry.contentType });
     res.end(await metrics.registry.metrics());
@@ -149,16 +190,22 @@ async function handle(subject: AdminSubject, metrics: ProxyMetrics, method: stri
     }
   }
   if (method === 'POST' && url.pathname.startsWith('/sweeper/')) {
-    if (!sw) return json(res, 409, { error: 'the sweeper is disabled (--no-sweep)' });
     const what = url.pathname.slice('/sweeper/'.length);
-    if (what === 'pause') sw.pause('paused by operator');
-    else if (what === 'resume') sw.resume();
+    let change: SweepChange;
+    if (what === 'pause') change = { paused: 'paused by operator' };
+    else if (what === 'resume') change = { paused: null };
     else if (what === 'rate') {
       const n = Number(url.searchParams.get('keys_per_sec'));
       if (!Number.isInteger(n) || n < 0) return json(res, 400, { error: 'keys_per_sec must be an integer >= 0 (0: no limit)' });
-      sw.setRate(n);
+      change = { rate: n };
     } else return json(res, 404, { error: `unknown sweeper action '${what}'` });
-    return json(res, 200, { sweeper: sw.state, pause_reason: sw.pauseReason || null, rate_limit: sw.opts.rate || null });
+    try {
+      return json(res, 200, await subject.setSweeper(change));
+    } catch (e) {
+      // No sweeper to change (without phases, --no-sweep): 409; the old server did not take it: 503.
+      const code = e instanceof RehomeError && e.code === 'ENOSWEEP' ? 409 : 503;
+      return json(res, code, { error: (e as Error).message });
+    }
   }
-  json(res, 404, { error: 'GET /status, GET /metrics, GET /healthz, GET /readyz, POST /sweeper/pause|resume|rate?keys_per_sec=N, POST /phase?to=hold|migrate|reverse' });
+  json(res, 404, { error: 'GET / (the dashboard), GET /status, GET /latency, GET /metrics, GET /healthz, GET /readyz, POST /sweeper/pause|resume|rate?keys_per_sec=N, POST /phase?to=hold|migrate|reverse' });
 }

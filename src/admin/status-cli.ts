@@ -22,13 +22,18 @@ Exit code 0: done; 1: the endpoint could not be reached or refused (its answer i
 const USAGE = {
   status: `usage: rehome status --admin [host:]port [--admin-token TOKEN] [--json]
 
-  Prints the process's /status for a person: phase, fleet, keys moved and remaining, rate, sweeper.
+  Prints /status for a person. With phases, the fleet first (keys left read from the server keys
+  move out of, rate and ETA from the sweeping process, the sweeper's settings, every process),
+  then this process's own figures; any process of the fleet, a standby included, shows the same.
 
   --json                 print /status as JSON
 ${COMMON_OPTIONS}`,
   sweeper: `usage: rehome sweeper pause|resume|rate KEYS_PER_SEC --admin [host:]port [--admin-token TOKEN]
 
-  Pauses, resumes or rate-limits (0: no limit) the sweeper of that one process.
+  Pauses, resumes or rate-limits (0: no limit) the sweeper. With phases, the setting is the
+  fleet's: stored with the phase on the old server, followed by whichever process sweeps, and
+  kept across phase switches, lease takeovers and restarts; any process takes it, one that does
+  not sweep (hold, --no-sweep) included. Without phases, that one process's sweeper.
 
 ${COMMON_OPTIONS}`,
   phase: `usage: rehome phase hold|migrate|reverse --admin [host:]port [--admin-token TOKEN]
@@ -129,11 +134,43 @@ function fmtDuration(s: number | null): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
+const perDb = (per: Record<string, number> | undefined): string => Object.entries(per ?? {}).map(([db, n]) => `db${db}=${n}`).join(' ');
+const ago = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '?' : `${(ms / 1000).toFixed(1)} s ago`);
+const limit = (n: number | null | undefined): string => (n ? `limit ${n} keys/s` : 'no rate limit');
+
+/** The fleet's lines of `rehome status`: what every process of the pair shows alike. */
+function fleetLines(f: Record<string, any>): string[] {
+  const lines: string[] = [];
+  const rem = f.remaining;
+  if (f.phase === 'hold' && rem) {
+    const w = perDb(rem.per_db);
+    lines.push(`remaining    nothing moves in hold; the old server holds ${rem.total} keys${w ? ` (${w})` : ''}: what rehome phase migrate would move`);
+  } else if (rem) {
+    const w = perDb(rem.per_db);
+    lines.push(`remaining    ${rem.total} in the ${rem.server} server${w ? `  (${w})` : ''}${rem.error ? `  READ FAILED (${rem.error}); last read ${ago(rem.age_ms)}` : ''}`);
+  } else {
+    lines.push('remaining    not read yet');
+  }
+  const r = f.rate_reported;
+  const sw = f.sweeper ?? {};
+  if (f.phase === 'drained') lines.push('rate         0 keys/s, ETA 0s (drained)');
+  else if (f.phase === 'hold') lines.push('rate         none (hold: nothing moves)');
+  else if (f.phase === 'fencing') lines.push('rate         none (a phase switch is under way)');
+  else if (sw.paused) lines.push('rate         none (the sweeper is paused; keys still move on first touch)');
+  else if (r && r.stale) lines.push(`rate         ${f.rate_keys_per_s} keys/s as of ${ago(r.age_ms)} (stale: ${r.by} stopped reporting), ETA unknown`);
+  else if (r) lines.push(`rate         ${f.rate_keys_per_s} keys/s, ETA ${fmtDuration(f.eta_s ?? null)} (reported by ${r.by} ${ago(r.age_ms)})`);
+  else lines.push('rate         unknown (no process reports sweeping yet)');
+  lines.push(`sweeper      ${sw.state}${sw.on ? ` on ${sw.on}` : ''}${sw.paused ? ` (${sw.pause_reason})` : ''}; ${limit(sw.rate_limit)} (fleet setting${sw.set_by ? `, set by ${sw.set_by}` : ''})`);
+  return lines;
+}
+
 /** Renders /status for a person. */
 export function renderStatus(st: Record<string, any>): string {
   const k = st.keys ?? {};
   const lines: string[] = [];
   lines.push(`phase        ${st.phase}${st.epoch !== null && st.epoch !== undefined ? ` (epoch ${st.epoch})` : ''}${st.drained_at ? ` (drained since ${st.drained_at})` : ''}${st.direction === 'new -> old' ? '  [keys move new -> old]' : ''}`);
+  const fleet = st.fleet;
+  if (fleet) lines.push(...fleetLines(fleet));
   const ph = st.phases;
   if (ph) {
     if (ph.shared && (ph.shared.phase !== st.phase || ph.shared.epoch !== st.epoch)) {
@@ -143,23 +180,21 @@ export function renderStatus(st: Record<string, any>): string {
     const agree = procs.filter((p) => p.phase === ph.shared?.phase && p.epoch === ph.shared?.epoch).length;
     lines.push(`processes    ${procs.length} seen, ${agree} on ${ph.shared?.phase} (epoch ${ph.shared?.epoch}), ${procs.reduce((n, p) => n + (p.clients ?? 0), 0)} clients in all`);
     for (const p of procs) {
-      lines.push(`  ${p.id}  ${p.phase} (epoch ${p.epoch})  ${p.clients} clients  listen ${p.listen}${p.admin ? `  admin ${p.admin}` : ''}`);
+      lines.push(`  ${p.id}  ${p.phase} (epoch ${p.epoch})  ${p.clients} clients${p.sweeper ? `  sweeper ${p.sweeper}` : ''}  listen ${p.listen}${p.admin ? `  admin ${p.admin}` : ''}`);
     }
   }
+  if (fleet) lines.push(`this process ${st.process_id ?? '?'}: the lines below are its own`);
   lines.push(`source       ${st.source} (redis ${st.versions?.source})${st.source_reachable === false ? '  UNREACHABLE' : ''}`);
   lines.push(`target       ${st.target} (redis ${st.versions?.target})`);
   lines.push(`moved        ${k.moved_on_touch ?? 0} on touch, ${k.moved_by_sweeper ?? 0} by the sweeper (${k.in_both_resolved ?? 0} found in both, target kept)`);
-  const per = Object.entries(k.remaining_per_db ?? {}).map(([db, n]) => `db${db}=${n}`).join(' ');
-  const waiting = k.waiting_for_migrate;
-  if (waiting) {
-    const wper = Object.entries(waiting.per_db ?? {}).map(([db, n]) => `db${db}=${n}`).join(' ');
-    lines.push(`remaining    nothing moves in hold; the old server holds ${waiting.total} keys${wper ? ` (${wper})` : ''}: what rehome phase migrate would move`);
-  } else {
+  if (!fleet) {
+    // Without phases each process is on its own: its own count of what is left, and its rate.
+    const per = perDb(k.remaining_per_db);
     lines.push(`remaining    ${k.remaining_total ?? 0} of ${k.initial_in_source ?? 0}${per ? `  (${per})` : ''}`);
+    lines.push(`rate         ${st.rate_keys_per_s ?? 0} keys/s, ETA ${fmtDuration(st.eta_s ?? null)}`);
   }
-  lines.push(`rate         ${st.rate_keys_per_s ?? 0} keys/s, ETA ${fmtDuration(st.eta_s ?? null)}`);
   const sw = st.sweeper ?? {};
-  lines.push(`sweeper      ${sw.state}${sw.pause_reason ? ` (${sw.pause_reason})` : ''}${sw.idle_reason ? ` (${sw.idle_reason})` : ''}${sw.batch_size ? `, batch ${sw.batch_size}, budget ${sw.budget_ms} ms` : ''}${sw.rate_limit ? `, limit ${sw.rate_limit} keys/s` : ''}`);
+  lines.push(`${fleet ? 'own sweeper ' : 'sweeper     '} ${sw.state}${sw.pause_reason ? ` (${sw.pause_reason})` : ''}${sw.idle_reason ? ` (${sw.idle_reason})` : ''}${sw.batch_size ? `, batch ${sw.batch_size}, budget ${sw.budget_ms} ms` : ''}${sw.rate_limit ? `, limit ${sw.rate_limit} keys/s` : ''}`);
   const errs = Object.entries(st.errors_by_kind ?? {}).map(([kk, n]) => `${kk}=${n}`).join(' ');
   lines.push(`errors       ${errs || 'none'}; ${st.move_failures ?? 0} moves failed (clients got an error)`);
   if (st.big_keys?.total) {

@@ -62,7 +62,8 @@ function pings(port: number): Promise<boolean> {
     s.on('connect', () => s.write('PING\r\n'));
     s.on('data', (d) => {
       data += d.toString('latin1');
-      if (data.includes('\r\n')) done(data.startsWith('+PONG'));
+      // NOAUTH: up, and asking for the password it was started with.
+      if (data.includes('\r\n')) done(data.startsWith('+PONG') || data.startsWith('-NOAUTH'));
     });
   });
 }
@@ -89,14 +90,17 @@ export class Children {
     await Promise.all(waits);
   }
 
-  /** A throwaway redis-server on a free loopback port, without persistence, logging into `dir`. */
-  async redis(name: string, dir: string): Promise<{ port: number; pid: number }> {
+  /**
+   * A throwaway redis-server on a free loopback port, without persistence, logging into `dir`;
+   * `args` are added to its command line (e.g. --requirepass).
+   */
+  async redis(name: string, dir: string, args: string[] = []): Promise<{ port: number; pid: number }> {
     for (let attempt = 0; ; attempt++) {
       const port = await freePort();
       const p = this.track(
         spawn(
           'redis-server',
-          ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, `${name}.log`)],
+          ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, `${name}.log`), ...args],
           { stdio: 'ignore' },
         ),
       );

@@ -15,6 +15,13 @@ export interface MigrationOptions {
   /** Nothing to move (hold and drained phases): no sweeper, no source watch, drained from the start. */
   passThrough?: boolean;
   sweeper: Partial<SweeperOptions>;
+  /** Why the sweeper starts paused (the fleet's pause); null or absent: it starts. */
+  sweeperPaused?: string | null;
+  /**
+   * The migration paused the sweeper by itself (the source restarted): with phases, the pause is
+   * stored for the fleet, so every process's sweeper waits for the operator's resume.
+   */
+  onPauseSweeper?: (reason: string) => void;
   watchIntervalMs: number;
   /** Keys move new -> old (reverse, a rollback): the source is the new server. */
   reverse?: boolean;
@@ -59,9 +66,9 @@ export class Migration {
       mover.drained = true;
       return;
     }
-    this.watch = new SourceWatch(source.dedicated(0), opts.watchIntervalMs, (a, b) => this.onSourceRestart(a, b));
+    this.watch = new SourceWatch(() => source.dedicated(0), opts.watchIntervalMs, (a, b) => this.onSourceRestart(a, b));
     this.sweeper = opts.sweep
-      ? new Sweeper(source, mover, { ...SWEEPER_DEFAULTS, ...opts.sweeper }, log, () => this.setDrained())
+      ? new Sweeper(source, mover, { ...SWEEPER_DEFAULTS, ...opts.sweeper }, log, () => this.setDrained(), opts.sweeperPaused ?? null)
       : null;
   }
 
@@ -158,6 +165,11 @@ export class Migration {
         : `migration complete: the source holds no key in any db (${took}); every command now goes straight to the target`,
     );
     for (const f of this.drainedListeners.splice(0)) f();
+    // Proxy-side moves leave a publish-once marker per key in the target: safe to let go now.
+    this.mover.proxy
+      ?.expireMarkers()
+      .then((n) => n > 0 && this.log(`${n} publish-once markers of proxy-side moves expire in the target within ${Math.round((this.mover.proxy!.opts.lateWindowMs + this.mover.proxy!.opts.leaseMs) / 1000)} s`))
+      .catch((e: Error) => this.log(`could not set the expiry of the proxy-side moves' markers in the target: ${e.message}`));
   }
 
   private onSourceRestart(before: SourceIdentity, after: SourceIdentity): void {
@@ -170,7 +182,9 @@ export class Migration {
         'Keys deleted after their move may have come back from an old snapshot. The sweeper is paused; ' +
         'check the source, then resume it (rehome sweeper resume --admin HOST:PORT).',
     );
-    this.sweeper?.pause('source restarted: keys may have come back from an old snapshot');
+    const reason = 'source restarted: keys may have come back from an old snapshot';
+    this.sweeper?.pause(reason);
+    this.opts.onPauseSweeper?.(reason);
   }
 
   async stop(): Promise<void> {

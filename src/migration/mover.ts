@@ -9,13 +9,27 @@
  *                                 source only -> MIGRATE it again (once), then give up with
  *                                 the cause; the key stays in the source.
  *
+ * Where MIGRATE can't be used (`--move-method dump|copy`), every move goes through the proxy-side
+ * protocol (proxy-move.ts) instead; with MIGRATE, big keys of the sweeper still do, and a claim
+ * key of K (another process's proxy-side move) counts as K present: such keys go through the
+ * protocol too, which waits for the claim or takes it over.
+ *
  * Concurrent moves of one key share one in-flight promise (single-flight).
  */
 import { ErrorText, MoveError } from '../errors.js';
 import type { ControlPool } from '../upstream/control.js';
 import { migrateAuthArgs } from '../upstream/endpoint.js';
 import type { KnownAbsentCache } from './absent-cache.js';
+import { SWEEP_SCRIPT } from './migrate-scripts.js';
+import { moveKeys } from './move-keys.js';
+import type { Carried } from './move-copy.js';
+import type { ProxyMove, ProxyMoveResult } from './proxy-move.js';
 
+/** How keys move: the source's MIGRATE, or the proxy-side move with one of its copy methods. */
+export type MoveMethod = 'migrate' | 'dump' | 'copy';
+
+/** MIGRATE found a claim key of one of its keys: the batch goes through the protocol instead. */
+class ClaimPresent extends Error {}
 /** Where MIGRATE sends keys, as the source sees the target. */
 export interface MigrateDestination {
   host: string;
@@ -63,7 +77,15 @@ function classify(err: unknown): { kind: Kind; text: string } {
   return { kind: 'error', text };
 }
 
-const TOUCH = { cache: true, origin: 'touch' as const };
+/** Who asked for a move and how: touches fill the cache; big keys go in chunks. */
+interface How {
+  cache: boolean;
+  origin: 'touch' | 'sweep';
+  timeoutMs?: number | undefined;
+  big?: boolean;
+}
+
+const TOUCH: How = { cache: true, origin: 'touch' };
 
 /** Shortest time the breaker stays open after a MIGRATE timed out (see Mover.pathDownUntil). */
 const PATH_DOWN_MIN_MS = 2_000;
@@ -71,74 +93,19 @@ const PATH_DOWN_MIN_MS = 2_000;
 const NO_FAILURES: Map<string, Error> = new Map();
 
 /**
- * The sweeper's step, inside the source. ARGV: cursor, count, big-key bytes, host, port, db,
- * timeout, [AUTH pass | AUTH2 user pass]. Returns {next cursor, keys moved, big keys, their
- * sizes, error text or '', the small keys (only when MIGRATE failed, to be probed), microseconds
- * the step held the source, how many keys MIGRATE was given}. Keys named `__rehome:*` (rehome's
- * own keys: the phase hash, plan's probes) are skipped.
- */
-const SWEEP_SCRIPT = `
--- TIME is non-deterministic: servers before 5.0 allow writes after it only in this mode
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local call = redis.call
-local t0 = call('TIME')
-local function held()
-  local t = call('TIME')
-  return (t[1] - t0[1]) * 1000000 + (t[2] - t0[2])
-end
--- Touches first: keys that left the db since the last step (ARGV[9], its DBSIZE at the end; -1:
--- none) were moved by clients' first touches, whose next touches would wait behind this step in
--- the single-threaded server. Then (or when told touches are recent, ARGV[10]) the step takes the
--- small count (ARGV[8]).
-local others = 0
-local prev = tonumber(ARGV[9])
-if prev >= 0 then others = prev - call('DBSIZE') end
-local count = ARGV[2]
-if others > 0 or ARGV[10] == '1' then count = ARGV[8] end
-local r = call('SCAN', ARGV[1], 'COUNT', count)
-local lim = tonumber(ARGV[3])
-local args = {'MIGRATE', ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]}
-for i = 11, #ARGV do args[#args + 1] = ARGV[i] end
-args[#args + 1] = 'KEYS'
-local first, n = #args + 1, #args
-local big, sizes = {}, {}
-for _, k in ipairs(r[2]) do
-  -- rehome's own keys (the phase hash, plan's probes) are never moved; 95 is '_' (a byte
-  -- compare first: a substring of every key would cost an allocation each)
-  if string.byte(k, 1) ~= 95 or string.sub(k, 1, 9) ~= '__rehome:' then
-    local m = call('MEMORY', 'USAGE', k)
-    if m then
-      if m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m else n = n + 1; args[n] = k end
-    end
-  end
-end
-local sent = n - first + 1
-if sent == 0 then return {r[1], 0, big, sizes, '', {}, held(), 0, call('DBSIZE'), others, tonumber(count)} end
--- Keys moved = DBSIZE before MIGRATE minus after (O(1); EXISTS cost a lookup per key). The script
--- is atomic, so only MIGRATE changes the db in between, deleting each key it moved, also when it
--- fails part-way. A key it found expired and deleted would be counted too; with time frozen for
--- the script and SCAN having dropped the keys expired at that time, there are none.
-local before = call('DBSIZE')
-local res = redis.pcall(unpack(args))
-local moved = before - call('DBSIZE')
-local after = before - moved
-if type(res) == 'table' and res.err then
-  return {r[1], moved, big, sizes, res.err, {unpack(args, first)}, held(), sent, after, others, tonumber(count)}
-end
-return {r[1], moved, big, sizes, '', {}, held(), sent, after, others, tonumber(count)}`;
-
-/**
  * What a sweep step knows of clients' first touches (SWEEP_SCRIPT's touches-first rule): the
  * batch to take when touches were seen, the db's size at the end of the previous step (-1: no
- * previous step), and whether the sweeper saw touches recently.
+ * previous step), the keys the server had expired or evicted by then (-1: unknown), and whether
+ * the sweeper saw touches recently.
  */
 export interface TouchSignal {
   smallCount: number;
   prevSize: number;
+  prevGone: number;
   recent: boolean;
 }
 
-const NO_TOUCH_SIGNAL: TouchSignal = { smallCount: 1, prevSize: -1, recent: false };
+const NO_TOUCH_SIGNAL: TouchSignal = { smallCount: 1, prevSize: -1, prevGone: -1, recent: false };
 
 /** One sweep step's outcome. */
 export interface SweepStepResult {
@@ -153,6 +120,8 @@ export interface SweepStepResult {
   size: number;
   /** Keys that left the db since the previous step (moved by clients' touches). */
   touched: number;
+  /** Keys the server had expired or evicted when the step ended (its INFO stats; -1: unknown). */
+  gone: number;
   /** The SCAN count the step used (the small one when touches were seen). */
   count: number;
 }
@@ -212,6 +181,9 @@ export class Mover {
     readonly cache: KnownAbsentCache,
     private readonly dest: MigrateDestination,
     private readonly sweepSource: ControlPool | null = null,
+    /** The proxy-side move: every move with dump/copy; big keys and claims with migrate. */
+    readonly proxy: ProxyMove | null = null,
+    readonly method: MoveMethod = 'migrate',
   ) {}
 
   /**
@@ -247,9 +219,17 @@ export class Mover {
     );
   }
 
+  /**
+   * Moves one big key for the sweeper: with a proxy-side move at hand, in chunks (so no single
+   * step holds either server for the whole value), else one MIGRATE with `timeoutMs`.
+   */
+  sweepBig(db: number, key: string, timeoutMs: number): Promise<void> {
+    return this.ensure([{ db, key }], { cache: false, origin: 'sweep', timeoutMs, big: true });
+  }
+
   private ensure(
     refs: readonly KeyRef[],
-    how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined } = TOUCH,
+    how: How = TOUCH,
   ): Promise<void> {
     if (how.origin === 'touch') {
       // The sweeper gives way while clients' moves are in flight (Sweeper.giveWay).
@@ -267,10 +247,7 @@ export class Mover {
     this.touchesInFlight--;
   };
 
-  private ensureRefs(
-    refs: readonly KeyRef[],
-    how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined },
-  ): Promise<void> {
+  private ensureRefs(refs: readonly KeyRef[], how: How): Promise<void> {
     const waits: Promise<void>[] = [];
     const byDb = new Map<number, string[]>();
     const seen = new Set<string>();
@@ -340,9 +317,13 @@ export class Mover {
     // The sweeper's moves use their own connections, so a client's move never queues behind a
     // sweeper batch on the same socket (only behind the one the source is running).
     const pool = sweep && this.sweepSource ? this.sweepSource : this.source;
-    const res = await pool.db(db).multi().exists(...kb).call('MIGRATE', ...args).exec();
+    // A claim key (another process's proxy-side move) means K is present, only renamed: MIGRATE
+    // would answer NOKEY for it. Checked in the same transaction, so nothing can slip between.
+    const cks = kb.map((k) => moveKeys(typeof k === 'string' ? Buffer.from(k, 'latin1') : k).claim);
+    const res = await pool.db(db).multi().exists(...kb).exists(...cks).call('MIGRATE', ...args).exec();
     if (res === null) throw new Error('MIGRATE transaction aborted');
-    const [ex, mg] = res;
+    const [ex, claimed, mg] = res;
+    if (Number(claimed?.[1] ?? 0) > 0) throw new ClaimPresent('a proxy-side move holds a claim');
     if (mg?.[0]) throw mg[0];
     if (ex?.[0]) throw ex[0];
     const reply = String(mg?.[1]);
@@ -351,11 +332,8 @@ export class Mover {
   }
 
   /** Moves one batch; resolves (never rejects) to the keys that could not be confirmed absent. */
-  private async moveBatch(
-    db: number,
-    keys: string[],
-    how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined },
-  ): Promise<Map<string, Error>> {
+  private async moveBatch(db: number, keys: string[], how: How): Promise<Map<string, Error>> {
+    if (this.proxy !== null && (this.method !== 'migrate' || how.big === true)) return this.moveByProxy(db, keys, how);
     let firstErr: unknown;
     const t0 = performance.now();
     const down = how.origin === 'touch' ? this.pathDown() : null;
@@ -368,6 +346,7 @@ export class Mover {
       this.countMoved(r.moved, keys.length - r.moved, how.origin);
       return NO_FAILURES;
     } catch (e) {
+      if (e instanceof ClaimPresent && this.proxy !== null) return this.moveByProxy(db, keys, how);
       if (down === null) {
         this.pathResult(performance.now() - t0, e, how.timeoutMs);
         this.onMigrate?.(performance.now() - t0, keys.length, false);
@@ -388,6 +367,19 @@ export class Mover {
     return fails;
   }
 
+  /** Moves a batch through the proxy-side protocol; resolves to the keys not confirmed absent. */
+  private async moveByProxy(db: number, keys: string[], how: How): Promise<Map<string, Error>> {
+    const r = await this.proxy!.move(db, keys.map((k) => Buffer.from(k, 'latin1')), how.big === true);
+    this.countMoved(r.moved, r.absent, how.origin);
+    if (how.cache) for (const k of keys) if (!r.fails.has(k)) this.markAbsent(db, k);
+    for (const e of r.fails.values()) {
+      this.stats.failures++;
+      this.countError(classify(e).kind);
+      this.lastErrorText = e.message;
+    }
+    return r.fails.size === 0 ? NO_FAILURES : r.fails;
+  }
+
   /**
    * One sweeper step run entirely inside the source by a script: SCAN one step, size each key,
    * and MIGRATE the small ones (KEYS form, no REPLACE), counting the moved ones by DBSIZE. The
@@ -405,17 +397,18 @@ export class Mover {
     timeoutMs: number,
     touch: TouchSignal = NO_TOUCH_SIGNAL,
   ): Promise<SweepStepResult> {
+    const pool = this.sweepSource ?? this.source;
+    if (this.proxy !== null && this.method !== 'migrate') return this.proxySweepStep(db, pool, cursor, count);
     const d = this.dest;
     const auth = migrateAuthArgs(d);
-    const pool = this.sweepSource ?? this.source;
     const t0 = performance.now();
     const r = (await pool
       .db(db)
       .callBuffer(
         'EVAL', SWEEP_SCRIPT, '0', cursor, String(count), String(bigKeyBytes), d.host, String(d.port), String(db),
-        String(timeoutMs), String(touch.smallCount), String(touch.prevSize), touch.recent ? '1' : '0', ...auth,
-      )) as [Buffer, number, Buffer[], number[], Buffer, Buffer[], number, number, number, number, number];
-    const [next, moved, big, bigSizes, errBuf, small, heldUs, sent, size, others, used] = r;
+        String(timeoutMs), String(touch.smallCount), String(touch.prevSize), touch.recent ? '1' : '0', String(touch.prevGone), ...auth,
+      )) as [Buffer, number, Buffer[], number[], Buffer, Buffer[], number, number, number, number, number, Buffer[], number];
+    const [next, moved, big, bigSizes, errBuf, small, heldUs, sent, size, others, used, claims, gone] = r;
     const err = errBuf.toString('latin1');
     if (err !== '') this.lastErrorText = err;
     let failed = 0;
@@ -436,10 +429,78 @@ export class Mover {
         ),
       );
     }
+    failed += await this.sweepClaims(db, claims);
     return {
       cursor: next.toString('latin1'), moved, big, bigSizes, failed, heldMs: heldUs / 1000,
-      size, touched: Math.max(0, others), count: used,
+      size, touched: Math.max(0, others), count: used, gone,
     };
+  }
+
+  /**
+   * The publish and release of the sweeper's previous proxy-side batch, running while the next
+   * batch is claimed (two batches in flight, as a pipelined client copy has).
+   */
+  private finishing: Promise<ProxyMoveResult> | null = null;
+
+  /**
+   * The sweeper's step with a proxy-side method (ProxyMove.claimStep/finishStep), in
+   * SweepStepResult's terms: moved and failed count the batch finished during this step (the
+   * previous one; at a db's last step, this one too).
+   */
+  private async proxySweepStep(db: number, pool: ControlPool, cursor: string, count: number): Promise<SweepStepResult> {
+    const proxy = this.proxy!;
+    const st = await proxy.claimStep(db, pool.db(db), cursor, count);
+    const prev = this.finishing;
+    this.finishing = st.carried.length > 0 ? this.finishInFlight(db, st.carried) : null;
+    const done: ProxyMoveResult[] = [];
+    if (prev !== null) done.push(await prev);
+    if (st.cursor === '0' && this.finishing !== null) {
+      done.push(await this.finishing);
+      this.finishing = null;
+    }
+    let moved = 0;
+    let failed = 0;
+    for (const r of done) {
+      moved += r.moved;
+      failed += r.fails.size;
+      this.countMoved(r.moved, r.absent, 'sweep');
+      for (const e of r.fails.values()) {
+        this.stats.failures++;
+        this.countError(classify(e).kind);
+        this.lastErrorText = e.message;
+      }
+    }
+    failed += await this.sweepClaims(db, st.claims);
+    return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count, gone: -1 };
+  }
+
+  /** finishStep with the batch's keys in flight: a touch of one of them joins it (single-flight). */
+  private finishInFlight(db: number, carried: readonly Carried[]): Promise<ProxyMoveResult> {
+    const p = this.proxy!.finishStep(db, carried);
+    const batch = p.then((r) => r.fails);
+    const ids = carried.map((c) => {
+      const key = c.names.key.toString('latin1');
+      const id = `${db}:${key}`;
+      this.inflight.set(id, { batch, key });
+      return id;
+    });
+    void batch.then(() => {
+      for (const id of ids) if (this.inflight.get(id)?.batch === batch) this.inflight.delete(id);
+    });
+    return p;
+  }
+
+  /**
+   * Keys the sweeper found claimed (a proxy-side move in flight elsewhere, or abandoned by a
+   * process that died): through the protocol, which waits or takes over. Returns the failures.
+   */
+  private async sweepClaims(db: number, claims: readonly Buffer[]): Promise<number> {
+    if (claims.length === 0 || this.proxy === null) return 0;
+    const fails = await this.ensureRefs(
+      claims.map((k) => ({ db, key: k.toString('latin1') })),
+      { cache: false, origin: 'sweep' },
+    ).then(() => 0, () => 1);
+    return fails;
   }
 
   private countMoved(moved: number, absent: number, origin: 'touch' | 'sweep'): void {
@@ -458,12 +519,7 @@ export class Mover {
   }
 
   /** Probe-and-retry for one key after an uncertain MIGRATE (docs/DESIGN.md rule 4). */
-  async resolveKey(
-    db: number,
-    key: string,
-    firstErr: unknown,
-    how: { cache: boolean; origin: 'touch' | 'sweep'; timeoutMs?: number | undefined } = TOUCH,
-  ): Promise<void> {
+  async resolveKey(db: number, key: string, firstErr: unknown, how: How = TOUCH): Promise<void> {
     const markAbsent = (): void => {
       if (how.cache) this.markAbsent(db, key);
     };
@@ -485,13 +541,20 @@ export class Mover {
       let inSource: number;
       let inTarget: number;
       try {
-        inSource = await this.source.db(db).exists(kb);
+        // K and its claim key in one EXISTS: a claimed K is present, only renamed.
+        inSource = await this.source.db(db).exists(kb, moveKeys(kb).claim);
       } catch (e) {
         this.stats.failures++;
         throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(classify(e).text));
       }
       if (inSource === 0) {
         markAbsent();
+        return;
+      }
+      if (this.proxy !== null && (await this.source.db(db).exists(moveKeys(kb).claim)) > 0) {
+        // Claimed by a proxy-side move: only the protocol may resolve it (wait or take over).
+        const fails = await this.moveByProxy(db, [key], how);
+        throwFor(fails, key);
         return;
       }
       try {

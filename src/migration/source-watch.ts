@@ -48,11 +48,16 @@ export class SourceWatch {
   restarts = 0;
   reachable = true;
 
+  private conn: Redis;
+
+  /** `open` gives the connection INFO is read on, and a new one when the last has ended for good. */
   constructor(
-    private readonly conn: Redis,
+    private readonly open: () => Redis,
     private readonly intervalMs: number,
     private readonly onChange: (before: SourceIdentity, after: SourceIdentity) => void,
-  ) {}
+  ) {
+    this.conn = open();
+  }
 
   async start(): Promise<void> {
     await this.poll();
@@ -63,6 +68,9 @@ export class SourceWatch {
   private async poll(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
+    // A fenced connection whose reconnect failed has ended for good: a restarted source would
+    // otherwise never be seen again.
+    if (this.conn.status === 'end') this.conn = this.open();
     try {
       const info = (await this.conn.info('server')) + (await this.conn.info('replication'));
       this.reachable = true;

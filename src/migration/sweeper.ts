@@ -109,12 +109,13 @@ export class Sweeper {
     readonly opts: SweeperOptions,
     private readonly log: (line: string) => void,
     private readonly onDrained: () => void,
-    startPaused = false,
+    /** Why it starts paused (the fleet's pause, src/phase/fleet-record.ts); null: it starts. */
+    startPaused: string | null = null,
   ) {
     this.batchSize = Math.min(100, opts.maxBatch);
-    if (startPaused) {
+    if (startPaused !== null) {
       this.state = 'paused';
-      this.pauseReason = 'started paused';
+      this.pauseReason = startPaused;
     }
     this.done = this.run();
   }
@@ -141,6 +142,16 @@ export class Sweeper {
     this.rateWindowStart = 0;
     this.batchSize = Math.min(Math.max(this.batchSize, this.opts.minBatch), this.rateCap());
     this.kick();
+  }
+
+  /**
+   * Follows the fleet's settings (stored with the phase, read by every process): the rate, and
+   * paused with its reason or not. Called when they change; a drained sweeper stays drained.
+   */
+  follow(s: { rate: number; paused: string | null }): void {
+    if (s.rate !== this.opts.rate) this.setRate(s.rate);
+    if (s.paused !== null && (this.state !== 'paused' || this.pauseReason !== s.paused)) this.pause(s.paused);
+    else if (s.paused === null) this.resume();
   }
 
   async stop(): Promise<void> {
@@ -176,7 +187,9 @@ export class Sweeper {
 
   private conn(db: number): Redis {
     let c = this.conns.get(db);
-    if (!c) {
+    // A fenced connection whose reconnect failed (the server restarted, the phase could not be
+    // read meanwhile) has ended for good: open a new one.
+    if (!c || c.status === 'end') {
       c = this.source.dedicated(db);
       this.conns.set(db, c);
     }
@@ -271,13 +284,14 @@ export class Sweeper {
     if (!this.scriptOk) return this.sweepDbSplit(db);
     let cursor = '0';
     let prevSize = -1;
+    let prevGone = -1;
     do {
       if (this.stopped || this.state !== 'sweeping') return;
       await this.paceRate(this.batchSize);
       await this.giveWay();
       if (this.stopped || this.state !== 'sweeping') return;
       const n = this.batchSize;
-      const touch = { smallCount: this.smallBatch(), prevSize, recent: performance.now() - this.lastTouchSeen < TOUCH_RECENT_MS };
+      const touch = { smallCount: this.smallBatch(), prevSize, prevGone, recent: performance.now() - this.lastTouchSeen < TOUCH_RECENT_MS };
       let step;
       try {
         // A script blocks the source for its whole run: keep MIGRATE's own I/O timeout well
@@ -293,6 +307,7 @@ export class Sweeper {
       }
       cursor = step.cursor;
       prevSize = step.size;
+      prevGone = step.gone;
       if (step.touched > 0) this.lastTouchSeen = performance.now();
       if (step.count < n) this.smallSteps++;
       if (step.failed > 0) {
@@ -368,7 +383,7 @@ export class Sweeper {
       );
       const t0 = performance.now();
       let ok = true;
-      await this.mover.sweep(db, [b.key], timeoutMs).catch((e: Error) => {
+      await this.mover.sweepBig(db, b.key, timeoutMs).catch((e: Error) => {
         ok = false;
         this.errors++;
         this.lastError = e.message;
@@ -436,7 +451,7 @@ export class Sweeper {
 
   /** True when this sweeper holds (or just took) the lease. */
   private async holdLease(): Promise<boolean> {
-    if (!this.leaseConn) this.leaseConn = this.source.dedicated(0);
+    if (!this.leaseConn || this.leaseConn.status === 'end') this.leaseConn = this.source.dedicated(0);
     const c = this.leaseConn;
     let list: string;
     let myId: number;

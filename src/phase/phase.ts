@@ -8,6 +8,7 @@
  *   prev   while fencing: the phase the fleet last acted on (what an abandoned switch restores)
  *   since  ms timestamp of the last change; by: who changed it
  *   proc:<id>  each process's own view (JSON), refreshed every second, for `rehome status`
+ *   sweep:*    the fleet's sweeper settings and the sweeping process's report (fleet-record.ts)
  *
  * Fencing: every upstream connection a process uses is named `rehome-e<epoch>...` (CLIENT SETNAME)
  * before the process reads the phase and uses the connection. A switch
@@ -27,6 +28,18 @@ import { Redis } from 'ioredis';
 import { RehomeError } from '../errors.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { ioredisTls } from '../upstream/connect.js';
+import {
+  changeFields,
+  NO_SETTINGS,
+  parseReport,
+  parseSettings,
+  REPORT_FIELD,
+  sameSettings,
+  SETTINGS_FIELDS,
+  type SweepChange,
+  type SweepReport,
+  type SweepSettings,
+} from './fleet-record.js';
 
 /** The reserved key; every key starting with RESERVED_PREFIX is hidden and never moved. */
 export const PHASE_KEY = '__rehome:phase';
@@ -66,7 +79,15 @@ export interface ProcessView {
   admin: string | null;
   /** The epoch of the switch this process has gone quiet for (the gentle switch; 0: none). */
   quiesced?: number;
+  /** Its sweeper's state (idle where nothing moves, disabled with --no-sweep). */
+  sweeper?: string;
   seen_at: number;
+}
+
+/** The fleet as the phase hash records it: every process's report and the sweeper's. */
+export interface FleetRecord {
+  processes: ProcessView[];
+  sweep: SweepReport | null;
 }
 
 export function isReserved(key: string): boolean {
@@ -199,6 +220,8 @@ export interface PhaseControllerOptions {
   id: string;
   pollMs: number;
   connectTimeoutMs: number;
+  /** The sweeper rate stored for the fleet when it has none yet (--sweep-rate). */
+  sweepRate: number;
 }
 
 /**
@@ -207,6 +230,8 @@ export interface PhaseControllerOptions {
  */
 export class PhaseController {
   state: PhaseState;
+  /** The fleet's sweeper settings, read with every read of the phase. */
+  settings: SweepSettings = NO_SETTINGS;
   private readonly conn: Redis;
   private timer: NodeJS.Timeout | null = null;
   /** Hears switches as they happen (PHASE_CHANNEL). */
@@ -217,6 +242,7 @@ export class PhaseController {
   private current: Promise<PhaseState | null> | null = null;
   private nextRead: Promise<PhaseState | null> | null = null;
   private listeners: Array<(s: PhaseState) => void> = [];
+  private settingsListeners: Array<(s: SweepSettings) => void> = [];
   private lastError = '';
   /** The last read of the phase: when it succeeded, and the error of the last one if it failed. */
   private lastRead = { at: Date.now(), error: '' };
@@ -251,7 +277,11 @@ export class PhaseController {
         conn.disconnect();
         return null;
       }
-      return new PhaseController(opts, conn, state);
+      // --sweep-rate is the fleet's first value only: what an operator set since is kept.
+      await conn.hsetnx(PHASE_KEY, 'sweep:rate', String(opts.sweepRate));
+      const c = new PhaseController(opts, conn, state);
+      c.settings = parseSettings((await conn.hmget(PHASE_KEY, ...SETTINGS_FIELDS)) as Array<string | null>);
+      return c;
     } catch (e) {
       conn.disconnect();
       throw new RehomeError('EUPSTREAM', `cannot read the phase from the old server ${describeEndpoint(opts.old)}: ${(e as Error).message}`);
@@ -270,6 +300,16 @@ export class PhaseController {
 
   onChange(f: (s: PhaseState) => void): void {
     this.listeners.push(f);
+  }
+
+  /** Calls `f` whenever the fleet's sweeper rate or pause changes (read or set here). */
+  onSettings(f: (s: SweepSettings) => void): void {
+    this.settingsListeners.push(f);
+  }
+
+  /** This process in the fleet's records (`proc:<id>`, the sweeper's report). */
+  get id(): string {
+    return this.opts.id;
   }
 
   private lastReport = 0;
@@ -307,7 +347,7 @@ export class PhaseController {
   private async waitQuiet(epoch: number, ms: number): Promise<void> {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-      const fleet = await this.fleet();
+      const fleet = (await this.fleet()).processes;
       if (fleet.every((p) => (p.quiesced ?? 0) >= epoch)) return;
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -329,7 +369,7 @@ export class PhaseController {
   }
 
   private readNow(): Promise<PhaseState | null> {
-    const p = readPhase(this.conn).then(async (s) => {
+    const p = this.readWithSettings().then(async (s) => {
       if (s === null) {
         // Someone deleted the phase key (a FLUSHALL straight on the old server): put back the
         // phase every process has been acting on, unless another process already did.
@@ -338,6 +378,7 @@ export class PhaseController {
         const r = (await this.conn.eval(INIT_SCRIPT, 1, PHASE_KEY, phase, String(Date.now()), this.opts.id, String(cur.epoch))) as Array<string | null>;
         s = parseState(r);
         if (s !== null) this.lastError = `the phase key was missing on the old server; restored ${s.phase} at epoch ${s.epoch}`;
+        await this.restoreSettings();
       }
       if (s !== null) this.update(s);
       return s;
@@ -351,6 +392,44 @@ export class PhaseController {
       if (this.current === p) this.current = null;
     }).catch(() => {});
     return p;
+  }
+
+  /** The phase, and the settings stored beside it (one HMGET). */
+  private async readWithSettings(): Promise<PhaseState | null> {
+    const r = (await this.conn.hmget(PHASE_KEY, ...STATE_FIELDS, ...SETTINGS_FIELDS)) as Array<string | null>;
+    const settings = parseSettings(r.slice(STATE_FIELDS.length));
+    // A hash without a phase was deleted and is about to be restored: keep the settings known.
+    if (r[0]) this.updateSettings(settings);
+    return parseState(r);
+  }
+
+  /** Puts back the settings known here into a phase hash that was deleted, unless set since. */
+  private async restoreSettings(): Promise<void> {
+    const s = this.settings;
+    if (s.rate !== null) await this.conn.hsetnx(PHASE_KEY, 'sweep:rate', String(s.rate));
+    if (s.paused !== null) await this.conn.hsetnx(PHASE_KEY, 'sweep:paused', s.paused);
+  }
+
+  private updateSettings(s: SweepSettings): void {
+    const before = this.settings;
+    this.settings = s;
+    if (!sameSettings(before, s)) for (const f of this.settingsListeners) f(s);
+  }
+
+  /**
+   * Stores a change of the fleet's sweeper settings, and returns them as stored. Every process
+   * reads them with its next read of the phase; this one follows them at once.
+   */
+  async setSweep(change: SweepChange, by: string): Promise<SweepSettings> {
+    await this.conn.hset(PHASE_KEY, ...changeFields(change, by, Date.now()));
+    const s = parseSettings((await this.conn.hmget(PHASE_KEY, ...SETTINGS_FIELDS)) as Array<string | null>);
+    this.updateSettings(s);
+    return s;
+  }
+
+  /** The sweeping process's report, rewritten every second while it sweeps. */
+  async publishSweep(report: SweepReport): Promise<void> {
+    await this.conn.hset(PHASE_KEY, REPORT_FIELD, JSON.stringify(report));
   }
 
   private update(s: PhaseState): void {
@@ -376,8 +455,8 @@ export class PhaseController {
     }
   }
 
-  /** Every process's last report (those seen in the last 10 s), this one included. */
-  async fleet(): Promise<ProcessView[]> {
+  /** Every process's last report (those seen in the last 10 s, this one included), and the sweeper's. */
+  async fleet(): Promise<FleetRecord> {
     const all = (await this.conn.hgetall(PHASE_KEY)) as Record<string, string>;
     const out: ProcessView[] = [];
     const now = Date.now();
@@ -393,7 +472,7 @@ export class PhaseController {
       }
     }
     if (stale.length > 0) await this.conn.hdel(PHASE_KEY, ...stale).catch(() => 0);
-    return out.sort((a, b) => a.id.localeCompare(b.id));
+    return { processes: out.sort((a, b) => a.id.localeCompare(b.id)), sweep: parseReport(all[REPORT_FIELD]) };
   }
 
   /**

@@ -6,7 +6,8 @@
  *
  * Runtimes owns the runtime in effect and the changes between them: the first one at start, the
  * rebuild after a phase change (one at a time, in order), the fleet-wide switch this process
- * asks for, and the end of a drain.
+ * asks for, and the end of a drain. The sweeper of each runtime follows the fleet's sweeper
+ * settings (stored with the phase), not the start-up flags, so they outlive every rebuild.
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -16,6 +17,8 @@ import { RehomeError } from '../errors.js';
 import { KnownAbsentCache } from '../migration/absent-cache.js';
 import { Migration } from '../migration/migration.js';
 import { Mover } from '../migration/mover.js';
+import { PROXY_MOVE_DEFAULTS, ProxyMove } from '../migration/proxy-move.js';
+import { type ServerFeatures, serverFeatures } from '../migration/typed-copy-features.js';
 import { fencedName, lastActedPhase, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
@@ -23,7 +26,7 @@ import type { SessionFence } from '../phase/phase.js';
 import type { Carried } from '../session/carry.js';
 import type { Session, SessionContext } from '../session/session.js';
 import { SharedLanes } from '../session/shared-lane.js';
-import { type Logger, type Pair, switchPreconditions } from './startup.js';
+import { type Logger, type MethodChoice, type MoveMethodName, type Pair, switchPreconditions } from './startup.js';
 
 /** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
 export type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
@@ -41,6 +44,13 @@ export interface Runtime {
   lanes: SharedLanes | null;
   /** Keeps idle own connections of clients on the lanes open (Session.keepOwnAlive). */
   keepalive: NodeJS.Timeout | null;
+  /** How keys move in this runtime and why; null where nothing moves (hold, drained). */
+  moves: { reverse: boolean; choice: MethodChoice } | null;
+}
+
+/** The log line that names a runtime's move method. */
+export function movesLine(m: NonNullable<Runtime['moves']>): string {
+  return `moves ${m.reverse ? 'new -> old (reverse)' : 'old -> new'} by ${m.choice.method}: ${m.choice.reason}`;
 }
 
 /** What the proxy reports as it works (the metrics, when the admin endpoint is on). */
@@ -85,13 +95,26 @@ export class Runtimes {
   /** One rebuild at a time: a phase change waits for the one before it. */
   private rebuilding: Promise<void> = Promise.resolve();
   private readonly tables = new Map<string, CommandTable>();
+  private readonly featureSets = new Map<string, ServerFeatures>();
   private readonly drainedListeners: Array<() => void> = [];
   private drainedFired = false;
+  /** The first runtime is built (later ones log their move method themselves). */
+  private started = false;
   /** This process in the phase record (`by` of a switch it made). */
   readonly processId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
 
   constructor(private readonly host: RuntimeHost) {
     host.pair.phases?.onChange((s) => this.onPhaseChange(s));
+    host.pair.phases?.onSettings(() => this.rt?.migration.sweeper?.follow(this.sweepSettings()));
+  }
+
+  /**
+   * The sweeper settings a runtime follows: the fleet's (stored with the phase), the start-up
+   * flag's rate where the fleet has none; without phases, the flag's.
+   */
+  sweepSettings(): { rate: number; paused: string | null } {
+    const s = this.host.pair.phases?.settings;
+    return { rate: s?.rate ?? this.host.config.sweepRate, paused: s?.paused ?? null };
   }
 
   /** Builds the first runtime, for the shared phase once no switch is under way. */
@@ -100,6 +123,7 @@ export class Runtimes {
     const rt = await this.build(first);
     this.rt = rt;
     this.last = rt.migration;
+    this.started = true;
     return rt;
   }
 
@@ -280,7 +304,10 @@ export class Runtimes {
     const pools = this.openPools(epoch, reverse ? config.target : config.source, targetEndpoint);
     try {
       const table = await this.table(pools.target);
-      const mover = this.newMover(pools, targetEndpoint, reverse);
+      // Keys move only in migrate and reverse: hold and drained never probe the pair.
+      const moving = phase === 'migrate' || phase === 'reverse';
+      const choice = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward') : null;
+      const mover = this.newMover(pools, targetEndpoint, reverse, choice?.method ?? 'migrate', await this.features(pools.target));
       const phases = pair.phases;
       const fence: SessionFence | null = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
       const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, targetEndpoint, fence, this.host.counters, config.keepaliveMs) : null;
@@ -311,7 +338,10 @@ export class Runtimes {
         hideSide: phases === null ? null : phase === 'migrate' ? 'source' : phase === 'drained' ? null : 'target',
       };
       const passThrough = phase === 'hold' || phase === 'drained';
-      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough, reverse), pools: pools.all, sessions, lanes, keepalive: null };
+      const moves = choice === null ? null : { reverse, choice };
+      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough, reverse), pools: pools.all, sessions, lanes, keepalive: null, moves };
+      // The first runtime's line follows the start-up line (server.ts), after the proxy listens.
+      if (moves !== null && this.started) this.host.log(movesLine(moves));
       if (!passThrough) await rt.migration.start();
       // In hold clients talk to the old server (the target here): count what a migrate would move.
       if (phase === 'hold') await rt.migration.countWaiting(pools.target);
@@ -343,7 +373,13 @@ export class Runtimes {
     return { source, target, sweepSource, all: [source, target, sweepSource] };
   }
 
-  private newMover(pools: ReturnType<Runtimes['openPools']>, targetEndpoint: Endpoint, reverse: boolean): Mover {
+  private newMover(
+    pools: ReturnType<Runtimes['openPools']>,
+    targetEndpoint: Endpoint,
+    reverse: boolean,
+    method: MoveMethodName,
+    target: ServerFeatures,
+  ): Mover {
     const config = this.host.config;
     // MIGRATE is dialled by the source: the target's address as the source sees it. It has no TLS
     // options (TLS only where the dialling server runs tls-cluster yes): over rediss:// only
@@ -351,13 +387,22 @@ export class Runtimes {
     const dest = reverse
       ? (config.sourceFromTarget ?? { host: config.source.host, port: config.source.port })
       : (config.targetFromSource ?? { host: config.target.host, port: config.target.port });
+    const proxy = new ProxyMove(pools.source, pools.target, {
+      ...PROXY_MOVE_DEFAULTS,
+      // MIGRATE's pairs take the source's payload: a type the copy can't read goes whole.
+      method: method === 'copy' ? 'copy' : 'dump',
+      owner: this.processId,
+      leaseMs: config.moveLeaseMs,
+      bigKeyBytes: config.bigKeyBytes,
+      target,
+    });
     const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
       host: dest.host,
       port: dest.port,
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
       timeoutMs: config.migrateTimeoutMs,
-    }, pools.sweepSource);
+    }, pools.sweepSource, proxy, method);
     const observer = this.host.observer;
     if (observer) mover.onMigrate = (ms, keys, ok) => observer.observeMigrate(ms, keys, ok);
     return mover;
@@ -365,6 +410,8 @@ export class Runtimes {
 
   private newMigration(source: ControlPool, mover: Mover, passThrough: boolean, reverse: boolean): Migration {
     const config = this.host.config;
+    const phases = this.host.pair.phases;
+    const settings = this.sweepSettings();
     return new Migration(
       source,
       mover,
@@ -374,10 +421,18 @@ export class Runtimes {
         sweeper: {
           budgetMs: config.sweepBudgetMs,
           touchBudgetMs: config.sweepTouchBudgetMs,
-          rate: config.sweepRate,
+          rate: settings.rate,
           bigKeyBytes: config.bigKeyBytes,
           migrateTimeoutMs: config.migrateTimeoutMs,
         },
+        sweeperPaused: settings.paused,
+        ...(phases
+          ? {
+              onPauseSweeper: (reason: string) =>
+                void phases.setSweep({ paused: reason }, phases.id).catch((e: Error) =>
+                  this.host.log(`cannot store the sweeper's pause for the fleet (${e.message}); only this process's sweeper is paused`)),
+            }
+          : {}),
         watchIntervalMs: 1_000,
         reverse,
       },
@@ -397,6 +452,17 @@ export class Runtimes {
     }, every);
     t.unref();
     return t;
+  }
+
+  /** What one server accepts of the type-aware copy's commands, asked once. */
+  private async features(pool: ControlPool): Promise<ServerFeatures> {
+    const k = describeEndpoint(pool.endpoint);
+    let f = this.featureSets.get(k);
+    if (!f) {
+      f = await serverFeatures(pool.db(0));
+      this.featureSets.set(k, f);
+    }
+    return f;
   }
 
   /** The command table of one server (its own COMMAND reply), loaded once. */

@@ -9,13 +9,15 @@ import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import type { Migration } from '../migration/migration.js';
 import { MOVE_ERROR_KINDS, type Mover } from '../migration/mover.js';
+import type { SweepChange } from '../phase/fleet-record.js';
 import type { PhaseController, ProcessView, SwitchablePhase } from '../phase/phase.js';
 import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
-import { type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
+import { changeSweeper, FleetView, type SweeperAnswer } from './fleet.js';
+import { movesLine, type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
-import { checkPair, type Logger, type Pair } from './startup.js';
+import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
 import { createTlsServer, reloadTls } from './tls-listener.js';
 
 export type { Logger } from './startup.js';
@@ -36,10 +38,16 @@ export interface StartOptions {
   preflight?: boolean;
   observer?: ProxyObserver;
   /**
-   * Started once the proxy listens and before it joins the fleet, so the fleet view names its
-   * address; a rejection stops the proxy and is start's error.
+   * Started once the proxy listens and before its first runtime (nothing has moved yet), so the
+   * fleet view names its address; a rejection stops the proxy and is start's error. Until the
+   * runtime is built, status says 'starting' and readiness is false.
    */
   startAdmin?: (proxy: RehomeProxy) => Promise<AdminEndpoint>;
+  /**
+   * Called once the proxy serves (--listen and the admin endpoint were bound before any key
+   * moved), before any log line of its runtime: where the listening line is printed.
+   */
+  listening?: (proxy: RehomeProxy) => void;
 }
 
 /** A running proxy. */
@@ -58,9 +66,10 @@ export class RehomeProxy {
   private stopping: Promise<void> | null = null;
   /** Closes idle clients (--timeout); null when off. */
   private idle: IdleReaper | null = null;
-  /** Every process's view of the phase (refreshed every second with phases on). */
-  fleet: ProcessView[] = [];
-  private fleetTimer: NodeJS.Timeout | null = null;
+  /** The fleet as one, for status (refreshed every second with phases on). */
+  private readonly fleet: FleetView | null;
+  /** False until the first runtime is built: the ports are bound, nothing is served or moved yet. */
+  private started = false;
   /** The plain port (null with --listen none) and the TLS port (--tls-port): one accept path. */
   private readonly server: net.Server | null;
   private readonly tlsServer: tls.Server | null;
@@ -84,47 +93,70 @@ export class RehomeProxy {
       carry: (c) => this.carry(c),
     });
     if (pair.phases) pair.phases.view = () => this.processView();
+    this.fleet = pair.phases ? new FleetView(pair.phases, config, this.runtimes) : null;
     // Half-open: a client that shuts down its sending side still gets every reply.
     this.server = config.listen ? net.createServer({ allowHalfOpen: true }) : null;
     this.tlsServer = config.tls ? createTlsServer(config.tls, (sock) => this.accept(sock)) : null;
   }
 
-  /** Starts a proxy; the admin endpoint and the metrics come from the caller (src/start.ts). */
+  /**
+   * Starts a proxy; the admin endpoint and the metrics come from the caller (src/start.ts).
+   *
+   * Order: check the pair, bind --listen, start the admin endpoint, and only then build the
+   * first runtime, whose sweeper may move keys (and even finish the migration) at once. A port in
+   * use thus fails start before any key moved. Clients that connect meanwhile wait, unread, for
+   * the runtime, as they do during a phase switch. The runtime's log lines are held until the
+   * listening line (opts.listening) is out, so that no line about moves comes before it: the
+   * port was bound before any of them happened.
+   */
   static async start(config: ProxyConfig, log: Logger = () => {}, opts: StartOptions = {}): Promise<RehomeProxy> {
     const pair = await checkPair(config, log, opts.preflight !== false);
+    const held = holdLines(log);
+    let p: RehomeProxy | null = null;
     try {
-      const p = new RehomeProxy(config, log, pair, opts.observer ?? null);
-      const rt = await p.runtimes.start();
+      p = new RehomeProxy(config, held.log, pair, opts.observer ?? null);
       await p.listen();
-      p.idle = new IdleReaper(config.clientLimits.idleTimeoutMs, () => p.sessions);
-      p.idle.start();
       if (opts.startAdmin) await p.startAdmin(opts.startAdmin);
+      const rt = await p.runtimes.start();
+      p.started = true;
+      p.resumeWaiting();
+      p.idle = new IdleReaper(config.clientLimits.idleTimeoutMs, () => p!.sessions);
+      p.idle.start();
       p.joinFleet();
       log(
         `source ${describeEndpoint(config.source)} (redis ${pair.versions.source}), target ${describeEndpoint(config.target)} (redis ${pair.versions.target}), ${rt.ctx.table.size} commands, ${pair.databases} dbs` +
           (pair.phases ? `; phase ${rt.phase} (epoch ${rt.epoch})` : ''),
       );
+      if (rt.moves !== null) log(movesLine(rt.moves));
+      opts.listening?.(p);
+      held.release();
       return p;
     } catch (e) {
+      held.release();
+      if (p) await p.abortStart();
       await pair.phases?.close();
       throw e;
     }
   }
 
-  /** Listens on --listen and --tls-port; if it cannot, the first runtime is retired and start fails. */
+  /** Start failed after the ports were bound: unbind them and close the clients that waited. */
+  private async abortStart(): Promise<void> {
+    this.server?.close();
+    this.tlsServer?.close();
+    this.admin?.close();
+    this.failPending('');
+    await this.runtimes.stop();
+  }
+
+  /** Listens on --listen and --tls-port; if it cannot, start fails (before any runtime exists). */
   private async listen(): Promise<void> {
     const { server, tlsServer, config } = this;
-    try {
-      if (server && config.listen) {
-        server.on('connection', (sock) => this.accept(sock));
-        await this.listenOn(server, config.listen, '');
-      }
-      if (tlsServer && config.tls) await this.listenOn(tlsServer, config.tls, 'TLS ');
-    } catch (e) {
-      server?.close();
-      await this.runtimes.stop();
-      throw e;
+    // A failure here is start's: abortStart unbinds whatever did bind.
+    if (server && config.listen) {
+      server.on('connection', (sock) => this.accept(sock));
+      await this.listenOn(server, config.listen, '');
     }
+    if (tlsServer && config.tls) await this.listenOn(tlsServer, config.tls, 'TLS ');
     if (tlsServer) this.log(`TLS clients on ${describeEndpoint(this.tlsAddress()!)} (client certificates: ${config.tls!.authClients})`);
   }
 
@@ -145,25 +177,13 @@ export class RehomeProxy {
   }
 
   private async startAdmin(start: NonNullable<StartOptions['startAdmin']>): Promise<void> {
-    try {
-      this.admin = await start(this);
-    } catch (e) {
-      this.server?.close();
-      this.tlsServer?.close();
-      await this.runtimes.stop();
-      throw e;
-    }
+    this.admin = await start(this);
   }
 
-  /** Starts reading the shared phase, and every process's view of it for status. */
+  /** Starts reading the shared phase, and the fleet's state for status. */
   private joinFleet(): void {
-    const phases = this.pair.phases;
-    if (!phases) return;
-    phases.start();
-    this.fleetTimer = setInterval(() => {
-      phases.fleet().then((f) => (this.fleet = f), () => undefined);
-    }, 1_000);
-    this.fleetTimer.unref();
+    this.pair.phases?.start();
+    this.fleet?.start();
   }
 
   /** This process as the others see it in the phase record. */
@@ -176,6 +196,7 @@ export class RehomeProxy {
       clients: this.sessions.size,
       listen: describeEndpoint(this.address()),
       admin: admin ? describeEndpoint(admin) : null,
+      sweeper: this.migration.sweeper?.state ?? (this.config.sweep ? 'idle' : 'disabled'),
     };
   }
 
@@ -249,6 +270,16 @@ export class RehomeProxy {
     return this.runtimes.switchPhase(to);
   }
 
+  /**
+   * Changes the sweeper's rate or pause: the fleet's with phases (whether this process sweeps
+   * or not), else this process's own (src/proxy/fleet.ts).
+   */
+  setSweeper(change: SweepChange): Promise<SweeperAnswer> {
+    const idle = !this.config.sweep ? '--no-sweep' : this.runtimes.current === null ? 'a phase switch is under way' : `phase ${this.phaseName}: nothing moves`;
+    // Named as in the fleet's rows (`proc:<id>`).
+    return changeSweeper(this.pair.phases, this.migration, change, this.pair.phases?.id ?? this.processId, idle);
+  }
+
   /** The address actually listened on: the plain port's, or with --listen none the TLS port's. */
   address(): { host: string; port: number } {
     const a = (this.server ?? this.tlsServer)!.address() as net.AddressInfo;
@@ -286,6 +317,7 @@ export class RehomeProxy {
 
   /** The current phase's migration (the last one while a switch is under way). */
   get migration(): Migration {
+    if (!this.started) throw new RehomeError('ESTARTING', 'rehome is starting: the first phase is being set up; try again in a moment');
     return this.runtimes.migration;
   }
 
@@ -301,6 +333,7 @@ export class RehomeProxy {
 
   /** The figures /metrics exports, read when it is scraped. */
   figures() {
+    if (!this.started) return { ...STARTING_FIGURES, ...this.counters, clients: this.sessions.size };
     const m = this.migration;
     const st = m.mover.stats;
     return {
@@ -334,6 +367,7 @@ export class RehomeProxy {
     if (this.stopping) return not('shutting down: no longer accepting clients');
     const down = [this.server, this.tlsServer].find((s) => s !== null && !s.listening);
     if (down) return not(`not listening on ${describeEndpoint(down === this.server ? this.config.listen! : this.config.tls!)}`);
+    if (!this.started) return not('starting: the first phase is being set up; clients wait for it');
     if (rt === null || c?.state.phase === 'fencing') return not('a phase switch is under way: new clients wait for the next phase');
     const problem = c?.readProblem() ?? null;
     if (problem !== null) return not(problem);
@@ -346,6 +380,9 @@ export class RehomeProxy {
 
   /** Where the migration stands, for /status and `rehome status`. */
   status(): Record<string, unknown> {
+    if (!this.started) {
+      return { phase: 'starting', source: describeEndpoint(this.config.source), target: describeEndpoint(this.config.target), versions: this.versions, clients: this.pending.size };
+    }
     const m = this.migration;
     const st = m.mover.stats;
     const rt = this.runtimes.current;
@@ -356,10 +393,13 @@ export class RehomeProxy {
       phases: c
         ? {
             shared: { phase: c.state.phase, epoch: c.state.epoch, next: c.state.next, since: new Date(c.state.since).toISOString(), by: c.state.by },
-            processes: this.fleet,
+            processes: this.fleet?.processes ?? [],
             read_error: c.error || null,
           }
         : null,
+      process_id: c?.id ?? null,
+      // The whole fleet: keys left read from the server itself, rate and ETA from the sweeper.
+      fleet: this.fleet?.section() ?? null,
       direction: rt?.phase === 'reverse' ? 'new -> old' : rt?.phase === 'migrate' || !c ? 'old -> new' : null,
       source: describeEndpoint(this.config.source),
       target: describeEndpoint(this.config.target),
@@ -403,7 +443,7 @@ export class RehomeProxy {
       this.tlsServer?.close();
       this.idle?.stop();
       this.admin?.close();
-      if (this.fleetTimer) clearInterval(this.fleetTimer);
+      await this.fleet?.stop();
       this.failPending('');
       for (const s of this.sessions) s.shutdown();
       const deadline = Date.now() + timeoutMs;
@@ -423,6 +463,21 @@ export class RehomeProxy {
 
 /** Every move error kind at 0: /metrics shows each series from the start. */
 const ZERO_ERRORS: Record<string, number> = Object.fromEntries(MOVE_ERROR_KINDS.map((k) => [k, 0]));
+
+/** /metrics before the first runtime: every series present, nothing moved yet. */
+const STARTING_FIGURES = {
+  movedOnTouch: 0,
+  movedBySweeper: 0,
+  remainingPerDb: {} as Record<number, number>,
+  drained: false,
+  rate: 0,
+  errorsByKind: ZERO_ERRORS,
+  moveFailures: 0,
+  cacheSize: 0,
+  bigKeys: 0,
+  phase: 'starting',
+  epoch: 0,
+};
 
 /**
  * The sweeper's part of the status (its keys keep their place in the JSON). Without a sweeper

@@ -9,17 +9,39 @@ import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import { PhaseController, type PhaseName, type SwitchablePhase } from '../phase/phase.js';
 import { PING_REQUEST } from '../resp/request-framer.js';
-import { formatPlanReport, plan } from '../tools/plan.js';
+import { probeMoveMethod, type MethodChoice, type MoveMethodName } from '../tools/move-method.js';
+import { formatPlanReport, plan, type PlanResult } from '../tools/plan.js';
 import { closeServer, describeRole, openServer, type Role } from '../tools/scan-both.js';
 import { connectSocket, connectedEvent } from '../upstream/connect.js';
 import { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
+
+export type { MethodChoice, MoveMethodName };
 
 /**
  * Logging sink (the CLI prints; tests may collect). `fields` are for structured logs
  * (--log-format json) and repeat what the line says.
  */
 export type Logger = (line: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * A logger that holds its lines until release(), then passes them (and every later one) through:
+ * start holds the first runtime's lines until the listening line is out.
+ */
+export function holdLines(log: Logger): { log: Logger; release(): void } {
+  let held: Array<Parameters<Logger>> | null = [];
+  return {
+    log: (line, fields) => {
+      if (held === null) log(line, fields);
+      else held.push([line, fields]);
+    },
+    release: () => {
+      const lines = held ?? [];
+      held = null;
+      for (const [line, fields] of lines) log(line, fields);
+    },
+  };
+}
 
 /** What start found out about the pair, fixed for the proxy's life. */
 export interface Pair {
@@ -30,6 +52,8 @@ export interface Pair {
   databases: number;
   /** The fleet's shared phase; null: no phases, a proxy that always migrates. */
   phases: PhaseController | null;
+  /** How keys move old -> new (migrate) and new -> old (reverse): --move-method, or auto's probe. */
+  methodFor(direction: 'forward' | 'reverse'): Promise<MethodChoice>;
 }
 
 /**
@@ -59,30 +83,87 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
   try {
     // Only for a migration: hold moves nothing yet, and a switch to migrate runs them then.
     const s = phases?.state;
+    let probed: MethodChoice | null = null;
     if (preflight && (!s || s.phase === 'migrate' || (s.phase === 'fencing' && s.next === 'migrate'))) {
-      await runPreflight(config, log);
+      probed = (await runPreflight(config, log)).methods.forward;
     }
     const authRequired = {
       old: await needsAuth('source', config.source, config.connectTimeoutMs),
       new: await needsAuth('target', config.target, config.connectTimeoutMs),
     };
     const databases = await targetDatabases(config);
-    return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases };
+    const methodFor = moveMethods(config, probed);
+    return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases, methodFor };
   } catch (e) {
     await phases?.close();
     throw e;
   }
 }
 
+/**
+ * --move-method, or with auto the method each direction's probe picks (as `rehome plan` reports
+ * it): MIGRATE, then DUMP/RESTORE, then the type-aware copy. A direction is probed when a runtime
+ * first moves keys that way (never in hold: the new server is not touched there), once; the
+ * pre-flight plan's probe of old -> new is reused. A probe that is inconclusive (an error that
+ * says nothing about the method, such as a target out of memory) keeps MIGRATE, as rehome did
+ * before it had other methods.
+ */
+function moveMethods(config: ProxyConfig, probed: MethodChoice | null): Pair['methodFor'] {
+  const forced = config.moveMethod;
+  if (forced !== 'auto') return () => Promise.resolve({ method: forced, reason: `--move-method ${forced}` });
+  const chosen = new Map<'forward' | 'reverse', Promise<MethodChoice>>();
+  if (probed !== null) chosen.set('forward', Promise.resolve(probed));
+  return (which) => {
+    let p = chosen.get(which);
+    if (p === undefined) {
+      p = probeDirection(config, which).catch((e: Error) => ({
+        method: 'migrate' as const,
+        reason: `the probe was inconclusive (${e.message.split('\n')[0]})`,
+      }));
+      chosen.set(which, p);
+    }
+    return p;
+  };
+}
+
+/** One direction's probe: old -> new (forward) or new -> old (reverse, roles swapped). */
+async function probeDirection(config: ProxyConfig, which: 'forward' | 'reverse'): Promise<MethodChoice> {
+  const opts = { connectTimeoutMs: config.connectTimeoutMs, commandTimeoutMs: config.connectTimeoutMs + 10_000 };
+  const [s, t] = await Promise.all([openServer('source', config.source, opts), openServer('target', config.target, opts)]);
+  try {
+    if (which === 'forward') {
+      const dest = config.targetFromSource ?? config.target;
+      return await probeMoveMethod(s, t, { host: dest.host, port: dest.port }, config.target);
+    }
+    const dest = config.sourceFromTarget ?? config.source;
+    return await probeMoveMethod(t, s, { host: dest.host, port: dest.port }, config.source);
+  } finally {
+    closeServer(s);
+    closeServer(t);
+  }
+}
+
 /** The phase key on the old server decides; --phase creates it only where it is missing. */
 async function openPhases(config: ProxyConfig, log: Logger): Promise<PhaseController | null> {
   const phases = await PhaseController.open(
-    { old: config.source, new: config.target, id: `${os.hostname()}:${process.pid}`, pollMs: config.phasePollMs, connectTimeoutMs: config.connectTimeoutMs },
+    {
+      old: config.source,
+      new: config.target,
+      id: `${os.hostname()}:${process.pid}`,
+      pollMs: config.phasePollMs,
+      connectTimeoutMs: config.connectTimeoutMs,
+      sweepRate: config.sweepRate,
+    },
     config.phase,
   );
   if (phases && config.phase !== null && phases.state.phase !== config.phase && phases.state.phase !== 'fencing') {
     log(`the old server's phase key says ${phases.state.phase} (epoch ${phases.state.epoch}); --phase ${config.phase} applies only to a fresh deployment`);
   }
+  const sw = phases?.settings;
+  if (sw && sw.rate !== null && sw.rate !== config.sweepRate) {
+    log(`the fleet's sweeper rate is ${sw.rate === 0 ? 'unlimited' : `${sw.rate} keys/s`} (stored on the old server${sw.by ? `, set by ${sw.by}` : ''}); --sweep-rate ${config.sweepRate} applies only when the fleet has none: rehome sweeper rate N changes it`);
+  }
+  if (sw?.paused) log(`the fleet's sweeper is paused (${sw.paused}): rehome sweeper resume starts it`);
   return phases;
 }
 
@@ -147,13 +228,17 @@ async function targetDatabases(config: ProxyConfig): Promise<number> {
 }
 
 /** The pre-flight checks of `rehome plan`, conflicts resolved as --on-conflict says. */
-async function runPreflight(config: ProxyConfig, log: Logger): Promise<void> {
+async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResult> {
   const pre = await plan({
     source: config.source,
     target: config.target,
     targetFromSource: config.targetFromSource,
+    sourceFromTarget: config.sourceFromTarget,
     onConflict: config.onConflict,
     apply: config.onConflict !== null,
+    moveMethod: config.moveMethod,
+    // reverse is probed when a rollback starts (Pair.methodFor)
+    probeReverse: false,
   });
   if (pre.findings.some((f) => f.level !== 'ok')) {
     const report = formatPlanReport(pre).trimEnd().split('\n');
@@ -170,6 +255,7 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<void> {
     }
     log('pre-flight checks failed; starting anyway (--force)');
   }
+  return pre;
 }
 
 /**
@@ -195,6 +281,8 @@ export async function switchPreconditions(config: ProxyConfig, to: SwitchablePha
       targetFromSource: config.targetFromSource,
       onConflict: null,
       apply: false,
+      moveMethod: config.moveMethod,
+      probeReverse: false,
     });
     const first = pre.findings.find((f) => f.level === 'fail');
     if (pre.hardFailure) {

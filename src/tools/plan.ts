@@ -11,6 +11,9 @@
  *   migrate    the source can MIGRATE to the target's address (a throwaway probe key)
  *   restore    the target RESTOREs the source's DUMP payload (and the versions, to explain why not)
  *   version    the versions of both servers
+ *   users      the users applications log in as on the source exist on the target (plan-users.ts)
+ *   method     how keys move each way (MIGRATE, DUMP/RESTORE or the type-aware copy) and why;
+ *              MIGRATE or RESTORE refused is then a warning, not a failure, where another works
  *   conflicts  keys already in both servers (docs/DESIGN.md rule 3: the target copy would win), and
  *              their resolution with onConflict + apply
  *
@@ -26,6 +29,7 @@ import { ConfigError, showKey } from '../errors.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
+import { probeMoveMethod, type MethodChoice } from './move-method.js';
 import {
   closeServer,
   configDatabases,
@@ -47,6 +51,7 @@ import {
   type DbKey,
   type ServerConn,
 } from './scan-both.js';
+import { checkUsers } from './plan-users.js';
 
 export type FindingLevel = 'ok' | 'warn' | 'fail';
 
@@ -59,6 +64,8 @@ export type PlanCheck =
   | 'eviction'
   | 'migrate'
   | 'restore'
+  | 'users'
+  | 'method'
   | 'conflicts';
 
 export interface Finding {
@@ -75,6 +82,15 @@ export interface PlanOptions {
   target: Endpoint;
   /** The target's address as the source dials it for MIGRATE (default: the target's). */
   targetFromSource?: { host: string; port: number } | null;
+  /** The source's address as the target dials it for MIGRATE in reverse (default: the source's). */
+  sourceFromTarget?: { host: string; port: number } | null;
+  /**
+   * The proxy's --move-method: a method other than auto is the one used (MIGRATE refused is then
+   * a failure only for migrate); auto (or absent) uses the probe's choice.
+   */
+  moveMethod?: 'auto' | MethodChoice['method'];
+  /** Probe new -> old too (default true; the proxy probes it when a rollback starts). */
+  probeReverse?: boolean;
   /** Which copy of a key in both servers to keep; null/absent: conflicts are a failure. */
   onConflict?: 'source' | 'target' | null;
   /**
@@ -97,6 +113,8 @@ export interface PlanResult {
   conflicts: { total: number; listed: DbKey[]; resolved: number };
   /** Source keys per db (INFO keyspace, before any resolution), only dbs with keys. */
   sourceKeysPerDb: Record<number, number>;
+  /** How keys move old -> new and new -> old (reverse); null where not probed. */
+  methods: { forward: MethodChoice | null; reverse: MethodChoice | null };
 }
 
 /**
@@ -162,12 +180,14 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     findings.push(details && details.length > 0 ? { check, level, message, details } : { check, level, message });
   };
   const conflicts: PlanResult['conflicts'] = { total: 0, listed: [], resolved: 0 };
+  const methods: PlanResult['methods'] = { forward: null, reverse: null };
   let sourceKeysPerDb: Record<number, number> = {};
   const result = (): PlanResult => ({
     findings,
     hardFailure: findings.some((f) => f.level === 'fail'),
     conflicts,
     sourceKeysPerDb,
+    methods,
   });
 
   let source: ServerConn | undefined;
@@ -317,6 +337,14 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
       add('version', 'ok', versions);
     }
 
+    phase = 'users';
+    await checkUsers(s, t, add);
+    // method: how keys move each way; a refused MIGRATE or RESTORE is then only a warning.
+    phase = 'method';
+    await chooseMethods(s, t, opts, methods, add);
+    const forced = opts.moveMethod !== undefined && opts.moveMethod !== 'auto' ? opts.moveMethod : null;
+    softenRefusals(findings, forced ?? methods.forward?.method ?? null, forced !== null);
+
     // conflicts: keys already in both servers.
     phase = 'conflicts';
     const applying = opts.apply === true && opts.onConflict != null && !findings.some((f) => f.level === 'fail');
@@ -413,6 +441,51 @@ async function probeMigrate(
   } finally {
     // Best effort: the probe keys expire on their own within PROBE_TTL_MS anyway.
     await Promise.allSettled([s.redis.del(probeKey), t.redis.del(probeKey, restoreKey)]);
+  }
+}
+
+/** Probes the move method old -> new and new -> old (roles swapped) and reports both. */
+async function chooseMethods(
+  s: ServerConn,
+  t: ServerConn,
+  opts: PlanOptions,
+  methods: PlanResult['methods'],
+  add: (check: PlanCheck, level: FindingLevel, message: string) => void,
+): Promise<void> {
+  const toTarget = opts.targetFromSource ?? { host: opts.target.host, port: opts.target.port };
+  const toSource = opts.sourceFromTarget ?? { host: opts.source.host, port: opts.source.port };
+  const dirs = [
+    ['old -> new', s, t, toTarget, opts.target],
+    ['new -> old (reverse, a rollback)', t, s, toSource, opts.source],
+  ] as const;
+  for (const [dir, from, to, dest, ep] of opts.probeReverse === false ? dirs.slice(0, 1) : dirs) {
+    try {
+      const c = await probeMoveMethod(from, to, dest, ep);
+      if (dir === 'old -> new') methods.forward = c;
+      else methods.reverse = c;
+      add('method', 'ok', `keys move ${dir} by ${c.method}: ${c.reason}`);
+    } catch (e) {
+      add('method', 'warn', `could not probe how keys move ${dir}: ${errText(e)}`);
+    }
+  }
+}
+
+/**
+ * Where a proxy-side move works, MIGRATE or RESTORE refused no longer stops a migration: those
+ * failures become warnings naming the method used instead. A MIGRATE that went to another server
+ * stays a failure: --target-from-source names the wrong server.
+ */
+function softenRefusals(findings: Finding[], method: MethodChoice['method'] | null, forced: boolean): void {
+  if (method === null || method === 'migrate') return;
+  for (const f of findings) {
+    if (f.level !== 'fail') continue;
+    const soften =
+      (f.check === 'migrate' && !/did not arrive/.test(f.message)) ||
+      (method === 'copy' && (f.check === 'restore' || f.check === 'version'));
+    if (soften) {
+      f.level = 'warn';
+      f.message += `; keys move by ${method} instead (--move-method ${forced ? method : 'auto'})`;
+    }
   }
 }
 
@@ -513,8 +586,9 @@ const PLAN_USAGE = `usage: rehome plan --source redis://[user:pass@]host:port --
 
 Pre-flight checks of a migration: both servers reachable and authenticated, the source can
 MIGRATE to the target (a throwaway probe key with a 10 s TTL, deleted afterwards), the target
-can RESTORE the source's payloads, versions, databases, memory, eviction policy, and keys that
-already exist in both servers (conflicts). Exit code 0: no failure; 1: a failure; 2: bad usage.
+can RESTORE the source's payloads, versions, databases, memory, eviction policy, the users
+applications log in as (ACL LIST, or whether a password is required), and keys that already
+exist in both servers (conflicts). Exit code 0: no failure; 1: a failure; 2: bad usage.
 
   --source URL                    the old instance
   --target URL                    the new instance

@@ -5,6 +5,7 @@
  * a token refused at start; `rehome status|phase|sweeper` sending the token; /healthz and
  * /readyz; `--log-format json`.
  */
+import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fetchStatus, seedStrings } from '../helpers/admin.js';
 import { usePair } from '../helpers/fixture.js';
@@ -209,6 +210,39 @@ describe('rehome status|phase|sweeper send the token', () => {
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
       expect(r.stderr.split('\n').filter((l) => l.trim() !== '')).toHaveLength(1);
     }
+  });
+});
+
+/** A request with the headers a browser would send (node:http: fetch may not set Host). */
+function rawRequest(admin: string, method: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  const [host, port] = admin.split(':');
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port: Number(port), method, path, headers }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('requests a web page makes the browser send', () => {
+  it('on loopback without a token: a cross-site POST and a foreign Host are refused (403); the CLI and the dashboard work', async () => {
+    const { proxy, admin } = await adminProxy('127.0.0.1', ['--phase', 'hold']);
+    const evil = await rawRequest(admin, 'POST', '/phase?to=migrate', { host: admin, origin: 'http://evil.example' });
+    expect(evil.status).toBe(403);
+    expect(JSON.parse(evil.body).error).toMatch(/^refused: a request from the web page http:\/\/evil\.example/);
+    const rebound = await rawRequest(admin, 'GET', '/status', { host: `evil.example:${admin.split(':')[1]}` });
+    expect(rebound.status).toBe(403);
+    expect(JSON.parse(rebound.body).error).toMatch(/names host 'evil\.example/);
+    expect((await fetchStatus<Json>(admin)).phase).toBe('hold');
+    // The dashboard's own POST (same origin) and the CLI (no Origin) are served.
+    const own = await rawRequest(admin, 'POST', '/sweeper/pause', { host: admin, origin: `http://${admin}` });
+    expect(own.status).toBe(200);
+    const r = await runCli(['phase', 'migrate', '--admin', admin]);
+    expect(r.code, r.stderr).toBe(0);
+    void proxy;
   });
 });
 

@@ -95,7 +95,7 @@ describe('--target-from-source', () => {
       source: ctx.source,
       target: ctx.target,
       // --force: the pre-flight MIGRATE probe would (rightly) refuse this address at start.
-      args: ['--force', '--target-from-source', `127.0.0.1:${deadPort}`, '--migrate-timeout-ms', '1000'],
+      args: ['--force', '--move-method', 'migrate', '--target-from-source', `127.0.0.1:${deadPort}`, '--migrate-timeout-ms', '1000'],
     });
     await ctx.source.client().set('stuck', 'in-source');
     const c = proxy.client({ password: 'tp' });

@@ -72,14 +72,17 @@ describe('conflicts and partial failures', () => {
 });
 
 describe('failed moves inside transactions and scripts', () => {
-  /** A proxy whose moves of existing keys fail (the source cannot reach --target-from-source). */
+  /**
+   * A proxy whose moves of existing keys fail (the source cannot reach --target-from-source, and
+   * --move-method migrate keeps it from moving them by DUMP/RESTORE instead).
+   */
   async function failingMovesProxy() {
     const dead = await startForwarder(1);
     const deadPort = dead.port;
     await dead.close();
     await ctx.source.client().set('stuck', 'in-source');
     // --force: the pre-flight MIGRATE probe would (rightly) refuse this address at start.
-    return ctx.restartProxy(['--force', '--migrate-timeout-ms', '1000', '--target-from-source', `127.0.0.1:${deadPort}`]);
+    return ctx.restartProxy(['--force', '--move-method', 'migrate', '--migrate-timeout-ms', '1000', '--target-from-source', `127.0.0.1:${deadPort}`]);
   }
 
   it('a queued command whose key cannot be moved aborts the whole transaction (EXECABORT)', async () => {

@@ -281,7 +281,8 @@ describe('the fenced switch', () => {
     const h = await runCli(['status', '--admin', ap.admin]);
     expect(h.code, h.stderr).toBe(0);
     expect(h.stdout).toMatch(/^remaining\s+nothing moves in hold; the old server holds 1020 keys \(db0=1000 db1=20\): what rehome phase migrate would move$/m);
-    expect(h.stdout).toMatch(/^sweeper\s+idle \(nothing moves in hold; rehome phase migrate starts it\)$/m);
+    expect(h.stdout).toMatch(/^sweeper\s+not sweeping \(hold\); limit 300 keys\/s \(fleet setting\)$/m);
+    expect(h.stdout).toMatch(/^own sweeper\s+idle \(nothing moves in hold; rehome phase migrate starts it\)$/m);
     expect(h.stdout).not.toMatch(/disabled/);
     old.disconnect();
     neu.disconnect();

@@ -216,7 +216,7 @@ describe('plan', () => {
     const r = await plan({ source: ep(ctx.source), target: ep(ctx.target) });
     expect(r.hardFailure, describePlan(r)).toBe(false);
     expect(r.findings.every((f) => f.level === 'ok'), describePlan(r)).toBe(true);
-    for (const check of ['connect', 'version', 'keyspace', 'memory', 'eviction', 'migrate', 'restore', 'conflicts'] as const) {
+    for (const check of ['connect', 'version', 'keyspace', 'memory', 'eviction', 'migrate', 'restore', 'users', 'conflicts'] as const) {
       expect(levelOf(r, check), check).toBe('ok');
     }
     expect(r.sourceKeysPerDb).toEqual({ 0: 2, 3: 1 });
@@ -243,18 +243,24 @@ describe('plan', () => {
     expect(await keysOf(ctx.target, 0)).toEqual(['x', 'y']);
   });
 
-  it('fails when the source cannot MIGRATE to the target address (closed port)', async () => {
+  it('a source that cannot MIGRATE to the target address (closed port) is a warning: keys move by DUMP/RESTORE', async () => {
     const closed = await freePort();
     const r = await plan({
       source: ep(ctx.source),
       target: ep(ctx.target),
       targetFromSource: { host: '127.0.0.1', port: closed },
     });
-    expect(r.hardFailure).toBe(true);
+    expect(r.hardFailure).toBe(false);
     const m = findings(r, 'migrate');
-    expect(m.map((f) => f.level)).toEqual(['fail']);
+    expect(m.map((f) => f.level)).toEqual(['warn']);
     expect(m[0]!.message).toContain(`127.0.0.1:${closed}`);
-    expect(m[0]!.message).toMatch(/IOERR/);
+    expect(m[0]!.message).toMatch(/IOERR.*keys move by dump instead/);
+    expect(r.methods.forward?.method).toBe('dump');
+    expect(r.methods.reverse?.method).toBe('migrate');
+    expect(findings(r, 'method').map((f) => f.message)).toEqual([
+      expect.stringMatching(/^keys move old -> new by dump: MIGRATE refused: IOERR.*the target RESTOREs the source's DUMP payload$/),
+      expect.stringMatching(/^keys move new -> old \(reverse, a rollback\) by migrate: MIGRATE to 127\.0\.0\.1:\d+ works$/),
+    ]);
     await assertNoProbeKeys();
   });
 
@@ -323,11 +329,12 @@ describe('plan', () => {
   it('apply does nothing when another check failed', async () => {
     await put(ctx.source, 0, 'dup');
     await put(ctx.target, 0, 'dup');
-    const closed = await freePort();
+    const other = await startRedis();
+    extra.push(other);
     const r = await plan({
       source: ep(ctx.source),
       target: ep(ctx.target),
-      targetFromSource: { host: '127.0.0.1', port: closed },
+      targetFromSource: { host: '127.0.0.1', port: other.port },
       onConflict: 'source',
       apply: true,
     });
@@ -413,6 +420,89 @@ describe('plan', () => {
     expect(await keysOf(acl, 0)).toEqual([]);
   });
 
+  it('users: names the ACL users of the old server missing on the new one; FAIL while clients are logged in as one', async () => {
+    const app = ['on', '>apw', '~app:*', '&*', '+@all'];
+    const old = await startRedis({ args: ['--user', 'app', ...app, '--user', 'report', 'on', '>rpw', '~*', '+@read', '+@connection'] });
+    const neu = await startRedis({ args: ['--user', 'app', ...app] });
+    extra.push(old, neu);
+    const r = await plan({ source: ep(old), target: ep(neu) });
+    expect(r.hardFailure, describePlan(r)).toBe(false);
+    const w = findings(r, 'users');
+    expect(w, describePlan(r)).toHaveLength(1);
+    expect(w[0]!.level).toBe('warn');
+    expect(w[0]!.message).toMatch(/^1 user of the old server is missing on the new one: report; create them there/);
+
+    // A client logged in as the missing user right now: its AUTH would be refused after the switch.
+    const c = old.client(0, { username: 'report', password: 'rpw' });
+    try {
+      await c.ping();
+      const live = await plan({ source: ep(old), target: ep(neu) });
+      expect(live.hardFailure).toBe(true);
+      expect(levelOf(live, 'users')).toBe('fail');
+      expect(findings(live, 'users')[0]!.message).toMatch(/missing on the new one: report; clients are logged in as report right now/);
+      const cli = await capture(() => runPlanCli(['--source', old.url, '--target', neu.url]));
+      expect(cli.code).toBe(1);
+      expect(cli.stdout).toMatch(/^FAIL {2}1 user of the old server is missing on the new one: report/m);
+    } finally {
+      c.disconnect();
+    }
+  });
+
+  it('users: a user whose rules or password differ on the new server is a WARN naming what differs', async () => {
+    const old = await startRedis({ args: ['--user', 'app', 'on', '>apw', '~app:*', '&*', '+@all'] });
+    const neu = await startRedis({ args: ['--user', 'app', 'on', '>other', '~*', '&*', '+@all'] });
+    extra.push(old, neu);
+    const r = await plan({ source: ep(old), target: ep(neu) });
+    expect(r.hardFailure, describePlan(r)).toBe(false);
+    const w = findings(r, 'users');
+    expect(w, describePlan(r)).toHaveLength(1);
+    expect(w[0]!.level).toBe('warn');
+    expect(w[0]!.message).toMatch(/^1 user has other rules on the new server/);
+    expect(w[0]!.details).toHaveLength(1);
+    expect(w[0]!.details![0]).toMatch(/^app: old server only: password [0-9a-f]{8}\.\.\. ~app:\*; new server only: password [0-9a-f]{8}\.\.\. ~\*$/);
+
+    // The same users and rules on both (and plan's own login on the old one left out): ok.
+    const same = await startRedis({ args: ['--user', 'app', 'on', '>apw', '~app:*', '&*', '+@all'] });
+    extra.push(same);
+    const ok = await plan({ source: ep(old), target: ep(same) });
+    expect(levelOf(ok, 'users'), describePlan(ok)).toBe('ok');
+    expect(findings(ok, 'users')[0]!.message).toMatch(/^every user of the old server exists on the new one with the same rules \(app, default\)/);
+  });
+
+  it('users: with requirepass the new server must require a password too, and the same one', async () => {
+    const old = await startRedis({ args: ['--requirepass', 'sp'] });
+    extra.push(old);
+    // requirepass is the default user's password: compared through ACL LIST.
+    const open = await plan({ source: ep(old), target: ep(ctx.target) });
+    expect(levelOf(open, 'users'), describePlan(open)).toBe('warn');
+    expect(findings(open, 'users')[0]!.details![0]).toMatch(/^default: old server only: password [0-9a-f]{8}\.\.\.; new server only: nopass$/);
+
+    // plan's user may not run ACL commands on the new server: the user check is skipped, saying
+    // why, and only the password requirement is compared.
+    const noAcl = ['--user', 'default', 'on', '>tp', '~*', '&*', '+@all', '-@admin'];
+    const locked = await startRedis({ args: noAcl, password: 'tp' });
+    extra.push(locked);
+    const other = await plan({ source: ep(old), target: ep(locked) });
+    expect(other.hardFailure, describePlan(other)).toBe(false);
+    const f = findings(other, 'users');
+    expect(f.map((x) => x.level), describePlan(other)).toEqual(['warn', 'warn']);
+    expect(f[0]!.message).toMatch(/^users not compared \(new server: plan's user default may not run ACL LIST \(NOPERM/);
+    expect(f[1]!.message).toMatch(/^both servers require a password, but the URLs' passwords differ/);
+
+    const samePw = await startRedis({ args: ['--user', 'default', 'on', '>sp', '~*', '&*', '+@all', '-@admin'], password: 'sp' });
+    extra.push(samePw);
+    const same = await plan({ source: ep(old), target: ep(samePw) });
+    expect(findings(same, 'users').map((x) => `${x.level} ${x.message}`), describePlan(same)).toEqual([
+      expect.stringMatching(/^warn users not compared/),
+      'ok both servers require a password',
+    ]);
+
+    const openNoAcl = await startRedis({ args: ['--user', 'default', 'on', 'nopass', '~*', '&*', '+@all', '-@admin'] });
+    extra.push(openNoAcl);
+    const none = await plan({ source: ep(old), target: ep(openNoAcl) });
+    expect(findings(none, 'users')[1]!.message).toMatch(/^the old server requires a password and the new one 127\.0\.0\.1:\d+ does not/);
+  });
+
   it('fails, without throwing, when a server is unreachable or both are the same server', async () => {
     const dead = await freePort();
     const r = await plan({ source: parseRedisUrl('s', `redis://127.0.0.1:${dead}`), target: ep(ctx.target) });
@@ -453,8 +543,9 @@ describe('plan', () => {
 
     const closed = await freePort();
     const unreachableTarget = await capture(() => runPlanCli([...base, '--target-from-source', `127.0.0.1:${closed}`]));
-    expect(unreachableTarget.code).toBe(1);
-    expect(unreachableTarget.stdout).toMatch(/^FAIL {2}source cannot MIGRATE/m);
+    expect(unreachableTarget.code).toBe(0);
+    expect(unreachableTarget.stdout).toMatch(/^WARN {2}source cannot MIGRATE.*keys move by dump instead/m);
+    expect(unreachableTarget.stdout).toMatch(/^ok {4}keys move old -> new by dump: /m);
 
     const usage: string[][] = [
       ['--source', ctx.source.url],

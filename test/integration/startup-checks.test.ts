@@ -93,16 +93,21 @@ describe('pre-flight checks at start', () => {
     expect(both.stderr).toMatch(/source 127\.0\.0\.1:\d+ unreachable: connect ECONNREFUSED.*; target 127\.0\.0\.1:\d+: authentication failed: WRONGPASS/);
   }, 60_000);
 
-  it('refuses a MIGRATE address the source cannot reach, unless --force', async () => {
+  it('with --move-method migrate, refuses a MIGRATE address the source cannot reach, unless --force; auto moves by DUMP/RESTORE instead', async () => {
     const dead = await freePort();
     const args = ['--listen', '127.0.0.1:0', '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep', '--target-from-source', `127.0.0.1:${dead}`];
-    const r = await runCli(args);
+    const r = await runCli([...args, '--move-method', 'migrate']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot MIGRATE/);
-    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--force', '--target-from-source', `127.0.0.1:${dead}`] });
+    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--force', '--move-method', 'migrate', '--target-from-source', `127.0.0.1:${dead}`] });
     expect(await p.client().ping()).toBe('PONG');
     expect(p.stderr).toMatch(/--force/);
     await p.stop();
+    const auto = await startProxy({ source: ctx.source, target: ctx.target, args: ['--target-from-source', `127.0.0.1:${dead}`] });
+    expect(auto.stdout + auto.stderr).toMatch(/moves old -> new by dump: MIGRATE refused: IOERR/);
+    await ctx.source.client().set('k', 'v');
+    expect(await auto.client().get('k')).toBe('v');
+    await auto.stop();
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 });

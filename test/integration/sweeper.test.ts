@@ -692,4 +692,21 @@ describe('sweeper: touches first', () => {
     const st = await waitDrained<{ phase: string; sweeper: { small_steps_for_touches: number } }>(sp, 30_000);
     expect(st.sweeper.small_steps_for_touches).toBe(0);
   });
+
+  it('keys the old server expires between steps are not taken for touches', async () => {
+    const s = ctx.source.client();
+    await seedStrings(s, 0, 20_000);
+    // 20,000 more that expire while the (rate-capped) sweep runs: the server deletes them between
+    // steps, and the db shrinks as if clients had moved them.
+    for (let i = 0; i < 20_000; i += 1_000) {
+      const p = s.pipeline();
+      for (let j = i; j < i + 1_000; j++) p.set(`e:${j}`, 'x', 'PX', 300 + ((j * 7919) % 4_000));
+      await p.exec();
+    }
+    const sp = await sweepProxy(ctx, ['--sweep-rate', '8000']);
+    const st = await waitDrained<{ phase: string; sweeper: { small_steps_for_touches: number } }>(sp, 40_000);
+    expect(await s.info('stats')).toMatch(/expired_keys:[1-9]/);
+    expect(st.sweeper.small_steps_for_touches).toBe(0);
+    await expectStrings(ctx.target.client(), 0, 20_000);
+  });
 });

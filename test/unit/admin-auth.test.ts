@@ -19,6 +19,11 @@ describe('needsToken', () => {
     ['GET', '/healthz', true, false, false],
     ['GET', '/readyz', true, false, false],
     ['POST', '/readyz', true, false, true],
+    // The dashboard page holds no figures; what it reads (/status, /latency) is guarded.
+    ['GET', '/', true, false, false],
+    ['POST', '/', true, false, true],
+    ['GET', '/latency', true, false, true],
+    ['GET', '/latency', true, true, false],
   ];
   for (const [method, path, token, loopback, want] of cases) {
     it(`${method} ${path}, token ${token}, loopback ${loopback}: ${want}`, () => {

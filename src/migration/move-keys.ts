@@ -1,0 +1,56 @@
+/**
+ * The names of a proxy-side move's own keys (docs/DESIGN.md "Moves"): the claim key and its record
+ * in the source, the staging key, its chunk count and the publish-once marker in the target. All
+ * start with `__rehome:` (the gate refuses them to clients, the sweeper never moves them as keys)
+ * and all hash to K's cluster slot where K allows it:
+ *
+ *   K with a hash tag ({tag}...)      -> __rehome:<kind>:K      (the first {...} is still K's tag)
+ *   K without one                     -> __rehome:<kind>{K}
+ *
+ * (':' against '{' after the kind keeps the two forms apart: K = "{a}" and K = "a" differ.)
+ * The second form fails only for a K without a hash tag that holds a '}' (or is empty): its own
+ * slot is the CRC of all of K, which no other name can reproduce. Such a key's move keys land in
+ * another slot; fine for a standalone target, and the reason a cluster target would need a
+ * different layout.
+ */
+import { RESERVED_PREFIX } from '../phase/phase.js';
+
+const OPEN = 0x7b;
+const CLOSE = 0x7d;
+
+/** Whether Redis Cluster hashes K by a tag (a non-empty {...}, the first '{' and the next '}'). */
+export function hasHashTag(k: Buffer): boolean {
+  const open = k.indexOf(OPEN);
+  if (open < 0) return false;
+  const close = k.indexOf(CLOSE, open + 1);
+  return close > open + 1;
+}
+
+function named(kind: string, k: Buffer): Buffer {
+  const p = RESERVED_PREFIX + kind;
+  return hasHashTag(k) ? Buffer.concat([Buffer.from(p + ':', 'latin1'), k]) : Buffer.concat([Buffer.from(p + '{', 'latin1'), k, CLOSE_BUF]);
+}
+const CLOSE_BUF = Buffer.from('}');
+
+/** The names of one key's move keys; staging and its count carry the token that owns them. */
+export interface MoveKeys {
+  key: Buffer;
+  /** Source: K renamed while it is carried. */
+  claim: Buffer;
+  /** Source: the claim's record (token, owner, lease, deadline). */
+  record: Buffer;
+  /** Target: set when K was published (or found expired); a later publish refuses. */
+  marker: Buffer;
+}
+
+export function moveKeys(k: Buffer): MoveKeys {
+  return { key: k, claim: named('c', k), record: named('r', k), marker: named('m', k) };
+}
+
+/** Target: the staging key of token `tok` and its chunk count. */
+export function stagingKeys(k: Buffer, tok: string): { staging: Buffer; count: Buffer } {
+  return { staging: named(`s:${tok}`, k), count: named(`n:${tok}`, k) };
+}
+
+/** SCAN patterns of the publish-once markers (deleted once the migration has ended). */
+export const MARKER_PATTERNS = [`${RESERVED_PREFIX}m:*`, `${RESERVED_PREFIX}m{*`];
