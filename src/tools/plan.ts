@@ -129,15 +129,6 @@ function overTls(opts: PlanOptions): boolean {
   return opts.source.tls !== undefined || opts.target.tls !== undefined;
 }
 
-/**
- * Whether the plan proved that the source can MIGRATE to the target (the probe key arrived). Over
- * rediss:// this is the only evidence MIGRATE works: where it is false, keys must move through
- * the proxy (DUMP/RESTORE), or not at all.
- */
-export function migrateUsable(r: PlanResult): boolean {
-  return r.findings.some((f) => f.check === 'migrate' && f.level === 'ok') && !r.findings.some((f) => f.check === 'migrate' && f.level === 'fail');
-}
-
 /** Names a probe key; keys with this prefix are never reported as conflicts. */
 export const PROBE_PREFIX = '__rehome:plan-probe:';
 const PROBE_TTL_MS = 10_000;

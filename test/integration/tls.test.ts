@@ -254,15 +254,26 @@ describe('TLS to the servers (rediss://)', () => {
     expect(verify.code).toBe(0);
   });
 
-  it('plan FAILs with the reason where MIGRATE would have to use TLS, and the proxy does not start', async () => {
+  it('where MIGRATE would have to use TLS, plan says why and keys move through the proxy (DUMP/RESTORE over TLS)', async () => {
     const pair = await tlsPair();
     const plan = await runCli(['plan', '--source', pair.sourceUrl, '--target', pair.targetUrl, ...pair.tlsArgs], 30_000);
-    expect(plan.code).toBe(1);
-    expect(plan.stdout).toMatch(/FAIL\s+source cannot MIGRATE to the target at 127\.0\.0\.1:\d+: .*MIGRATE does not use TLS unless the source runs with tls-cluster yes/);
+    expect(plan.stdout).toMatch(/WARN\s+source cannot MIGRATE to the target at 127\.0\.0\.1:\d+: .*MIGRATE does not use TLS unless the source runs with tls-cluster yes.*keys move by dump instead/);
+    expect(plan.code).toBe(0);
 
-    const start = await runCli(['--listen', '127.0.0.1:0', '--source', pair.sourceUrl, '--target', pair.targetUrl, '--no-sweep', ...pair.tlsArgs], 30_000);
-    expect(start.code).toBe(1);
-    expect(start.stderr).toContain('pre-flight check failed: source cannot MIGRATE');
+    // Forced to MIGRATE, the pre-flight check fails and the proxy does not start.
+    const forced = await runCli(['--listen', '127.0.0.1:0', '--source', pair.sourceUrl, '--target', pair.targetUrl, '--no-sweep', '--move-method', 'migrate', ...pair.tlsArgs], 30_000);
+    expect(forced.code).toBe(1);
+    expect(forced.stderr).toContain('pre-flight check failed: source cannot MIGRATE');
+
+    const seed = pair.source.client();
+    for (let i = 0; i < 50; i++) await seed.set(`d${i}`, `v${i}`);
+    const p = await startProxy({ source: pair.sourceUrl, target: pair.targetUrl, sweep: true, args: [...pair.tlsArgs, '--sweep-rate', '20'] });
+    proxies.push(p);
+    expect(await p.client().get('d0')).toBe('v0');
+    expect(await pair.target.client().get('d0')).toBe('v0');
+    await waitFor(async () => (await pair.source.client().keys('d*')).length === 0, 'the sweeper drains the source by DUMP/RESTORE over TLS', 20_000);
+    // rehome's own keys (__rehome:*) aside.
+    expect((await pair.target.client().keys('*')).filter((k) => !k.startsWith('__rehome:')).length).toBe(50);
   });
 
   it('with tls-cluster yes on the source, MIGRATE goes over TLS and plan proves it', async () => {
