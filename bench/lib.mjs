@@ -65,6 +65,21 @@ export function freePort() {
   });
 }
 
+/**
+ * A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl, EC P-256), in a temporary
+ * directory: { ca, cert, key } file paths.
+ */
+export function makeCerts() {
+  const dir = tmpDir();
+  const run = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  run('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=bench-ca');
+  run('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+  writeFileSync(path.join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\n');
+  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'ext');
+  return { ca: path.join(dir, 'ca.crt'), cert: path.join(dir, 'server.crt'), key: path.join(dir, 'server.key') };
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** A started child process; `stderr` keeps its last 64 KB of stderr for problem reports. */
@@ -113,12 +128,12 @@ async function waitForPort(port, proc, ms = 10000) {
 }
 
 /** A throwaway redis-server on a free loopback port, no persistence. */
-export async function startRedis(name) {
+export async function startRedis(name, extraArgs = []) {
   const port = await freePort();
   const dir = tmpDir();
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', '', ...extraArgs],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const proc = track(name, child);
@@ -135,15 +150,15 @@ export async function startRedis(name) {
  * rehome on a free port. `t0` is when its 'listening' line arrived, `spawnedAt` when it was spawned.
  * Resolves once it listens (and the admin port, when asked for, answers).
  */
-export async function startRehome({ source, target, args = [], admin = false, nodeArgs = [], cli = REHOME_CLI }) {
+export async function startRehome({ source, target, args = [], admin = false, nodeArgs = [], cli = REHOME_CLI, scheme = 'redis' }) {
   const port = await freePort();
   const adminPort = admin ? await freePort() : null;
   const argv = [
     ...nodeArgs,
     cli,
     '--listen', `127.0.0.1:${port}`,
-    '--source', `redis://127.0.0.1:${source}`,
-    '--target', `redis://127.0.0.1:${target}`,
+    '--source', `${scheme}://127.0.0.1:${source}`,
+    '--target', `${scheme}://127.0.0.1:${target}`,
     '--progress', 'off',
     ...(admin ? ['--admin', `127.0.0.1:${adminPort}`] : []),
     ...args,

@@ -7,6 +7,7 @@
  *   node bench/throughput.mjs [--rounds 3] [--seconds 4] [--clients 50] [--random 100000] [--workers 1,2]
  *   node bench/throughput.mjs --first-touch [--keys 200000] [--clients 50] [--rounds 1]
  *   node bench/throughput.mjs --soak 300 [--workers 1]
+ *   node bench/throughput.mjs --tls [--rounds 3] [--seconds 4] [--clients 50] [--random 100000]
  *
  * --floor adds an endpoint 'node-floor': bench/node-floor.mjs, the least a Node.js proxy of rehome's
  * design does (one shared server connection, rehome's framer and reply scanner, nothing else), to
@@ -30,6 +31,11 @@
  * rehome (its first --workers count), its RSS sampled every 10 s: prints the samples and
  * first/last/max, to show memory does not grow per command.
  *
+ * --tls: the same settings over TLS (redis-benchmark --tls): straight to the target's TLS port
+ * (direct-tls) and through rehome's --tls-port with rediss:// to both servers (rehome-tls), beside
+ * plain direct and rehome in the same rounds. nutcracker has no TLS, so direct-tls is the
+ * reference; prints rehome-tls/direct-tls beside rehome/direct.
+ *
  * Before it starts, the script waits (30 s at a time, up to --load-wait seconds) until the
  * 1-minute load average is below --max-load: the machine is shared.
  */
@@ -38,7 +44,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import {
-  commandCalls, fill, flags, fmt, getJson, median, ms, percentile, rssBytes, startNodeFloor, startNutcracker, startRedis, startRehome,
+  commandCalls, fill, flags, fmt, freePort, getJson, makeCerts, median, ms, percentile, rssBytes, startNodeFloor, startNutcracker, startRedis, startRehome,
   treeCpuSeconds, valueFor, waitForQuiet,
 } from './lib.mjs';
 
@@ -56,14 +62,16 @@ const opt = flags({
   'load-wait': 600,
   compare: '',
   floor: false,
+  tls: false,
 });
 const workerCounts = String(opt.workers).split(',').map(Number).filter((n) => n >= 1);
 
 /** One redis-benchmark run; resolves to its CSV row (rps, latencies). */
-function redisBenchmark(port, { test, pipeline, n }) {
+function redisBenchmark(port, { test, pipeline, n, cacert = null }) {
   const args = [
     '-h', '127.0.0.1', '-p', String(port), '-c', String(opt.clients), '-n', String(n),
     '-r', String(opt.random), '-d', String(opt.size), '-t', test, '-P', String(pipeline), '--csv',
+    ...(cacert ? ['--tls', '--cacert', cacert] : []),
   ];
   return new Promise((resolve, reject) => {
     const child = spawn('redis-benchmark', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -256,6 +264,79 @@ async function steadyState(quiet) {
   console.log(problems.length ? `PROBLEMS:\n  ${problems.join('\n  ')}` : 'problems: none (no redis-benchmark errors, no proxy exits)');
 }
 
+/** --tls: plain and TLS rows, direct and through rehome, in the same rounds (see the header). */
+async function tlsRows(quiet) {
+  console.log(`1-minute load average at the start: ${quiet.load.toFixed(2)}${quiet.quiet ? '' : ' (NOT quiet: figures are noisy)'}`);
+  const certs = makeCerts();
+  const tlsArgs = (port) => ['--tls-port', String(port), '--tls-cert-file', certs.cert, '--tls-key-file', certs.key, '--tls-ca-cert-file', certs.ca, '--tls-auth-clients', 'no'];
+  const [sTls, tTls, rTls] = [await freePort(), await freePort(), await freePort()];
+  const source = await startRedis('source', tlsArgs(sTls));
+  const target = await startRedis('target', tlsArgs(tTls));
+  const plain = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'] });
+  // MIGRATE (the warm-up's misses) goes to the target's plain port: the source has no tls-cluster.
+  const overTls = await startRehome({
+    source: sTls, target: tTls, scheme: 'rediss',
+    args: ['--no-sweep', ...tlsArgs(rTls), '--source-tls-ca-cert-file', certs.ca, '--target-tls-ca-cert-file', certs.ca, '--target-from-source', `127.0.0.1:${target.port}`],
+  });
+  const endpoints = [
+    { name: 'direct', port: target.port, proc: null, cacert: null },
+    { name: 'rehome', port: plain.port, proc: plain, cacert: null },
+    { name: 'direct-tls', port: tTls, proc: null, cacert: certs.ca },
+    { name: 'rehome-tls', port: rTls, proc: overTls, cacert: certs.ca },
+  ];
+  console.log(`throughput bench (TLS): redis-benchmark -c ${opt.clients} -r ${opt.random} -d ${opt.size}, ~${opt.seconds} s per run, ${opt.rounds} round(s); ${os.cpus().length} CPUs, node ${process.version}`);
+  // The known-absent cache is per process: warming rehome-tls through its plain port serves both.
+  await touchAll(plain.port, 1);
+  await touchAll(overTls.port, 1);
+  const n = new Map();
+  for (const s of SETTINGS) {
+    for (const e of endpoints) {
+      const r = await redisBenchmark(e.port, { ...s, n: s.pipeline > 1 ? 200000 : 30000, cacert: e.cacert });
+      n.set(`${sname(s)}/${e.name}`, Math.max(20000, Math.round((r.rps * opt.seconds) / 1000) * 1000));
+    }
+  }
+  const results = new Map();
+  const problems = [];
+  for (let round = 1; round <= opt.rounds; round++) {
+    const order = endpoints.map((_, i) => endpoints[(i + round - 1) % endpoints.length]);
+    for (const s of SETTINGS) {
+      for (const e of order) {
+        const k = `${sname(s)}/${e.name}`;
+        const c0 = e.proc ? treeCpuSeconds(e.proc.pid) : 0;
+        try {
+          const r = await redisBenchmark(e.port, { ...s, n: n.get(k), cacert: e.cacert });
+          r.cpu = e.proc ? ((treeCpuSeconds(e.proc.pid) - c0) * 1e6) / n.get(k) : NaN;
+          if (r.errors.length) problems.push(`round ${round} ${k}: ${r.errors.slice(0, 3).join(' | ')}`);
+          results.set(k, [...(results.get(k) ?? []), r]);
+        } catch (err) {
+          problems.push(`round ${round} ${k}: ${err.message}`);
+        }
+      }
+    }
+    console.log(`  round ${round} done (load ${os.loadavg()[0].toFixed(2)})`);
+  }
+  const med = (k, f) => median((results.get(k) ?? []).map((r) => r[f]));
+  console.log(`\n=== summary: medians of ${opt.rounds} round(s); requests/s ===`);
+  console.log(['setting'.padEnd(10), ...endpoints.map((e) => e.name.padStart(11)), 'rehome/direct'.padStart(14), 'rehome-tls/direct-tls'.padStart(22)].join(' '));
+  for (const s of SETTINGS) {
+    const r = (name) => med(`${sname(s)}/${name}`, 'rps');
+    console.log(
+      [
+        sname(s).padEnd(10),
+        ...endpoints.map((e) => fmt(r(e.name)).padStart(11)),
+        (r('rehome') / r('direct')).toFixed(2).padStart(14),
+        (r('rehome-tls') / r('direct-tls')).toFixed(2).padStart(22),
+      ].join(' '),
+    );
+  }
+  console.log('rehome CPU seconds per 1M requests (utime+stime):');
+  for (const s of SETTINGS) {
+    console.log(`  ${sname(s).padEnd(10)} rehome ${fmt(med(`${sname(s)}/rehome`, 'cpu'), 2)}, rehome-tls ${fmt(med(`${sname(s)}/rehome-tls`, 'cpu'), 2)}`);
+  }
+  for (const p of [plain, overTls]) if (p.exited) problems.push(`${p.name} exited: ${JSON.stringify(p.exited)} ${p.stderr.slice(-1000)}`);
+  console.log(problems.length ? `PROBLEMS:\n  ${problems.join('\n  ')}` : 'problems: none (no redis-benchmark errors, no proxy exits)');
+}
+
 /**
  * RSS over a long run: redis-benchmark SET and GET through one rehome (steady state, cache warm)
  * for `opt.soak` seconds, RSS sampled every 10 s.
@@ -397,5 +478,6 @@ if (opt['first-touch']) {
   console.log(`1-minute load average at the start: ${quiet.load.toFixed(2)}${quiet.quiet ? '' : ' (NOT quiet: figures are noisy)'}`);
   await firstTouch();
 } else if (opt.soak > 0) await soak(quiet);
+else if (opt.tls) await tlsRows(quiet);
 else await steadyState(quiet);
 process.exit(0);

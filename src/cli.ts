@@ -14,6 +14,7 @@ import { ConfigError, RehomeError } from './errors.js';
 import { createOutput, type Output } from './log.js';
 import type { RehomeProxy } from './proxy/server.js';
 import { startRehome } from './start.js';
+import { SERVER_TLS_FLAGS } from './tls-config.js';
 import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
 import { onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
 
@@ -24,9 +25,20 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
        rehome sweeper pause|resume|rate KEYS_PER_SEC --admin [host:]port [--admin-token TOKEN]
        rehome phase hold|migrate|reverse --admin [host:]port [--admin-token TOKEN]
 
-  --listen host:port             where clients connect (default ${DEFAULTS.listen}; port 0 picks one)
-  --source URL                   the old instance, keys move out of it
-  --target URL                   the new instance, keys move into it
+  --listen host:port|none        where clients connect (default ${DEFAULTS.listen}; port 0 picks one;
+                                 none: TLS only, with --tls-port)
+  --source URL                   the old instance, keys move out of it (rediss:// for TLS)
+  --target URL                   the new instance, keys move into it (rediss:// for TLS)
+  --tls-port [host:]port         also serve clients over TLS here (host: --listen's); SIGHUP reloads the files
+  --tls-cert-file FILE           the certificate rehome shows clients (PEM, with its chain)
+  --tls-key-file FILE            its private key (PEM)
+  --tls-ca-cert-file FILE        the CA that client certificates must chain to
+  --tls-auth-clients yes|no|optional  require client certificates, don't ask, or check one if sent (default yes)
+  --source-tls-ca-cert-file FILE the CA of a rediss:// source's certificate (default: Node's bundled CAs)
+  --source-tls-cert-file FILE    with --source-tls-key-file: the client certificate shown to the source
+  --source-tls-key-file FILE
+  --source-tls-sni NAME          the name sent as SNI and checked in the source's certificate (default: the URL's host)
+  --target-tls-ca-cert-file, --target-tls-cert-file, --target-tls-key-file, --target-tls-sni: the same for the target
   --target-from-source host:port the target's address as the source dials it for MIGRATE
   --phase hold|migrate           use phases; the phase a fresh deployment starts in (see rehome phase)
   --source-from-target host:port the source's address as the target dials it for MIGRATE (reverse)
@@ -114,6 +126,12 @@ async function main(): Promise<void> {
         'log-format': { type: 'string' },
         progress: { type: 'string' },
         listen: { type: 'string' },
+        'tls-port': { type: 'string' },
+        'tls-cert-file': { type: 'string' },
+        'tls-key-file': { type: 'string' },
+        'tls-ca-cert-file': { type: 'string' },
+        'tls-auth-clients': { type: 'string' },
+        ...SERVER_TLS_FLAGS,
         source: { type: 'string' },
         target: { type: 'string' },
         'target-from-source': { type: 'string' },
@@ -189,6 +207,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // As Redis does with its TLS files: new connections get the certificate as it is on disk now.
+  if (config.tls) process.on('SIGHUP', () => proxy.reloadTls());
   if (slot !== null) {
     // Another worker's sweeper found the source empty (only sent without phases: see workers.ts).
     onPrimaryMessage((m) => {

@@ -1,6 +1,7 @@
 /** Typed configuration, defaults, and validation with clear messages. */
 import { ConfigError } from './errors.js';
 import { DEFAULT_FRAMER_LIMITS, type FramerLimits } from './resp/request-framer.js';
+import { type ClientTlsConfig, parseClientTls, type RawServerTlsOptions, type RawTlsOptions, withServerTls } from './tls-config.js';
 import { type Endpoint, describeEndpoint, isLoopback, parseHostPort, parseRedisUrl } from './upstream/endpoint.js';
 
 /**
@@ -52,7 +53,10 @@ export const ADMIN_TOKEN_ENV = 'REHOME_ADMIN_TOKEN';
 
 /** Everything the proxy needs to run. */
 export interface ProxyConfig {
-  listen: { host: string; port: number };
+  /** The plain port; null with `--listen none` (clients then connect over TLS only). */
+  listen: { host: string; port: number } | null;
+  /** The TLS port for clients (--tls-port), or null. */
+  tls: ClientTlsConfig | null;
   source: Endpoint;
   target: Endpoint;
   /** The target's address as the source must dial it for MIGRATE (default: the target's). */
@@ -171,7 +175,7 @@ function positiveMs(flag: string, v: string | undefined, def: number): number {
 }
 
 /** Raw flag values as the CLI parsed them. */
-export interface RawOptions {
+export interface RawOptions extends RawTlsOptions, RawServerTlsOptions {
   listen?: string | undefined;
   source?: string | undefined;
   target?: string | undefined;
@@ -207,14 +211,27 @@ export interface RawOptions {
   keepalive?: string | undefined;
 }
 
-/** --source and --target, required, as endpoints (shared by the proxy, plan and verify). */
-export function parseSourceTarget(o: { source?: string | undefined; target?: string | undefined }): {
+/**
+ * --source and --target, required, as endpoints, with their TLS files for rediss:// (shared by the
+ * proxy, plan and verify).
+ */
+export function parseSourceTarget(o: { source?: string | undefined; target?: string | undefined } & RawServerTlsOptions): {
   source: Endpoint;
   target: Endpoint;
 } {
-  if (!o.source) throw new ConfigError('--source is required (redis://[user:pass@]host:port)');
-  if (!o.target) throw new ConfigError('--target is required (redis://[user:pass@]host:port)');
-  return { source: parseRedisUrl('--source', o.source), target: parseRedisUrl('--target', o.target) };
+  if (!o.source) throw new ConfigError('--source is required (redis://[user:pass@]host:port or rediss:// for TLS)');
+  if (!o.target) throw new ConfigError('--target is required (redis://[user:pass@]host:port or rediss:// for TLS)');
+  return {
+    source: withServerTls('source', parseRedisUrl('--source', o.source), o),
+    target: withServerTls('target', parseRedisUrl('--target', o.target), o),
+  };
+}
+
+/** --listen host:port, or none (TLS only: then --tls-port is required). */
+function parseListen(v: string | undefined, hasTls: boolean): { host: string; port: number } | null {
+  if (v !== 'none') return parseHostPort('--listen', v ?? DEFAULTS.listen);
+  if (!hasTls) throw new ConfigError('--listen none needs --tls-port: clients must be able to connect somewhere');
+  return null;
 }
 
 /**
@@ -222,9 +239,16 @@ export function parseSourceTarget(o: { source?: string | undefined; target?: str
  * (REHOME_ADMIN_TOKEN).
  */
 export function buildConfig(o: RawOptions, env: Record<string, string | undefined> = process.env): ProxyConfig {
+  const listenHost = o.listen !== undefined && o.listen !== 'none' ? parseHostPort('--listen', o.listen).host : parseHostPort('--listen', DEFAULTS.listen).host;
+  const tls = parseClientTls(o, listenHost);
+  if (tls !== null && o.workers !== undefined && o.workers !== '1') {
+    // SIGHUP's certificate reload reaches one process; a fleet of workers would serve stale ones.
+    throw new ConfigError('--tls-port does not work with --workers yet: run one process per port');
+  }
   const { source, target } = parseSourceTarget(o);
   return {
-    listen: parseHostPort('--listen', o.listen ?? DEFAULTS.listen),
+    listen: parseListen(o.listen, tls !== null),
+    tls,
     source,
     target,
     targetFromSource: o['target-from-source']

@@ -27,6 +27,7 @@
 import { Redis } from 'ioredis';
 import { RehomeError } from '../errors.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import { ioredisTls } from '../upstream/connect.js';
 import {
   changeFields,
   NO_SETTINGS,
@@ -170,6 +171,7 @@ function connect(ep: Endpoint, name: string, timeoutMs: number): Redis {
   const c = new Redis({
     host: ep.host,
     port: ep.port,
+    ...ioredisTls(ep),
     ...(ep.username !== undefined ? { username: ep.username } : {}),
     ...(ep.password !== undefined ? { password: ep.password } : {}),
     connectionName: name,

@@ -381,7 +381,9 @@ export class Runtimes {
     target: ServerFeatures,
   ): Mover {
     const config = this.host.config;
-    // MIGRATE is dialled by the source: the target's address as the source sees it.
+    // MIGRATE is dialled by the source: the target's address as the source sees it. It has no TLS
+    // options (TLS only where the dialling server runs tls-cluster yes): over rediss:// only the
+    // move-method probe proves it works (src/tools/move-method.ts).
     const dest = reverse
       ? (config.sourceFromTarget ?? { host: config.source.host, port: config.source.port })
       : (config.targetFromSource ?? { host: config.target.host, port: config.target.port });

@@ -4,6 +4,7 @@
  * serves one phase at one epoch, and the switch between them, is runtime.ts's.
  */
 import net from 'node:net';
+import type tls from 'node:tls';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import type { Migration } from '../migration/migration.js';
@@ -17,6 +18,7 @@ import { movesLine, type ProxyCounters, type ProxyObserver, Runtimes } from './r
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
 import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
+import { createTlsServer, reloadTls } from './tls-listener.js';
 
 export type { Logger } from './startup.js';
 export type { ProxyObserver } from './runtime.js';
@@ -68,10 +70,12 @@ export class RehomeProxy {
   private readonly fleet: FleetView | null;
   /** False until the first runtime is built: the ports are bound, nothing is served or moved yet. */
   private started = false;
+  /** The plain port (null with --listen none) and the TLS port (--tls-port): one accept path. */
+  private readonly server: net.Server | null;
+  private readonly tlsServer: tls.Server | null;
 
   private constructor(
     readonly config: ProxyConfig,
-    private readonly server: net.Server,
     private readonly log: Logger,
     private readonly pair: Pair,
     observer: ProxyObserver | null,
@@ -90,6 +94,9 @@ export class RehomeProxy {
     });
     if (pair.phases) pair.phases.view = () => this.processView();
     this.fleet = pair.phases ? new FleetView(pair.phases, config, this.runtimes) : null;
+    // Half-open: a client that shuts down its sending side still gets every reply.
+    this.server = config.listen ? net.createServer({ allowHalfOpen: true }) : null;
+    this.tlsServer = config.tls ? createTlsServer(config.tls, (sock) => this.accept(sock)) : null;
   }
 
   /**
@@ -107,8 +114,7 @@ export class RehomeProxy {
     const held = holdLines(log);
     let p: RehomeProxy | null = null;
     try {
-      // Half-open: a client that shuts down its sending side still gets every reply.
-      p = new RehomeProxy(config, net.createServer({ allowHalfOpen: true }), held.log, pair, opts.observer ?? null);
+      p = new RehomeProxy(config, held.log, pair, opts.observer ?? null);
       await p.listen();
       if (opts.startAdmin) await p.startAdmin(opts.startAdmin);
       const rt = await p.runtimes.start();
@@ -135,24 +141,39 @@ export class RehomeProxy {
 
   /** Start failed after the ports were bound: unbind them and close the clients that waited. */
   private async abortStart(): Promise<void> {
-    this.server.close();
+    this.server?.close();
+    this.tlsServer?.close();
     this.admin?.close();
     this.failPending('');
     await this.runtimes.stop();
   }
 
-  /** Listens on --listen; if it cannot, start fails (before any runtime exists). */
+  /** Listens on --listen and --tls-port; if it cannot, start fails (before any runtime exists). */
   private async listen(): Promise<void> {
-    const { server, config } = this;
-    server.on('connection', (sock) => this.accept(sock));
+    const { server, tlsServer, config } = this;
+    // A failure here is start's: abortStart unbinds whatever did bind.
+    if (server && config.listen) {
+      server.on('connection', (sock) => this.accept(sock));
+      await this.listenOn(server, config.listen, '');
+    }
+    if (tlsServer && config.tls) await this.listenOn(tlsServer, config.tls, 'TLS ');
+    if (tlsServer) this.log(`TLS clients on ${describeEndpoint(this.tlsAddress()!)} (client certificates: ${config.tls!.authClients})`);
+  }
+
+  private async listenOn(server: net.Server, at: { host: string; port: number }, what: string): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) => {
         const why = e.code === 'EADDRINUSE' ? 'address already in use' : e.message;
-        reject(new RehomeError('ELISTEN', `cannot listen on ${describeEndpoint(config.listen)}: ${why}`));
+        reject(new RehomeError('ELISTEN', `cannot listen on ${what}${describeEndpoint(at)}: ${why}`));
       });
-      server.listen(config.listen.port, config.listen.host, () => resolve());
+      server.listen(at.port, at.host, () => resolve());
     });
     server.on('error', (e) => this.log(`server error: ${e.message}`));
+  }
+
+  /** SIGHUP: serves the TLS certificate files as they are now; logs what happened. */
+  reloadTls(): void {
+    if (this.tlsServer && this.config.tls) this.log(reloadTls(this.tlsServer, this.config.tls));
   }
 
   private async startAdmin(start: NonNullable<StartOptions['startAdmin']>): Promise<void> {
@@ -259,10 +280,16 @@ export class RehomeProxy {
     return changeSweeper(this.pair.phases, this.migration, change, this.pair.phases?.id ?? this.processId, idle);
   }
 
-  /** The address actually listened on. */
+  /** The address actually listened on: the plain port's, or with --listen none the TLS port's. */
   address(): { host: string; port: number } {
-    const a = this.server.address() as net.AddressInfo;
+    const a = (this.server ?? this.tlsServer)!.address() as net.AddressInfo;
     return { host: a.address, port: a.port };
+  }
+
+  /** The TLS port's address, if it listens. */
+  tlsAddress(): { host: string; port: number } | null {
+    const a = this.tlsServer?.address() as net.AddressInfo | null | undefined;
+    return a ? { host: a.address, port: a.port } : null;
   }
 
   /** The admin endpoint's address, if one is listening. */
@@ -338,7 +365,8 @@ export class RehomeProxy {
     const epoch = c ? (rt?.epoch ?? c.state.epoch) : null;
     const not = (reason: string) => ({ ready: false, reason, phase, epoch });
     if (this.stopping) return not('shutting down: no longer accepting clients');
-    if (!this.server.listening) return not(`not listening on ${describeEndpoint(this.config.listen)}`);
+    const down = [this.server, this.tlsServer].find((s) => s !== null && !s.listening);
+    if (down) return not(`not listening on ${describeEndpoint(down === this.server ? this.config.listen! : this.config.tls!)}`);
     if (!this.started) return not('starting: the first phase is being set up; clients wait for it');
     if (rt === null || c?.state.phase === 'fencing') return not('a phase switch is under way: new clients wait for the next phase');
     const problem = c?.readProblem() ?? null;
@@ -411,7 +439,8 @@ export class RehomeProxy {
   close(timeoutMs = this.config.shutdownTimeoutMs): Promise<void> {
     if (this.stopping) return this.stopping;
     this.stopping = (async () => {
-      this.server.close();
+      this.server?.close();
+      this.tlsServer?.close();
       this.idle?.stop();
       this.admin?.close();
       await this.fleet?.stop();

@@ -4,7 +4,6 @@
  * phase, and the pre-flight checks of `rehome plan`; also the checks a phase switch makes again
  * inside its fence. The only proxy file that runs the plan (src/tools/plan.ts).
  */
-import net from 'node:net';
 import os from 'node:os';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
@@ -13,6 +12,7 @@ import { PING_REQUEST } from '../resp/request-framer.js';
 import { probeMoveMethod, type MethodChoice, type MoveMethodName } from '../tools/move-method.js';
 import { formatPlanReport, plan, type PlanResult } from '../tools/plan.js';
 import { closeServer, describeRole, openServer, type Role } from '../tools/scan-both.js';
+import { connectSocket, connectedEvent } from '../upstream/connect.js';
 import { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 
@@ -191,13 +191,13 @@ async function probeServer(role: Role, ep: Endpoint, timeoutMs: number): Promise
  */
 function needsAuth(role: Role, ep: Endpoint, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: ep.host, port: ep.port });
+    const sock = connectSocket(ep);
     let buf = '';
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new RehomeError('EUPSTREAM', `${describeRole(role, ep)} did not answer PING`));
     }, timeoutMs);
-    sock.on('connect', () => sock.write(PING_REQUEST));
+    sock.on(connectedEvent(ep), () => sock.write(PING_REQUEST));
     sock.on('data', (d) => {
       buf += d.toString('latin1');
       if (buf.includes('\r\n')) {

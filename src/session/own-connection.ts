@@ -5,6 +5,7 @@
  * works on the lane only.
  */
 import net from 'node:net';
+import { connectSocket, connectedEvent } from '../upstream/connect.js';
 import { PING_REQUEST } from '../resp/request-framer.js';
 import { type FenceHost, OwnFence } from './fence.js';
 import type { ConnectionView, SessionContext } from './port.js';
@@ -20,7 +21,11 @@ export interface OwnHost extends FenceHost {
 }
 
 export class OwnConnection {
-  readonly socket = new net.Socket();
+  /**
+   * Until open(), a socket that never connects: the session may pause, cork or destroy it before
+   * the client needs the connection. open() puts the connected one (TCP or TLS) in its place.
+   */
+  socket = new net.Socket();
   /** The connect completed (a failure before it is reported as "cannot connect"). */
   connected = false;
   /** connect() was called: see open(). */
@@ -31,9 +36,13 @@ export class OwnConnection {
 
   constructor(private readonly host: OwnHost) {
     this.fence = new OwnFence(host);
-    const sock = this.socket;
+    this.listen(this.socket, 'connect');
+  }
+
+  private listen(sock: net.Socket, connected: 'connect' | 'secureConnect'): void {
+    const host = this.host;
     sock.setNoDelay(true);
-    sock.on('connect', () => {
+    sock.on(connected, () => {
       this.connected = true;
     });
     sock.on('data', (chunk: Buffer) => host.ownData(chunk));
@@ -59,7 +68,11 @@ export class OwnConnection {
     if (!this.opened) {
       this.opened = true;
       const ep = this.ctx.targetEndpoint;
-      this.socket.connect({ host: ep.host, port: ep.port });
+      const placeholder = this.socket;
+      placeholder.removeAllListeners();
+      this.socket = connectSocket(ep);
+      this.listen(this.socket, connectedEvent(ep));
+      if (placeholder.isPaused()) this.socket.pause();
       // Without AUTH the connection is named now; with AUTH once the client has authenticated.
       if (this.ctx.fence !== null && this.conn.authed) this.fence.start();
       for (const info of this.deferredInfo) this.host.sendInternal(info, () => undefined);

@@ -25,9 +25,10 @@
  * (whether such a command ran is unknown, as on a dropped connection), and the next command
  * opens a new connection. The clients themselves stay connected.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { encodeRequest, PING_REQUEST } from '../resp/request-framer.js';
 import { ReplyScanner } from '../resp/reply-scanner.js';
+import { connectSocket, connectedEvent } from '../upstream/connect.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
 import type { SessionFence } from '../phase/phase.js';
@@ -147,11 +148,11 @@ export class SharedLane {
   private open(): void {
     this.state = LaneState.Opening;
     this.connects++;
-    const sock = net.connect({ host: this.endpoint.host, port: this.endpoint.port });
+    const sock = connectSocket(this.endpoint);
     sock.setNoDelay(true);
     this.sock = sock;
     let connected = false;
-    sock.on('connect', () => {
+    sock.on(connectedEvent(this.endpoint), () => {
       connected = true;
     });
     sock.on('data', (chunk: Buffer) => {

@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { parseOnConflict, parseSourceTarget } from '../config.js';
 import { ConfigError, showKey } from '../errors.js';
+import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import { probeMoveMethod, type MethodChoice } from './move-method.js';
@@ -114,6 +115,18 @@ export interface PlanResult {
   sourceKeysPerDb: Record<number, number>;
   /** How keys move old -> new and new -> old (reverse); null where not probed. */
   methods: { forward: MethodChoice | null; reverse: MethodChoice | null };
+}
+
+/**
+ * MIGRATE has no TLS options: the source dials the target in plain TCP unless it runs with
+ * `tls-cluster yes` (and then with its own tls-cert-file). So over rediss:// it is used only where
+ * the probe key proved it works.
+ */
+const MIGRATE_TLS_NOTE =
+  'MIGRATE does not use TLS unless the source runs with tls-cluster yes: set that on the source, or give --target-from-source a plain-TCP address of the target the source can reach';
+
+function overTls(opts: PlanOptions): boolean {
+  return opts.source.tls !== undefined || opts.target.tls !== undefined;
 }
 
 /** Names a probe key; keys with this prefix are never reported as conflicts. */
@@ -385,9 +398,11 @@ async function probeMigrate(
       migrateError = errText(e);
     }
     if (migrateError !== '') {
-      const hint = opts.targetFromSource
-        ? ''
-        : ' (if the source reaches the target under another address, pass --target-from-source host:port)';
+      const hint = overTls(opts)
+        ? ` (${MIGRATE_TLS_NOTE})`
+        : opts.targetFromSource
+          ? ''
+          : ' (if the source reaches the target under another address, pass --target-from-source host:port)';
       add('migrate', 'fail', `source cannot MIGRATE to the target at ${destText}: ${migrateError}${hint}`);
     } else if (reply !== 'OK') {
       add('migrate', 'fail', `MIGRATE of the probe key to ${destText} answered ${reply}`);
@@ -574,6 +589,11 @@ exist in both servers (conflicts). Exit code 0: no failure; 1: a failure; 2: bad
   --apply                         with --on-conflict, resolve the conflicts now: 'source' deletes
                                   the target copies, 'target' deletes the source copies (only
                                   when no other check failed; run it before any proxy serves)
+  --source-tls-ca-cert-file, --source-tls-cert-file, --source-tls-key-file, --source-tls-sni,
+  --target-tls-ca-cert-file, --target-tls-cert-file, --target-tls-key-file, --target-tls-sni
+                                  TLS to a rediss:// server: its CA, rehome's client certificate
+                                  and key, SNI (MIGRATE itself uses TLS only where the source runs
+                                  tls-cluster yes: the probe key shows whether it works)
   -h, --help                      this text`;
 
 /** The plan command line. Returns the exit code (0 no failure, 1 a failure, 2 usage). */
@@ -586,6 +606,7 @@ export async function runPlanCli(argv: string[]): Promise<number> {
         source: { type: 'string' },
         target: { type: 'string' },
         'target-from-source': { type: 'string' },
+        ...SERVER_TLS_FLAGS,
         'on-conflict': { type: 'string' },
         apply: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },

@@ -8,6 +8,7 @@
 import { Redis } from 'ioredis';
 import { RehomeError } from '../errors.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import { ioredisTls } from '../upstream/connect.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 
 export type Role = 'source' | 'target';
@@ -46,6 +47,13 @@ export function describeRole(role: Role, ep: Endpoint): string {
   return `${role} ${describeEndpoint(ep)}`;
 }
 
+/** For a certificate that does not verify, which flags decide it. */
+function tlsHint(role: Role, ep: Endpoint, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? '';
+  if (ep.tls === undefined || !/CERT|SIGNATURE|ISSUER|ALTNAME/.test(code)) return '';
+  return ` (TLS: the ${role}'s certificate does not verify against --${role}-tls-ca-cert-file and --${role}-tls-sni or the URL's host)`;
+}
+
 /**
  * Connects without retries, logs in with the URL's credentials (AUTH sent explicitly, so a
  * refusal is reported exactly) and PINGs. Throws RehomeError EUPSTREAM (unreachable) or EAUTH.
@@ -54,6 +62,7 @@ export async function openServer(role: Role, ep: Endpoint, opts: OpenOptions = {
   const redis = new Redis({
     host: ep.host,
     port: ep.port,
+    ...ioredisTls(ep),
     lazyConnect: true,
     connectTimeout: opts.connectTimeoutMs ?? 5_000,
     commandTimeout: opts.commandTimeoutMs ?? 30_000,
@@ -72,7 +81,7 @@ export async function openServer(role: Role, ep: Endpoint, opts: OpenOptions = {
     try {
       await redis.connect();
     } catch (e) {
-      throw new RehomeError('EUPSTREAM', `${who} unreachable: ${errText(socketError ?? e)}`);
+      throw new RehomeError('EUPSTREAM', `${who} unreachable: ${errText(socketError ?? e)}${tlsHint(role, ep, socketError)}`);
     }
     let authWarning: string | null = null;
     if (ep.password !== undefined) {

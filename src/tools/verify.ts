@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { parseSourceTarget } from '../config.js';
 import { RehomeError, showKey } from '../errors.js';
+import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { PHASE_KEY } from '../phase/phase.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import {
@@ -168,8 +169,11 @@ Checks that the migration is complete: the source is empty in every db and no ke
 both servers. Exit code 0: safe to cut over; 1: not yet (or a server could not be checked);
 2: bad usage.
 
-  --source URL   the old instance
-  --target URL   the new instance
+  --source URL   the old instance (rediss:// for TLS)
+  --target URL   the new instance (rediss:// for TLS)
+  --source-tls-ca-cert-file, --source-tls-cert-file, --source-tls-key-file, --source-tls-sni,
+  --target-tls-ca-cert-file, --target-tls-cert-file, --target-tls-key-file, --target-tls-sni
+                 TLS to a rediss:// server: its CA, rehome's client certificate and key, SNI
   -h, --help     this text`;
 
 /** The verify command line. Returns the exit code (0 ok, 1 not ok or unreachable, 2 usage). */
@@ -182,6 +186,7 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
       options: {
         source: { type: 'string' },
         target: { type: 'string' },
+        ...SERVER_TLS_FLAGS,
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,

@@ -7,8 +7,9 @@
  * reconnect, is named for the pool's epoch and then checked against the shared phase before
  * ioredis may use it: a connection that fails the check is never used.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { AbstractConnector, Redis } from 'ioredis';
+import { connectSocket, connectedEvent, ioredisTls } from './connect.js';
 import type { Endpoint } from './endpoint.js';
 
 export interface ControlOptions {
@@ -42,7 +43,7 @@ export function namedSocket(ep: Endpoint, name: string, timeoutMs: number): Prom
   }
   cmds.push(['CLIENT', 'SETNAME', name]);
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: ep.host, port: ep.port });
+    const sock = connectSocket(ep);
     sock.setNoDelay(true);
     let buf = '';
     let got = 0;
@@ -70,7 +71,7 @@ export function namedSocket(ep: Endpoint, name: string, timeoutMs: number): Prom
     };
     sock.on('data', onData);
     sock.once('error', fail);
-    sock.once('connect', () => sock.write(cmds.map(encode).join('')));
+    sock.once(connectedEvent(ep), () => sock.write(cmds.map(encode).join('')));
   });
 }
 
@@ -138,6 +139,7 @@ export class ControlPool {
     const c = new Redis({
       host: ep.host,
       port: ep.port,
+      ...ioredisTls(ep),
       ...(fence
         ? { Connector: fencedConnector(ep, fence, this.opts.connectTimeoutMs) as never }
         : {

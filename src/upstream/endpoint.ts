@@ -1,16 +1,30 @@
 /**
- * Parsing of redis://[user:pass@]host:port URLs and host:port addresses. A db in the URL (`/2`,
- * `?db=2`) is refused: rehome migrates every db of the server, so a db there would only mislead.
+ * Parsing of redis:// and rediss:// (TLS) [user:pass@]host:port URLs and host:port addresses. A db
+ * in the URL (`/2`, `?db=2`) is refused: rehome migrates every db of the server, so a db there
+ * would only mislead.
  */
 import net from 'node:net';
 import { ConfigError } from '../errors.js';
 
-/** Where a server is and how to authenticate to it. */
+/**
+ * TLS to a server (a rediss:// URL): the CA that signs its certificate (default: Node's bundled
+ * CAs), the client certificate and key it may ask for, and the name sent as SNI and checked in its
+ * certificate (default: the URL's host).
+ */
+export interface ServerTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  servername?: string;
+}
+
+/** Where a server is, how to authenticate to it, and TLS (rediss://) when set. */
 export interface Endpoint {
   host: string;
   port: number;
   username?: string;
   password?: string;
+  tls?: ServerTls;
 }
 
 export function parseRedisUrl(what: string, url: string): Endpoint {
@@ -20,8 +34,8 @@ export function parseRedisUrl(what: string, url: string): Endpoint {
   } catch {
     throw new ConfigError(`${what}: not a redis:// URL: ${url}`);
   }
-  if (u.protocol !== 'redis:') {
-    throw new ConfigError(`${what}: only redis:// URLs are supported (got ${u.protocol}//)`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    throw new ConfigError(`${what}: only redis:// and rediss:// (TLS) URLs are supported (got ${u.protocol}//)`);
   }
   const host = u.hostname.replace(/^\[|\]$/g, '');
   if (!host) throw new ConfigError(`${what}: missing host in ${url}`);
@@ -36,6 +50,7 @@ export function parseRedisUrl(what: string, url: string): Endpoint {
     );
   }
   const ep: Endpoint = { host, port };
+  if (u.protocol === 'rediss:') ep.tls = {};
   const user = decodeURIComponent(u.username);
   const pass = decodeURIComponent(u.password);
   if (pass) {

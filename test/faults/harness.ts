@@ -16,10 +16,12 @@
  */
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
-import type { PairContext } from '../helpers/fixture.js';
+import { beforeAll } from 'vitest';
+import { type PairContext, type PairOptions, usePair } from '../helpers/fixture.js';
 import { ALL_DBS, assertNoKeyInBoth, connect, keysByDb } from '../helpers/invariant.js';
 import { startProxy, type ProxyHandle } from '../helpers/proxy.js';
 import { freePort } from '../helpers/redis.js';
+import { standardCerts } from '../helpers/tls.js';
 import { prng, sleep, waitFor, withTimeout } from '../helpers/util.js';
 import {
   checkCounters,
@@ -49,6 +51,52 @@ export function faultSeed(file: string): number {
       `${LONG_FAULTS ? 'long' : 'short'} version`,
   );
   return seed;
+}
+
+/**
+ * REHOME_FAULT_TLS=1 runs every scenario with TLS on every side: clients reach the proxies only
+ * over --tls-port (--listen none), the proxies reach both servers only over rediss:// (the target
+ * asks for a client certificate). MIGRATE still goes from the source to the target's plain port:
+ * the source has no tls-cluster. The test itself seeds and checks on the plain ports.
+ */
+const FAULT_TLS = process.env.REHOME_FAULT_TLS === '1';
+const certs = FAULT_TLS ? standardCerts() : null;
+/** Each pair's TLS ports, chosen before its servers start. */
+const tlsPortsOf = new WeakMap<PairContext, { source: number; target: number }>();
+
+/** usePair for the fault suite: with REHOME_FAULT_TLS=1 the servers get a TLS port each. */
+export function useFaultPair(opts: PairOptions): PairContext {
+  if (!certs) return usePair(opts);
+  const sourceArgs = [...(opts.source?.args ?? [])];
+  const targetArgs = [...(opts.target?.args ?? [])];
+  const ports = { source: 0, target: 0 };
+  // Registered before usePair's: the ports are known when it starts the servers.
+  beforeAll(async () => {
+    ports.source = await freePort();
+    ports.target = await freePort();
+    sourceArgs.push(...certs.redisArgs(ports.source, 'no'));
+    targetArgs.push(...certs.redisArgs(ports.target, 'yes'));
+  });
+  const ctx = usePair({ ...opts, source: { ...opts.source, args: sourceArgs }, target: { ...opts.target, args: targetArgs } });
+  tlsPortsOf.set(ctx, ports);
+  return ctx;
+}
+
+/** The proxy flags for TLS on every side (REHOME_FAULT_TLS=1), listening for clients on `port`. */
+function tlsProxyArgs(ctx: PairContext, port: number): string[] {
+  if (!certs) return [];
+  return [
+    '--listen', 'none',
+    '--tls-port', `127.0.0.1:${port}`,
+    '--tls-cert-file', certs.file('server.crt'),
+    '--tls-key-file', certs.file('server.key'),
+    '--tls-auth-clients', 'no',
+    '--source-tls-ca-cert-file', certs.file('ca.crt'),
+    '--target-tls-ca-cert-file', certs.file('ca.crt'),
+    '--target-tls-cert-file', certs.file('client.crt'),
+    '--target-tls-key-file', certs.file('client.key'),
+    '--target-from-source', `127.0.0.1:${ctx.target.port}`,
+  ];
 }
 
 /** Small stable hash of a scenario name, mixed into the seed so scenarios differ. */
@@ -88,7 +136,7 @@ export class ManagedProxy {
   ) {}
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${certs ? 'rediss' : 'redis'}://127.0.0.1:${this.port}`;
   }
 
   get admin(): string {
@@ -101,14 +149,15 @@ export class ManagedProxy {
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
         this.handle = await startProxy({
-          source: this.env.ctx.source,
-          target: this.env.ctx.target,
+          source: certs ? `rediss://127.0.0.1:${this.tlsPorts().source}` : this.env.ctx.source,
+          target: certs ? `rediss://127.0.0.1:${this.tlsPorts().target}` : this.env.ctx.target,
           sweep: true,
           readyTimeoutMs: 30_000,
           args: [
             '--listen', `127.0.0.1:${this.port}`,
             '--admin', this.admin,
             '--progress', 'off',
+            ...tlsProxyArgs(this.env.ctx, this.port),
             ...this.args,
             ...extra,
           ],
@@ -123,6 +172,12 @@ export class ManagedProxy {
       }
     }
     throw last;
+  }
+
+  private tlsPorts(): { source: number; target: number } {
+    const p = tlsPortsOf.get(this.env.ctx);
+    if (!p) throw new Error('REHOME_FAULT_TLS=1: the pair was not made by useFaultPair');
+    return p;
   }
 
   async kill(): Promise<void> {
@@ -284,9 +339,10 @@ export async function runScenario(
       proxies.push(new ManagedProxy(env, i, await freePort(), await freePort(), proxyArgs));
     }
     await Promise.all(proxies.map((p) => p.start()));
-    log(`${proxies.length} prox${proxies.length === 1 ? 'y' : 'ies'} up (${proxyArgs.join(' ')})`);
+    log(`${proxies.length} prox${proxies.length === 1 ? 'y' : 'ies'} up (${proxyArgs.join(' ')})${certs ? '; TLS on every side: clients -> rediss://, proxies -> rediss:// source and target' : ''}`);
     workload = startCounterWorkload({
       urls: proxies.map((p) => p.url),
+      ...(certs ? { tls: { ca: certs.pem('ca.crt') } } : {}),
       clients: opts.clients ?? 8,
       counters: nCounters,
       prefix: 'ctr:',

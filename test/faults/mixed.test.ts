@@ -8,12 +8,11 @@
  */
 import { afterEach, describe, it } from 'vitest';
 import { describeMode, startFaultRelay, type FaultRelay, type RelayMode } from '../helpers/fault-relay.js';
-import { usePair } from '../helpers/fixture.js';
 import { sleep, waitFor } from '../helpers/util.js';
-import { faultConnection, faultSeed, killNormalClients, reps, resumeSweepersAfterRestart, runScenario, setMaxmemory, type FaultEnv } from './harness.js';
+import { faultConnection, faultSeed, killNormalClients, reps, resumeSweepersAfterRestart, runScenario, setMaxmemory, type FaultEnv, useFaultPair } from './harness.js';
 
 const SEED = faultSeed('mixed.test.ts');
-const ctx = usePair({
+const ctx = useFaultPair({
   autoProxy: false,
   source: { args: ['--appendonly', 'yes', '--appendfsync', 'always'] },
 });

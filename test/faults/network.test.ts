@@ -6,12 +6,11 @@
  */
 import { afterEach, describe, it } from 'vitest';
 import { describeMode, startFaultRelay, type FaultRelay, type RelayMode } from '../helpers/fault-relay.js';
-import { usePair } from '../helpers/fixture.js';
 import { sleep } from '../helpers/util.js';
-import { faultSeed, killNormalClients, reps, runScenario, setMaxmemory } from './harness.js';
+import { faultSeed, killNormalClients, reps, runScenario, setMaxmemory, useFaultPair } from './harness.js';
 
 const SEED = faultSeed('network.test.ts');
-const ctx = usePair({ autoProxy: false });
+const ctx = useFaultPair({ autoProxy: false });
 
 let relay: FaultRelay | null = null;
 afterEach(async () => {

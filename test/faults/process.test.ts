@@ -4,12 +4,11 @@
  * loses nothing), two proxies on the same pair. See harness.ts for the workload and the checks.
  */
 import { describe, it } from 'vitest';
-import { usePair } from '../helpers/fixture.js';
 import { sleep, waitFor } from '../helpers/util.js';
-import { faultSeed, killNormalClients, reps, resumeSweepersAfterRestart, runScenario, type FaultEnv } from './harness.js';
+import { faultSeed, killNormalClients, reps, resumeSweepersAfterRestart, runScenario, type FaultEnv, useFaultPair } from './harness.js';
 
 const SEED = faultSeed('process.test.ts');
-const ctx = usePair({
+const ctx = useFaultPair({
   autoProxy: false,
   source: { args: ['--appendonly', 'yes', '--appendfsync', 'always'] },
 });

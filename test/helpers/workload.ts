@@ -16,6 +16,7 @@
  * names) derived from a seed, so checkPayloads() regenerates and compares them byte for byte.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Redis } from 'ioredis';
 import { encodeCommand } from './resp.js';
 import { prng, sleep } from './util.js';
@@ -24,8 +25,10 @@ import { prng, sleep } from './util.js';
 
 /** Options of startCounterWorkload(). */
 export interface CounterWorkloadOptions {
-  /** Proxy addresses, redis://host:port; client c uses urls[c % urls.length]. */
+  /** Proxy addresses, redis://host:port (rediss:// for TLS); client c uses urls[c % urls.length]. */
   urls: string[];
+  /** For rediss:// URLs: the CA and whatever else the TLS connection needs. */
+  tls?: tls.ConnectionOptions;
   clients: number;
   /** Counters are `${prefix}0` .. `${prefix}${counters - 1}`. */
   counters: number;
@@ -117,9 +120,9 @@ class CounterConnection {
     sock.on('close', () => this.fail(new Error('connection closed')));
   }
 
-  static open(host: string, port: number, timeoutMs: number): Promise<CounterConnection> {
+  static open(host: string, port: number, timeoutMs: number, tlsOpts?: tls.ConnectionOptions): Promise<CounterConnection> {
     return new Promise((resolve, reject) => {
-      const sock = net.connect({ host, port });
+      const sock = tlsOpts ? tls.connect({ ...tlsOpts, host, port }) : net.connect({ host, port });
       const t = setTimeout(() => {
         sock.destroy();
         reject(new Error('connect timeout'));
@@ -128,7 +131,7 @@ class CounterConnection {
         clearTimeout(t);
         reject(e);
       });
-      sock.once('connect', () => {
+      sock.once(tlsOpts ? 'secureConnect' : 'connect', () => {
         clearTimeout(t);
         sock.removeAllListeners('error');
         sock.setNoDelay(true);
@@ -217,7 +220,7 @@ export function startCounterWorkload(opts: CounterWorkloadOptions): { stop(): Pr
       if (conn === null) {
         try {
           totals.connects++;
-          conn = await CounterConnection.open(host, port, timeoutMs);
+          conn = await CounterConnection.open(host, port, timeoutMs, url.protocol === 'rediss:' ? (opts.tls ?? {}) : undefined);
           live.add(conn);
           if (db !== 0) {
             const r = await conn.send(select);
