@@ -221,11 +221,12 @@ async function main(opts: Options): Promise<number> {
   await sleep(1_000);
 
   step('step 4. Check in rehome status that all clients come through rehome');
-  // An unnamed connection running RESTORE is the new server's own MIGRATE connection to the old
-  // one (plan's probe of the rollback direction; the server keeps it for 10 s), not a client.
+  // An unnamed connection that ran RESTORE (or nothing after its AUTH: cmd=NULL) is the new
+  // server's own MIGRATE connection to the old one (plan's probe of the rollback direction; the
+  // server keeps it for 10 s), not a client.
   const direct = redisCli('"$OLD"', OLD, ['CLIENT', 'LIST'], {
-    shown: "grep -v ' name=rehome-' | grep -v ' cmd=restore'",
-    keep: (l) => !/ name=rehome-/.test(l) && !/ cmd=restore(-asking)? /.test(l),
+    shown: "grep -v ' name=rehome-' | grep -Ev ' cmd=(restore|restore-asking|NULL) '",
+    keep: (l) => !/ name=rehome-/.test(l) && !/ name= .* cmd=(restore|restore-asking|NULL) /.test(l),
   }).split('\n');
   check(direct.length === 1 && /cmd=client\|list/.test(direct[0]!), 'on the old server, no connection but rehome\'s and this redis-cli\'s');
   const clients = (await Promise.all(admins.map(status))).reduce((n, s) => n + Number(s.clients ?? 0), 0);
