@@ -2,6 +2,7 @@
  * The MIGRATE method's script: the sweeper's step inside the source (Mover.sweepStep). The
  * proxy-side move's scripts are in move-scripts.ts.
  */
+import { OWN_KEY_LUA } from './move-keys.js';
 
 /**
  * The sweeper's step, inside the source. ARGV: cursor, count, big-key bytes, host, port, db,
@@ -18,6 +19,7 @@ export const SWEEP_SCRIPT = `
 -- TIME is non-deterministic: servers before 5.0 allow writes after it only in this mode
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local call = redis.call
+${OWN_KEY_LUA}
 local t0 = call('TIME')
 local function held()
   local t = call('TIME')
@@ -51,14 +53,9 @@ args[#args + 1] = 'KEYS'
 local first, n = #args + 1, #args
 local big, sizes, claims = {}, {}, {}
 for _, k in ipairs(r[2]) do
-  -- rehome's own keys (the phase hash, plan's probes) are never moved; 95 is '_' (a byte
-  -- compare first: a substring of every key would cost an allocation each). A claim key
-  -- (__rehome:c:K or __rehome:c{K}, a proxy-side move's) comes back as K for the protocol.
-  if string.byte(k, 1) == 95 and string.sub(k, 1, 9) == '__rehome:' then
-    local f = string.sub(k, 10, 11)
-    if f == 'c:' then claims[#claims + 1] = string.sub(k, 12)
-    elseif f == 'c{' then claims[#claims + 1] = string.sub(k, 12, -2) end
-  else
+  -- rehome's own keys (the phase hash, plan's probes) are never moved; a claim key (a
+  -- proxy-side move's) comes back as K for the protocol (own, move-keys.ts).
+  if not own(k, claims) then
     local m = call('MEMORY', 'USAGE', k)
     if m then
       if m >= lim then big[#big + 1] = k; sizes[#sizes + 1] = m else n = n + 1; args[n] = k end

@@ -54,3 +54,18 @@ export function stagingKeys(k: Buffer, tok: string): { staging: Buffer; count: B
 
 /** SCAN patterns of the publish-once markers (deleted once the migration has ended). */
 export const MARKER_PATTERNS = [`${RESERVED_PREFIX}m:*`, `${RESERVED_PREFIX}m{*`];
+
+/**
+ * Lua for the sweep scripts, inside their loop over SCAN's keys: `own(k, claims)` is true for
+ * rehome's own keys, and appends K to `claims` when k is a claim key (__rehome:c:K or
+ * __rehome:c{K}): the protocol waits for it or takes it over. 95 is '_': a byte compare first,
+ * since a substring of every key would cost an allocation each.
+ */
+export const OWN_KEY_LUA = `
+local function own(k, claims)
+  if string.byte(k, 1) ~= 95 or string.sub(k, 1, ${RESERVED_PREFIX.length}) ~= '${RESERVED_PREFIX}' then return false end
+  local f = string.sub(k, ${RESERVED_PREFIX.length + 1}, ${RESERVED_PREFIX.length + 2})
+  if f == 'c:' then claims[#claims + 1] = string.sub(k, ${RESERVED_PREFIX.length + 3})
+  elseif f == 'c{' then claims[#claims + 1] = string.sub(k, ${RESERVED_PREFIX.length + 3}, -2) end
+  return true
+end`;

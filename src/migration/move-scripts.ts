@@ -9,6 +9,7 @@
  * only grow, as the model's counter does; no counter key is left in the source once it is empty.
  */
 import { RESERVED_PREFIX } from '../phase/phase.js';
+import { OWN_KEY_LUA } from './move-keys.js';
 
 /** Shared Lua: clocks, names of a key's move keys (move-keys.ts in Lua), one key's claim. */
 const LIB = `
@@ -90,17 +91,12 @@ return out`;
  * payloads, big keys, their sizes, claim keys' K found (abandoned or in flight, moved one by one),
  * microseconds the step held the source, keys left in the db, the claims' lease end}. Other reserved keys are skipped.
  */
-export const SWEEP_CLAIM_SCRIPT = `${LIB}
+export const SWEEP_CLAIM_SCRIPT = `${LIB}${OWN_KEY_LUA}
 local owner, lease, big, dump = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local r = call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local keys, toks, dls, pls, bigs, sizes, claims = {}, {}, {}, {}, {}, {}, {}
 for _, k in ipairs(r[2]) do
-  if string.byte(k, 1) == 95 and string.sub(k, 1, 9) == '${RESERVED_PREFIX}' then
-    -- a claim key (move-keys.ts): __rehome:c:K or __rehome:c{K}
-    local f = string.sub(k, 10, 11)
-    if f == 'c:' then claims[#claims + 1] = string.sub(k, 12)
-    elseif f == 'c{' then claims[#claims + 1] = string.sub(k, 12, -2) end
-  else
+  if not own(k, claims) then
     local m = call('MEMORY', 'USAGE', k)
     if m then
       if m >= big then
