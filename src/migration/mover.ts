@@ -370,14 +370,19 @@ export class Mover {
   /** Moves a batch through the proxy-side protocol; resolves to the keys not confirmed absent. */
   private async moveByProxy(db: number, keys: string[], how: How): Promise<Map<string, Error>> {
     const r = await this.proxy!.move(db, keys.map((k) => Buffer.from(k, 'latin1')), how.big === true);
-    this.countMoved(r.moved, r.absent, how.origin);
+    this.countProxyResult(r, how.origin);
     if (how.cache) for (const k of keys) if (!r.fails.has(k)) this.markAbsent(db, k);
+    return r.fails.size === 0 ? NO_FAILURES : r.fails;
+  }
+
+  /** Books a proxy-side result in the stats: moved, found absent, and each failure by kind. */
+  private countProxyResult(r: ProxyMoveResult, origin: 'touch' | 'sweep'): void {
+    this.countMoved(r.moved, r.absent, origin);
     for (const e of r.fails.values()) {
       this.stats.failures++;
       this.countError(classify(e).kind);
       this.lastErrorText = e.message;
     }
-    return r.fails.size === 0 ? NO_FAILURES : r.fails;
   }
 
   /**
@@ -463,12 +468,7 @@ export class Mover {
     for (const r of done) {
       moved += r.moved;
       failed += r.fails.size;
-      this.countMoved(r.moved, r.absent, 'sweep');
-      for (const e of r.fails.values()) {
-        this.stats.failures++;
-        this.countError(classify(e).kind);
-        this.lastErrorText = e.message;
-      }
+      this.countProxyResult(r, 'sweep');
     }
     failed += await this.sweepClaims(db, st.claims);
     return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count, gone: -1 };
@@ -539,19 +539,24 @@ export class Mover {
     for (let attempt = 0; attempt < attempts; attempt++) {
       this.stats.probes++;
       let inSource: number;
+      let claimed: number;
       let inTarget: number;
       try {
-        // K and its claim key in one EXISTS: a claimed K is present, only renamed.
-        inSource = await this.source.db(db).exists(kb, moveKeys(kb).claim);
+        // K and its claim key in one transaction: a claimed K is present, only renamed.
+        const r = await this.source.db(db).multi().exists(kb).exists(moveKeys(kb).claim).exec();
+        if (r === null) throw new Error('the probe transaction was aborted');
+        for (const [err] of r) if (err) throw err;
+        inSource = Number(r[0]![1]);
+        claimed = Number(r[1]![1]);
       } catch (e) {
         this.stats.failures++;
         throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(classify(e).text));
       }
-      if (inSource === 0) {
+      if (inSource + claimed === 0) {
         markAbsent();
         return;
       }
-      if (this.proxy !== null && (await this.source.db(db).exists(moveKeys(kb).claim)) > 0) {
+      if (this.proxy !== null && claimed > 0) {
         // Claimed by a proxy-side move: only the protocol may resolve it (wait or take over).
         const fails = await this.moveByProxy(db, [key], how);
         throwFor(fails, key);

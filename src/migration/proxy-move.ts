@@ -166,18 +166,25 @@ export class ProxyMove {
       }
     }
     if (carried.length === 0) return held;
+    for (const k of await this.publishAndRelease(db, carried, res)) held.push(k);
+    return held;
+  }
+
+  /**
+   * Steps 5 and 6 for claimed keys: publish them in the target, then release what the outcomes
+   * let go. Returns the keys still claimed by another mover. A publish that fails is uncertain
+   * (the target did not answer): the claims stay ours, and the next attempt, ours or another
+   * process's once the lease lapses, takes them over.
+   */
+  private async publishAndRelease(db: number, carried: readonly Carried[], res: ProxyMoveResult): Promise<Buffer[]> {
     let outs: Outcome[];
     try {
       outs = await this.copier.publish(db, carried);
     } catch (e) {
-      // Uncertain (the target did not answer): the claims stay ours, and the next attempt, ours
-      // or another process's once the lease lapses, takes them over.
-      for (const c of carried) res.fails.set(c.names.key.toString('latin1'), asMoveError(e, c.names.key));
-      return held;
+      failAll(res, carried, e);
+      return [];
     }
-    const released = await this.release(db, carried, outs, res);
-    for (const k of released.stillClaimed) held.push(k);
-    return held;
+    return (await this.release(db, carried, outs, res)).stillClaimed;
   }
 
   /**
@@ -236,19 +243,11 @@ export class ProxyMove {
   /** The sweeper's step, second half: publishes and releases what claimStep claimed. */
   async finishStep(db: number, carried: readonly Carried[]): Promise<ProxyMoveResult> {
     const res: ProxyMoveResult = { moved: 0, absent: 0, fails: new Map() };
-    let outs: Outcome[];
     try {
-      outs = await this.copier.publish(db, carried);
-    } catch (e) {
-      // Uncertain: the claims stay ours; the next pass (or a touch) takes them over at once.
-      for (const c of carried) res.fails.set(c.names.key.toString('latin1'), asMoveError(e, c.names.key));
-      return res;
-    }
-    try {
-      await this.release(db, carried, outs, res);
+      await this.publishAndRelease(db, carried, res);
     } catch (e) {
       // Published, not released: the claims are taken over and released by the next mover.
-      for (const c of carried) res.fails.set(c.names.key.toString('latin1'), asMoveError(e, c.names.key));
+      failAll(res, carried, e);
     }
     return res;
   }
@@ -279,6 +278,11 @@ function failure(out: Outcome, name: string): MoveError {
   if (out === 'LATE') return new MoveError('EMOVE', ErrorText.moveFailed(name, 'the move stalled past its lease; the next attempt takes it over'));
   if (/OOM/.test(out)) return new MoveError('EOOM', ErrorText.targetOom(name));
   return new MoveError('EMOVE', ErrorText.moveFailed(name, out.replace(/^FAIL /, '')));
+}
+
+/** Every carried key fails with `e` (its claim stays for the next mover). */
+function failAll(res: ProxyMoveResult, carried: readonly Carried[], e: unknown): void {
+  for (const c of carried) res.fails.set(c.names.key.toString('latin1'), asMoveError(e, c.names.key));
 }
 
 function asMoveError(e: unknown, key: Buffer): MoveError {
