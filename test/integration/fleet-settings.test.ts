@@ -164,6 +164,8 @@ describe('sweeper settings are the fleet\'s', () => {
 
     // A process started now joins paused.
     const c = await startAdmin(ctx, ['--phase', 'migrate', '--sweep-rate', '300']);
+    // Logged with the runtime's lines, just after the listening line the start waited for.
+    await waitFor(() => /the fleet's sweeper is paused/.test(c.proxy.stdout + c.proxy.stderr), 'the paused log line');
     expect(c.proxy.stdout + c.proxy.stderr).toMatch(/the fleet's sweeper is paused \(paused by operator\)/);
     const sc = await waitStatus(c, (st) => st.sweeper.state === 'paused', 'the new process paused');
     expect(sc.sweeper.pause_reason).toBe('paused by operator');

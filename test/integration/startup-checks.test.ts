@@ -8,6 +8,7 @@ import { usePair } from '../helpers/fixture.js';
 import { assertNoKeyInBoth } from '../helpers/invariant.js';
 import { runCli, startProxy } from '../helpers/proxy.js';
 import { freePort, startRedis, stopAll, type RedisServer } from '../helpers/redis.js';
+import { waitFor } from '../helpers/util.js';
 
 const ctx = usePair({ autoProxy: false });
 const extra: RedisServer[] = [];
@@ -104,6 +105,7 @@ describe('pre-flight checks at start', () => {
     expect(p.stderr).toMatch(/--force/);
     await p.stop();
     const auto = await startProxy({ source: ctx.source, target: ctx.target, args: ['--target-from-source', `127.0.0.1:${dead}`] });
+    await waitFor(() => /moves old -> new by/.test(auto.stdout + auto.stderr), 'the move method log line');
     expect(auto.stdout + auto.stderr).toMatch(/moves old -> new by dump: MIGRATE refused: IOERR/);
     await ctx.source.client().set('k', 'v');
     expect(await auto.client().get('k')).toBe('v');

@@ -102,6 +102,8 @@ describe('TLS to clients (--tls-port)', () => {
     const tlsPort = await freePort();
     const p = await startProxy({ ...pair, args: clientTlsArgs(tlsPort) });
     proxies.push(p);
+    // Logged with the runtime's lines, just after the listening line the start waited for.
+    await waitFor(() => p.stderr.includes('TLS clients on'), 'the TLS log line');
     expect(p.stderr).toContain(`TLS clients on 127.0.0.1:${tlsPort} (client certificates: yes)`);
 
     const withCert = tlsClient(tlsPort, { cert: pem('client.crt'), key: pem('client.key') });
