@@ -57,3 +57,23 @@ export function startForwarder(toPort: number, toHost = '127.0.0.1'): Promise<Fo
     });
   });
 }
+
+/** A loopback port held so that nothing else can bind it; see occupyPort. */
+export interface HeldPort {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Holds a free loopback port (a listener), for tests of "address already in use". Connections
+ * that reach it are dropped at once: a client left over from another test may dial the reused
+ * port number, and a connection kept open would make close() wait for it forever.
+ */
+export async function occupyPort(): Promise<HeldPort> {
+  const srv = net.createServer((s) => s.destroy());
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    close: () => new Promise<void>((resolve) => srv.close(() => resolve())),
+  };
+}

@@ -2,12 +2,12 @@
  * The CLI contract: flags, startup failures (one line on stderr, non-zero exit), the listening
  * line, and a graceful SIGTERM.
  */
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { usePair } from '../helpers/fixture.js';
 import { assertNoKeyInBoth } from '../helpers/invariant.js';
 import { runCli, startProxy } from '../helpers/proxy.js';
 import { freePort } from '../helpers/redis.js';
+import { occupyPort } from '../helpers/tcp.js';
 import { withTimeout } from '../helpers/util.js';
 
 const ctx = usePair({ autoProxy: false });
@@ -91,13 +91,8 @@ describe('CLI', () => {
   });
 
   it('the listen port in use: non-zero exit, one line', async () => {
-    const blocker = net.createServer();
-    const port = await new Promise<number>((resolve) =>
-      blocker.listen(0, '127.0.0.1', () => {
-        const a = blocker.address();
-        resolve(typeof a === 'object' && a ? a.port : 0);
-      }),
-    );
+    const blocker = await occupyPort();
+    const port = blocker.port;
     try {
       const r = await runCli(['--listen', `127.0.0.1:${port}`, '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep']);
       expect(r.timedOut).toBe(false);
@@ -105,7 +100,7 @@ describe('CLI', () => {
       expect(r.code).not.toBeNull();
       oneLine(r.stderr);
     } finally {
-      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+      await blocker.close();
     }
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });

@@ -7,11 +7,11 @@
  * synchronously, so the merged output is in the order the lines were written.
  */
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { usePair } from '../helpers/fixture.js';
 import { CLI_PATH } from '../helpers/proxy.js';
 import { freePort, trackProcess } from '../helpers/redis.js';
+import { type HeldPort, occupyPort } from '../helpers/tcp.js';
 
 const ctx = usePair({ autoProxy: false });
 
@@ -46,17 +46,16 @@ function lineIndex(out: string, re: RegExp): number {
   return out.split('\n').findIndex((l) => re.test(l));
 }
 
-const blockers: net.Server[] = [];
+const blockers: HeldPort[] = [];
 afterEach(async () => {
-  for (const b of blockers.splice(0)) await new Promise((r) => b.close(r));
+  for (const b of blockers.splice(0)) await b.close();
 });
 
 /** Holds a loopback port so that rehome cannot bind it. */
 async function occupiedPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  blockers.push(srv);
-  return (srv.address() as net.AddressInfo).port;
+  const held = await occupyPort();
+  blockers.push(held);
+  return held.port;
 }
 
 describe('start-up order', () => {

@@ -5,13 +5,13 @@
  * exit 1 with one line, and --exit-when-drained ends the whole fleet.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { fetchStatus, seedStrings } from '../helpers/admin.js';
 import { usePair } from '../helpers/fixture.js';
 import { assertNoKeyInBoth } from '../helpers/invariant.js';
 import { runCli, startProxy, type ProxyHandle } from '../helpers/proxy.js';
 import { freePort } from '../helpers/redis.js';
+import { occupyPort } from '../helpers/tcp.js';
 import { waitFor, withTimeout } from '../helpers/util.js';
 
 const ctx = usePair({ autoProxy: false });
@@ -162,10 +162,9 @@ describe('--workers', () => {
     expect(r1.stderr).toMatch(/unreachable/);
     expect(r1.stdout).not.toMatch(/listening on/);
 
-    const blocker = net.createServer();
-    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve()));
+    const blocker = await occupyPort();
     try {
-      const port = (blocker.address() as net.AddressInfo).port;
+      const port = blocker.port;
       const r2 = await runCli(
         ['--listen', `127.0.0.1:${port}`, '--source', ctx.source.url, '--target', ctx.target.url, '--no-sweep', '--workers', '2'],
         20_000,
@@ -175,7 +174,7 @@ describe('--workers', () => {
       expect(r2.stderr.split('\n').filter((l) => l.trim() !== ''), r2.stderr).toHaveLength(1);
       expect(r2.stderr).toMatch(/address already in use/);
     } finally {
-      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+      await blocker.close();
     }
   });
 
