@@ -9,10 +9,9 @@
  * only grow, as the model's counter does; no counter key is left in the source once it is empty.
  */
 import { RESERVED_PREFIX } from '../phase/phase.js';
-import { OWN_KEY_LUA } from './move-keys.js';
 
 /** Shared Lua: clocks, names of a key's move keys (move-keys.ts in Lua), one key's claim. */
-const LIB = `
+export const LIB = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local call = redis.call
 local tm = call('TIME')
@@ -43,7 +42,8 @@ end
 -- ABSENT (neither K nor its claim: K is absent), HELD (another mover's live lease), CLAIMED or
 -- TAKEN (the caller carries the claim key now). The caller's own earlier claim is taken over at
 -- once: that attempt has ended (single-flight), and a new token keeps its staging apart.
-local function claim(k, ck, cr, owner, lease)
+-- \`present\`: the caller has just seen K (the sweep's SCAN and MEMORY USAGE), one EXISTS less.
+local function claim(k, ck, cr, owner, lease, present)
   if call('EXISTS', ck) == 1 then
     local r = call('HMGET', cr, 't', 'o', 'l', 'd')
     local l = tonumber(r[3] or '0')
@@ -52,7 +52,7 @@ local function claim(k, ck, cr, owner, lease)
     call('HSET', cr, 't', tok, 'o', owner, 'l', fmt(now + lease))
     return {'TAKEN', tok, r[4] or '-1', owner, now + lease}
   end
-  if call('EXISTS', k) == 0 then return {'ABSENT', '0', '-1', '', 0} end
+  if not present and call('EXISTS', k) == 0 then return {'ABSENT', '0', '-1', '', 0} end
   local d = fmt(deadline(k))
   local tok = fmt(nowUs)
   call('RENAME', k, ck)
@@ -86,39 +86,6 @@ end
 return out`;
 
 /**
- * Source, the sweeper's step: SCAN one step, then claim (and DUMP, if ARGV[6] is '1') every small
- * key found. ARGV: cursor, count, owner, lease ms, big-key bytes, dump. Returns {cursor, keys, tokens, deadlines,
- * payloads, big keys, their sizes, claim keys' K found (abandoned or in flight, moved one by one),
- * microseconds the step held the source, keys left in the db, the claims' lease end}. Other reserved keys are skipped.
- */
-export const SWEEP_CLAIM_SCRIPT = `${LIB}${OWN_KEY_LUA}
-local owner, lease, big, dump = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
-local r = call('SCAN', ARGV[1], 'COUNT', ARGV[2])
-local keys, toks, dls, pls, bigs, sizes, claims = {}, {}, {}, {}, {}, {}, {}
-for _, k in ipairs(r[2]) do
-  if not own(k, claims) then
-    local m = call('MEMORY', 'USAGE', k)
-    if m then
-      if m >= big then
-        bigs[#bigs + 1] = k; sizes[#sizes + 1] = m
-      else
-        local ck = named('c', k)
-        local c = claim(k, ck, named('r', k), owner, lease)
-        if c[1] == 'CLAIMED' then
-          keys[#keys + 1] = k; toks[#toks + 1] = c[2]; dls[#dls + 1] = c[3]
-          pls[#pls + 1] = dump and call('DUMP', ck) or ''
-        elseif c[1] ~= 'ABSENT' then
-          claims[#claims + 1] = k
-        end
-      end
-    end
-  end
-end
-local t = call('TIME')
-local held = (tonumber(t[1]) * 1000000 + tonumber(t[2])) - nowUs
-return {r[1], keys, toks, dls, pls, bigs, sizes, claims, held, call('DBSIZE'), now + lease}`;
-
-/**
  * Target: publishes DUMP payloads (steps 4-5 for a copy of one chunk, staged and published in one
  * script: nothing can run between the two). KEYS: K, M per key. ARGV: late-publish window ms, then
  * per key: payload, deadline, lease end. Returns per key one of OK, EXISTS (the target copy wins),
@@ -137,11 +104,16 @@ for i = 1, #KEYS, 2 do
   elseif now > le + window then out[#out + 1] = 'LATE'
   elseif d >= 0 and d <= now then call('SET', m, '1'); out[#out + 1] = 'EXPIRED'
   else
-    local r
-    if d >= 0 then r = redis.pcall('RESTORE', k, ARGV[j + 1], ARGV[j], 'ABSTTL')
-    else r = redis.pcall('RESTORE', k, '0', ARGV[j]) end
-    if type(r) == 'table' and r.err then out[#out + 1] = 'FAIL ' .. r.err
-    else call('SET', m, '1'); out[#out + 1] = 'OK' end
+    -- the marker first, dropped if the RESTORE fails: K never stands without it (a write refused
+    -- for memory after the RESTORE would leave it so)
+    local s = redis.pcall('SET', m, '1')
+    local r = s
+    if not (type(s) == 'table' and s.err) then
+      if d >= 0 then r = redis.pcall('RESTORE', k, ARGV[j + 1], ARGV[j], 'ABSTTL')
+      else r = redis.pcall('RESTORE', k, '0', ARGV[j]) end
+      if type(r) == 'table' and r.err then call('DEL', m) end
+    end
+    if type(r) == 'table' and r.err then out[#out + 1] = 'FAIL ' .. r.err else out[#out + 1] = 'OK' end
   end
 end
 return out`;

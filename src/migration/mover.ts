@@ -22,8 +22,8 @@ import { migrateAuthArgs } from '../upstream/endpoint.js';
 import type { KnownAbsentCache } from './absent-cache.js';
 import { SWEEP_SCRIPT } from './migrate-scripts.js';
 import { moveKeys } from './move-keys.js';
-import type { Carried } from './move-copy.js';
 import type { ProxyMove, ProxyMoveResult } from './proxy-move.js';
+import { ProxySweep } from './proxy-sweep.js';
 
 /** How keys move: the source's MIGRATE, or the proxy-side move with one of its copy methods. */
 export type MoveMethod = 'migrate' | 'dump' | 'copy';
@@ -403,7 +403,7 @@ export class Mover {
     touch: TouchSignal = NO_TOUCH_SIGNAL,
   ): Promise<SweepStepResult> {
     const pool = this.sweepSource ?? this.source;
-    if (this.proxy !== null && this.method !== 'migrate') return this.proxySweepStep(db, pool, cursor, count);
+    if (this.proxy !== null && this.method !== 'migrate') return this.proxySweepStep(db, pool, cursor, count, touch);
     const d = this.dest;
     const auth = migrateAuthArgs(d);
     const t0 = performance.now();
@@ -441,45 +441,27 @@ export class Mover {
     };
   }
 
-  /**
-   * The publish and release of the sweeper's previous proxy-side batch, running while the next
-   * batch is claimed (two batches in flight, as a pipelined client copy has).
-   */
-  private finishing: Promise<ProxyMoveResult> | null = null;
+  /** The sweeper's steps with a proxy-side method (proxy-sweep.ts), made at the first one. */
+  private proxySweep: ProxySweep | null = null;
 
-  /**
-   * The sweeper's step with a proxy-side method (ProxyMove.claimStep/finishStep), in
-   * SweepStepResult's terms: moved and failed count the batch finished during this step (the
-   * previous one; at a db's last step, this one too).
-   */
-  private async proxySweepStep(db: number, pool: ControlPool, cursor: string, count: number): Promise<SweepStepResult> {
-    const proxy = this.proxy!;
-    const st = await proxy.claimStep(db, pool.db(db), cursor, count);
-    const prev = this.finishing;
-    this.finishing = st.carried.length > 0 ? this.finishInFlight(db, st.carried) : null;
-    const done: ProxyMoveResult[] = [];
-    if (prev !== null) done.push(await prev);
-    if (st.cursor === '0' && this.finishing !== null) {
-      done.push(await this.finishing);
-      this.finishing = null;
-    }
-    let moved = 0;
-    let failed = 0;
-    for (const r of done) {
-      moved += r.moved;
-      failed += r.fails.size;
-      this.countProxyResult(r, 'sweep');
-    }
-    failed += await this.sweepClaims(db, st.claims);
-    return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count, gone: -1 };
+  /** The sweeper's step with a proxy-side method, in SweepStepResult's terms. */
+  private async proxySweepStep(db: number, pool: ControlPool, cursor: string, count: number, touch: TouchSignal): Promise<SweepStepResult> {
+    this.proxySweep ??= new ProxySweep(this.proxy!, pool, this.target, (d, keys, batch) => this.joinable(d, keys, batch), (r) => this.countProxyResult(r, 'sweep'));
+    const st = await this.proxySweep.step(db, pool.db(db), cursor, count, touch);
+    const failed = st.failed + (await this.sweepClaims(db, st.claims));
+    // Claims moved one by one changed the db after the step: not clients' touches.
+    return { ...st, failed, size: st.claims.length > 0 ? -1 : st.size };
   }
 
-  /** finishStep with the batch's keys in flight: a touch of one of them joins it (single-flight). */
-  private finishInFlight(db: number, carried: readonly Carried[]): Promise<ProxyMoveResult> {
-    const p = this.proxy!.finishStep(db, carried);
-    const batch = p.then((r) => r.fails);
-    const ids = carried.map((c) => {
-      const key = c.names.key.toString('latin1');
+  /** Ends the sweeper's proxy-side batches in flight (a db's end, a pause, a stop). */
+  async endSweepSteps(): Promise<void> {
+    await this.proxySweep?.flush();
+  }
+
+  /** A touch of one of `keys` joins `batch` until it resolves (single-flight). */
+  private joinable(db: number, keys: readonly Buffer[], batch: Promise<Map<string, Error>>): void {
+    const ids = keys.map((k) => {
+      const key = k.toString('latin1');
       const id = `${db}:${key}`;
       this.inflight.set(id, { batch, key });
       return id;
@@ -487,7 +469,6 @@ export class Mover {
     void batch.then(() => {
       for (const id of ids) if (this.inflight.get(id)?.batch === batch) this.inflight.delete(id);
     });
-    return p;
   }
 
   /**

@@ -282,6 +282,15 @@ export class Sweeper {
    */
   private async sweepDb(db: number): Promise<void> {
     if (!this.scriptOk) return this.sweepDbSplit(db);
+    try {
+      await this.sweepDbSteps(db);
+    } finally {
+      // A proxy-side step leaves its batches in flight for the next one: end them.
+      await this.mover.endSweepSteps();
+    }
+  }
+
+  private async sweepDbSteps(db: number): Promise<void> {
     let cursor = '0';
     let prevSize = -1;
     let prevGone = -1;
