@@ -9,6 +9,7 @@
  * only grow, as the model's counter does; no counter key is left in the source once it is empty.
  */
 import { RESERVED_PREFIX } from '../phase/phase.js';
+import { MARKERS_COUNT, RECORDS_COUNT } from './move-keys.js';
 
 /** Shared Lua: clocks, names of a key's move keys (move-keys.ts in Lua), one key's claim. */
 export const LIB = `
@@ -18,6 +19,11 @@ local tm = call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local nowUs = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 local function fmt(x) return string.format('%.0f', x) end
+-- the counts of claim records (source) and markers (target), move-keys.ts RECORDS_COUNT
+local RECORDS, MARKERS = '${RECORDS_COUNT}', '${MARKERS_COUNT}'
+local function counted(name, n)
+  if n ~= 0 and call('INCRBY', name, n) <= 0 then call('DEL', name) end
+end
 local function named(p, k)
   local o = string.find(k, '{', 1, true)
   if o then
@@ -71,9 +77,10 @@ end
  */
 export const CLAIM_SCRIPT = `${LIB}
 local owner, lease, lim = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
+local out, fresh = {}, 0
 for i = 1, #KEYS, 3 do
   local r = claim(KEYS[i], KEYS[i + 1], KEYS[i + 2], owner, lease)
+  if r[1] == 'CLAIMED' then fresh = fresh + 1 end
   r[6] = false
   r[7] = 0
   if r[1] == 'CLAIMED' or r[1] == 'TAKEN' then
@@ -83,6 +90,7 @@ for i = 1, #KEYS, 3 do
   end
   out[#out + 1] = r
 end
+counted(RECORDS, fresh)
 return out`;
 
 /**
@@ -102,7 +110,7 @@ for i = 1, #KEYS, 2 do
   if call('EXISTS', k) == 1 then out[#out + 1] = 'EXISTS'
   elseif call('EXISTS', m) == 1 then out[#out + 1] = 'MARKED'
   elseif now > le + window then out[#out + 1] = 'LATE'
-  elseif d >= 0 and d <= now then call('SET', m, '1'); out[#out + 1] = 'EXPIRED'
+  elseif d >= 0 and d <= now then call('SET', m, '1'); counted(MARKERS, 1); out[#out + 1] = 'EXPIRED'
   else
     -- the marker first, dropped if the RESTORE fails: K never stands without it (a write refused
     -- for memory after the RESTORE would leave it so)
@@ -113,7 +121,7 @@ for i = 1, #KEYS, 2 do
       else r = redis.pcall('RESTORE', k, '0', ARGV[j]) end
       if type(r) == 'table' and r.err then call('DEL', m) end
     end
-    if type(r) == 'table' and r.err then out[#out + 1] = 'FAIL ' .. r.err else out[#out + 1] = 'OK' end
+    if type(r) == 'table' and r.err then out[#out + 1] = 'FAIL ' .. r.err else counted(MARKERS, 1); out[#out + 1] = 'OK' end
   end
 end
 return out`;
@@ -139,7 +147,7 @@ for i = 1, #KEYS, 3 do
   if call('EXISTS', k) == 1 then out[#out + 1] = 'EXISTS'
   elseif call('EXISTS', m) == 1 then out[#out + 1] = 'MARKED'
   elseif now > le + window then out[#out + 1] = 'LATE'
-  elseif d >= 0 and d <= now then call('SET', m, '1'); out[#out + 1] = 'EXPIRED'
+  elseif d >= 0 and d <= now then call('SET', m, '1'); counted(MARKERS, 1); out[#out + 1] = 'EXPIRED'
   else
     call('DEL', s)
     local at, err = first, nil
@@ -157,6 +165,7 @@ for i = 1, #KEYS, 3 do
       call('RENAME', s, k)
       if d >= 0 then call('PEXPIREAT', k, ARGV[first - 3]) end
       call('SET', m, '1')
+      counted(MARKERS, 1)
       out[#out + 1] = 'OK'
     end
   end
@@ -172,6 +181,7 @@ return out`;
 export const EXPIRE_MARKERS_SCRIPT = `
 local r = redis.call('SCAN', ARGV[1], 'MATCH', '${RESERVED_PREFIX}m[:{]*', 'COUNT', 1000)
 for _, k in ipairs(r[2]) do redis.call('PEXPIRE', k, ARGV[2]) end
+if ARGV[1] == '0' then redis.call('PEXPIRE', '${MARKERS_COUNT}', ARGV[2]) end
 return {r[1], #r[2]}`;
 
 /**
@@ -210,22 +220,24 @@ if call('EXISTS', k) == 1 then r = 'EXISTS'
 elseif call('EXISTS', m) == 1 then r = 'MARKED'
 elseif now > le + window then r = 'LATE'
 elseif tonumber(call('GET', n) or '0') ~= tonumber(ARGV[1]) or call('EXISTS', s) == 0 then r = 'FAIL staging incomplete'
-elseif d >= 0 and d <= now then call('SET', m, '1'); r = 'EXPIRED'
+elseif d >= 0 and d <= now then call('SET', m, '1'); counted(MARKERS, 1); r = 'EXPIRED'
 else
   call('RENAME', s, k)
   if d >= 0 then call('PEXPIREAT', k, ARGV[2]) else call('PERSIST', k) end
   call('SET', m, '1')
+  counted(MARKERS, 1)
   r = 'OK'
 end
 call('DEL', s, n)
 return r`;
 
 /** Source, step 6: deletes each claim key and its record if the record still holds the token. KEYS: CK, CR per key; ARGV: the tokens. Returns how many were released. */
-export const RELEASE_SCRIPT = `
-local call, n = redis.call, 0
+export const RELEASE_SCRIPT = `${LIB}
+local n = 0
 for i = 1, #KEYS, 2 do
   if call('HGET', KEYS[i + 1], 't') == ARGV[(i + 1) / 2] then call('DEL', KEYS[i], KEYS[i + 1]); n = n + 1 end
 end
+counted(RECORDS, -n)
 return n`;
 
 /** Source: renews a lease still held by the token. KEYS: CR; ARGV: token, lease ms. Returns the new lease end, or 0 if the token lost it. */

@@ -45,10 +45,11 @@ local owner, lease, big, dump = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), A
 local others = touchedSince(tonumber(ARGV[8]), tonumber(ARGV[10]))
 -- a claim whose token changed was taken over (this process stalled past its lease): its new
 -- mover releases it
+local released = 0
 for i = 13, #ARGV do
   local k = ARGV[i]
   local ck, cr = named('c', k), named('r', k)
-  if call('HGET', cr, 't') == ARGV[11] then call('DEL', ck, cr) end
+  if call('HGET', cr, 't') == ARGV[11] then call('DEL', ck, cr); released = released + 1 end
 end
 local count = ARGV[2]
 if others > 0 or ARGV[9] == '1' then count = ARGV[7] end
@@ -74,6 +75,7 @@ for _, k in ipairs(r[2]) do
     end
   end
 end
+counted(RECORDS, #keys - released)
 -- claims of the batch being published (token ARGV[12]) are this sweeper's own, in flight
 if #claims > 0 and ARGV[12] ~= '' then
   local others = {}
@@ -97,6 +99,7 @@ for i = 2, #ARGV do
   local ck, cr = named('c', k), named('r', k)
   if call('HGET', cr, 't') == ARGV[1] then call('DEL', ck, cr); n = n + 1 end
 end
+counted(RECORDS, -n)
 return n`;
 
 /**
@@ -111,7 +114,7 @@ local window, le, n = tonumber(ARGV[1]), tonumber(ARGV[2]), #KEYS
 local dl = {}
 for i = 3 + n, #ARGV, 2 do dl[tonumber(ARGV[i])] = ARGV[i + 1] end
 local late = now > le + window
-local ok, other = 0, {}
+local ok, other, marked = 0, {}, 0
 for i = 1, n do
   local k = KEYS[i]
   local m = named('m', k)
@@ -131,5 +134,7 @@ for i = 1, n do
     end
   end
   if o then other[#other + 1] = i; other[#other + 1] = o end
+  if not o or o == 'EXPIRED' then marked = marked + 1 end
 end
+counted(MARKERS, marked)
 return {ok, other}`;
