@@ -92,7 +92,7 @@ export class ProxyMove {
 
   constructor(
     private readonly source: ControlPool,
-    private readonly target: ControlPool,
+    readonly target: ControlPool,
     readonly opts: ProxyMoveOptions,
   ) {
     this.copier = new Copier(source, target, opts);

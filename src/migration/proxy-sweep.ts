@@ -12,40 +12,21 @@
  * they are released; flush() releases what is published and waits, at a db's end or when the
  * sweeper stops.
  */
-import type { Redis } from 'ioredis';
 import type { ControlPool } from '../upstream/control.js';
 import type { Carried, Outcome } from './move-copy.js';
 import { moveKeys } from './move-keys.js';
 import { asMoveError, failure, releases, type ProxyMove, type ProxyMoveResult } from './proxy-move.js';
+import type { SweepStepResult, TouchSignal } from './sweep-step.js';
 import { PUBLISH_BATCH_SCRIPT, SWEEP_CLAIM_SCRIPT, SWEEP_RELEASE_SCRIPT } from './sweep-move-scripts.js';
 
-/** What the sweeper knows of clients' touches (the same as the MIGRATE step's signal). */
-export interface TouchHint {
-  smallCount: number;
-  prevSize: number;
-  prevGone: number;
-  recent: boolean;
-}
-
-/** One step's view of the source (the claimed batch goes on in flight). */
-export interface ProxySweepStep {
-  cursor: string;
-  big: Buffer[];
-  bigSizes: number[];
-  /** Claim keys found (in flight elsewhere, or abandoned): moved one by one through the protocol. */
-  claims: Buffer[];
-  heldMs: number;
-  size: number;
-  /** Keys that left the db between the previous step and this one (clients' touches). */
-  touched: number;
-  /** The SCAN count used (the small one when touches were seen). */
-  count: number;
-  /** Keys the server had expired or evicted when the step ended. */
-  gone: number;
-  /** Keys published and released during this step (of earlier batches, and this one at a db's end). */
-  moved: number;
-  /** Keys of those batches that could not be confirmed absent. */
-  failed: number;
+/** What the proxy-side sweep needs of the mover. */
+export interface ProxySweepHost {
+  /** Books a finished batch in the mover's stats. */
+  book(r: ProxyMoveResult): void;
+  /** Makes the batch's keys in flight: a client's touch of one of them joins it (single-flight). */
+  track(db: number, keys: readonly string[], batch: Promise<Map<string, Error>>): void;
+  /** Keys found claimed by another mover: through the protocol. Returns the failures. */
+  sweepClaims(db: number, claims: readonly Buffer[]): Promise<number>;
 }
 
 /** Keys claimed by one step: one token, one lease. */
@@ -77,24 +58,27 @@ export class ProxySweep {
   /** The token of `publishing` ('' for none): the step script leaves its claim keys alone. */
   private publishingToken = '';
 
+  /** The source pool the steps run on (the last batches' release at flush). */
+  private source: ControlPool | null = null;
+
   constructor(
     private readonly proxy: ProxyMove,
-    private readonly source: ControlPool,
-    private readonly target: ControlPool,
-    /** Makes a batch's keys joinable by touches until `batch` resolves (Mover's single-flight). */
-    private readonly join: (db: number, keys: readonly Buffer[], batch: Promise<Map<string, Error>>) => void,
-    /** Books a finished batch (the mover's stats). */
-    private readonly report: (r: ProxyMoveResult) => void,
+    private readonly host: ProxySweepHost,
   ) {}
 
-  /** One step: release the published batch, claim the next, publish the one claimed before. */
-  async step(db: number, conn: Redis, cursor: string, count: number, touch: TouchHint): Promise<ProxySweepStep> {
+  /**
+   * One step: release the published batch, claim the next, publish the one claimed before.
+   * `moved` and `failed` count the batches finished during this step.
+   */
+  async step(db: number, pool: ControlPool, cursor: string, count: number, touch: TouchSignal): Promise<SweepStepResult> {
+    this.source = pool;
+    const conn = pool.db(db);
     let moved = 0;
     let failed = 0;
     const done = (r: ProxyMoveResult): void => {
       moved += r.moved;
       failed += r.fails.size;
-      this.report(r);
+      this.host.book(r);
     };
     const rel = this.published;
     this.published = null;
@@ -109,7 +93,7 @@ export class ProxySweep {
       )) as ClaimReply;
     } catch (e) {
       // Released or not: uncertain. Claims that stayed are taken over by the next mover.
-      if (rel) this.report(this.fail(rel, e));
+      if (rel) this.host.book(this.fail(rel, e));
       await this.flush();
       throw e;
     }
@@ -120,13 +104,16 @@ export class ProxySweep {
     this.publishingToken = keys.length > 0 ? tok.toString() : '';
     if (prev) this.published = await prev;
     if (next.toString() === '0') await this.flush(done);
+    failed += await this.host.sweepClaims(db, claims);
     return {
-      cursor: next.toString(), big, bigSizes, claims, heldMs: heldUs / 1000, size, touched: Math.max(0, touched), count: used, gone, moved, failed,
+      cursor: next.toString(), big, bigSizes, failed, heldMs: heldUs / 1000, moved, touched: Math.max(0, touched), count: used, gone,
+      // Claims moved one by one changed the db after the step: not clients' touches.
+      size: claims.length > 0 ? -1 : size,
     };
   }
 
   /** Publishes what is claimed and releases what is published (a db's end, a pause, a stop). */
-  async flush(done: (r: ProxyMoveResult) => void = this.report): Promise<void> {
+  async flush(done: (r: ProxyMoveResult) => void = (r) => this.host.book(r)): Promise<void> {
     const batches: Batch[] = [];
     if (this.published) batches.push(this.published);
     this.published = null;
@@ -136,7 +123,7 @@ export class ProxySweep {
     if (p) batches.push(await p);
     for (const b of batches) {
       try {
-        if (b.release.length > 0) await this.source.db(b.db).callBuffer('EVAL', SWEEP_RELEASE_SCRIPT, 0, b.token, ...b.release.map((i) => b.keys[i]!));
+        if (b.release.length > 0) await this.source!.db(b.db).callBuffer('EVAL', SWEEP_RELEASE_SCRIPT, 0, b.token, ...b.release.map((i) => b.keys[i]!));
         done(this.settle(b));
       } catch (e) {
         done(this.fail(b, e));
@@ -149,7 +136,7 @@ export class ProxySweep {
     for (let i = 0; i < dls.length; i += 2) deadlines.set(Number(dls[i]) - 1, dls[i + 1]!.toString());
     let settle!: (fails: Map<string, Error>) => void;
     const joined = new Promise<Map<string, Error>>((resolve) => (settle = resolve));
-    this.join(db, keys, joined);
+    this.host.track(db, keys.map((k) => k.toString('latin1')), joined);
     return { db, keys, token, leaseEnd, deadlines, payloads, res: { moved: 0, absent: 0, fails: new Map() }, release: [], settle };
   }
 
@@ -186,7 +173,7 @@ export class ProxySweep {
   private async publishDumps(b: Batch): Promise<[number, Map<number, Outcome>]> {
     const args: Array<string | Buffer> = [String(this.proxy.opts.lateWindowMs), String(b.leaseEnd), ...b.payloads!];
     for (const [i, d] of b.deadlines) args.push(String(i + 1), d);
-    const [ok, pairs] = (await this.target.db(b.db).callBuffer('EVAL', PUBLISH_BATCH_SCRIPT, b.keys.length, ...b.keys, ...args)) as [number, Array<number | Buffer>];
+    const [ok, pairs] = (await this.proxy.target.db(b.db).callBuffer('EVAL', PUBLISH_BATCH_SCRIPT, b.keys.length, ...b.keys, ...args)) as [number, Array<number | Buffer>];
     const outs = new Map<number, Outcome>();
     for (let i = 0; i < pairs.length; i += 2) outs.set(Number(pairs[i]) - 1, pairs[i + 1]!.toString());
     return [ok, outs];
