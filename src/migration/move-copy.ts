@@ -137,6 +137,14 @@ export class Copier {
   private async staged(db: number, c: Carried, first: CopyChunk, second: CopyChunk, rest: AsyncGenerator<CopyChunk>): Promise<Outcome> {
     const { staging, count } = stagingKeys(c.names.key, c.tok);
     const tgt = this.target.db(db);
+    // A copy that failed (the target out of memory, most often) drops what it staged at once,
+    // rather than leave it to the staging TTL: the memory is what the target lacks. DEL is
+    // allowed out of memory; if it fails too, the TTL still collects it.
+    const dropStaging = async (why: Outcome): Promise<Outcome> => {
+      await rest.return(undefined).catch(() => undefined);
+      await tgt.del(staging, count).catch(() => 0);
+      return why;
+    };
     const src = this.source.db(db);
     let leaseEnd = c.leaseEnd;
     let renewed = Date.now();
@@ -154,13 +162,13 @@ export class Copier {
     };
     try {
       let bad = (await put(first)) ?? (await put(second));
-      if (bad !== null) return bad;
-      for await (const chunk of rest) {
+      for await (const chunk of bad === null ? rest : []) {
         bad = await put(chunk);
-        if (bad !== null) return bad;
+        if (bad !== null) break;
       }
+      if (bad !== null) return await dropStaging(bad);
     } catch (e) {
-      return `FAIL ${e instanceof Error ? e.message : String(e)}`;
+      return await dropStaging(`FAIL ${e instanceof Error ? e.message : String(e)}`);
     }
     const out = await tgt.callBuffer('EVAL', PUBLISH_STAGED_SCRIPT, 4, c.names.key, c.names.marker, staging, count, String(i), c.deadline, String(leaseEnd), String(this.opts.lateWindowMs));
     return String(out);
