@@ -52,6 +52,7 @@ import {
   type ServerConn,
 } from './scan-both.js';
 import { checkUsers } from './plan-users.js';
+import { findUnmovable, unmovableFinding } from './plan-unmovable.js';
 
 export type FindingLevel = 'ok' | 'warn' | 'fail';
 
@@ -66,6 +67,7 @@ export type PlanCheck =
   | 'restore'
   | 'users'
   | 'method'
+  | 'types'
   | 'conflicts';
 
 export interface Finding {
@@ -335,6 +337,12 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     await chooseMethods(s, t, opts, methods, add);
     const forced = opts.moveMethod !== undefined && opts.moveMethod !== 'auto' ? opts.moveMethod : null;
     softenRefusals(findings, forced ?? methods.forward?.method ?? null, forced !== null);
+    // types: what the type-aware copy can't rebuild on the target (plan-unmovable.ts).
+    phase = 'types';
+    if ((forced ?? methods.forward?.method) === 'copy') {
+      const f = unmovableFinding(await findUnmovable(s, t, sourceKeys, opts.maxListed ?? DEFAULT_MAX_LISTED));
+      add('types', f.level, f.message, f.details);
+    }
 
     // conflicts: keys already in both servers.
     phase = 'conflicts';
