@@ -21,6 +21,7 @@ import { Copier, type Carried, type Outcome } from './move-copy.js';
 import { moveKeys } from './move-keys.js';
 import { CLAIM_SCRIPT, EXPIRE_MARKERS_SCRIPT, RELEASE_SCRIPT } from './move-scripts.js';
 import { parseKeyspace } from './source-watch.js';
+import { TargetDurability } from './target-durability.js';
 
 /** How a proxy-side move copies a key. */
 export type ProxyMethod = 'dump' | 'copy';
@@ -34,6 +35,8 @@ export interface ProxyMoveOptions {
   leaseMs: number;
   /** Keys at least this large (MEMORY USAGE) take the chunked copy. */
   bigKeyBytes: number;
+  /** WAITAOF on the target before a release (target-durability.ts). */
+  waitAof: 'auto' | 'on' | 'off';
   /** About this many bytes per chunk of a chunked copy. */
   chunkBytes: number;
   /**
@@ -52,6 +55,7 @@ export const PROXY_MOVE_DEFAULTS = {
   chunkBytes: 512 * 1024,
   lateWindowMs: 60_000,
   maxWaitMs: 30_000,
+  waitAof: 'auto',
 } as const;
 
 /** Outcomes that let the claim go (step 6). */
@@ -89,6 +93,8 @@ export class ProxyMove {
   }
 
   readonly copier: Copier;
+  /** The target's copies on its disk before a release (WAITAOF), where that applies. */
+  readonly durability: TargetDurability;
 
   constructor(
     private readonly source: ControlPool,
@@ -96,6 +102,7 @@ export class ProxyMove {
     readonly opts: ProxyMoveOptions,
   ) {
     this.copier = new Copier(source, target, opts);
+    this.durability = new TargetDurability(target, opts.waitAof);
   }
 
   /**
@@ -166,6 +173,7 @@ export class ProxyMove {
     let outs: Outcome[];
     try {
       outs = await this.copier.publish(db, carried);
+      await this.durability.wait(db);
     } catch (e) {
       failAll(res, carried, e);
       return [];

@@ -393,6 +393,7 @@ export class Runtimes {
       method: method === 'copy' ? 'copy' : 'dump',
       owner: this.processId,
       leaseMs: config.moveLeaseMs,
+      waitAof: config.moveWaitAof,
       bigKeyBytes: config.bigKeyBytes,
       target,
     });
