@@ -42,6 +42,9 @@ export interface CopyOptions {
   target: ServerFeatures;
 }
 
+/** Elements per chunk at most: each is a Buffer to parse and send, in one turn of the event loop. */
+const CHUNK_ITEMS = 2_000;
+
 /** Staging keys of an abandoned copy disappear after this long without a chunk. */
 const STAGING_TTL_MS = 10 * 60_000;
 
@@ -116,7 +119,7 @@ export class Copier {
 
   /** Reads a claim key's first two chunks: enough to tell a one-chunk key from a longer one. */
   private async read(db: number, c: Carried): Promise<Read> {
-    const gen = readChunks(this.source.db(db), c.names.claim, copyOptions(this.opts.target, this.opts.chunkBytes));
+    const gen = readChunks(this.source.db(db), c.names.claim, { ...copyOptions(this.opts.target, this.opts.chunkBytes), maxItems: CHUNK_ITEMS });
     try {
       const a = await gen.next();
       if (a.done) return { kind: 'unsupported', why: 'the reader found nothing to copy' };
@@ -139,10 +142,10 @@ export class Copier {
     const tgt = this.target.db(db);
     // A copy that failed (the target out of memory, most often) drops what it staged at once,
     // rather than leave it to the staging TTL: the memory is what the target lacks. DEL is
-    // allowed out of memory; if it fails too, the TTL still collects it.
+    // allowed out of memory (UNLINK frees it in the background); if it fails too, the TTL still collects it.
     const dropStaging = async (why: Outcome): Promise<Outcome> => {
       await rest.return(undefined).catch(() => undefined);
-      await tgt.del(staging, count).catch(() => 0);
+      await tgt.unlink(staging, count).catch(() => 0);
       return why;
     };
     const src = this.source.db(db);

@@ -159,7 +159,7 @@ for i = 1, #KEYS, 3 do
       if type(r) == 'table' and r.err then err = r.err end
       at = at + 3 + c
     end
-    if err then call('DEL', s); out[#out + 1] = 'FAIL ' .. err
+    if err then call('UNLINK', s); out[#out + 1] = 'FAIL ' .. err
     elseif call('EXISTS', s) == 0 then out[#out + 1] = 'FAIL the copy wrote nothing'
     else
       call('RENAME', s, k)
@@ -228,14 +228,18 @@ else
   counted(MARKERS, 1)
   r = 'OK'
 end
-call('DEL', s, n)
+call('UNLINK', s, n)
 return r`;
 
-/** Source, step 6: deletes each claim key and its record if the record still holds the token. KEYS: CK, CR per key; ARGV: the tokens. Returns how many were released. */
+/**
+ * Source, step 6: deletes each claim key and its record if the record still holds the token
+ * (UNLINK: a big key's memory is freed in the background, not while the source waits). KEYS: CK,
+ * CR per key; ARGV: the tokens. Returns how many were released.
+ */
 export const RELEASE_SCRIPT = `${LIB}
 local n = 0
 for i = 1, #KEYS, 2 do
-  if call('HGET', KEYS[i + 1], 't') == ARGV[(i + 1) / 2] then call('DEL', KEYS[i], KEYS[i + 1]); n = n + 1 end
+  if call('HGET', KEYS[i + 1], 't') == ARGV[(i + 1) / 2] then call('UNLINK', KEYS[i], KEYS[i + 1]); n = n + 1 end
 end
 counted(RECORDS, -n)
 return n`;

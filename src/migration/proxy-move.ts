@@ -52,7 +52,9 @@ export interface ProxyMoveOptions {
 
 export const PROXY_MOVE_DEFAULTS = {
   leaseMs: 10_000,
-  chunkBytes: 512 * 1024,
+  // Each chunk is read, parsed and sent by rehome in one go: small ones keep the event loop free
+  // for clients' requests while a big key moves (bench/big-keys.mjs).
+  chunkBytes: 64 * 1024,
   lateWindowMs: 60_000,
   maxWaitMs: 30_000,
   waitAof: 'auto',

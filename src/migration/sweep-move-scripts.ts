@@ -49,7 +49,7 @@ local released = 0
 for i = 13, #ARGV do
   local k = ARGV[i]
   local ck, cr = named('c', k), named('r', k)
-  if call('HGET', cr, 't') == ARGV[11] then call('DEL', ck, cr); released = released + 1 end
+  if call('HGET', cr, 't') == ARGV[11] then call('UNLINK', ck, cr); released = released + 1 end
 end
 local count = ARGV[2]
 if others > 0 or ARGV[9] == '1' then count = ARGV[7] end
@@ -97,7 +97,7 @@ local n = 0
 for i = 2, #ARGV do
   local k = ARGV[i]
   local ck, cr = named('c', k), named('r', k)
-  if call('HGET', cr, 't') == ARGV[1] then call('DEL', ck, cr); n = n + 1 end
+  if call('HGET', cr, 't') == ARGV[1] then call('UNLINK', ck, cr); n = n + 1 end
 end
 counted(RECORDS, -n)
 return n`;
