@@ -16,6 +16,7 @@ import { ShareKind } from '../commands/table.js';
 import { ErrorText, ProtocolError } from '../errors.js';
 import { encodeError } from '../resp/encode.js';
 import { type Request, RequestFramer } from '../resp/request-framer.js';
+import { INVALIDATE_ALL } from '../resp/resp3.js';
 import { describeEndpoint } from '../upstream/endpoint.js';
 import type { ClientLimits } from '../config.js';
 import { type IdleClient, trackActivity } from './limits.js';
@@ -130,6 +131,7 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     // Without a lane every command needs the own connection: open it now.
     if (lane === null) this.own.open();
     if (carried !== null) {
+      if (carried.invalidate) client.write(INVALIDATE_ALL);
       for (const req of carried.replay) this.replayed.add(req);
       this.front.push(...carried.replay);
       if (carried.held !== null) this.front.push(carried.held);
@@ -534,12 +536,15 @@ export class Session implements IdleClient, SessionHandle, DispatchPort, SendHos
     for (const event of ['data', 'end', 'error', 'close', 'drain']) client.removeAllListeners(event);
     this.upstream.destroy();
     this.ctx.onClose(this);
-    return { client, id: this.id, framer: this.framer, replay: replayRequests(conn), held: this.held, pinned: conn.pinned };
+    return {
+      client, id: this.id, framer: this.framer, replay: replayRequests(conn), held: this.held, pinned: conn.pinned,
+      invalidate: conn.tracking !== null && conn.resp === 3,
+    };
   }
 
   /** Waiting on a reply (a blocking command too), subscribed, or holding a request: not idle. */
   get busy(): boolean {
-    return this.replies.length > 0 || !this.sendQ.idle || this.held !== null || this.conn.subscribed;
+    return this.replies.length > 0 || !this.sendQ.idle || this.held !== null || this.conn.subscribed || this.conn.pushSubscribed;
   }
 
   /** Closes an idle client without a reply, as Redis does. */
