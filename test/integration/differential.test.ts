@@ -1,7 +1,8 @@
 /**
  * Differential test (migrate): the same seeded data in the source (behind the proxy, empty target)
  * and in a plain reference redis; ~2000 random commands get the same replies from both (the
- * runner is test/helpers/differential.ts). SWAPDB is left out: while keys move it is refused.
+ * runner is test/helpers/differential.ts), in RESP2 and in RESP3. SWAPDB is left out: while keys
+ * move it is refused.
  *
  * Re-run a failing sequence with REHOME_DIFF_SEED=<seed> (the seed is in the failure message);
  * REHOME_DIFF_EXCLUDE=CMD1,CMD2 leaves commands out of the mix.
@@ -22,6 +23,16 @@ describe('differential: proxy vs plain redis', () => {
 
   it('2000 random commands in pipelined batches get the same replies', async () => {
     await runDifferential(ctx, ref, 'pipelined', ['SWAPDB']);
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('RESP3 (HELLO 3 first): 2000 random commands, one per round trip, get the same bytes', async () => {
+    await runDifferential(ctx, ref, 'sequential', ['SWAPDB'], 3);
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('RESP3 (HELLO 3 first): 2000 random commands in pipelined batches get the same bytes', async () => {
+    await runDifferential(ctx, ref, 'pipelined', ['SWAPDB'], 3);
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 });
