@@ -173,6 +173,7 @@ export class ReplyOrder {
   /** Drops a reply being assembled (the connection it came on is gone). */
   dropPartial(): void {
     this.partial = null;
+    this.continuing = false;
   }
 
   write(buf: Buffer): void {
