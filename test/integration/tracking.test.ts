@@ -52,6 +52,8 @@ describe('client-side caching while keys move', () => {
       await phase(aps[0]!, 'migrate');
       expect((await a.readReply()).toString()).toBe(INVALIDATE_ALL);
       expect(a.closed).toBe(false);
+      // The new connection speaks RESP3 too (HELLO 3 replayed): a missing key is '_'.
+      expect((await a.command('GET', 'no-such-key')).toString()).toBe('_\r\n');
 
       // K2, cached in hold, is moved by the other client's write: the client was already told.
       expect(await whereIs(ctx.source, ctx.target, 'K2')).toBe('source');
