@@ -205,6 +205,8 @@ export async function runDifferential(
   exclude: readonly string[] = [],
   /** 3: both connections send HELLO 3 first and the replies are compared in RESP3. */
   protocol: 2 | 3 = 2,
+  /** Runs once the data is seeded, before the commands (start a sweeper, say). */
+  afterSeed: () => Promise<unknown> = async () => undefined,
 ): Promise<void> {
   const seedNum = process.env.REHOME_DIFF_SEED ? Number(process.env.REHOME_DIFF_SEED) : Math.floor(Math.random() * 2 ** 31);
   const tag = `[differential ${mode}${protocol === 3 ? ' RESP3' : ''}, seed ${seedNum}; re-run with REHOME_DIFF_SEED=${seedNum}]`;
@@ -213,6 +215,7 @@ export async function runDifferential(
   const rc = ref.server.client();
   await seed(sc);
   await seed(rc);
+  await afterSeed();
   const rnd = prng(seedNum);
   const next = generator(rnd, exclude);
   const p = await ctx.proxy.raw();
