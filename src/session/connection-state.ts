@@ -13,7 +13,7 @@ import type { SessionPort } from './port.js';
 
 /**
  * Makes `e` a connection-state command: dispatch holds what follows until the server answers,
- * and `apply` sees whether the server accepted it (a `+` or array reply).
+ * and `apply` sees whether the server accepted it (a `+`, array or map reply).
  */
 export function changesState(s: SessionPort, e: Entry, apply: (ok: boolean, reply: Buffer) => void): void {
   const conn = s.conn;
