@@ -9,8 +9,7 @@
 import type { Redis } from 'ioredis';
 import { MARKERS_COUNT, RECORDS_COUNT } from '../migration/move-keys.js';
 import { PHASE_KEY } from '../phase/phase.js';
-import { decodeReply } from '../resp/decode.js';
-import { encodeBulk } from '../resp/encode.js';
+import { isText, textLike, textOf } from '../resp/resp3.js';
 import type { Request } from '../resp/request-framer.js';
 import { Entry } from './entry.js';
 import type { SessionPort } from './port.js';
@@ -72,11 +71,12 @@ export function drainedCount(s: SessionPort, req: Request, keyspaceInfo: boolean
     e.pre = (async () => {
       const reply = await s.callAsClient(req.raw);
       e.reply = reply;
-      if (reply[0] !== 0x24) return;
-      const text = (decodeReply(reply) as Buffer).toString('latin1');
+      if (!isText(reply)) return;
+      const text = textOf(reply).toString('latin1');
       // The counts unreadable (the target just went away): the server's own answer.
       const shown = await dropMoveKeys(text, 'target', (n) => target.db(n)).catch(() => text);
-      e.reply = encodeBulk(Buffer.from(shown, 'latin1'));
+      // A RESP3 client gets it as the verbatim string the target sent.
+      e.reply = textLike(reply, Buffer.from(shown, 'latin1'));
     })();
   } else {
     return false;
