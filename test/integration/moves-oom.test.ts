@@ -52,8 +52,8 @@ for (const method of ['copy', 'dump'] as const) {
       });
       expect(await bigInSource(s), 'the big hash stays whole in the source').toBe(FIELDS);
       expect(await t.exists('big')).toBe(0);
-      const staged = await t.keys('__rehome:s*');
-      expect(staged, 'nothing staged is left in the target').toEqual([]);
+      // The sweeper may be trying again already: at most that one copy is staged.
+      expect((await t.keys('__rehome:s*')).length, 'staged copies in the target').toBeLessThanOrEqual(1);
 
       const c = sp.proxy.client();
       await expect(c.hget('big', field(7))).rejects.toThrow(/^OOM rehome: target out of memory, key 'big' stays in the source/);
@@ -70,6 +70,7 @@ for (const method of ['copy', 'dump'] as const) {
       expect(Object.keys(all).length).toBe(FIELDS);
       expect(await c.hget('big', field(7))).toBe(value(7));
       await expectStrings(t, 0, 200);
+      expect(await t.keys('__rehome:s*'), 'nothing the failed copies staged is left in the target').toEqual([]);
       await noKeyInBoth(ctx, [sp]);
       c.disconnect();
     });
