@@ -37,8 +37,13 @@ ${COMMON_OPTIONS}`,
 
 ${COMMON_OPTIONS}`,
   phase: `usage: rehome phase hold|migrate|reverse --admin [host:]port [--admin-token TOKEN]
+                   [--scope PATTERN]... [--scope-db N]...
 
   Switches the phase of every rehome process of the pair (ask any one of them).
+  migrate with --scope/--scope-db migrates only those keys (a canary): glob patterns as SCAN
+  MATCH takes them, and/or dbs; both repeatable. The flags give the whole scope: more than the
+  scope in force widens it, fewer narrows it (keys that leave it move back to the old server).
+  migrate with neither is the full migration.
 
 ${COMMON_OPTIONS}`,
 } as const;
@@ -46,7 +51,7 @@ ${COMMON_OPTIONS}`,
 type Sub = keyof typeof USAGE;
 
 /** Where to send the request, with what token, and the parsed flags; or the exit code (usage, --help). */
-type Parsed = { endpoint: { host: string; port: number }; token: string | null; json: boolean; positionals: string[] } | number;
+type Parsed = { endpoint: { host: string; port: number }; token: string | null; json: boolean; positionals: string[]; scope: string[]; scopeDbs: string[] } | number;
 
 function usageError(sub: Sub, msg: string): number {
   process.stderr.write(`rehome ${sub}: ${msg} (see --help)\n`);
@@ -64,6 +69,7 @@ function parseAdminArgs(sub: Sub, argv: string[]): Parsed {
         'admin-token': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         ...(sub === 'status' ? { json: { type: 'boolean' } } : {}),
+        ...(sub === 'phase' ? { scope: { type: 'string', multiple: true }, 'scope-db': { type: 'string', multiple: true } } : {}),
       },
       strict: true,
       allowPositionals: sub !== 'status',
@@ -82,6 +88,8 @@ function parseAdminArgs(sub: Sub, argv: string[]): Parsed {
       token: adminToken(values['admin-token'], process.env),
       json: values.json === true,
       positionals,
+      scope: (values.scope as string[] | undefined) ?? [],
+      scopeDbs: (values['scope-db'] as string[] | undefined) ?? [],
     };
   } catch (e) {
     if (e instanceof ConfigError) return usageError(sub, e.message);
@@ -251,7 +259,9 @@ export async function runPhaseCli(argv: string[]): Promise<number> {
   if (!to || !['hold', 'migrate', 'reverse'].includes(to) || p.positionals.length !== 1) {
     return usageError('phase', 'expected hold, migrate or reverse');
   }
-  const r = await send('phase', p, 'POST', `/phase?to=${to}`);
+  if (to !== 'migrate' && (p.scope.length > 0 || p.scopeDbs.length > 0)) return usageError('phase', '--scope and --scope-db are for migrate only');
+  const q = [`to=${to}`, ...p.scope.map((s) => `scope=${encodeURIComponent(s)}`), ...p.scopeDbs.map((d) => `scope_db=${encodeURIComponent(d)}`)];
+  const r = await send('phase', p, 'POST', `/phase?${q.join('&')}`);
   if (r === null) return 1;
   process.stdout.write(r.body);
   return r.code === 200 ? 0 : 1;

@@ -124,7 +124,12 @@ export interface SweepStepResult {
   gone: number;
   /** The SCAN count the step used (the small one when touches were seen). */
   count: number;
+  /** Keys of the client's the step found (a scoped sweep's pass that finds none has drained it). */
+  seen: number;
 }
+
+/** A sweep step without SCAN MATCH. */
+const NO_MATCH = Buffer.alloc(0);
 
 const NON_ASCII = /[^\x00-\x7f]/;
 function notAscii(k: string): boolean {
@@ -401,9 +406,10 @@ export class Mover {
     bigKeyBytes: number,
     timeoutMs: number,
     touch: TouchSignal = NO_TOUCH_SIGNAL,
+    match: Buffer = NO_MATCH,
   ): Promise<SweepStepResult> {
     const pool = this.sweepSource ?? this.source;
-    if (this.proxy !== null && this.method !== 'migrate') return this.proxySweepStep(db, pool, cursor, count);
+    if (this.proxy !== null && this.method !== 'migrate') return this.proxySweepStep(db, pool, cursor, count, match);
     const d = this.dest;
     const auth = migrateAuthArgs(d);
     const t0 = performance.now();
@@ -411,7 +417,7 @@ export class Mover {
       .db(db)
       .callBuffer(
         'EVAL', SWEEP_SCRIPT, '0', cursor, String(count), String(bigKeyBytes), d.host, String(d.port), String(db),
-        String(timeoutMs), String(touch.smallCount), String(touch.prevSize), touch.recent ? '1' : '0', String(touch.prevGone), ...auth,
+        String(timeoutMs), String(touch.smallCount), String(touch.prevSize), touch.recent ? '1' : '0', String(touch.prevGone), match, ...auth,
       )) as [Buffer, number, Buffer[], number[], Buffer, Buffer[], number, number, number, number, number, Buffer[], number];
     const [next, moved, big, bigSizes, errBuf, small, heldUs, sent, size, others, used, claims, gone] = r;
     const err = errBuf.toString('latin1');
@@ -437,7 +443,7 @@ export class Mover {
     failed += await this.sweepClaims(db, claims);
     return {
       cursor: next.toString('latin1'), moved, big, bigSizes, failed, heldMs: heldUs / 1000,
-      size, touched: Math.max(0, others), count: used, gone,
+      size, touched: Math.max(0, others), count: used, gone, seen: sent + big.length + claims.length,
     };
   }
 
@@ -452,9 +458,9 @@ export class Mover {
    * SweepStepResult's terms: moved and failed count the batch finished during this step (the
    * previous one; at a db's last step, this one too).
    */
-  private async proxySweepStep(db: number, pool: ControlPool, cursor: string, count: number): Promise<SweepStepResult> {
+  private async proxySweepStep(db: number, pool: ControlPool, cursor: string, count: number, match: Buffer): Promise<SweepStepResult> {
     const proxy = this.proxy!;
-    const st = await proxy.claimStep(db, pool.db(db), cursor, count);
+    const st = await proxy.claimStep(db, pool.db(db), cursor, count, match);
     const prev = this.finishing;
     this.finishing = st.carried.length > 0 ? this.finishInFlight(db, st.carried) : null;
     const done: ProxyMoveResult[] = [];
@@ -471,7 +477,8 @@ export class Mover {
       this.countProxyResult(r, 'sweep');
     }
     failed += await this.sweepClaims(db, st.claims);
-    return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count, gone: -1 };
+    const seen = st.carried.length + st.big.length + st.claims.length;
+    return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count, gone: -1, seen };
   }
 
   /** finishStep with the batch's keys in flight: a touch of one of them joins it (single-flight). */

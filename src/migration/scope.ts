@@ -208,3 +208,11 @@ export function widens(a: Scope, b: Scope): boolean {
   const patsOk = b.patterns.length === 0 || (a.patterns.length > 0 && a.patterns.every((p) => b.patterns.includes(p)));
   return dbsOk && patsOk;
 }
+
+/** The scope as the operator gave it (--scope, --scope-db), before parseScope checks it. */
+export interface ScopeFlags {
+  patterns: string[];
+  dbs: string[];
+}
+
+export const NO_SCOPE_FLAGS: ScopeFlags = { patterns: [], dbs: [] };

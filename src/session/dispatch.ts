@@ -17,6 +17,7 @@ import { CARRIED_STATE } from './carry.js';
 import * as state from './connection-state.js';
 import { gate, gateCopy, gateMove, gateSort } from './gate.js';
 import * as keyspace from './keyspace.js';
+import { routeByScope } from './scope-route.js';
 import { SUBSCRIBE_FAMILY, type PubSub, type StreamPort } from './pubsub.js';
 
 /** What dispatch needs of the session besides what the families use. */
@@ -136,14 +137,19 @@ export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
     case 'swapdb':
       return keyspaceWide(s, req);
     case 'move':
+      if (routeByScope(s, req, c)) return;
       return gateMove(s, req, c.keys);
     case 'copy':
+      if (routeByScope(s, req, c)) return;
       return gateCopy(s, req, c.keys);
     case 'sort':
     case 'sort_ro':
+      if (routeByScope(s, req, c)) return;
       return gateSort(s, req, c.keys);
     default:
       if (SUBSCRIBE_FAMILY.has(name)) return s.pubsub.subscribe(req);
+      // A canary migration: keys out of its scope are served by the old server (scope-route.ts).
+      if (routeByScope(s, req, c)) return;
       return gate(s, req, c.keys);
   }
 }
