@@ -1,0 +1,124 @@
+/**
+ * Canary migration by scope (docs/DESIGN.md "Scope"), three rehome processes on one pair under
+ * the counter workload: migrate one prefix, widen twice, narrow once (keys come back), then the
+ * full migration to drained. At every step no key is in both servers and the new server holds
+ * only keys of the scope (or, while they come back, of the scope before); at the end no
+ * acknowledged INCR is lost.
+ */
+import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { fetchStatus, noKeyInBoth, useAdminProxies, type AdminProxy } from '../helpers/admin.js';
+import { usePair } from '../helpers/fixture.js';
+import { keysByDb } from '../helpers/invariant.js';
+import { runCli } from '../helpers/proxy.js';
+import { errorOf, sleep, waitFor } from '../helpers/util.js';
+import { checkCounters, seedCounters, startCounterWorkload } from '../helpers/workload.js';
+
+const ctx = usePair({ autoProxy: false });
+const startAdminProxy = useAdminProxies();
+
+type Json = Record<string, any>;
+
+async function phaseCli(ap: AdminProxy, to: string, ...flags: string[]): Promise<Json> {
+  const r = await runCli(['phase', to, '--admin', ap.admin, ...flags]);
+  expect(r.code, r.stderr + r.stdout).toBe(0);
+  return JSON.parse(r.stdout) as Json;
+}
+
+/** Waits until `f` holds for every process's /status. */
+async function waitAll(aps: AdminProxy[], what: string, f: (st: Json) => boolean, timeoutMs = 40_000): Promise<Json[]> {
+  try {
+    return await waitFor(async () => {
+      const all = await Promise.all(aps.map((a) => fetchStatus<Json>(a.admin)));
+      return all.every(f) ? all : null;
+    }, what, timeoutMs, 150);
+  } catch (e) {
+    const st = await fetchStatus<Json>(aps[0]!.admin).catch(() => null);
+    throw new Error(`${(e as Error).message}\nlast status: ${JSON.stringify(st?.scope ?? st)}\n${aps.map((a) => a.proxy.stderr.slice(-2500)).join('\n---\n')}`);
+  }
+}
+
+/** The data keys of a server (db 0), rehome's own left out. */
+async function dataKeys(port: number): Promise<string[]> {
+  const m = await keysByDb(port, [0]);
+  return (m.get(0) ?? []).filter((k) => !k.startsWith('__rehome:'));
+}
+
+/** Asserts every key on the new server has one of the prefixes. */
+async function newHoldsOnly(port: number, prefixes: string[]): Promise<void> {
+  const stray = (await dataKeys(port)).filter((k) => !prefixes.some((p) => k.startsWith(p)));
+  expect(stray.slice(0, 10), `keys on the new server outside ${prefixes.join(', ')}`).toEqual([]);
+}
+
+describe('canary migration by scope', () => {
+  it('migrates one prefix, widens twice, narrows once, then migrates all; nothing lost, no key out of scope on the new server', async () => {
+    const old = ctx.source.client();
+    const N = 400;
+    const bases = {
+      a: await seedCounters(old, { counters: N, prefix: 'a:', seed: 1 }),
+      b: await seedCounters(old, { counters: N, prefix: 'b:', seed: 2 }),
+      c: await seedCounters(old, { counters: N, prefix: 'c:', seed: 3 }),
+    };
+    const aps = await Promise.all([0, 1, 2].map(() => startAdminProxy(ctx, ['--phase', 'hold'])));
+    const urls = aps.map((a) => a.proxy.url);
+    const ws = (['a', 'b', 'c'] as const).map((p, i) =>
+      startCounterWorkload({ urls, clients: 3, counters: N, prefix: `${p}:`, seed: 10 + i, bases: bases[p] }));
+    const port = ctx.target.port;
+    await sleep(300);
+
+    // 1. One prefix.
+    let sw = await phaseCli(aps[0]!, 'migrate', '--scope', 'a:*');
+    expect(sw).toMatchObject({ from: 'hold', to: 'migrate', scope: 'a:*', returning: [] });
+    let st = await waitAll(aps, 'scope a:* drained', (s) => s.scope?.scope === 'a:*' && s.scope.drained === true);
+    expect(st[0]!.phase).toBe('migrate');
+    expect(st[0]!.scope.summary).toMatch(/^scope a:\* drained; \d+ keys outside the scope still on the old server/);
+    expect(st[0]!.drained_at).toBeNull();
+    await newHoldsOnly(port, ['a:']);
+    expect((await dataKeys(ctx.source.port)).filter((k) => k.startsWith('a:'))).toEqual([]);
+    await noKeyInBoth(ctx, aps);
+
+    // Keys on both sides of the scope are refused, naming both and the scope.
+    const c = aps[1]!.proxy.client();
+    const err = await errorOf(c.mget('a:1', 'b:1'));
+    expect(err).toMatch(/^CROSSSCOPE .*'a:1' is in scope a:\*, 'b:1' is not/);
+    expect(await c.get('b:1')).not.toBeNull(); // served by the old server
+    await c.set('b:new', 'x');
+    expect(await old.get('b:new')).toBe('x');
+    await c.del('b:new');
+
+    // 2. Widen: b:* joins.
+    sw = await phaseCli(aps[1]!, 'migrate', '--scope', 'a:*', '--scope', 'b:*');
+    expect(sw).toMatchObject({ scope: 'a:*, b:*', returning: [] });
+    await waitAll(aps, 'scope a:*, b:* drained', (s) => s.scope?.scope === 'a:*, b:*' && s.scope.drained === true);
+    await newHoldsOnly(port, ['a:', 'b:']);
+    await noKeyInBoth(ctx, aps);
+
+    // 3. Widen again: c:* joins.
+    await phaseCli(aps[2]!, 'migrate', '--scope', 'a:*', '--scope', 'b:*', '--scope', 'c:*');
+    await waitAll(aps, 'scope a:*, b:*, c:* drained', (s) => s.scope?.scope === 'a:*, b:*, c:*' && s.scope.drained === true);
+    await noKeyInBoth(ctx, aps);
+
+    // 4. Narrow back to a:*: b: and c: keys come home to the old server.
+    sw = await phaseCli(aps[0]!, 'migrate', '--scope', 'a:*');
+    expect(sw).toMatchObject({ scope: 'a:*', returning: ['a:*, b:*, c:*'] });
+    await waitAll(aps, 'keys that left the scope back home', (s) => s.scope?.scope === 'a:*' && s.scope.returning.length === 0);
+    await newHoldsOnly(port, ['a:']);
+    expect((await dataKeys(ctx.source.port)).filter((k) => k.startsWith('b:')).length).toBe(N);
+    await noKeyInBoth(ctx, aps);
+
+    // 5. The full migration: drained only now.
+    sw = await phaseCli(aps[1]!, 'migrate');
+    expect(sw).toMatchObject({ scope: 'everything' });
+    await waitAll(aps, 'drained', (s) => s.phase === 'drained');
+    await sleep(300);
+    const results = await Promise.all(ws.map((w) => w.stop()));
+    const neu: Redis = ctx.target.client();
+    for (const r of results) {
+      expect(r.totals.acked).toBeGreaterThan(50);
+      const summary = await checkCounters(r, async (k) => Number(await neu.get(k)));
+      expect(summary.acked).toBe(r.totals.acked);
+    }
+    expect(await dataKeys(ctx.source.port)).toEqual([]);
+    await noKeyInBoth(ctx, aps);
+  }, 180_000);
+});
