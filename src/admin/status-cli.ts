@@ -178,6 +178,7 @@ export function renderStatus(st: Record<string, any>): string {
   const lines: string[] = [];
   lines.push(`phase        ${st.phase}${st.epoch !== null && st.epoch !== undefined ? ` (epoch ${st.epoch})` : ''}${st.drained_at ? ` (drained since ${st.drained_at})` : ''}${st.direction === 'new -> old' ? '  [keys move new -> old]' : ''}`);
   const fleet = st.fleet;
+  if (st.scope) lines.push(...scopeLines(st.scope));
   if (fleet) lines.push(...fleetLines(fleet));
   const ph = st.phases;
   if (ph) {
@@ -265,4 +266,13 @@ export async function runPhaseCli(argv: string[]): Promise<number> {
   if (r === null) return 1;
   process.stdout.write(r.body);
   return r.code === 200 ? 0 : 1;
+}
+
+/** A canary's lines: its scope's state, and each side's commands (src/proxy/scope-status.ts). */
+function scopeLines(sc: Record<string, any>): string[] {
+  const c = sc.commands ?? {};
+  return [
+    `scope        ${sc.summary}`,
+    `  in scope   ${c.in_scope ?? 0} commands (new server); out of scope ${c.out_of_scope ?? 0} (old server, ${sc.errors?.out_of_scope ?? 0} errors, avg ${sc.out_of_scope_avg_ms ?? '-'} ms); ${c.cross_scope_refused ?? 0} refused (CROSSSCOPE)`,
+  ];
 }

@@ -86,6 +86,20 @@ describe('canary migration by scope', () => {
     expect(await old.get('b:new')).toBe('x');
     await c.del('b:new');
 
+    // verify, status and /metrics per scope.
+    let v = await runCli(['verify', '--source', ctx.source.url, '--target', ctx.target.url, '--scope', 'a:*']);
+    expect(v.code, v.stderr + v.stdout).toBe(0);
+    expect(v.stdout).toMatch(/^scope a:\* drained: no key of it on the source .*; \d+ keys outside the scope still on the old server/);
+    v = await runCli(['verify', '--source', ctx.source.url, '--target', ctx.target.url]);
+    expect(v.code).toBe(1); // the whole dataset is not migrated
+    const text = await runCli(['status', '--admin', aps[2]!.admin]);
+    expect(text.stdout).toMatch(/^scope\s+scope a:\* drained; \d+ keys outside the scope still on the old server/m);
+    const metrics = await (await fetch(`http://${aps[1]!.admin}/metrics`)).text();
+    expect(metrics).toMatch(/^rehome_scope_commands_total\{side="out"\} [1-9]/m);
+    expect(metrics).toMatch(/^rehome_scope_commands_total\{side="cross"\} [1-9]/m);
+    expect(metrics).toMatch(/^rehome_scope_drained 1$/m);
+    expect(metrics).toMatch(/^rehome_drained 0$/m);
+
     // 2. Widen: b:* joins.
     sw = await phaseCli(aps[1]!, 'migrate', '--scope', 'a:*', '--scope', 'b:*');
     expect(sw).toMatchObject({ scope: 'a:*, b:*', returning: [] });
