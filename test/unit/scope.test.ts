@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   classify, decodeScope, describeScope, encodeScope, EVERYTHING, inScope, matchGlob, parseScope, widens,
 } from '../../src/migration/scope.js';
+import { nextScopeRecord, NO_SCOPE, parseScopeRecord, encodeReturning } from '../../src/phase/scope-record.js';
 import { type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
 
 /** Keys and patterns over a small alphabet, so that patterns often match. */
@@ -22,7 +23,7 @@ async function scanMatch(c: Redis, pattern: string): Promise<Set<string>> {
   const out = new Set<string>();
   let cursor = '0';
   do {
-    const [next, keys] = await c.scanBuffer(cursor, 'MATCH', Buffer.from(pattern, 'latin1'), 'COUNT', 1000);
+    const [next, keys] = (await c.callBuffer('SCAN', cursor, 'MATCH', Buffer.from(pattern, 'latin1'), 'COUNT', '1000')) as [Buffer, Buffer[]];
     for (const k of keys) out.add(k.toString('latin1'));
     cursor = String(next);
   } while (cursor !== '0');
@@ -118,5 +119,44 @@ describe('scopes', () => {
     expect(widens(EVERYTHING, one)).toBe(false);
     expect(widens(parseScope(['a*'], ['1'], 16), parseScope(['a*'], [], 16))).toBe(true);
     expect(widens(parseScope(['a*'], [], 16), parseScope(['a*'], ['1'], 16))).toBe(false);
+  });
+});
+
+describe('the scope a switch stores (scope-record.ts)', () => {
+  const a = parseScope(['a:*'], [], 16);
+  const ab = parseScope(['a:*', 'b:*'], [], 16);
+
+  it('from hold: the scope, nothing returning (the new server is empty)', () => {
+    expect(nextScopeRecord('hold', NO_SCOPE, 'migrate', a)).toEqual({ scope: a, returning: [] });
+  });
+
+  it('widening keeps what is returning; narrowing adds the scope of before', () => {
+    const wide = nextScopeRecord('migrate', { scope: a, returning: [] }, 'migrate', ab);
+    expect(wide).toEqual({ scope: ab, returning: [] });
+    const narrow = nextScopeRecord('migrate', wide, 'migrate', a);
+    expect(narrow).toEqual({ scope: a, returning: [ab] });
+    // Narrowing again while keys come back: both scopes of before are returning.
+    const b = parseScope(['b:*'], [], 16);
+    expect(nextScopeRecord('migrate', narrow, 'migrate', b)).toEqual({ scope: b, returning: [ab, a] });
+  });
+
+  it('after drained or reverse every key may be on the new server: everything returns', () => {
+    expect(nextScopeRecord('drained', NO_SCOPE, 'migrate', a)).toEqual({ scope: a, returning: [EVERYTHING] });
+    expect(nextScopeRecord('reverse', NO_SCOPE, 'migrate', a)).toEqual({ scope: a, returning: [EVERYTHING] });
+    // A full migrate narrowed to a slice: the same.
+    expect(nextScopeRecord('migrate', NO_SCOPE, 'migrate', a)).toEqual({ scope: a, returning: [EVERYTHING] });
+  });
+
+  it('hold, reverse and a migrate without scope clear it', () => {
+    const cur = { scope: a, returning: [ab] };
+    expect(nextScopeRecord('migrate', cur, 'hold', EVERYTHING)).toEqual(NO_SCOPE);
+    expect(nextScopeRecord('migrate', cur, 'reverse', EVERYTHING)).toEqual(NO_SCOPE);
+    expect(nextScopeRecord('migrate', cur, 'migrate', EVERYTHING)).toEqual(NO_SCOPE);
+  });
+
+  it('round-trips the returning list; an unreadable one is read as everything returning', () => {
+    const r = { scope: a, returning: [ab, a] };
+    expect(parseScopeRecord([encodeScope(a), encodeReturning(r.returning)])).toEqual(r);
+    expect(parseScopeRecord([encodeScope(a), 'garbage'])).toEqual({ scope: a, returning: [EVERYTHING] });
   });
 });
