@@ -223,7 +223,8 @@ export class Sweeper {
         const scope = this.opts.scope ?? null;
         const dbs = Object.keys(ks).map(Number).filter((db) => scope === null || scope.dbs.length === 0 || scope.dbs.includes(db));
         if (dbs.length === 0) {
-          if (!(await this.confirmEmpty())) {
+          // A scope's dbs all empty: nothing of it is left, whatever the other dbs hold.
+          if (scope === null && !(await this.confirmEmpty())) {
             await this.sleep(500);
             continue;
           }

@@ -43,7 +43,7 @@ export class OldSide {
    */
   async call(request: Buffer, db: number, auth: Buffer | null): Promise<Buffer> {
     if (this.closed) throw new RehomeError('EOLDSIDE', ErrorText.oldUnavailable(describeEndpoint(this.old), 'the client closed'));
-    if (this.sock === null) {
+    if (this.sock === null || this.opening !== null) {
       this.opening ??= this.open(auth).finally(() => (this.opening = null));
       await this.opening;
     }

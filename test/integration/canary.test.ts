@@ -165,6 +165,25 @@ describe('canary migration by scope', () => {
     await noKeyInBoth(ctx, aps);
   }, 120_000);
 
+  it('a scope of one db: only its keys move; MOVE across the scope is refused; its drained comes although other dbs hold keys', async () => {
+    const old = ctx.source.client();
+    await seedCounters(old, { counters: 300, prefix: 'x:', seed: 5, db: 0 });
+    await seedCounters(old, { counters: 300, prefix: 'x:', seed: 6, db: 1 });
+    const aps = [await startAdminProxy(ctx, ['--phase', 'hold'])];
+    await phaseCli(aps[0]!, 'migrate', '--scope-db', '1');
+    const [st] = await waitAll(aps, 'db 1 drained', (s) => s.scope?.drained === true);
+    expect(st!.scope.summary).toMatch(/^scope \* in db 1 drained; 300 keys outside the scope still on the old server/);
+    const m = await keysByDb(ctx.target.port, [0, 1]);
+    expect(m.get(0) ?? []).toEqual([]);
+    expect((m.get(1) ?? []).filter((k) => k.startsWith('x:')).length).toBe(300);
+    const c = aps[0]!.proxy.client();
+    expect(await errorOf(c.move('x:1', 1))).toMatch(/^CROSSSCOPE .*'x:1' is in scope \* in db 1, 'x:1' is not/);
+    expect(await c.incr('x:2')).toBeGreaterThan(1000); // db 0: the old server
+    await c.select(1);
+    expect(await c.incr('x:2')).toBeGreaterThan(1000); // db 1: the new server
+    await noKeyInBoth(ctx, aps);
+  }, 60_000);
+
   it('a scoped rollback of 10,000 keys under load finishes, and no acknowledged write is lost', async () => {
     const old = ctx.source.client();
     const N = 10_000;
