@@ -165,6 +165,7 @@ export class Migration {
     const part = this.opts.part ?? null;
     if (part !== null) {
       // The source's count goes on (status: the keys outside the scope still there).
+      void this.refresh();
       this.log(part.kind === 'scope'
         ? `scope ${part.label} drained (${this.moved} keys moved in ${((this.drainedAt - this.startedAt) / 1000).toFixed(1)} s); keys outside the scope stay on the old server`
         : `keys that left the scope (${part.label}) are all back on the old server (${this.moved} keys moved back)`);

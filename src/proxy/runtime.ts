@@ -19,7 +19,8 @@ import { Migration, type MigrationOptions } from '../migration/migration.js';
 import { Mover } from '../migration/mover.js';
 import { PROXY_MOVE_DEFAULTS, ProxyMove } from '../migration/proxy-move.js';
 import { type ServerFeatures, serverFeatures } from '../migration/typed-copy-features.js';
-import { fencedName, lastActedPhase, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
+import { fencedName, lastActedPhase, type PhaseName, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
+import { dropMarkers } from '../migration/drop-markers.js';
 import { describeScope, isEverything, NO_SCOPE_FLAGS, parseScope, sameScope, type Scope, type ScopeFlags } from '../migration/scope.js';
 import { encodeReturning } from '../phase/scope-record.js';
 import { closeOldSide } from '../session/scope-route.js';
@@ -360,12 +361,20 @@ export class Runtimes {
       return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0, scope: describeScope(cur.scope.scope), returning: cur.scope.returning.map(describeScope) };
     }
     if (to !== 'hold') await switchPreconditions(config, to, lastActedPhase(cur));
-    const r = await c.switchTo(to, this.processId, (prev) => switchPreconditions(config, to, prev), config.switchDrainMs, scope).catch((e: Error) => {
+    // A scope switch: keys may cross again, so the proxy-side move's markers go (drop-markers.ts).
+    const scoped = !isEverything(scope) || !isEverything(cur.scope.scope) || cur.scope.returning.length > 0;
+    const check = async (prev: PhaseName | null) => {
+      await switchPreconditions(config, to, prev);
+      if (!scoped) return;
+      const n = await Promise.all([dropMarkers(config.source, config.connectTimeoutMs), dropMarkers(config.target, config.connectTimeoutMs)]);
+      if (n[0] + n[1] > 0) this.host.log(`scope switch: ${n[0] + n[1]} publish-once markers of earlier moves deleted (a key may cross again)`);
+    };
+    const r = await c.switchTo(to, this.processId, check, config.switchDrainMs, scope).catch((e: Error) => {
       this.host.log(`phase switch to ${to} failed: ${e.message}`);
       throw e;
     });
-    const scoped = isEverything(r.scope.scope) ? '' : ` (scope ${describeScope(r.scope.scope)}${r.scope.returning.length > 0 ? `; coming back: ${r.scope.returning.map(describeScope).join(' | ')}` : ''})`;
-    this.host.log(`phase switched ${r.from} -> ${to}${scoped} (epoch ${r.epoch}); ${r.killed} connection(s) of older epochs killed`);
+    const scopeText = isEverything(r.scope.scope) ? '' : ` (scope ${describeScope(r.scope.scope)}${r.scope.returning.length > 0 ? `; coming back: ${r.scope.returning.map(describeScope).join(' | ')}` : ''})`;
+    this.host.log(`phase switched ${r.from} -> ${to}${scopeText} (epoch ${r.epoch}); ${r.killed} connection(s) of older epochs killed`);
     return { from: r.from, to, epoch: r.epoch, killed: r.killed, scope: describeScope(r.scope.scope), returning: r.scope.returning.map(describeScope) };
   }
 
