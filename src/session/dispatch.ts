@@ -8,7 +8,8 @@
  *   4. refused through rehome (REFUSED)                     -> error
  *   5. the client has not authenticated                     -> forwarded, nothing moved (NOAUTH)
  *   6. the command's family: connection state (connection-state.ts), keyspace-wide (keyspace.ts,
- *      run alone), pub/sub (pubsub.ts), everything with keys (gate.ts)
+ *      run alone), pub/sub (pubsub.ts), everything with keys (in a canary migration routed by the
+ *      scope first: scope-route.ts; then gate.ts)
  */
 import type { Classified } from '../commands/table.js';
 import { ErrorText } from '../errors.js';
