@@ -11,6 +11,7 @@ import { fetchStatus, noKeyInBoth, useAdminProxies, type AdminProxy } from '../h
 import { usePair } from '../helpers/fixture.js';
 import { keysByDb } from '../helpers/invariant.js';
 import { runCli } from '../helpers/proxy.js';
+import { encodeCommand } from '../helpers/resp.js';
 import { errorOf, sleep, waitFor } from '../helpers/util.js';
 import { checkCounters, seedCounters, startCounterWorkload } from '../helpers/workload.js';
 
@@ -179,6 +180,17 @@ describe('canary migration by scope', () => {
     const c = aps[0]!.proxy.client();
     expect(await errorOf(c.move('x:1', 1))).toMatch(/^CROSSSCOPE .*'x:1' is in scope \* in db 1, 'x:1' is not/);
     expect(await c.incr('x:2')).toBeGreaterThan(1000); // db 0: the old server
+    // A transaction runs on the new server: a key out of scope inside it is refused, EXEC aborts.
+    const tx = await c.multi().incr('x:3').exec().catch((e: Error) => e);
+    expect(String(tx)).toMatch(/EXECABORT/);
+    const raw = await aps[0]!.proxy.raw();
+    raw.write(encodeCommand(['MULTI']));
+    raw.write(encodeCommand(['INCR', 'x:3']));
+    raw.write(encodeCommand(['EXEC']));
+    const replies = (await raw.readReplies(3, 10_000)).map((b) => b.toString('latin1'));
+    expect(replies[1]).toMatch(/^-CROSSSCOPE rehome: 'INCR' inside MULTI or WATCH names 'x:3', outside the migration's scope \* in db 1/);
+    expect(replies[2]).toMatch(/^-EXECABORT/);
+    raw.close();
     await c.select(1);
     expect(await c.incr('x:2')).toBeGreaterThan(1000); // db 1: the new server
     await noKeyInBoth(ctx, aps);
