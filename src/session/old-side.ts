@@ -28,6 +28,8 @@ export class OldSide {
   private waiting: Waiter[] = [];
   /** The db the connection is in (-1: not known yet). */
   private db = -1;
+  /** The client's AUTH the connection was opened with (the client's identity then). */
+  private authUsed: Buffer | null = null;
   private closed = false;
 
   constructor(
@@ -43,6 +45,8 @@ export class OldSide {
    */
   async call(request: Buffer, db: number, auth: Buffer | null): Promise<Buffer> {
     if (this.closed) throw new RehomeError('EOLDSIDE', ErrorText.oldUnavailable(describeEndpoint(this.old), 'the client closed'));
+    // The client authenticated again (or RESET): its identity changed, so a new connection.
+    if (this.sock !== null && this.opening === null && auth !== this.authUsed) this.gone('the client changed identity');
     if (this.sock === null || this.opening !== null) {
       this.opening ??= this.open(auth).finally(() => (this.opening = null));
       await this.opening;
@@ -60,9 +64,11 @@ export class OldSide {
     sock.setNoDelay(true);
     this.sock = sock;
     this.db = -1;
-    sock.on('data', (chunk: Buffer) => this.onData(chunk));
-    sock.on('error', (e) => this.gone(e.message));
-    sock.on('close', () => this.gone('connection closed'));
+    this.authUsed = auth;
+    // A socket replaced meanwhile (a new identity) says nothing about the current one.
+    sock.on('data', (chunk: Buffer) => this.sock === sock && this.onData(chunk));
+    sock.on('error', (e) => this.sock === sock && this.gone(e.message));
+    sock.on('close', () => this.sock === sock && this.gone('connection closed'));
     const connected = new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`connect timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
       sock.once(connectedEvent(this.old), () => {
