@@ -58,7 +58,6 @@ export const ErrorText = {
   maxClients: () => 'ERR max number of clients reached',
   queryBufferLimit: (limit: number) =>
     `ERR rehome: client query buffer limit reached (more than ${limit} bytes of unfinished requests, see --client-query-buffer-limit); closing the connection`,
-  noproto: () => 'NOPROTO sorry, this protocol version is not supported',
   sourceUnavailable: (detail: string) =>
     `TRYAGAIN rehome: source unavailable, key not moved (${detail})`,
   targetUnavailable: (detail: string) => `TRYAGAIN rehome: target unavailable (${detail})`,
@@ -79,6 +78,8 @@ export const ErrorText = {
   /** Keys out of scope inside a transaction, which runs on the new server. */
   scopeInMulti: (cmd: string, key: string, scope: string) =>
     `CROSSSCOPE rehome: '${cmd}' inside MULTI or WATCH names '${showKey(key)}', outside the migration's scope ${scope}; transactions run on the new server and may use only keys in scope`,
+  scopeTracking: (key: string, scope: string) =>
+    `CROSSSCOPE rehome: '${showKey(key)}' is outside the migration's scope ${scope}, and client-side caching (CLIENT TRACKING) is kept only for keys in scope; turn tracking off for this connection or widen the scope`,
   oldUnavailable: (where: string, detail: string) =>
     `TRYAGAIN rehome: the old server ${where} is unavailable for keys outside the scope (${detail})`,
   sortPattern: () =>

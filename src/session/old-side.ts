@@ -17,6 +17,7 @@ import { encodeRequest } from '../resp/request-framer.js';
 import { connectedEvent, connectSocket } from '../upstream/connect.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import type { SessionFence } from './port.js';
+import type { Protocol } from '../resp/resp3.js';
 
 type Waiter = { resolve: (reply: Buffer) => void; reject: (e: Error) => void };
 
@@ -30,6 +31,8 @@ export class OldSide {
   private db = -1;
   /** The client's AUTH the connection was opened with (the client's identity then). */
   private authUsed: Buffer | null = null;
+  /** The protocol the connection speaks (HELLO), so replies have the shape the client chose. */
+  private resp: Protocol = 2;
   private closed = false;
 
   constructor(
@@ -43,13 +46,18 @@ export class OldSide {
    * the client's server accepted, replayed once when the connection opens). Resolves with the
    * reply bytes (an error reply included); rejects when the old server cannot be reached.
    */
-  async call(request: Buffer, db: number, auth: Buffer | null): Promise<Buffer> {
+  async call(request: Buffer, db: number, auth: Buffer | null, resp: Protocol = 2): Promise<Buffer> {
     if (this.closed) throw new RehomeError('EOLDSIDE', ErrorText.oldUnavailable(describeEndpoint(this.old), 'the client closed'));
     // The client authenticated again (or RESET): its identity changed, so a new connection.
     if (this.sock !== null && this.opening === null && auth !== this.authUsed) this.gone('the client changed identity');
     if (this.sock === null || this.opening !== null) {
       this.opening ??= this.open(auth).finally(() => (this.opening = null));
       await this.opening;
+    }
+    if (resp !== this.resp) {
+      const r = await this.send(encodeRequest(['HELLO', String(resp)]).raw);
+      if (r[0] === 0x2d || r[0] === 0x21) return r; // the old server's own refusal (no RESP3 there)
+      this.resp = resp;
     }
     if (db !== this.db) {
       const r = await this.send(encodeRequest(['SELECT', String(db)]).raw);
@@ -64,6 +72,7 @@ export class OldSide {
     sock.setNoDelay(true);
     this.sock = sock;
     this.db = -1;
+    this.resp = 2;
     this.authUsed = auth;
     // A socket replaced meanwhile (a new identity) says nothing about the current one.
     sock.on('data', (chunk: Buffer) => this.sock === sock && this.onData(chunk));
@@ -83,7 +92,11 @@ export class OldSide {
     try {
       await connected;
       // The client's identity first, then the fenced name: checked after naming (phase.ts).
-      if (auth !== null) await this.expectOk(auth, 'AUTH');
+      if (auth !== null) {
+        await this.expectOk(auth, 'AUTH');
+        // A HELLO 3 AUTH replayed chose the protocol too.
+        if (/^\*\d+\r\n\$5\r\nhello\r\n\$1\r\n3\r\n/i.test(auth.toString('latin1', 0, 24))) this.resp = 3;
+      }
       if (this.fence !== null) {
         await this.expectOk(encodeRequest(['CLIENT', 'SETNAME', fencedName(this.fence.epoch, 'side')]).raw, 'CLIENT SETNAME');
         await this.fence.verify();

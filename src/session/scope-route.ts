@@ -82,6 +82,12 @@ export function routeByScope(s: RoutePort, req: Request, c: Classified): boolean
     s.refuse(req, ErrorText.crossScope(pair![0].key, pair![1].key, describeScope(r.scope)));
     return true;
   }
+  if (s.conn.tracking !== null) {
+    // Its reads would be tracked by the new server only: the old one's invalidations never come.
+    r.counters.crossScope++;
+    s.refuse(req, ErrorText.scopeTracking(refs[0]!.key, describeScope(r.scope)));
+    return true;
+  }
   if (s.conn.inMulti || req.name === 'watch') {
     r.counters.crossScope++;
     s.refuse(req, ErrorText.scopeInMulti(req.name.toUpperCase(), refs[0]!.key, describeScope(r.scope)));
@@ -119,6 +125,7 @@ function routeUnknown(s: RoutePort, req: Request, r: ScopeRouting): boolean {
     r.counters.crossScope++;
     if (side === 'both') throw new RehomeError('ECROSSSCOPE', ErrorText.crossScope(pair![0].key, pair![1].key, describeScope(r.scope)));
     if (multi) throw new RehomeError('ECROSSSCOPE', ErrorText.scopeInMulti(req.name.toUpperCase(), ks[0]!, describeScope(r.scope)));
+    if (s.conn.tracking !== null) throw new RehomeError('ECROSSSCOPE', ErrorText.scopeTracking(ks[0]!, describeScope(r.scope)));
     r.counters.crossScope--;
     r.counters.outScope++;
     e.local = true;
@@ -133,6 +140,7 @@ async function runOnOld(s: SessionPort, r: ScopeRouting, req: Request, refs: Sco
   const raw = Buffer.from(req.raw); // the framer's chunk is not kept past dispatch
   const db = s.conn.db;
   const auth = s.conn.authRequest;
+  const resp = s.conn.resp;
   const back = refs.filter((k) => returning(r, k));
   if (back.length > 0) {
     const moves = r.back!.gateRefs(back as KeyRef[]);
@@ -143,7 +151,7 @@ async function runOnOld(s: SessionPort, r: ScopeRouting, req: Request, refs: Sco
   }
   const t0 = performance.now();
   try {
-    e.reply = await sideOf(s, r).call(raw, db, auth);
+    e.reply = await sideOf(s, r).call(raw, db, auth, resp);
     if (e.reply[0] === 0x2d) r.counters.outErrors++;
   } catch (err) {
     r.counters.outErrors++;
