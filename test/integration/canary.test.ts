@@ -191,6 +191,15 @@ describe('canary migration by scope', () => {
     expect(replies[1]).toMatch(/^-CROSSSCOPE rehome: 'INCR' inside MULTI or WATCH names 'x:3', outside the migration's scope \* in db 1/);
     expect(replies[2]).toMatch(/^-EXECABORT/);
     raw.close();
+    // Client-side caching: reads of keys out of scope would never be invalidated; refused.
+    const t = await aps[0]!.proxy.raw();
+    t.write(encodeCommand(['HELLO', '3']));
+    t.write(encodeCommand(['CLIENT', 'TRACKING', 'ON']));
+    t.write(encodeCommand(['GET', 'x:4']));
+    const tr = (await t.readReplies(3, 10_000)).map((b) => b.toString('latin1'));
+    expect(tr[1]).toBe('+OK\r\n');
+    expect(tr[2]).toMatch(/^-CROSSSCOPE rehome: 'x:4' is outside the migration's scope \* in db 1, and client-side caching/);
+    t.close();
     await c.select(1);
     expect(await c.incr('x:2')).toBeGreaterThan(1000); // db 1: the new server
     await noKeyInBoth(ctx, aps);
