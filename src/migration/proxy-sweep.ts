@@ -70,7 +70,7 @@ export class ProxySweep {
    * One step: release the published batch, claim the next, publish the one claimed before.
    * `moved` and `failed` count the batches finished during this step.
    */
-  async step(db: number, pool: ControlPool, cursor: string, count: number, touch: TouchSignal): Promise<SweepStepResult> {
+  async step(db: number, pool: ControlPool, cursor: string, count: number, touch: TouchSignal, match: Buffer): Promise<SweepStepResult> {
     this.source = pool;
     const conn = pool.db(db);
     let moved = 0;
@@ -89,7 +89,7 @@ export class ProxySweep {
       r = (await conn.callBuffer(
         'EVAL', SWEEP_CLAIM_SCRIPT, 0, cursor, String(count), opts.owner, String(opts.leaseMs), String(opts.bigKeyBytes), dump ? '1' : '0',
         String(touch.smallCount), String(touch.prevSize), touch.recent ? '1' : '0', String(touch.prevGone),
-        rel?.token ?? '', this.publishingToken, ...(rel ? rel.release.map((i) => rel.keys[i]!) : []),
+        rel?.token ?? '', this.publishingToken, match, ...(rel ? rel.release.map((i) => rel.keys[i]!) : []),
       )) as ClaimReply;
     } catch (e) {
       // Released or not: uncertain. Claims that stayed are taken over by the next mover.
@@ -107,6 +107,7 @@ export class ProxySweep {
     failed += await this.host.sweepClaims(db, claims);
     return {
       cursor: next.toString(), big, bigSizes, failed, heldMs: heldUs / 1000, moved, touched: Math.max(0, touched), count: used, gone,
+      seen: keys.length + big.length + claims.length,
       // Claims moved one by one changed the db after the step: not clients' touches.
       size: claims.length > 0 ? -1 : size,
     };

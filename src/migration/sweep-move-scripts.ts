@@ -31,8 +31,8 @@ end`;
 /**
  * Source, the sweeper's step. ARGV: cursor, count, owner, lease ms, big-key bytes, dump ('1'),
  * small count, previous size, touches recent ('1'), previous gone, then the batch to release:
- * its token, the token of the batch being published (its claim keys are not handed back), and
- * the keys to release. In order: the touches-first signal (SWEEP_SCRIPT's rule: keys that
+ * its token, the token of the batch being published (its claim keys are not handed back), the
+ * SCAN MATCH pattern ('' for none: a canary's scope), and the keys to release. In order: the touches-first signal (SWEEP_SCRIPT's rule: keys that
  * left since the previous step -> the small count), step 6 for the released batch (each claim
  * whose record still holds the token), then one SCAN step claiming (and DUMPing) every small key.
  * Returns {cursor, claimed keys, their token, {index, deadline} pairs for keys with a TTL,
@@ -46,14 +46,15 @@ local others = touchedSince(tonumber(ARGV[8]), tonumber(ARGV[10]))
 -- a claim whose token changed was taken over (this process stalled past its lease): its new
 -- mover releases it
 local released = 0
-for i = 13, #ARGV do
+for i = 14, #ARGV do
   local k = ARGV[i]
   local ck, cr = named('c', k), named('r', k)
   if call('HGET', cr, 't') == ARGV[11] then call('UNLINK', ck, cr); released = released + 1 end
 end
 local count = ARGV[2]
 if others > 0 or ARGV[9] == '1' then count = ARGV[7] end
-local r = call('SCAN', ARGV[1], 'COUNT', count)
+local r
+if ARGV[13] ~= '' then r = call('SCAN', ARGV[1], 'MATCH', ARGV[13], 'COUNT', count) else r = call('SCAN', ARGV[1], 'COUNT', count) end
 local keys, dls, pls, bigs, sizes, claims = {}, {}, {}, {}, {}, {}
 for _, k in ipairs(r[2]) do
   if not own(k, claims) then
