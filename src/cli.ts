@@ -5,15 +5,10 @@
  */
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import cliProgress from 'cli-progress';
-import { runPhaseCli, runStatusCli, runSweeperCli } from './admin/status-cli.js';
-import { runPlanCli } from './tools/plan.js';
-import { runVerifyCli } from './tools/verify.js';
 import { ADMIN_TOKEN_ENV, buildConfig, DEFAULT_CLIENT_LIMITS, DEFAULTS } from './config.js';
 import { ConfigError, RehomeError } from './errors.js';
 import { createOutput, type Output } from './log.js';
 import type { RehomeProxy } from './proxy/server.js';
-import { startRehome } from './start.js';
 import { SERVER_TLS_FLAGS } from './tls-config.js';
 import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
 import { onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
@@ -98,13 +93,22 @@ function log(line: string, fields?: Record<string, unknown>): void {
   out.log(line, fields);
 }
 
+/**
+ * Each subcommand's module, loaded only when it runs: every module a process imports costs start-up
+ * CPU (a `rehome status` needs no Redis client, a proxy no plan or verify).
+ */
+const SUBCOMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>>> = {
+  status: async () => (await import('./admin/status-cli.js')).runStatusCli,
+  sweeper: async () => (await import('./admin/status-cli.js')).runSweeperCli,
+  phase: async () => (await import('./admin/status-cli.js')).runPhaseCli,
+  plan: async () => (await import('./tools/plan.js')).runPlanCli,
+  verify: async () => (await import('./tools/verify.js')).runVerifyCli,
+};
+
 async function main(): Promise<void> {
   const sub = process.argv[2];
-  if (sub === 'status') process.exit(await runStatusCli(process.argv.slice(3)));
-  if (sub === 'sweeper') process.exit(await runSweeperCli(process.argv.slice(3)));
-  if (sub === 'phase') process.exit(await runPhaseCli(process.argv.slice(3)));
-  if (sub === 'plan') process.exit(await runPlanCli(process.argv.slice(3)));
-  if (sub === 'verify') process.exit(await runVerifyCli(process.argv.slice(3)));
+  const loadSubcommand = sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
+  if (loadSubcommand) process.exit(await (await loadSubcommand())(process.argv.slice(3)));
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -188,12 +192,13 @@ async function main(): Promise<void> {
   };
   let proxy: RehomeProxy;
   try {
+    const { startRehome } = await import('./start.js');
     proxy = await startRehome(config, log, { preflight: slot?.preflight ?? true, listening });
   } catch (e) {
     if (e instanceof RehomeError) fail(1, e.message);
     fail(1, (e as Error).message);
   }
-  const stopProgress = showProgress(proxy, config.progress);
+  const stopProgress = await showProgress(proxy, config.progress);
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
@@ -223,12 +228,13 @@ async function main(): Promise<void> {
 }
 
 /** A progress bar on a terminal, a log line every few seconds otherwise. Returns a stopper. */
-function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): () => void {
+async function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): Promise<() => void> {
   if (mode === 'off' || (proxy.phases === null && proxy.migration.phase === 'drained')) return () => {};
   // With phases the migration is replaced on every switch: read the current one each time.
   if (proxy.phases !== null) mode = 'log';
   const m = proxy.migration;
   if (mode === 'bar') {
+    const { default: cliProgress } = await import('cli-progress');
     const bar = new cliProgress.SingleBar(
       {
         format: 'rehome [{bar}] {percentage}% | {value}/{total} keys | {rate} keys/s | ETA {eta_s} | {sweeper}',
