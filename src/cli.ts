@@ -11,7 +11,7 @@ import { createOutput, type Output } from './log.js';
 import type { RehomeProxy } from './proxy/server.js';
 import { SERVER_TLS_FLAGS } from './tls-config.js';
 import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
-import { onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
+import { type FleetAnnouncement, linesUntilAnnounced, onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
        rehome plan --source URL --target URL [--target-from-source host:port] [--on-conflict source|target [--apply]]
@@ -84,13 +84,18 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
 /** Text until the flags say otherwise (and know the --workers slot). */
 let out: Output = createOutput('text');
 
+/** In a --workers worker: its log lines, held until the fleet's listening line is out. */
+let workerLines: FleetAnnouncement | null = null;
+
 function fail(code: number, msg: string): never {
+  workerLines?.release();
   out.fatal(msg);
   process.exit(code);
 }
 
 function log(line: string, fields?: Record<string, unknown>): void {
-  out.log(line, fields);
+  if (workerLines) workerLines.log(line, fields);
+  else out.log(line, fields);
 }
 
 /**
@@ -173,6 +178,7 @@ async function main(): Promise<void> {
   }
   const slot = workerSlot();
   out = createOutput(config.logFormat, slot?.id ?? null);
+  if (slot !== null) workerLines = linesUntilAnnounced((line, fields) => out.log(line, fields));
   if (config.workers > 1 && !cluster.isWorker) await runPrimary(config, out);
   if (slot !== null) config = workerConfig(config, slot);
   // Printed from inside start, before the runtime's held log lines: a small dataset can be
@@ -203,6 +209,7 @@ async function main(): Promise<void> {
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
+    workerLines?.release();
     stopProgress();
     log(`${sig}: no longer accepting clients; finishing in-flight commands`);
     proxy.close().then(
@@ -223,7 +230,9 @@ async function main(): Promise<void> {
   proxy.onDrained(() => {
     toPrimary({ rehome: 'drained', phases: proxy.phases !== null });
     stopProgress();
-    if (config.exitWhenDrained) stop('drained (--exit-when-drained)');
+    if (!config.exitWhenDrained) return;
+    if (workerLines) workerLines.afterAnnounced(() => stop('drained (--exit-when-drained)'));
+    else stop('drained (--exit-when-drained)');
   });
 }
 
