@@ -58,7 +58,6 @@ export const ErrorText = {
   maxClients: () => 'ERR max number of clients reached',
   queryBufferLimit: (limit: number) =>
     `ERR rehome: client query buffer limit reached (more than ${limit} bytes of unfinished requests, see --client-query-buffer-limit); closing the connection`,
-  noproto: () => 'NOPROTO sorry, this protocol version is not supported',
   sourceUnavailable: (detail: string) =>
     `TRYAGAIN rehome: source unavailable, key not moved (${detail})`,
   targetUnavailable: (detail: string) => `TRYAGAIN rehome: target unavailable (${detail})`,
