@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { flags, fmt, freePort, median, REHOME_CLI, startRedis } from './lib.mjs';
+import { childPids, flags, fmt, freePort, median, REHOME_CLI, startRedis } from './lib.mjs';
 
 const opt = flags({ rounds: '8', compare: '' });
 const TIME = '/usr/bin/time';
@@ -28,8 +28,8 @@ function cpuOf(args, untilLine = null) {
     let stdout = '';
     child.stdout.on('data', (d) => {
       stdout += d;
-      // /usr/bin/time passes SIGTERM on to the process it runs.
-      if (untilLine && stdout.includes(untilLine)) child.kill('SIGTERM');
+      // To the process that /usr/bin/time runs: time itself would die of it and report nothing.
+      if (untilLine && stdout.includes(untilLine)) for (const pid of childPids(child.pid)) process.kill(pid, 'SIGTERM');
     });
     child.once('exit', () => {
       const [u, s] = readFileSync(out, 'utf8').trim().split('\n').pop().split(' ').map(Number);
