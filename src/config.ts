@@ -52,6 +52,15 @@ export interface AdminConfig {
 export const ADMIN_TOKEN_ENV = 'REHOME_ADMIN_TOKEN';
 
 /** Everything the proxy needs to run. */
+/** What the proxy uses of a cluster target (src/cluster/front.ts implements it). */
+export interface ClusterTargetHandle {
+  /** The master serving a key's slot now, where MIGRATE sends it; null while no master does. */
+  nodeForKey(key: string): { host: string; port: number } | null;
+  /** Masters and the slots each serves, for status and plan. */
+  masters(): Array<{ host: string; port: number; slots: number }>;
+  close(): Promise<void>;
+}
+
 export interface ProxyConfig {
   /** The plain port; null with `--listen none` (clients then connect over TLS only). */
   listen: { host: string; port: number } | null;
@@ -59,6 +68,12 @@ export interface ProxyConfig {
   tls: ClientTlsConfig | null;
   source: Endpoint;
   target: Endpoint;
+  /**
+   * Set at start when the target is a Redis Cluster (src/cluster/target.ts): `target` is then the
+   * cluster front, and `clusterSeed` what --target named.
+   */
+  cluster?: ClusterTargetHandle;
+  clusterSeed?: Endpoint;
   /** The target's address as the source must dial it for MIGRATE (default: the target's). */
   targetFromSource: { host: string; port: number } | null;
   sweep: boolean;

@@ -37,6 +37,11 @@ export interface MigrateDestination {
   username?: string;
   password?: string;
   timeoutMs: number;
+  /**
+   * A cluster target: the master a key goes to (its slot's), instead of host and port; null
+   * while no master serves the slot. Keys of one MIGRATE are grouped per master.
+   */
+  forKey?: (key: string) => { host: string; port: number } | null;
 }
 
 /** A key in a db. */
@@ -282,9 +287,9 @@ export class Mover {
     return Promise.all(waits).then(() => undefined);
   }
 
-  private migrateArgs(db: number, keys: ReadonlyArray<string | Buffer>): Array<string | Buffer | number> {
+  private migrateArgs(db: number, keys: ReadonlyArray<string | Buffer>, to: { host: string; port: number }): Array<string | Buffer | number> {
     const d = this.dest;
-    const args: Array<string | Buffer | number> = [d.host, d.port];
+    const args: Array<string | Buffer | number> = [to.host, to.port];
     args.push(keys.length === 1 ? keys[0]! : '');
     args.push(db, d.timeoutMs, ...migrateAuthArgs(d));
     if (keys.length > 1) {
@@ -305,6 +310,31 @@ export class Mover {
     timeoutMs?: number,
     sweep = false,
   ): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
+    const forKey = this.dest.forKey;
+    if (forKey === undefined) return this.migrateTo(this.dest, db, keys, timeoutMs, sweep);
+    // A cluster target: one MIGRATE per master. A failure part-way leaves the other groups moved
+    // or not; the caller probes every key (rule 4), as after any failed MIGRATE.
+    const groups = groupByNode(keys, forKey);
+    let moved = 0;
+    for (const [to, group] of groups) {
+      const r = await this.migrateTo(to, db, group, timeoutMs, sweep);
+      moved += r.moved;
+    }
+    return { reply: moved > 0 ? 'OK' : 'NOKEY', moved };
+  }
+
+  /** Whether the sweep script can't be used: it sends a batch to one address (cluster: many). */
+  get groupsByNode(): boolean {
+    return this.dest.forKey !== undefined;
+  }
+
+  private async migrateTo(
+    to: { host: string; port: number },
+    db: number,
+    keys: readonly string[],
+    timeoutMs: number | undefined,
+    sweep: boolean,
+  ): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
     this.stats.migrateCalls++;
     // Keys are latin1 strings (one char per byte). ioredis writes strings as UTF-8, which is the
     // same bytes for ASCII, and writes a command of strings in one piece (Buffers go piece by
@@ -312,7 +342,7 @@ export class Mover {
     const kb: Array<string | Buffer> = keys.some(notAscii)
       ? keys.map((k) => Buffer.from(k, 'latin1'))
       : (keys as string[]);
-    const args = this.migrateArgs(db, kb);
+    const args = this.migrateArgs(db, kb, to);
     if (timeoutMs !== undefined) args[4] = timeoutMs;
     // The sweeper's moves use their own connections, so a client's move never queues behind a
     // sweeper batch on the same socket (only behind the one the source is running).
@@ -633,4 +663,21 @@ export class Mover {
       throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(classify(e).text));
     }
   }
+}
+
+/** Keys grouped by the master their slot is on (the first group: a slot no master serves). */
+function groupByNode(
+  keys: readonly string[],
+  forKey: (key: string) => { host: string; port: number } | null,
+): Map<{ host: string; port: number }, string[]> {
+  const byAddr = new Map<string, { to: { host: string; port: number }; keys: string[] }>();
+  for (const k of keys) {
+    const to = forKey(k);
+    if (to === null) throw new Error(`no master of the cluster serves the slot of key '${k}' (CLUSTERDOWN)`);
+    const id = `${to.host}:${to.port}`;
+    let g = byAddr.get(id);
+    if (g === undefined) byAddr.set(id, (g = { to, keys: [] }));
+    g.keys.push(k);
+  }
+  return new Map([...byAddr.values()].map((g) => [g.to, g.keys]));
 }

@@ -281,7 +281,8 @@ export class Sweeper {
    * scripts are unavailable, SCAN steps and moves go separately (sweepDbSplit).
    */
   private async sweepDb(db: number): Promise<void> {
-    if (!this.scriptOk) return this.sweepDbSplit(db);
+    // A cluster target: the script would MIGRATE a batch to one address; the proxy groups per node.
+    if (!this.scriptOk || this.mover.groupsByNode) return this.sweepDbSplit(db);
     let cursor = '0';
     let prevSize = -1;
     let prevGone = -1;

@@ -396,9 +396,13 @@ export class Runtimes {
       bigKeyBytes: config.bigKeyBytes,
       target,
     });
+    // A cluster target: MIGRATE goes to the master of each key's slot (reverse moves keys into
+    // the old server, a standalone one).
+    const cluster = !reverse ? config.cluster : undefined;
     const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
       host: dest.host,
       port: dest.port,
+      ...(cluster !== undefined ? { forKey: (k: string) => cluster.nodeForKey(k) } : {}),
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
       timeoutMs: config.migrateTimeoutMs,

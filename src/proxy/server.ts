@@ -17,6 +17,7 @@ import { changeSweeper, FleetView, type SweeperAnswer } from './fleet.js';
 import { movesLine, type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
+import { withClusterTarget } from '../cluster/target.js';
 import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
 import { createTlsServer, reloadTls } from './tls-listener.js';
 
@@ -109,8 +110,13 @@ export class RehomeProxy {
    * listening line (opts.listening) is out, so that no line about moves comes before it: the
    * port was bound before any of them happened.
    */
-  static async start(config: ProxyConfig, log: Logger = () => {}, opts: StartOptions = {}): Promise<RehomeProxy> {
-    const pair = await checkPair(config, log, opts.preflight !== false);
+  static async start(given: ProxyConfig, log: Logger = () => {}, opts: StartOptions = {}): Promise<RehomeProxy> {
+    // A cluster target: every connection to the target goes through the cluster front.
+    const config = await withClusterTarget(given, given.limits);
+    const pair = await checkPair(config, log, opts.preflight !== false).catch(async (e: unknown) => {
+      await config.cluster?.close();
+      throw e;
+    });
     const held = holdLines(log);
     let p: RehomeProxy | null = null;
     try {
@@ -124,7 +130,7 @@ export class RehomeProxy {
       p.idle.start();
       p.joinFleet();
       log(
-        `source ${describeEndpoint(config.source)} (redis ${pair.versions.source}), target ${describeEndpoint(config.target)} (redis ${pair.versions.target}), ${rt.ctx.table.size} commands, ${pair.databases} dbs` +
+        `source ${describeEndpoint(config.source)} (redis ${pair.versions.source}), target ${describeEndpoint(config.clusterSeed ?? config.target)}${config.cluster ? ` (a cluster of ${config.cluster.masters().length} masters)` : ''} (redis ${pair.versions.target}), ${rt.ctx.table.size} commands, ${pair.databases} dbs` +
           (pair.phases ? `; phase ${rt.phase} (epoch ${rt.epoch})` : ''),
       );
       if (rt.moves !== null) log(movesLine(rt.moves));
@@ -135,6 +141,7 @@ export class RehomeProxy {
       held.release();
       if (p) await p.abortStart();
       await pair.phases?.close();
+      await config.cluster?.close();
       throw e;
     }
   }
@@ -456,6 +463,7 @@ export class RehomeProxy {
       }
       await this.runtimes.stop();
       await this.pair.phases?.close();
+      await this.config.cluster?.close();
     })();
     return this.stopping;
   }

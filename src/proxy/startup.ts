@@ -133,7 +133,8 @@ async function probeDirection(config: ProxyConfig, which: 'forward' | 'reverse')
   try {
     if (which === 'forward') {
       const dest = config.targetFromSource ?? config.target;
-      return await probeMoveMethod(s, t, { host: dest.host, port: dest.port }, config.target);
+      const cluster = config.cluster;
+      return await probeMoveMethod(s, t, cluster ? (k) => cluster.nodeForKey(k) : { host: dest.host, port: dest.port }, config.target);
     }
     const dest = config.sourceFromTarget ?? config.source;
     return await probeMoveMethod(t, s, { host: dest.host, port: dest.port }, config.source);

@@ -1,0 +1,27 @@
+/**
+ * A cluster as the new server: detected at start (INFO cluster: cluster_enabled:1 on --target),
+ * then every connection rehome makes to "the target" goes to the cluster front (front.ts) instead,
+ * and MIGRATE goes to the master owning each key's slot.
+ */
+import type { ProxyConfig } from '../config.js';
+import type { FramerLimits } from '../resp/request-framer.js';
+import { ClusterFront } from './front.js';
+import { isClusterNode } from './topology.js';
+
+/** How often the slot map is read when no MOVED asked for it. */
+export const SLOT_MAP_REFRESH_MS = 5_000;
+
+/**
+ * When --target is a cluster node: the config with the target replaced by a running cluster
+ * front (config.cluster holds it; the caller closes it). Otherwise the config as it is.
+ */
+export async function withClusterTarget(config: ProxyConfig, limits: FramerLimits): Promise<ProxyConfig> {
+  if (config.cluster !== undefined) return config;
+  if (!(await isClusterNode(config.target, config.connectTimeoutMs * 2))) return config;
+  const front = await ClusterFront.start([config.target], {
+    connectTimeoutMs: config.connectTimeoutMs,
+    refreshMs: SLOT_MAP_REFRESH_MS,
+    limits,
+  });
+  return { ...config, target: front.endpoint, cluster: front, clusterSeed: config.target };
+}

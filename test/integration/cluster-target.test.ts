@@ -1,0 +1,155 @@
+/**
+ * A Redis Cluster as the new server: detected from --target, keys moved on touch to the master
+ * owning their slot, multi-key commands split or refused with CROSSSLOT as the cluster does,
+ * keyspace-wide commands over every master plus the old server, SELECT refused, and the sweeper
+ * draining the old server into the cluster.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { startProxy, type ProxyHandle } from '../helpers/proxy.js';
+import { type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
+import { errorOf, waitFor } from '../helpers/util.js';
+
+let cl: TestCluster;
+let source: RedisServer;
+let proxy: ProxyHandle | null = null;
+
+beforeAll(async () => {
+  [cl, source] = await Promise.all([startCluster(), startRedis()]);
+}, 90_000);
+afterAll(async () => {
+  await proxy?.stop();
+  await cl?.stop();
+  await stopAll(source);
+});
+afterEach(async () => {
+  await proxy?.stop();
+  proxy = null;
+  const s = source.client();
+  await s.flushall();
+  s.disconnect();
+  for (const m of await cl.currentMasters()) {
+    const c = m.client();
+    await c.flushall();
+    c.disconnect();
+  }
+});
+
+async function clusterGet(key: string): Promise<string | null> {
+  const c = cl.client();
+  try {
+    return await c.get(key);
+  } finally {
+    c.disconnect();
+  }
+}
+
+async function seed(n: number): Promise<string[]> {
+  const s = source.client();
+  const keys = Array.from({ length: n }, (_, i) => `key:${i}`);
+  const p = s.pipeline();
+  for (const k of keys) p.set(k, `v-${k}`);
+  await p.exec();
+  s.disconnect();
+  return keys;
+}
+
+describe('cluster target', () => {
+  it('moves keys on first touch to the master owning their slot', async () => {
+    const keys = await seed(50);
+    proxy = await startProxy({ source, target: cl.url });
+    expect(proxy.stderr + proxy.stdout).toMatch(/a cluster of 3 masters/);
+    const c = proxy.client();
+    for (const k of keys.slice(0, 20)) expect(await c.get(k)).toBe(`v-${k}`);
+    const s = source.client();
+    expect(await s.dbsize()).toBe(30);
+    s.disconnect();
+    expect(await cl.dbsize()).toBe(20);
+    for (const k of keys.slice(0, 20)) expect(await clusterGet(k)).toBe(`v-${k}`);
+    // Writes of new keys land on their masters too.
+    await c.set('fresh', '1');
+    expect(await clusterGet('fresh')).toBe('1');
+  });
+
+  it('splits MGET, MSET, DEL, EXISTS across slots and merges the replies in order', async () => {
+    const keys = await seed(10);
+    proxy = await startProxy({ source, target: cl.url });
+    const c = proxy.client();
+    expect(await c.mget(...keys, 'missing')).toEqual([...keys.map((k) => `v-${k}`), null]);
+    expect(await c.mset('a', '1', 'b', '2', 'c', '3')).toBe('OK');
+    expect(await c.mget('c', 'a', 'b')).toEqual(['3', '1', '2']);
+    expect(await c.exists('a', 'b', 'a', 'nope')).toBe(3);
+    expect(await c.touch('a', 'b')).toBe(2);
+    expect(await c.del('a', 'b', 'c', 'nope')).toBe(3);
+    expect(await c.unlink(keys[0]!, keys[1]!)).toBe(2);
+    expect(await cl.dbsize()).toBe(8);
+  });
+
+  it('refuses atomic commands across slots with the cluster\'s CROSSSLOT; same slot works', async () => {
+    proxy = await startProxy({ source, target: cl.url });
+    const c = proxy.client();
+    await c.set('x', '1');
+    expect(await errorOf(c.rename('x', 'y'))).toMatch(/^CROSSSLOT Keys in request don't hash to the same slot/);
+    expect(await errorOf(c.msetnx('x', '1', 'y', '2'))).toMatch(/^CROSSSLOT/);
+    expect(await errorOf(c.sinterstore('d', 's1', 's2'))).toMatch(/^CROSSSLOT/);
+    await c.set('{u}a', '1');
+    expect(await c.rename('{u}a', '{u}b')).toBe('OK');
+    expect(await c.msetnx('{u}c', '1', '{u}d', '2')).toBe(1);
+    expect(await c.eval("return redis.call('GET', KEYS[1])", 1, '{u}b')).toBe('1');
+    expect(await errorOf(c.eval("return 1", 2, 'x', 'y'))).toMatch(/CROSSSLOT/);
+  });
+
+  it('MULTI/EXEC and WATCH on one slot run on its master; a second slot aborts the EXEC', async () => {
+    proxy = await startProxy({ source, target: cl.url });
+    const c = proxy.client();
+    const r = await c.multi().set('{t}1', 'a').incr('{t}n').get('{t}1').exec();
+    expect(r).toEqual([[null, 'OK'], [null, 1], [null, 'a']]);
+    await c.watch('{t}n');
+    expect(await c.multi().incr('{t}n').exec()).toEqual([[null, 2]]);
+    const bad = await errorOf(c.multi().set('{t}1', 'b').set('other', 'c').exec());
+    expect(bad).toMatch(/EXECABORT|CROSSSLOT/);
+    expect(await clusterGet('{t}1')).toBe('a');
+  });
+
+  it('SELECT other than 0 is refused with the cluster\'s error', async () => {
+    proxy = await startProxy({ source, target: cl.url });
+    const raw = await proxy.raw();
+    expect((await raw.command('SELECT', '0')).toString()).toBe('+OK\r\n');
+    expect((await raw.command('SELECT', '1')).toString()).toBe('-ERR SELECT is not allowed in cluster mode\r\n');
+    expect((await raw.command('SET', 'k', 'v')).toString()).toBe('+OK\r\n');
+    raw.close();
+  });
+
+  it('DBSIZE, KEYS, SCAN and RANDOMKEY cover every master and the old server once', async () => {
+    const keys = await seed(40);
+    proxy = await startProxy({ source, target: cl.url });
+    const c = proxy.client();
+    for (const k of keys.slice(0, 15)) await c.get(k);
+    for (let i = 0; i < 10; i++) await c.set(`new:${i}`, 'x');
+    expect(await c.dbsize()).toBe(50);
+    expect((await c.keys('*')).sort()).toEqual([...keys, ...Array.from({ length: 10 }, (_, i) => `new:${i}`)].sort());
+    const seen = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, page] = await c.scan(cursor, 'COUNT', 7);
+      for (const k of page) seen.add(k);
+      cursor = next;
+    } while (cursor !== '0');
+    expect(seen.size).toBe(50);
+    expect(await c.randomkey()).not.toBeNull();
+    expect(await c.flushall()).toBe('OK');
+    expect(await c.dbsize()).toBe(0);
+    expect(await cl.dbsize()).toBe(0);
+  });
+
+  it('the sweeper drains the old server into the cluster', async () => {
+    const keys = await seed(500);
+    proxy = await startProxy({ source, target: cl.url, sweep: true });
+    const s: Redis = source.client();
+    await waitFor(async () => (await s.dbsize()) === 0, 'the sweeper to drain the source', 30_000, 100);
+    s.disconnect();
+    expect(await cl.dbsize()).toBe(500);
+    for (const k of keys.slice(0, 25)) expect(await clusterGet(k)).toBe(`v-${k}`);
+  });
+});
