@@ -56,6 +56,8 @@ export const ADMIN_TOKEN_ENV = 'REHOME_ADMIN_TOKEN';
 export interface ClusterTargetHandle {
   /** The master serving a key's slot now, where MIGRATE sends it; null while no master does. */
   nodeForKey(key: string): { host: string; port: number } | null;
+  /** A node answered MOVED: the slot is served at `to` (the map is read again). */
+  moved(slot: number, to: { host: string; port: number }): void;
   /** Masters and the slots each serves, for status and plan. */
   masters(): Array<{ host: string; port: number; slots: number }>;
   close(): Promise<void>;

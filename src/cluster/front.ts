@@ -81,6 +81,10 @@ export class ClusterFront implements ClusterTargetHandle {
     return this.topology.nodeFor(keySlot(key));
   }
 
+  moved(slot: number, to: ClusterNode): void {
+    this.topology.moved(slot, to);
+  }
+
   masters(): Array<{ host: string; port: number; slots: number }> {
     const { nodes, owner } = this.topology.map;
     const counts = new Array<number>(nodes.length).fill(0);

@@ -42,6 +42,8 @@ export interface MigrateDestination {
    * while no master serves the slot. Keys of one MIGRATE are grouped per master.
    */
   forKey?: (key: string) => { host: string; port: number } | null;
+  /** A cluster target answered MIGRATE with MOVED: the slot map is out of date. */
+  moved?: (slot: number, to: { host: string; port: number }) => void;
 }
 
 /** A key in a db. */
@@ -316,9 +318,22 @@ export class Mover {
     // or not; the caller probes every key (rule 4), as after any failed MIGRATE.
     const groups = groupByNode(keys, forKey);
     let moved = 0;
-    for (const [to, group] of groups) {
-      const r = await this.migrateTo(to, db, group, timeoutMs, sweep);
-      moved += r.moved;
+    for (const [first, group] of groups) {
+      let to = first;
+      for (let tries = 0; ; tries++) {
+        try {
+          moved += (await this.migrateTo(to, db, group, timeoutMs, sweep)).moved;
+          break;
+        } catch (e) {
+          // MOVED/ASK is the node's definite refusal: the RESTOREs it refused did not run and
+          // their keys are still in the source (MIGRATE deletes only what the target took). So
+          // the same MIGRATE goes where the cluster says, without REPLACE (nothing overwritten).
+          const rd = redirectOf(e);
+          if (rd === null || tries >= 2) throw e;
+          if (!rd.ask) this.dest.moved?.(rd.slot, rd.to);
+          to = rd.to;
+        }
+      }
     }
     return { reply: moved > 0 ? 'OK' : 'NOKEY', moved };
   }
@@ -680,4 +695,11 @@ function groupByNode(
     g.keys.push(k);
   }
   return new Map([...byAddr.values()].map((g) => [g.to, g.keys]));
+}
+
+/** A MOVED or ASK in MIGRATE's error ("Target instance replied with error: MOVED 12 h:p"). */
+function redirectOf(e: unknown): { ask: boolean; slot: number; to: { host: string; port: number } } | null {
+  const m = /\b(MOVED|ASK) (\d+) (\S+):(\d+)/.exec(e instanceof Error ? e.message : String(e));
+  if (m === null) return null;
+  return { ask: m[1] === 'ASK', slot: Number(m[2]), to: { host: m[3]!.replace(/^\[|\]$/g, ''), port: Number(m[4]) } };
 }

@@ -402,7 +402,7 @@ export class Runtimes {
     const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
       host: dest.host,
       port: dest.port,
-      ...(cluster !== undefined ? { forKey: (k: string) => cluster.nodeForKey(k) } : {}),
+      ...(cluster !== undefined ? { forKey: (k: string) => cluster.nodeForKey(k), moved: (slot: number, to: { host: string; port: number }) => cluster.moved(slot, to) } : {}),
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
       timeoutMs: config.migrateTimeoutMs,
