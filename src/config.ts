@@ -60,6 +60,12 @@ export interface ClusterTargetHandle {
   moved(slot: number, to: { host: string; port: number }): void;
   /** Masters and the slots each serves, for status and plan. */
   masters(): Array<{ host: string; port: number; slots: number }>;
+  /** Each master with its slot count and DBSIZE (or why it did not answer): plan, status. */
+  census(): Promise<Array<{ host: string; port: number; slots: number; keys: number | null; error: string | null }>>;
+  /** Slots no master serves ("0-99, 5000"), '' when every slot is served. */
+  uncovered(): string;
+  /** For /status: masters with their slots and keys (counted every few seconds), the slot map. */
+  status(): Record<string, unknown>;
   close(): Promise<void>;
 }
 

@@ -24,7 +24,7 @@ import { encodeError } from '../resp/encode.js';
 import { argLower, argStr, type FramerLimits, type Request, RequestFramer } from '../resp/request-framer.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
-import { allMasters, KEYSPACE_WIDE } from './keyspace.js';
+import { allMasters, isInfoWithKeyspace, KEYSPACE_WIDE } from './keyspace.js';
 import { type LinkHost, NodeLink } from './node-link.js';
 import { commonSlot } from './slot.js';
 import { mergeReplies, type Part, SPLIT, splitBySlot } from './split.js';
@@ -273,7 +273,7 @@ export class FrontConn implements LinkHost {
         if (req.argc >= 2 && BROADCAST.has(`${name}|${argLower(req, 1)}`)) return this.everyMaster(req);
         return this.send(this.push(), req.raw, -2, 0);
       default:
-        if (KEYSPACE_WIDE.has(name)) return this.keyspace(req);
+        if (KEYSPACE_WIDE.has(name) || isInfoWithKeyspace(req)) return this.keyspace(req);
         return this.routeKeys(req);
     }
   }

@@ -15,7 +15,7 @@ import type { FramerLimits } from '../resp/request-framer.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { FrontConn } from './front-conn.js';
 import { keySlot } from './slot.js';
-import { type ClusterNode, nodeClient, Topology } from './topology.js';
+import { type ClusterNode, nodeClient, Topology, uncoveredSlots } from './topology.js';
 
 export interface FrontOptions {
   connectTimeoutMs: number;
@@ -26,12 +26,17 @@ export interface FrontOptions {
 
 export class ClusterFront implements ClusterTargetHandle {
   private readonly conns = new Set<FrontConn>();
+  /** The last census (status), and its timer. */
+  private last: Awaited<ReturnType<ClusterFront['census']>> = [];
+  private lastAt = 0;
+  private censusTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly server: net.Server,
     readonly topology: Topology,
     /** What rehome dials instead of the cluster: the front, with the cluster's credentials. */
     readonly endpoint: Endpoint,
+    private readonly timeoutMs: number,
   ) {}
 
   /** Reads the slot map from `seeds` and listens on a free loopback port. */
@@ -72,7 +77,7 @@ export class ClusterFront implements ClusterTargetHandle {
       port: addr.port,
       ...(seed.username !== undefined ? { username: seed.username } : {}),
       ...(seed.password !== undefined ? { password: seed.password } : {}),
-    });
+    }, opts.connectTimeoutMs * 2);
     return front;
   }
 
@@ -92,12 +97,57 @@ export class ClusterFront implements ClusterTargetHandle {
     return nodes.map((n, i) => ({ host: n.host, port: n.port, slots: counts[i]! }));
   }
 
+  async census(): Promise<Array<{ host: string; port: number; slots: number; keys: number | null; error: string | null }>> {
+    const seed = this.topology.seeds[0]!;
+    return Promise.all(this.masters().map(async (m) => {
+      const c = nodeClient(seed, m, this.timeoutMs);
+      try {
+        return { ...m, keys: Number(await c.dbsize()), error: null };
+      } catch (e) {
+        return { ...m, keys: null, error: (e as Error).message };
+      } finally {
+        c.disconnect();
+      }
+    }));
+  }
+
+  /** Counts keys per master every `everyMs` for status (DBSIZE is O(1) on each). */
+  countEvery(everyMs: number): void {
+    const tick = (): void => {
+      void this.census().then((c) => {
+        this.last = c;
+        this.lastAt = Date.now();
+      });
+    };
+    tick();
+    this.censusTimer = setInterval(tick, everyMs);
+    this.censusTimer.unref();
+  }
+
+  status(): Record<string, unknown> {
+    const t = this.topology;
+    return {
+      masters: this.last.map((m) => ({ node: `${m.host}:${m.port}`, slots: m.slots, keys: m.keys, error: m.error })),
+      keys_total: this.last.reduce((a, m) => a + (m.keys ?? 0), 0),
+      counted_at: this.lastAt > 0 ? new Date(this.lastAt).toISOString() : null,
+      slots_unserved: this.uncovered() || null,
+      slot_map_reads: t.refreshes,
+      slot_map_error: t.lastError,
+      front_connections: this.conns.size,
+    };
+  }
+
+  uncovered(): string {
+    return uncoveredSlots(this.topology.map);
+  }
+
   get connections(): number {
     return this.conns.size;
   }
 
   async close(): Promise<void> {
     this.topology.close();
+    if (this.censusTimer !== null) clearInterval(this.censusTimer);
     for (const c of [...this.conns]) c.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }

@@ -9,6 +9,7 @@
  *   DBSIZE     the sum over the masters
  *   RANDOMKEY  a master picked at random, then the others while they have none
  *   FLUSHALL / FLUSHDB   every master; the first error, else OK
+ *   INFO       the first master's, its Keyspace section summed over every master
  *
  * Each runs on the client's own connections to the nodes (its user, docs/DESIGN.md rule 5).
  */
@@ -28,9 +29,57 @@ export const KEYSPACE_WIDE = new Set(['scan', 'keys', 'dbsize', 'randomkey', 'fl
 
 const NODE_BITS = 1024n;
 
+/** INFO's sections that include Keyspace (none named: the default set). */
+function infoHasKeyspace(req: Request): boolean {
+  if (req.argc === 1) return true;
+  for (let i = 1; i < req.argc; i++) {
+    const s = argStr(req, i).toLowerCase();
+    if (s === 'keyspace' || s === 'all' || s === 'everything' || s === 'default') return true;
+  }
+  return false;
+}
+
+export function isInfoWithKeyspace(req: Request): boolean {
+  return req.name === 'info' && infoHasKeyspace(req);
+}
+
+const KEYSPACE_LINE = /^db(\d+):keys=(\d+),expires=(\d+),avg_ttl=(\d+)/;
+
+/** The first master's INFO with its `# Keyspace` lines replaced by the sums over every master. */
+async function info(req: Request, m: AllMasters, nodes: string[]): Promise<Buffer> {
+  const first = await m.call(nodes[0]!, req.raw);
+  if (first[0] !== 0x24) return first;
+  const ks = await Promise.all(nodes.map((n) => m.call(n, KEYSPACE_REQ)));
+  const sums = new Map<number, [number, number, number]>();
+  for (const r of ks) {
+    if (r[0] !== 0x24) return r;
+    for (const line of r.toString('latin1').split('\r\n')) {
+      const x = KEYSPACE_LINE.exec(line);
+      if (x === null) continue;
+      const t = sums.get(Number(x[1])) ?? [0, 0, 0];
+      t[0] += Number(x[2]);
+      t[1] += Number(x[3]);
+      t[2] = Math.max(t[2], Number(x[4]));
+      sums.set(Number(x[1]), t);
+    }
+  }
+  const text = first.toString('latin1', first.indexOf(10) + 1, first.length - 2);
+  const lines = text.split('\r\n').filter((l) => !KEYSPACE_LINE.test(l));
+  const at = lines.indexOf('# Keyspace');
+  if (at < 0) return first;
+  const summed = [...sums].sort((a, b) => a[0] - b[0]).map(([db, t]) => `db${db}:keys=${t[0]},expires=${t[1]},avg_ttl=${t[2]}`);
+  lines.splice(at + 1, 0, ...summed);
+  const body = Buffer.from(lines.join('\r\n'), 'latin1');
+  return Buffer.concat([Buffer.from(`$${body.length}\r\n`), body, Buffer.from('\r\n')]);
+}
+
+const KEYSPACE_REQ = encodeRequest(['INFO', 'keyspace']).raw;
+
 export async function allMasters(req: Request, m: AllMasters): Promise<Buffer> {
   const nodes = m.masters();
   switch (req.name) {
+    case 'info':
+      return info(req, m, nodes);
     case 'scan':
       return scan(req, m, nodes);
     case 'keys': {

@@ -23,5 +23,6 @@ export async function withClusterTarget(config: ProxyConfig, limits: FramerLimit
     refreshMs: SLOT_MAP_REFRESH_MS,
     limits,
   });
+  front.countEvery(2_000);
   return { ...config, target: front.endpoint, cluster: front, clusterSeed: config.target };
 }

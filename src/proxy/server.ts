@@ -409,7 +409,9 @@ export class RehomeProxy {
       fleet: this.fleet?.section() ?? null,
       direction: rt?.phase === 'reverse' ? 'new -> old' : rt?.phase === 'migrate' || !c ? 'old -> new' : null,
       source: describeEndpoint(this.config.source),
-      target: describeEndpoint(this.config.target),
+      target: describeEndpoint(this.config.clusterSeed ?? this.config.target),
+      // A cluster as the new server: keys per master (src/cluster/front.ts).
+      cluster: this.config.cluster?.status() ?? null,
       versions: this.versions,
       uptime_s: Math.round((Date.now() - m.startedAt) / 1000),
       keys: {

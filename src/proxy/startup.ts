@@ -238,6 +238,7 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
     onConflict: config.onConflict,
     apply: config.onConflict !== null,
     moveMethod: config.moveMethod,
+    cluster: config.cluster,
     // reverse is probed when a rollback starts (Pair.methodFor)
     probeReverse: false,
   });
@@ -283,6 +284,7 @@ export async function switchPreconditions(config: ProxyConfig, to: SwitchablePha
       onConflict: null,
       apply: false,
       moveMethod: config.moveMethod,
+      cluster: config.cluster,
       probeReverse: false,
     });
     const first = pre.findings.find((f) => f.level === 'fail');

@@ -7,8 +7,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
-import { startProxy, type ProxyHandle } from '../helpers/proxy.js';
-import { type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
+import { fetchStatus } from '../helpers/admin.js';
+import { runCli, startProxy, type ProxyHandle } from '../helpers/proxy.js';
+import { freePort, type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
 import { errorOf, waitFor } from '../helpers/util.js';
 
 let cl: TestCluster;
@@ -151,5 +152,37 @@ describe('cluster target', () => {
     s.disconnect();
     expect(await cl.dbsize()).toBe(500);
     for (const k of keys.slice(0, 25)) expect(await clusterGet(k)).toBe(`v-${k}`);
+  });
+
+  it('plan checks every slot and master, and FAILs on keys outside db 0', async () => {
+    await seed(5);
+    const ok = await runCli(['plan', '--source', source.url, '--target', cl.url], 30_000);
+    expect(ok.stdout).toMatch(/the cluster serves every slot on 3 masters, all empty/);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    const s = source.client(3);
+    await s.set('elsewhere', '1');
+    s.disconnect();
+    const bad = await runCli(['plan', '--source', source.url, '--target', cl.url], 30_000);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/FAIL.*keys in db 3, but a cluster has db 0 only/);
+  });
+
+  it('/status shows keys per master; verify checks every master once drained', async () => {
+    await seed(300);
+    const admin = `127.0.0.1:${await freePort()}`;
+    proxy = await startProxy({ source, target: cl.url, sweep: true, args: ['--admin', admin, '--progress', 'off'] });
+    const s = source.client();
+    await waitFor(async () => (await s.dbsize()) === 0, 'the sweeper to drain the source', 30_000, 100);
+    s.disconnect();
+    type St = { cluster: { masters: Array<{ node: string; slots: number; keys: number }>; keys_total: number } };
+    const st = await waitFor(async () => {
+      const x = await fetchStatus<St>(admin);
+      return x.cluster.keys_total === 300 ? x : null;
+    }, 'status to count every key on the masters', 10_000, 200);
+    expect(st.cluster.masters.map((m) => m.slots).reduce((a, b) => a + b, 0)).toBe(16384);
+    expect(st.cluster.masters.every((m) => m.keys > 0)).toBe(true);
+    const v = await runCli(['verify', '--source', source.url, '--target', cl.url], 30_000);
+    expect(v.stdout.match(/verify: cluster master .*: \d+ slots, \d+ keys/g)?.length).toBe(3);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
   });
 });
