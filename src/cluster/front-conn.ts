@@ -27,6 +27,7 @@ import { Deque } from '../util/deque.js';
 import { allMasters, isInfoWithKeyspace, KEYSPACE_WIDE } from './keyspace.js';
 import { type LinkHost, NodeLink } from './node-link.js';
 import { commonSlot } from './slot.js';
+import { ClusterTxn, MAX_REDIRECTS, OK, type Pend, redirect, type TxnHost } from './transaction.js';
 import { mergeReplies, type Part, SPLIT, splitBySlot } from './split.js';
 import { type ClusterNode, nodeKey, type Topology } from './topology.js';
 
@@ -39,63 +40,36 @@ export interface FrontContext {
   limits: FramerLimits;
 }
 
-/** A request's place in the reply order. */
-interface Pend {
-  reply: Buffer | null;
-}
-
-interface Txn {
-  /** The slot of every keyed command so far (-2: none yet). */
-  slot: number;
-  queued: Buffer[];
-  failed: boolean;
-}
-
-const OK = Buffer.from('+OK\r\n');
-const QUEUED = Buffer.from('+QUEUED\r\n');
-const MULTI = Buffer.from('*1\r\n$5\r\nMULTI\r\n');
-const EXEC = Buffer.from('*1\r\n$4\r\nEXEC\r\n');
 const ASKING = Buffer.from('*1\r\n$6\r\nASKING\r\n');
-const UNWATCH = Buffer.from('*1\r\n$7\r\nUNWATCH\r\n');
 const IGNORE = (): void => undefined;
-/** Redirects followed for one request before giving up (a slot bouncing between nodes). */
-const MAX_REDIRECTS = 16;
 /** Commands that run at once inside MULTI (everything else is queued here until EXEC). */
 const TXN_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'reset', 'quit']);
 /** CLIENT and SCRIPT/FUNCTION subcommands every node must see. */
 const CLIENT_STATE = new Set(['setname', 'setinfo']);
 const BROADCAST = new Set(['script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
 
-/** A MOVED or ASK error: the slot and where it is served. */
-function redirect(r: Buffer): { ask: boolean; slot: number; node: ClusterNode } | null {
-  if (r[0] !== 0x2d || !(r[1] === 0x4d || r[1] === 0x41)) return null;
-  const m = /^-(MOVED|ASK) (\d+) (.+):(\d+)\r\n$/.exec(r.toString('latin1'));
-  if (m === null) return null;
-  return { ask: m[1] === 'ASK', slot: Number(m[2]), node: { host: m[3]!.replace(/^\[|\]$/g, ''), port: Number(m[4]) } };
-}
-
-export class FrontConn implements LinkHost {
+export class FrontConn implements LinkHost, TxnHost {
   private readonly framer: RequestFramer;
   private readonly out = new Deque<Pend>();
   private readonly links = new Map<string, NodeLink>();
   /** Connection state every node must share, replayed on each new link (AUTH, HELLO, names). */
   private readonly state = new Map<string, Buffer>();
-  private txn: Txn | null = null;
-  private watch: { slot: number; node: ClusterNode } | null = null;
+  private readonly txn: ClusterTxn;
   private tunnel: NodeLink | null = null;
   /** A SUBSCRIBE/MONITOR waiting for the replies before it to go out. */
   private toTunnel: { req: Request; node: ClusterNode } | null = null;
   /** The node of the last request sent (WAIT goes there). */
   private lastNode: ClusterNode | null = null;
   private ending = false;
-  private closed = false;
+  closed = false;
 
   constructor(
     private readonly sock: net.Socket,
-    private readonly ctx: FrontContext,
+    readonly ctx: FrontContext,
     private readonly onClose: (c: FrontConn) => void,
   ) {
     this.framer = new RequestFramer(ctx.limits);
+    this.txn = new ClusterTxn(this);
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
     sock.on('error', () => this.close());
@@ -123,7 +97,7 @@ export class FrontConn implements LinkHost {
 
   // ---------------------------------------------------------------- links
 
-  private link(n: ClusterNode): NodeLink {
+  link(n: ClusterNode): NodeLink {
     const k = nodeKey(n);
     let l = this.links.get(k);
     if (l === undefined) {
@@ -143,7 +117,7 @@ export class FrontConn implements LinkHost {
     this.sock.write(chunk);
   }
 
-  private defaultNode(): ClusterNode | null {
+  defaultNode(): ClusterNode | null {
     return this.ctx.topo.map.nodes[0] ?? null;
   }
 
@@ -174,18 +148,18 @@ export class FrontConn implements LinkHost {
     }
   }
 
-  private push(): Pend {
+  push(): Pend {
     const p: Pend = { reply: null };
     this.out.push(p);
     return p;
   }
 
-  private local(reply: Buffer): void {
+  local(reply: Buffer): void {
     this.push().reply = reply;
     this.flush();
   }
 
-  private done(p: Pend, reply: Buffer): void {
+  done(p: Pend, reply: Buffer): void {
     p.reply = reply;
     if (this.out.peek() === p) this.flush();
   }
@@ -209,7 +183,7 @@ export class FrontConn implements LinkHost {
 
   private handle(req: Request): void {
     const name = req.name;
-    if (this.txn !== null && !TXN_CONTROL.has(name)) return this.queue(req);
+    if (this.txn.open && !TXN_CONTROL.has(name)) return this.txn.queue(req);
     switch (name) {
       case 'select':
         return this.local(req.argc === 2 && argStr(req, 1) === '0' ? OK : encodeError(ErrorText.clusterSelect()));
@@ -232,25 +206,18 @@ export class FrontConn implements LinkHost {
       case 'reset':
         return this.reset(req);
       case 'multi':
-        if (this.watch === null && this.txn === null) {
-          this.txn = { slot: -2, queued: [], failed: false };
-          return this.local(OK);
-        }
-        if (this.txn !== null) return this.local(encodeError('ERR MULTI calls can not be nested'));
-        this.txn = { slot: this.watch!.slot, queued: [], failed: false };
-        return this.local(OK);
+        return this.txn.multi();
       case 'exec':
-        if (this.txn === null) return this.send(this.push(), req.raw, -2, 0); // the server's error
-        return this.exec(this.push(), this.txn, 0);
+        if (!this.txn.open) return this.send(this.push(), req.raw, -2, 0); // the server's error
+        return this.txn.exec(this.push());
       case 'discard':
-        if (this.txn === null) return this.send(this.push(), req.raw, -2, 0);
-        this.txn = null;
-        this.unwatch();
-        return this.local(OK);
+        if (!this.txn.open) return this.send(this.push(), req.raw, -2, 0);
+        return this.txn.discard();
       case 'watch':
-        return this.watchKeys(req);
+        if (this.txn.open) return this.local(encodeError('ERR WATCH inside MULTI is not allowed'));
+        return this.txn.watchKeys(req);
       case 'unwatch':
-        this.unwatch();
+        this.txn.unwatch();
         return this.local(OK);
       case 'subscribe':
       case 'psubscribe':
@@ -373,8 +340,7 @@ export class FrontConn implements LinkHost {
   }
 
   private reset(req: Request): void {
-    this.txn = null;
-    this.watch = null;
+    this.txn.reset();
     this.state.clear();
     const n = this.defaultNode();
     if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
@@ -382,74 +348,6 @@ export class FrontConn implements LinkHost {
     for (const l of this.links.values()) if (l !== first) l.send(req.raw, IGNORE);
     const p = this.push();
     first.send(req.raw, (r) => this.done(p, r));
-  }
-
-  // ---------------------------------------------------------------- transactions
-
-  private queue(req: Request): void {
-    const t = this.txn!;
-    const keys = this.ctx.table.keys(req);
-    if (keys !== null && keys.length > 0) {
-      const s = commonSlot(keys);
-      if (s === -1 || (t.slot >= 0 && s !== t.slot)) {
-        t.failed = true;
-        const watched = s !== -1 && this.watch !== null && this.watch.slot === t.slot;
-        return this.local(encodeError(watched ? ErrorText.clusterWatchSlot() : ErrorText.crossSlot()));
-      }
-      t.slot = s;
-    }
-    t.queued.push(req.raw);
-    this.local(QUEUED);
-  }
-
-  private exec(p: Pend, t: Txn, tries: number): void {
-    this.txn = null;
-    const w = this.watch;
-    this.watch = null;
-    if (t.failed) {
-      if (w !== null) this.link(w.node).send(UNWATCH, IGNORE);
-      return this.done(p, encodeError(ErrorText.execAbort()));
-    }
-    const n = w !== null ? w.node : t.slot >= 0 ? this.ctx.topo.nodeFor(t.slot) : this.defaultNode();
-    if (n === null) return this.done(p, encodeError(ErrorText.slotUnserved()));
-    const l = this.link(n);
-    let moved: { slot: number; node: ClusterNode } | null = null;
-    l.send(MULTI, IGNORE);
-    for (const q of t.queued) {
-      l.send(q, (r) => {
-        const rd = redirect(r);
-        if (rd !== null) moved = rd;
-      });
-    }
-    l.send(EXEC, (r) => {
-      const m = moved as { slot: number; node: ClusterNode } | null;
-      // Nothing ran (EXECABORT): sent again where the slot is now, unless a WATCH was on the
-      // old node (its watch is gone: the EXECABORT stands).
-      if (m !== null && w === null && tries < MAX_REDIRECTS && !this.closed) {
-        this.ctx.topo.moved(m.slot, m.node);
-        return this.exec(p, t, tries + 1);
-      }
-      this.done(p, r);
-    });
-  }
-
-  private watchKeys(req: Request): void {
-    const keys = this.ctx.table.keys(req);
-    if (keys === null || keys.length === 0) return this.send(this.push(), req.raw, -2, 0); // arity error
-    const s = commonSlot(keys);
-    if (s === -1) return this.local(encodeError(ErrorText.crossSlot()));
-    if (this.watch !== null && this.watch.slot !== s) return this.local(encodeError(ErrorText.clusterWatchSlot()));
-    const n = this.ctx.topo.nodeFor(s);
-    if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
-    this.watch = { slot: s, node: n };
-    const p = this.push();
-    this.link(n).send(req.raw, (r) => this.done(p, r));
-  }
-
-  private unwatch(): void {
-    const w = this.watch;
-    this.watch = null;
-    if (w !== null) this.link(w.node).send(UNWATCH, IGNORE);
   }
 
   // ---------------------------------------------------------------- every master, tunnels
