@@ -185,4 +185,26 @@ describe('cluster target', () => {
     expect(v.stdout.match(/verify: cluster master .*: \d+ slots, \d+ keys/g)?.length).toBe(3);
     expect(v.code, v.stdout + v.stderr).toBe(0);
   });
+
+  it('the proxy-side move (--move-method dump) moves keys into the cluster too, sweeper included', async () => {
+    const keys = await seed(200);
+    const s = source.client();
+    await s.set('{tag}k', 'tagged');
+    await s.rpush('a-list', 'x', 'y');
+    proxy = await startProxy({ source, target: cl.url, sweep: true, args: ['--move-method', 'dump'] });
+    const c = proxy.client();
+    expect(await c.get('{tag}k')).toBe('tagged');
+    expect(await c.lrange('a-list', 0, -1)).toEqual(['x', 'y']);
+    await waitFor(async () => (await s.dbsize()) === 0, 'the sweeper to drain the source', 30_000, 100);
+    s.disconnect();
+    // The cluster holds every key (and, until the migration has ended, a publish-once marker each).
+    const all: string[] = [];
+    for (const m of await cl.currentMasters()) {
+      const x = m.client();
+      all.push(...(await x.keys('*')));
+      x.disconnect();
+    }
+    expect(all.filter((k) => !k.startsWith('__rehome:')).length).toBe(202);
+    for (const k of keys.slice(0, 20)) expect(await clusterGet(k)).toBe(`v-${k}`);
+  });
 });
