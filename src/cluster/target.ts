@@ -4,6 +4,8 @@
  * and MIGRATE goes to the master owning each key's slot.
  */
 import type { ProxyConfig } from '../config.js';
+import { RehomeError } from '../errors.js';
+import { describeEndpoint } from '../upstream/endpoint.js';
 import type { FramerLimits } from '../resp/request-framer.js';
 import { ClusterFront } from './front.js';
 import { isClusterNode } from './topology.js';
@@ -17,7 +19,14 @@ export const SLOT_MAP_REFRESH_MS = 5_000;
  */
 export async function withClusterTarget(config: ProxyConfig, limits: FramerLimits): Promise<ProxyConfig> {
   if (config.cluster !== undefined) return config;
-  if (!(await isClusterNode(config.target, config.connectTimeoutMs * 2))) return config;
+  // Both asked at once. Unreachable or refusing: the pair's checks (startup.ts) say why, as for
+  // any server. A cluster node as the old server would show rehome one master's keys of many.
+  const [sourceIs, targetIs] = await Promise.all([config.source, config.target].map((ep) =>
+    isClusterNode(ep, config.connectTimeoutMs).catch(() => false)));
+  if (sourceIs) {
+    throw new RehomeError('ECLUSTER', `the old server ${describeEndpoint(config.source)} is a cluster node: a cluster as the old server is not supported (only as the new one)`);
+  }
+  if (!targetIs) return config;
   const front = await ClusterFront.start([config.target], {
     connectTimeoutMs: config.connectTimeoutMs,
     refreshMs: SLOT_MAP_REFRESH_MS,

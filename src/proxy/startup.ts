@@ -266,6 +266,10 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
  * moves and writes of the old phase can still change what these checks see.
  */
 export async function switchPreconditions(config: ProxyConfig, to: SwitchablePhase, from: PhaseName | null): Promise<void> {
+  if (to === 'reverse' && config.cluster !== undefined) {
+    // The reverse sweeper would scan one master of the cluster and call the whole cluster empty.
+    throw new RehomeError('EPHASE', 'cannot switch to reverse: moving keys back out of a cluster is not supported yet (the new server is a cluster); a rollback is a new migration with the cluster as --source, which is not supported either');
+  }
   if (to === 'hold') {
     // Keys there would vanish for clients, and come back at the next migrate.
     const n = await keysOnNew(config);
