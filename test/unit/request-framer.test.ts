@@ -7,10 +7,10 @@ import {
   argBuf,
   argStr,
   encodeRequest,
-  splitInlineArgs,
   type FramerLimits,
   type Request,
 } from '../../src/resp/request-framer.js';
+import { splitInlineArgs } from '../../src/resp/inline-args.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
