@@ -61,6 +61,8 @@ export class FrontConn implements LinkHost, TxnHost {
   /** The node of the last request sent (WAIT goes there). */
   private lastNode: ClusterNode | null = null;
   private ending = false;
+  /** The client's socket buffer is full: node links are paused until it drains. */
+  private blocked = false;
   closed = false;
 
   constructor(
@@ -72,6 +74,12 @@ export class FrontConn implements LinkHost, TxnHost {
     this.txn = new ClusterTxn(this);
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
+    // A client that does not read its replies: stop reading the nodes until it catches up, so
+    // replies pile up in the nodes' output buffers (bounded there), not in this process.
+    sock.on('drain', () => {
+      this.blocked = false;
+      for (const l of this.links.values()) l.resume();
+    });
     sock.on('error', () => this.close());
     sock.on('close', () => this.close());
   }
@@ -103,6 +111,7 @@ export class FrontConn implements LinkHost, TxnHost {
     if (l === undefined) {
       l = new NodeLink(k, this.ctx.endpoint(n), this, [...this.state.values()]);
       this.links.set(k, l);
+      if (this.blocked) l.pause();
     }
     return l;
   }
@@ -114,7 +123,13 @@ export class FrontConn implements LinkHost, TxnHost {
   }
 
   tunnelData(chunk: Buffer): void {
-    this.sock.write(chunk);
+    if (!this.sock.write(chunk)) this.block();
+  }
+
+  private block(): void {
+    if (this.blocked) return;
+    this.blocked = true;
+    for (const l of this.links.values()) l.pause();
   }
 
   defaultNode(): ClusterNode | null {
@@ -169,12 +184,14 @@ export class FrontConn implements LinkHost, TxnHost {
     let p = this.out.peek();
     if (p === undefined || p.reply === null) return;
     this.sock.cork();
+    let ok = true;
     while (p !== undefined && p.reply !== null) {
-      this.sock.write(p.reply);
+      ok = this.sock.write(p.reply) && ok;
       this.out.shift();
       p = this.out.peek();
     }
     this.sock.uncork();
+    if (!ok) this.block();
     if (this.out.length === 0) {
       if (this.ending) this.sock.end();
       else if (this.toTunnel !== null) this.startTunnel();

@@ -207,4 +207,27 @@ describe('cluster target', () => {
     expect(all.filter((k) => !k.startsWith('__rehome:')).length).toBe(202);
     for (const k of keys.slice(0, 20)) expect(await clusterGet(k)).toBe(`v-${k}`);
   });
+
+  it('phases: hold -> migrate -> drained with a cluster as the new server; reverse is refused', async () => {
+    await seed(100);
+    const admin = `127.0.0.1:${await freePort()}`;
+    proxy = await startProxy({ source, target: cl.url, sweep: true, args: ['--phase', 'hold', '--admin', admin, '--progress', 'off'] });
+    const c = proxy.client();
+    await c.set('in-hold', '1');
+    const s = source.client();
+    expect(await s.get('in-hold')).toBe('1');
+    expect(await cl.dbsize()).toBe(0);
+    const sw = await runCli(['phase', 'migrate', '--admin', admin], 30_000);
+    expect(sw.code, sw.stdout + sw.stderr).toBe(0);
+    await waitFor(async () => (await s.dbsize()) === 1, 'the sweeper to move every key but the phase key', 30_000, 100);
+    s.disconnect();
+    const c2 = proxy.client();
+    expect(await c2.get('in-hold')).toBe('1');
+    expect(await clusterGet('in-hold')).toBe('1');
+    type St = { phase: string };
+    await waitFor(async () => (await fetchStatus<St>(admin)).phase === 'drained', 'drained', 20_000, 200);
+    const rev = await runCli(['phase', 'reverse', '--admin', admin], 30_000);
+    expect(rev.code).not.toBe(0);
+    expect(rev.stdout + rev.stderr).toMatch(/moving keys back out of a cluster is not supported/);
+  });
 });
