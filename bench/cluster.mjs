@@ -37,7 +37,11 @@ function redisBenchmark(port, { test, pipeline, n, cluster }) {
 
 async function startCluster() {
   const nodes = [];
-  for (let i = 0; i < 3; i++) nodes.push(await startRedis(`cluster-${i}`, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf']));
+  // A node above port 55535 refuses to start (its cluster bus is 10000 higher): try another port.
+  while (nodes.length < 3) {
+    const n = await startRedis(`cluster-${nodes.length}`, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf']).catch(() => null);
+    if (n !== null) nodes.push(n);
+  }
   execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-yes'], { stdio: 'ignore' });
   for (;;) {
     const ok = nodes.every((n) => execFileSync('redis-cli', ['-p', String(n.port), 'cluster', 'info']).toString().includes('cluster_state:ok'));

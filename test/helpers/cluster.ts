@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { REDIS_CLI, type RedisServer, startRedis, stopAll } from './redis.js';
+import { freePort, REDIS_CLI, type RedisServer, startRedis, stopAll } from './redis.js';
 import { sleep } from './util.js';
 
 const run = promisify(execFile);
@@ -51,14 +51,22 @@ async function nodeId(s: RedisServer): Promise<string> {
   }
 }
 
+/**
+ * A cluster node on a free port at most 55535: its cluster bus listens 10000 higher, and a node
+ * on a higher port refuses to start.
+ */
+async function startNode(args: string[], binary: string | undefined): Promise<RedisServer> {
+  let port = await freePort();
+  while (port > 55535) port = await freePort();
+  return startRedis({ args, port, ...(binary !== undefined ? { binary } : {}) });
+}
+
 /** Starts a cluster and waits until it serves every slot. */
 export async function startCluster(opts: ClusterOptions = {}): Promise<TestCluster> {
   const m = opts.masters ?? 3;
   const r = opts.replicas ?? 0;
   const args = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000', ...(opts.args ?? [])];
-  const nodes = await Promise.all(
-    Array.from({ length: m * (1 + r) }, () => startRedis({ args, ...(opts.binary !== undefined ? { binary: opts.binary } : {}) })),
-  );
+  const nodes = await Promise.all(Array.from({ length: m * (1 + r) }, () => startNode(args, opts.binary)));
   const clients: Array<InstanceType<typeof Redis.Cluster>> = [];
   const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
   try {

@@ -14,7 +14,7 @@ import { expect } from 'vitest';
 import type { Redis } from 'ioredis';
 import { dumpAll, generator, normalise, seed, type Cmd } from './differential.js';
 import type { ProxyHandle } from './proxy.js';
-import { flushAll, type RedisServer, startRedis } from './redis.js';
+import { flushAll, freePort, type RedisServer, startRedis } from './redis.js';
 import { RawClient, encodeCommand } from './resp.js';
 import { prng, waitFor } from './util.js';
 
@@ -23,7 +23,10 @@ const CROSSSLOT = "-CROSSSLOT Keys in request don't hash to the same slot\r\n";
 
 /** A one-node cluster serving every slot: answers CROSSSLOT exactly where Redis Cluster does. */
 export async function startOracle(): Promise<RedisServer> {
-  const s = await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'] });
+  // Its cluster bus listens 10000 above its port: a node above 55535 refuses to start.
+  let port = await freePort();
+  while (port > 55535) port = await freePort();
+  const s = await startRedis({ port, args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'] });
   const c = s.client();
   await c.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
   await waitFor(async () => String(await c.call('CLUSTER', 'INFO')).includes('cluster_state:ok'), 'the oracle cluster to be ok', 10_000, 50);
