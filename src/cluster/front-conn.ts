@@ -116,10 +116,15 @@ export class FrontConn implements LinkHost, TxnHost {
     return l;
   }
 
-  /** LinkHost: a node connection is gone. The client sees its connection drop, as if direct. */
-  linkGone(link: NodeLink): void {
+  /**
+   * LinkHost: a node connection is gone. One that was up carried this client's state (and a
+   * phase switch kills connections to fence them): the client sees its connection drop, as if
+   * direct. One that never connected (a node down) only failed its own requests, with the cause;
+   * the next request to that node dials again, and the client keeps its other nodes.
+   */
+  linkGone(link: NodeLink, _reason: string, connected: boolean): void {
     if (this.links.get(link.key) === link) this.links.delete(link.key);
-    this.close();
+    if (connected || link.tunnel) this.close();
   }
 
   tunnelData(chunk: Buffer): void {

@@ -18,8 +18,11 @@ export type ReplyFn = (reply: Buffer) => void;
 
 /** What a link tells its front connection. */
 export interface LinkHost {
-  /** The link failed or closed; `pending` says whether requests were in flight on it. */
-  linkGone(link: NodeLink, reason: string, pending: boolean): void;
+  /**
+   * The link failed or closed (its requests got an error); `connected` says whether it was up
+   * (a node that went away) or never connected (a node that is down).
+   */
+  linkGone(link: NodeLink, reason: string, connected: boolean): void;
   /** Raw bytes while the link is a tunnel (pub/sub, MONITOR). */
   tunnelData(chunk: Buffer): void;
 }
@@ -33,6 +36,7 @@ export class NodeLink {
   private readonly ends: number[] = [];
   private partial: Buffer[] | null = null;
   private gone = false;
+  private connected = false;
   /** Every byte from the node goes to the host as it is (subscribed or monitoring). */
   tunnel = false;
 
@@ -45,12 +49,11 @@ export class NodeLink {
     const sock = connectSocket(ep);
     sock.setNoDelay(true);
     this.sock = sock;
-    let connected = false;
     sock.on(connectedEvent(ep), () => {
-      connected = true;
+      this.connected = true;
     });
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
-    const fail = (why: string) => this.fail(connected ? why : `cannot connect to ${key}: ${why}`);
+    const fail = (why: string) => this.fail(this.connected ? why : `cannot connect to ${key}: ${why}`);
     sock.on('error', (e) => fail(e.message));
     sock.on('close', () => fail('connection closed'));
     for (const r of replay) this.send(r, IGNORE);
@@ -131,11 +134,10 @@ export class NodeLink {
 
   private fail(reason: string): void {
     if (this.gone && this.waiting.length === 0) return;
-    const pending = this.waiting.length > 0;
     this.gone = true;
     this.sock.destroy();
     const err = encodeError(ErrorText.clusterNodeLost(this.key, reason));
     for (const f of this.waiting.drain()) f(err);
-    this.host.linkGone(this, reason, pending);
+    this.host.linkGone(this, reason, this.connected);
   }
 }

@@ -230,4 +230,36 @@ describe('cluster target', () => {
     expect(rev.code).not.toBe(0);
     expect(rev.stdout + rev.stderr).toMatch(/moving keys back out of a cluster is not supported/);
   });
+
+  // Last: it leaves the cluster with a dead master.
+  it('a master that is down: its slots get a clear error, every other slot keeps working, the proxy keeps serving', async () => {
+    proxy = await startProxy({ source, target: cl.url });
+    const c = proxy.client();
+    const keys = Array.from({ length: 30 }, (_, i) => `live:${i}`);
+    for (const k of keys) await c.set(k, k);
+    const dead = cl.masters[2]!;
+    const owner = new Map<string, number>();
+    for (const m of cl.masters) {
+      const x = m.client();
+      for (const k of keys) if ((await x.exists(k).catch(() => 0)) === 1) owner.set(k, m.port); // MOVED elsewhere
+      x.disconnect();
+    }
+    dead.kill('SIGKILL');
+    await waitFor(() => !dead.running, 'the master to die', 5_000, 20);
+    const c2 = proxy.client();
+    let ok = 0;
+    let refused = 0;
+    for (const k of keys) {
+      if (owner.get(k) === dead.port) {
+        expect(await errorOf(c2.get(k))).toMatch(/^TRYAGAIN rehome: connection to cluster node .* lost \(cannot connect/);
+        refused++;
+      } else {
+        expect(await c2.get(k)).toBe(k);
+        ok++;
+      }
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(ok).toBeGreaterThan(0);
+    expect(proxy.proc.exitCode).toBeNull();
+  });
 });
