@@ -69,8 +69,20 @@ export class NodeLink {
       return;
     }
     this.waiting.push(f);
+    if (!this.corked) {
+      // Requests sent to this node in one turn of the event loop leave in one write.
+      this.corked = true;
+      this.sock.cork();
+      process.nextTick(this.uncork);
+    }
     this.sock.write(bytes);
   }
+
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.sock.uncork();
+  };
 
   /** Sends bytes whose replies the tunnel carries (pub/sub, MONITOR). */
   write(bytes: Buffer): void {
