@@ -82,6 +82,8 @@ export interface ProxyConfig {
    */
   cluster?: ClusterTargetHandle;
   clusterSeed?: Endpoint;
+  /** --target-cluster: more seed nodes of a cluster target (with --target's credentials and TLS). */
+  targetSeeds: Array<{ host: string; port: number }>;
   /** The target's address as the source must dial it for MIGRATE (default: the target's). */
   targetFromSource: { host: string; port: number } | null;
   sweep: boolean;
@@ -203,6 +205,7 @@ export interface RawOptions extends RawTlsOptions, RawServerTlsOptions {
   source?: string | undefined;
   target?: string | undefined;
   'target-from-source'?: string | undefined;
+  'target-cluster'?: string | undefined;
   'no-sweep'?: boolean | undefined;
   'absent-cache-size'?: string | undefined;
   'migrate-timeout-ms'?: string | undefined;
@@ -274,6 +277,7 @@ export function buildConfig(o: RawOptions, env: Record<string, string | undefine
     tls,
     source,
     target,
+    targetSeeds: (o['target-cluster'] ?? '').split(',').filter((x) => x.trim() !== '').map((x) => parseHostPort('--target-cluster', x.trim())),
     targetFromSource: o['target-from-source']
       ? parseHostPort('--target-from-source', o['target-from-source'])
       : null,

@@ -231,6 +231,18 @@ describe('cluster target', () => {
     expect(rev.stdout + rev.stderr).toMatch(/moving keys back out of a cluster is not supported/);
   });
 
+  it('--target-cluster: more seeds, used when --target does not answer', async () => {
+    const keys = await seed(20);
+    const dead = `redis://127.0.0.1:${await freePort()}`;
+    proxy = await startProxy({ source, target: dead, args: ['--target-cluster', `127.0.0.1:${cl.masters[1]!.port},127.0.0.1:${cl.masters[2]!.port}`] });
+    const c = proxy.client();
+    for (const k of keys) expect(await c.get(k)).toBe(`v-${k}`);
+    expect(await cl.dbsize()).toBe(20);
+    const none = await runCli(['--listen', '127.0.0.1:0', '--source', source.url, '--target', dead, '--target-cluster', `127.0.0.1:${source.port}`, '--no-sweep'], 20_000);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr + none.stdout).toMatch(/--target-cluster: none of .* answers as a cluster node/);
+  });
+
   // Last: it leaves the cluster with a dead master.
   it('a master that is down: its slots get a clear error, every other slot keeps working, the proxy keeps serving', async () => {
     proxy = await startProxy({ source, target: cl.url });
