@@ -292,7 +292,7 @@ export function flags(spec) {
   const out = { ...spec };
   const a = process.argv.slice(2);
   for (let i = 0; i < a.length; i++) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a[i]);
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(a[i]);
     if (!m || !(m[1] in spec)) {
       process.stderr.write(`unknown argument '${a[i]}'; known: ${Object.keys(spec).map((k) => `--${k}`).join(' ')}\n`);
       process.exit(2);

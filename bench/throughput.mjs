@@ -8,6 +8,7 @@
  *   node bench/throughput.mjs --first-touch [--keys 200000] [--clients 50] [--rounds 1]
  *   node bench/throughput.mjs --soak 300 [--workers 1]
  *   node bench/throughput.mjs --tls [--rounds 3] [--seconds 4] [--clients 50] [--random 100000]
+ *   node bench/throughput.mjs --resp3 [--rounds 3] [--seconds 4] [--clients 50] [--random 100000]
  *
  * --floor adds an endpoint 'node-floor': bench/node-floor.mjs, the least a Node.js proxy of rehome's
  * design does (one shared server connection, rehome's framer and reply scanner, nothing else), to
@@ -36,6 +37,10 @@
  * plain direct and rehome in the same rounds. nutcracker has no TLS, so direct-tls is the
  * reference; prints rehome-tls/direct-tls beside rehome/direct.
  *
+ * --resp3: the same settings with redis-benchmark -3 (RESP3), straight to the target (direct-resp3,
+ * the reference: nutcracker does not speak RESP3) and through rehome (rehome-resp3), beside RESP2
+ * through rehome with shared connections (rehome) and with none (rehome-own); see resp3Rows.
+ *
  * Before it starts, the script waits (30 s at a time, up to --load-wait seconds) until the
  * 1-minute load average is below --max-load: the machine is shared.
  */
@@ -63,15 +68,17 @@ const opt = flags({
   compare: '',
   floor: false,
   tls: false,
+  resp3: false,
 });
 const workerCounts = String(opt.workers).split(',').map(Number).filter((n) => n >= 1);
 
 /** One redis-benchmark run; resolves to its CSV row (rps, latencies). */
-function redisBenchmark(port, { test, pipeline, n, cacert = null }) {
+function redisBenchmark(port, { test, pipeline, n, cacert = null, resp3 = false }) {
   const args = [
     '-h', '127.0.0.1', '-p', String(port), '-c', String(opt.clients), '-n', String(n),
     '-r', String(opt.random), '-d', String(opt.size), '-t', test, '-P', String(pipeline), '--csv',
     ...(cacert ? ['--tls', '--cacert', cacert] : []),
+    ...(resp3 ? ['-3'] : []),
   ];
   return new Promise((resolve, reject) => {
     const child = spawn('redis-benchmark', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -288,10 +295,45 @@ async function tlsRows(quiet) {
   // The known-absent cache is per process: warming rehome-tls through its plain port serves both.
   await touchAll(plain.port, 1);
   await touchAll(overTls.port, 1);
+  await sideBySide(endpoints, [['rehome', 'direct'], ['rehome-tls', 'direct-tls']]);
+}
+
+/**
+ * --resp3: redis-benchmark -3 (HELLO 3 on every connection) straight to the target and through
+ * rehome, beside RESP2 through rehome with its shared connections (the default) and with every
+ * client on its own connection (--shared-connections 0), in the same rounds. A RESP3 client uses
+ * only its own connection, so rehome-resp3/rehome-own shows what RESP3 itself costs, and
+ * rehome/rehome-own what a RESP3 shared connection could gain at most.
+ */
+async function resp3Rows(quiet) {
+  console.log(`1-minute load average at the start: ${quiet.load.toFixed(2)}${quiet.quiet ? '' : ' (NOT quiet: figures are noisy)'}`);
+  const source = await startRedis('source');
+  const target = await startRedis('target');
+  const lanes = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'] });
+  const own = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep', '--shared-connections', '0'] });
+  const endpoints = [
+    { name: 'direct', port: target.port, proc: null },
+    { name: 'rehome', port: lanes.port, proc: lanes },
+    { name: 'rehome-own', port: own.port, proc: own },
+    { name: 'direct-resp3', port: target.port, proc: null, resp3: true },
+    { name: 'rehome-resp3', port: lanes.port, proc: lanes, resp3: true },
+  ];
+  console.log(`throughput bench (RESP3): redis-benchmark -c ${opt.clients} -r ${opt.random} -d ${opt.size}, ~${opt.seconds} s per run, ${opt.rounds} round(s); ${os.cpus().length} CPUs, node ${process.version}`);
+  await touchAll(lanes.port, 1);
+  await touchAll(own.port, 1);
+  await sideBySide(endpoints, [['rehome', 'direct'], ['rehome-resp3', 'direct-resp3'], ['rehome-resp3', 'rehome-own'], ['rehome', 'rehome-own']]);
+}
+
+/**
+ * Every setting against every endpoint, the order rotating each round; prints the medians, the
+ * ratios named in `ratios` ([a, b]: a/b) and rehome's CPU per request.
+ */
+async function sideBySide(endpoints, ratios) {
+  const bench = (e, s, n) => redisBenchmark(e.port, { ...s, n, cacert: e.cacert ?? null, resp3: e.resp3 ?? false });
   const n = new Map();
   for (const s of SETTINGS) {
     for (const e of endpoints) {
-      const r = await redisBenchmark(e.port, { ...s, n: s.pipeline > 1 ? 200000 : 30000, cacert: e.cacert });
+      const r = await bench(e, s, s.pipeline > 1 ? 200000 : 30000);
       n.set(`${sname(s)}/${e.name}`, Math.max(20000, Math.round((r.rps * opt.seconds) / 1000) * 1000));
     }
   }
@@ -304,7 +346,7 @@ async function tlsRows(quiet) {
         const k = `${sname(s)}/${e.name}`;
         const c0 = e.proc ? treeCpuSeconds(e.proc.pid) : 0;
         try {
-          const r = await redisBenchmark(e.port, { ...s, n: n.get(k), cacert: e.cacert });
+          const r = await bench(e, s, n.get(k));
           r.cpu = e.proc ? ((treeCpuSeconds(e.proc.pid) - c0) * 1e6) / n.get(k) : NaN;
           if (r.errors.length) problems.push(`round ${round} ${k}: ${r.errors.slice(0, 3).join(' | ')}`);
           results.set(k, [...(results.get(k) ?? []), r]);
@@ -316,24 +358,25 @@ async function tlsRows(quiet) {
     console.log(`  round ${round} done (load ${os.loadavg()[0].toFixed(2)})`);
   }
   const med = (k, f) => median((results.get(k) ?? []).map((r) => r[f]));
+  const ratioNames = ratios.map(([a, b]) => `${a}/${b}`);
   console.log(`\n=== summary: medians of ${opt.rounds} round(s); requests/s ===`);
-  console.log(['setting'.padEnd(10), ...endpoints.map((e) => e.name.padStart(11)), 'rehome/direct'.padStart(14), 'rehome-tls/direct-tls'.padStart(22)].join(' '));
+  console.log(['setting'.padEnd(10), ...endpoints.map((e) => e.name.padStart(13)), ...ratioNames.map((x) => x.padStart(x.length + 1))].join(' '));
   for (const s of SETTINGS) {
     const r = (name) => med(`${sname(s)}/${name}`, 'rps');
     console.log(
       [
         sname(s).padEnd(10),
-        ...endpoints.map((e) => fmt(r(e.name)).padStart(11)),
-        (r('rehome') / r('direct')).toFixed(2).padStart(14),
-        (r('rehome-tls') / r('direct-tls')).toFixed(2).padStart(22),
+        ...endpoints.map((e) => fmt(r(e.name)).padStart(13)),
+        ...ratios.map(([a, b], i) => (r(a) / r(b)).toFixed(2).padStart(ratioNames[i].length + 1)),
       ].join(' '),
     );
   }
+  const proxied = endpoints.filter((e) => e.proc);
   console.log('rehome CPU seconds per 1M requests (utime+stime):');
   for (const s of SETTINGS) {
-    console.log(`  ${sname(s).padEnd(10)} rehome ${fmt(med(`${sname(s)}/rehome`, 'cpu'), 2)}, rehome-tls ${fmt(med(`${sname(s)}/rehome-tls`, 'cpu'), 2)}`);
+    console.log(`  ${sname(s).padEnd(10)} ${proxied.map((e) => `${e.name} ${fmt(med(`${sname(s)}/${e.name}`, 'cpu'), 2)}`).join(', ')}`);
   }
-  for (const p of [plain, overTls]) if (p.exited) problems.push(`${p.name} exited: ${JSON.stringify(p.exited)} ${p.stderr.slice(-1000)}`);
+  for (const p of new Set(proxied.map((e) => e.proc))) if (p.exited) problems.push(`${p.name} exited: ${JSON.stringify(p.exited)} ${p.stderr.slice(-1000)}`);
   console.log(problems.length ? `PROBLEMS:\n  ${problems.join('\n  ')}` : 'problems: none (no redis-benchmark errors, no proxy exits)');
 }
 
@@ -479,5 +522,6 @@ if (opt['first-touch']) {
   await firstTouch();
 } else if (opt.soak > 0) await soak(quiet);
 else if (opt.tls) await tlsRows(quiet);
+else if (opt.resp3) await resp3Rows(quiet);
 else await steadyState(quiet);
 process.exit(0);

@@ -58,7 +58,6 @@ export const ErrorText = {
   maxClients: () => 'ERR max number of clients reached',
   queryBufferLimit: (limit: number) =>
     `ERR rehome: client query buffer limit reached (more than ${limit} bytes of unfinished requests, see --client-query-buffer-limit); closing the connection`,
-  noproto: () => 'NOPROTO sorry, this protocol version is not supported',
   sourceUnavailable: (detail: string) =>
     `TRYAGAIN rehome: source unavailable, key not moved (${detail})`,
   targetUnavailable: (detail: string) => `TRYAGAIN rehome: target unavailable (${detail})`,
@@ -88,6 +87,10 @@ export const ErrorText = {
   clusterNodeLost: (node: string, why: string) => `TRYAGAIN rehome: connection to cluster node ${node} lost (${why})`,
   clusterRedirects: (slot: number) => `TRYAGAIN rehome: slot ${slot} kept moving between cluster nodes (too many MOVED/ASK redirects)`,
   clusterWatchSlot: () => "CROSSSLOT Keys in request don't hash to the same slot (rehome: a transaction's keys must share the slot of its WATCHed keys)",
+  clusterNoResp3: () =>
+    'NOPROTO sorry, this protocol version is not supported (rehome: a cluster as the new server speaks RESP2 only)',
+  clusterNoTracking: () =>
+    'ERR rehome: CLIENT TRACKING is not supported with a cluster as the new server (invalidations would come from every node)',
   execAbort: () => 'EXECABORT Transaction discarded because of previous errors.',
   reservedKey: () => "ERR rehome: keys starting with '__rehome:' are reserved for rehome's own state",
 } as const;

@@ -217,10 +217,15 @@ export class FrontConn implements LinkHost, TxnHost {
         this.local(OK);
         this.ending = true;
         return this.flush();
-      case 'auth':
       case 'hello':
+        // RESP3 brings push messages on any node's connection at any time, which the replies'
+        // order here (one FIFO per node) can't place: clients stay on RESP2.
+        if (req.argc >= 2 && argStr(req, 1) !== '2') return this.local(encodeError(ErrorText.clusterNoResp3()));
+        return this.stateful(req, name);
+      case 'auth':
         return this.stateful(req, name);
       case 'client':
+        if (req.argc >= 2 && argLower(req, 1) === 'tracking') return this.local(encodeError(ErrorText.clusterNoTracking()));
         if (req.argc >= 3 && CLIENT_STATE.has(argLower(req, 1))) {
           return this.stateful(req, `client|${argLower(req, 1)}|${argLower(req, 1) === 'setinfo' ? argLower(req, 2) : ''}`);
         }

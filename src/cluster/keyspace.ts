@@ -102,7 +102,7 @@ export async function allMasters(req: Request, m: AllMasters): Promise<Buffer> {
       let last: Buffer = Buffer.from('$-1\r\n');
       for (let i = 0; i < nodes.length; i++) {
         last = await m.call(nodes[(start + i) % nodes.length]!, req.raw);
-        if (last[0] !== 0x24 || last[1] !== 0x2d) return last; // a key, or an error
+        if ((last[0] !== 0x24 || last[1] !== 0x2d) && last[0] !== 0x5f) return last; // a key, or an error
       }
       return last;
     }

@@ -6,10 +6,13 @@
  * replays those requests on its new connection (their replies unseen) before anything else, so
  * the client sees neither an error nor a closed connection.
  *
- * What is carried: AUTH (or HELLO with AUTH), the db, the name, CLIENT SETINFO. A client with
- * state that cannot be replayed (WATCH, tracking, READONLY, a module's command, an open MULTI,
- * a subscription, MONITOR, a blocking command still in flight) is closed as before the gentle
- * switch; its client library reconnects.
+ * What is carried: AUTH (or HELLO with AUTH), the protocol (HELLO 3), the db, the name, CLIENT
+ * SETINFO, and client-side caching (CLIENT TRACKING without REDIRECT, a pending CLIENT CACHING).
+ * The new connection's tracking knows none of the keys the client cached through the old one,
+ * so a RESP3 tracking client is first sent the invalidation that drops its whole cache. A client
+ * with state that cannot be replayed (WATCH, tracking with REDIRECT, READONLY, a module's
+ * command, an open MULTI, a subscription, MONITOR, a blocking command still in flight) is closed
+ * as before the gentle switch; its client library reconnects (and drops its cache).
  */
 import type net from 'node:net';
 import { encodeRequest, type Request, RequestFramer } from '../resp/request-framer.js';
@@ -27,6 +30,8 @@ export interface Carried {
   readonly held: Request | null;
   /** The client used its own connection only (it changed the connection's state). */
   readonly pinned: boolean;
+  /** A RESP3 client tracking keys: it must drop its cache before anything else reaches it. */
+  readonly invalidate: boolean;
 }
 
 /** Pinning commands whose state the switch carries (the others make a client not carriable). */
@@ -36,9 +41,12 @@ export const CARRIED_STATE = new Set(['select', 'auth', 'hello', 'reset', 'multi
 export function replayRequests(conn: ConnectionView): Request[] {
   const out: Request[] = [];
   if (conn.authRequest !== null) out.push(reframe(conn.authRequest));
+  if (conn.resp === 3) out.push(encodeRequest(['HELLO', '3']));
   if (conn.db !== 0) out.push(encodeRequest(['SELECT', String(conn.db)]));
   if (conn.clientName !== null) out.push(encodeRequest(['CLIENT', 'SETNAME', Buffer.from(conn.clientName, 'latin1')]));
   for (const raw of conn.clientInfo.values()) out.push(reframe(raw));
+  if (conn.tracking !== null) out.push(reframe(conn.tracking));
+  if (conn.cachingNext !== null) out.push(reframe(conn.cachingNext));
   return out;
 }
 

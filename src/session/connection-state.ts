@@ -4,8 +4,8 @@
  * changes only on the server's reply (docs/DESIGN.md rule 6), and nothing after such a command is
  * dispatched before that reply: the next command's keys are moved in the db the server chose.
  */
-import { ErrorText } from '../errors.js';
-import { encodeBulk, encodeError } from '../resp/encode.js';
+import { encodeBulk } from '../resp/encode.js';
+import { nullReply } from '../resp/resp3.js';
 import { argBuf, argLower, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
 import { Entry } from './entry.js';
 import { mergeInfoInExec } from './keyspace-plain.js';
@@ -13,9 +13,9 @@ import type { SessionPort } from './port.js';
 
 /**
  * Makes `e` a connection-state command: dispatch holds what follows until the server answers,
- * and `apply` sees whether the server accepted it (a `+` or array reply).
+ * and `apply` sees whether the server accepted it (a `+`, array or map reply).
  */
-function changesState(s: SessionPort, e: Entry, apply: (ok: boolean, reply: Buffer) => void): void {
+export function changesState(s: SessionPort, e: Entry, apply: (ok: boolean, reply: Buffer) => void): void {
   const conn = s.conn;
   conn.statePending++;
   const prior = e.hook;
@@ -104,12 +104,9 @@ function authenticated(s: SessionPort): void {
 }
 
 export function hello(s: SessionPort, req: Request): void {
-  // rehome speaks RESP2 to its clients; every other version, valid or not, gets the server's
-  // own answer.
-  if (req.argc >= 2 && argStr(req, 1) === '3') {
-    s.localReply(req, encodeError(ErrorText.noproto()));
-    return;
-  }
+  // The protocol changes with the server's OK; a version it refuses (NOPROTO) changes nothing.
+  const version = req.argc >= 2 ? argStr(req, 1) : '';
+  const resp = version === '3' ? 3 : version === '2' ? 2 : null;
   let hasAuth = false;
   let setname = -1;
   for (let i = 2; i < req.argc; i++) {
@@ -134,6 +131,7 @@ export function hello(s: SessionPort, req: Request): void {
   const raw = hasAuth ? Buffer.from(req.raw) : null;
   changesState(s, e, (ok) => {
     if (!ok) return;
+    if (resp !== null) s.conn.resp = resp;
     if (given !== undefined) s.conn.clientName = given;
     if (raw !== null) {
       s.conn.authRequest = raw;
@@ -176,6 +174,10 @@ export function resetDone(s: SessionPort): void {
   conn.authRequest = null;
   conn.clientInfo.clear();
   conn.carriable = true;
+  conn.resp = 2;
+  conn.pushSubscribed = false;
+  conn.tracking = null;
+  conn.cachingNext = null;
   if (s.ctx.fence !== null) {
     conn.named = false;
     conn.clientName = null;
@@ -192,7 +194,7 @@ export function clientName(s: SessionPort, req: Request): boolean {
   const sub = argLower(req, 1);
   if (sub === 'getname' && req.argc === 2) {
     const name = s.conn.clientName;
-    s.localReply(req, name === null ? Buffer.from('$-1\r\n') : encodeBulk(Buffer.from(name, 'latin1')));
+    s.localReply(req, name === null ? nullReply(s.conn.resp) : encodeBulk(Buffer.from(name, 'latin1')));
     return true;
   }
   if (sub !== 'setname' || req.argc !== 3) return false;

@@ -18,6 +18,7 @@ import * as state from './connection-state.js';
 import { gate, gateCopy, gateMove, gateSort } from './gate.js';
 import * as keyspace from './keyspace.js';
 import { SUBSCRIBE_FAMILY, type PubSub, type StreamPort } from './pubsub.js';
+import { carriedClientState, clientTracking, noteCaching } from './tracking.js';
 
 /** What dispatch needs of the session besides what the families use. */
 export interface DispatchPort extends StreamPort {
@@ -69,8 +70,9 @@ export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
   const conn = s.conn;
   if ((!conn.pinned || conn.carriable) && pins(req, c)) {
     conn.pinned = true;
-    if (!CARRIED_STATE.has(name)) conn.carriable = false;
+    if (!CARRIED_STATE.has(name) && !(name === 'client' && carriedClientState(req))) conn.carriable = false;
   }
+  noteCaching(conn, req);
   if (s.upstreamFailed !== null) {
     s.failRequest(req);
     return;
@@ -119,6 +121,7 @@ export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
       // (The client is authenticated here, so its connection is, or will be before this command
       // runs, named for the fence.)
       if (s.ctx.fence !== null && state.clientName(s, req)) return;
+      if (clientTracking(s, req)) return;
       if (req.argc >= 2 && argLower(req, 1) === 'setinfo') {
         // Kept for a phase switch to replay (carry.ts); the server knows only these two.
         const attr = req.argc === 4 ? argLower(req, 2) : '';

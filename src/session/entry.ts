@@ -32,6 +32,8 @@ export class Entry {
   inMulti = false;
   /** Some of the reply already went to the client (streamed while at the front). */
   streaming = false;
+  /** RESP3 (un)subscribe: its reply is the first acknowledgement push (reply-order.ts). */
+  pushReply = false;
   /** Pub/sub or MONITOR stream: every reply on the own connection while it lasts belongs to it. */
   stream = false;
   streamEnded = false;

@@ -8,6 +8,7 @@ import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import { decodeReply } from '../resp/decode.js';
 import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
 import { argBuf, argLower, encodeRequest, type Request } from '../resp/request-framer.js';
+import { nullReply } from '../resp/resp3.js';
 import type { SessionPort } from './port.js';
 
 export function restArgs(req: Request, from: number): Buffer[] {
@@ -49,7 +50,7 @@ export function isReservedReply(reply: Buffer): boolean {
 /** RANDOMKEY of one side, run by rehome (after the client's check), never a reserved key. */
 export async function hiddenRandomKey(s: SessionPort, side: 'source' | 'target', db: number): Promise<Buffer> {
   const k = (await s.ctx[side].db(db).callBuffer('EVAL', RANDOMKEY_SCRIPT, 1, PHASE_KEY)) as Buffer | null;
-  return k === null ? Buffer.from('$-1\r\n') : encodeBulk(k);
+  return k === null ? nullReply(s.conn.resp) : encodeBulk(k);
 }
 
 /** Runs FLUSHALL, FLUSHDB or SWAPDB (in db `inDb`) on the target, keeping rehome's phase key. */

@@ -3,10 +3,9 @@
  * key left out), once drained, and inside MULTI (where INFO's keyspace section is summed over
  * both servers after the EXEC while keys move).
  */
-import { decodeReply } from '../resp/decode.js';
-import { encodeBulk } from '../resp/encode.js';
 import type { Request } from '../resp/request-framer.js';
 import { arrayElements } from '../resp/reply-scanner.js';
+import { isText, textLike, textOf } from '../resp/resp3.js';
 import { Entry } from './entry.js';
 import {
   check, dropFromDb0, hiddenCount, hiddenRandomKey, hiddenRequest, hideReservedArray, isReservedReply, keepingPhaseKey,
@@ -71,8 +70,8 @@ export function hiddenPassThrough(s: SessionPort, req: Request): void {
         () => undefined,
       );
       e.hook = (reply) => {
-        if (reply[0] !== 0x24) return reply;
-        return encodeBulk(Buffer.from(dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), hidden), 'latin1'));
+        if (!isText(reply)) return reply;
+        return textLike(reply, Buffer.from(dropFromDb0(textOf(reply).toString('latin1'), hidden), 'latin1'));
       };
       break;
     }
@@ -127,12 +126,12 @@ export function mergeInfoInExec(s: SessionPort, e: Entry, at: readonly number[])
     const hidden = s.ctx.hideSide === 'target' ? await hiddenCount(s, 'target') : 0;
     const parts: Buffer[] = [Buffer.from(`*${els.length}\r\n`)];
     els.forEach((el, i) => {
-      if (!at.includes(i) || el[0] !== 0x24) {
+      if (!at.includes(i) || !isText(el)) {
         parts.push(el);
         return;
       }
-      const text = dropFromDb0((decodeReply(el) as Buffer).toString('latin1'), hidden);
-      parts.push(encodeBulk(Buffer.from(mergeKeyspaceInfo(text, src), 'latin1')));
+      const text = dropFromDb0(textOf(el).toString('latin1'), hidden);
+      parts.push(textLike(el, Buffer.from(mergeKeyspaceInfo(text, src), 'latin1')));
     });
     return Buffer.concat(parts);
   };

@@ -31,6 +31,7 @@ import { decodeReply } from '../resp/decode.js';
 import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
 import { argBuf, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
 import { arrayElements } from '../resp/reply-scanner.js';
+import { isText, textLike, textOf } from '../resp/resp3.js';
 import { Entry } from './entry.js';
 import {
   check, dropFromDb0, hiddenCount, hiddenRandomKey, hideReservedArray, intReply, isReservedBuf,
@@ -241,15 +242,16 @@ function info(s: SessionPort, req: Request): void {
     // INFO. (The client's own INFO then runs between the two reads of the source.)
     let reply = await check(s, ['INFO', 'rehome-check'], null);
     let merged = '';
-    for (let i = 0; i < COUNT_ATTEMPTS && reply[0] === 0x24; i++) {
+    for (let i = 0; i < COUNT_ATTEMPTS && isText(reply); i++) {
       const before = await sourceKeyspace(s);
       reply = await s.callAsClient(req.raw);
-      if (reply[0] !== 0x24) break;
-      const text = dropFromDb0((decodeReply(reply) as Buffer).toString('latin1'), hiddenInTarget);
+      if (!isText(reply)) break;
+      const text = dropFromDb0(textOf(reply).toString('latin1'), hiddenInTarget);
       merged = mergeKeyspaceInfo(text, before);
       if (sameCounts(await sourceKeyspace(s), before)) break;
     }
-    e.reply = reply[0] === 0x24 ? encodeBulk(Buffer.from(merged, 'latin1')) : reply;
+    // A RESP3 client gets INFO's text as the verbatim string the target sent.
+    e.reply = isText(reply) ? textLike(reply, Buffer.from(merged, 'latin1')) : reply;
   })();
   s.enqueue(e);
 }

@@ -8,6 +8,7 @@ import type { Mover } from '../migration/mover.js';
 import type { SessionFence } from '../phase/phase.js';
 import type { ClientLimits } from '../config.js';
 import type { FramerLimits, Request } from '../resp/request-framer.js';
+import type { Protocol } from '../resp/resp3.js';
 import type { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { Entry } from './entry.js';
@@ -96,6 +97,14 @@ export class ConnectionView {
   clientInfo = new Map<string, Buffer>();
   /** No state a phase switch cannot carry (carry.ts): the session may move to the next phase. */
   carriable = true;
+  /** The protocol the server accepted in HELLO: the shape of rehome's own replies follows it. */
+  resp: Protocol = 2;
+  /** RESP3 (P|S)SUBSCRIBE ran: pushes may come at any time (the client is never idle). */
+  pushSubscribed = false;
+  /** The CLIENT TRACKING ON the server accepted last (no REDIRECT), replayed after a switch. */
+  tracking: Buffer | null = null;
+  /** A CLIENT CACHING the server accepted, for the command after it (replayed with tracking). */
+  cachingNext: Buffer | null = null;
 
   constructor(authed: boolean, pinned: boolean) {
     this.authed = authed;

@@ -70,6 +70,15 @@ export class PubSub {
       s.forwardPlain(req); // arity error from the target
       return;
     }
+    if (s.conn.resp === 3) {
+      // RESP3 has no subscribed mode: any command may follow, messages are pushes, and the
+      // acknowledgement push is the command's reply.
+      if (!req.name.includes('un')) s.conn.pushSubscribed = true;
+      const e = new Entry(req);
+      e.pushReply = true;
+      s.enqueue(e);
+      return;
+    }
     s.conn.subscribed = true;
     this.subCount = 0;
     this.shardCount = 0;

@@ -9,10 +9,17 @@
  *
  * Steady state: a reply for the entry at the front is written straight from the target's chunk
  * (several in one write when they are contiguous in it). No promise, no copy.
+ *
+ * RESP3 push messages (`>`: pub/sub messages, tracking invalidations) answer no request: each is
+ * written to the client as soon as it is complete, between two replies, and completes no entry.
+ * The one exception is a (un)subscribe's acknowledgement, which in RESP3 is that command's only
+ * reply (Entry.pushReply). A push is never streamed in pieces, so it can never land inside
+ * another reply's bytes.
  */
 import type net from 'node:net';
 import { encodeError } from '../resp/encode.js';
 import { ReplyScanner } from '../resp/reply-scanner.js';
+import { pushKind, SUBSCRIBE_ACKS } from '../resp/resp3.js';
 import { Deque } from '../util/deque.js';
 import { type Entry, St } from './entry.js';
 import type { SessionContext } from './port.js';
@@ -41,6 +48,9 @@ export class ReplyOrder {
   /** Pieces of a target reply that spans chunks (not streamed). */
   private partial: Buffer[] | null = null;
   private readonly ends: number[] = [];
+  /** A reply continues from the previous chunk, and whether it is a push. */
+  private continuing = false;
+  private continuingPush = false;
 
   constructor(
     private readonly host: ReplyHost,
@@ -75,6 +85,22 @@ export class ReplyOrder {
     for (let k = 0; k < ends.length; k++) {
       const end = ends[k]!;
       const entry = up.peek();
+      if (s === 0 && this.continuing ? this.continuingPush : chunk[s] === 0x3e) {
+        if (run >= 0) {
+          this.write(chunk.subarray(run, s));
+          run = -1;
+        }
+        const push = this.takeReply(chunk, s, end);
+        s = end;
+        if (entry !== undefined && entry.pushReply && SUBSCRIBE_ACKS.has(pushKind(push) ?? '')) {
+          entry.pushReply = false;
+          up.shift();
+          this.complete(entry, push);
+        } else {
+          this.write(push);
+        }
+        continue;
+      }
       if (entry === undefined) {
         // A reply nobody asked for. An error is the target refusing this connection (its
         // maxclients, protected mode): reported like a failed connect, with the target's words,
@@ -116,11 +142,13 @@ export class ReplyOrder {
       s = end;
     }
     if (run >= 0) this.write(chunk.subarray(run, s));
+    this.continuing = s < chunk.length;
     if (s < chunk.length) {
       // The start (or middle) of a reply that continues in the next chunk.
       const piece = chunk.subarray(s);
       const head = up.peek();
-      if (head !== undefined && !head.stream && head.hook === null && head.post === null && !head.swallow && !head.silent &&
+      this.continuingPush = this.scanner.topType === 0x3e;
+      if (!this.continuingPush && head !== undefined && !head.stream && head.hook === null && head.post === null && !head.swallow && !head.silent &&
           this.out.peek() === head && (this.partial === null || head.streaming)) {
         head.streaming = true;
         this.write(piece);
@@ -145,6 +173,7 @@ export class ReplyOrder {
   /** Drops a reply being assembled (the connection it came on is gone). */
   dropPartial(): void {
     this.partial = null;
+    this.continuing = false;
   }
 
   write(buf: Buffer): void {

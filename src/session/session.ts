@@ -18,6 +18,7 @@ import { ShareKind } from '../commands/table.js';
 import { ErrorText } from '../errors.js';
 import { encodeError } from '../resp/encode.js';
 import type { Request } from '../resp/request-framer.js';
+import { INVALIDATE_ALL } from '../resp/resp3.js';
 import type { ClientLimits } from '../config.js';
 import { type Carried, replayRequests } from './carry.js';
 import { dispatch, type DispatchPort } from './dispatch.js';
@@ -45,6 +46,7 @@ export class Session extends SessionIo implements DispatchPort, SendHost, ReplyH
     super(client, ctx, id, carried);
     // A client carried over a phase switch: replay its connection state unseen, then what it sent.
     if (carried !== null) {
+      if (carried.invalidate) client.write(INVALIDATE_ALL);
       for (const req of carried.replay) this.replayed.add(req);
       this.front.push(...carried.replay);
       if (carried.held !== null) this.front.push(carried.held);
@@ -242,10 +244,13 @@ export class Session extends SessionIo implements DispatchPort, SendHost, ReplyH
     for (const event of ['data', 'end', 'error', 'close', 'drain']) client.removeAllListeners(event);
     this.upstream.destroy();
     this.ctx.onClose(this);
-    return { client, id: this.id, framer: this.framer, replay: replayRequests(conn), held: this.held, pinned: conn.pinned };
+    return {
+      client, id: this.id, framer: this.framer, replay: replayRequests(conn), held: this.held, pinned: conn.pinned,
+      invalidate: conn.tracking !== null && conn.resp === 3,
+    };
   }
   /** Waiting on a reply (a blocking command too), subscribed, or holding a request: not idle. */
   get busy(): boolean {
-    return this.replies.length > 0 || !this.sendQ.idle || this.held !== null || this.conn.subscribed;
+    return this.replies.length > 0 || !this.sendQ.idle || this.held !== null || this.conn.subscribed || this.conn.pushSubscribed;
   }
 }

@@ -10,8 +10,8 @@ export interface PairContext {
   readonly source: RedisServer;
   readonly target: RedisServer;
   readonly proxy: ProxyHandle;
-  /** Starts an extra proxy on the same pair (stopped after the test). */
-  extraProxy(args?: string[]): Promise<ProxyHandle>;
+  /** Starts an extra proxy on the same pair (stopped after the test); `sweep`: with its sweeper. */
+  extraProxy(args?: string[], sweep?: boolean): Promise<ProxyHandle>;
   /** Replaces the current proxy with a fresh one (new cache). */
   restartProxy(args?: string[]): Promise<ProxyHandle>;
 }
@@ -68,8 +68,8 @@ export function usePair(opts: PairOptions = {}): PairContext {
       if (!proxy) throw new Error('no proxy running in this test');
       return proxy;
     },
-    async extraProxy(args?: string[]) {
-      const p = await startProxy({ source: source!, target: target!, args: args ?? opts.proxyArgs ?? [] });
+    async extraProxy(args?: string[], sweep = false) {
+      const p = await startProxy({ source: source!, target: target!, sweep, args: args ?? opts.proxyArgs ?? [] });
       extras.push(p);
       return p;
     },

@@ -113,12 +113,16 @@ describe('cluster target', () => {
     expect(await clusterGet('{t}1')).toBe('a');
   });
 
-  it('SELECT other than 0 is refused with the cluster\'s error', async () => {
+  it('SELECT other than 0, HELLO 3 and CLIENT TRACKING are refused with defined errors', async () => {
     proxy = await startProxy({ source, target: cl.url });
     const raw = await proxy.raw();
     expect((await raw.command('SELECT', '0')).toString()).toBe('+OK\r\n');
     expect((await raw.command('SELECT', '1')).toString()).toBe('-ERR SELECT is not allowed in cluster mode\r\n');
     expect((await raw.command('SET', 'k', 'v')).toString()).toBe('+OK\r\n');
+    // RESP3 and client-side caching are refused with a defined error; the client stays on RESP2.
+    expect((await raw.command('HELLO', '3')).toString()).toMatch(/^-NOPROTO .*cluster as the new server speaks RESP2 only/);
+    expect((await raw.command('CLIENT', 'TRACKING', 'ON')).toString()).toMatch(/^-ERR rehome: CLIENT TRACKING is not supported with a cluster/);
+    expect((await raw.command('GET', 'k')).toString()).toBe('$1\r\nv\r\n');
     raw.close();
   });
 

@@ -284,7 +284,7 @@ describe('data path', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
-  it('answers HELLO and HELLO 2, and refuses HELLO 3 with NOPROTO', async () => {
+  it('answers HELLO, HELLO 2 and HELLO 3 as the target does (RESP3 replies after HELLO 3)', async () => {
     const c = ctx.proxy.client();
     const hello = (await c.call('HELLO')) as unknown[];
     expect(Array.isArray(hello)).toBe(true);
@@ -296,12 +296,19 @@ describe('data path', () => {
     const p = await ctx.proxy.raw();
     try {
       const r = await p.command('HELLO', '3');
-      expect(r.toString()).toMatch(/^-NOPROTO/);
-      // The connection stays usable, still speaking RESP2.
-      expect((await p.command('PING')).toString()).toBe('+PONG\r\n');
-      expect((await p.command('SET', 'after-hello', '1')).toString()).toBe('+OK\r\n');
+      expect(r.toString()).toMatch(/^%7\r\n/);
+      const h3 = parseReply(r) as unknown[];
+      expect(h3[h3.indexOf('proto') + 1]).toBe(3);
+      // The connection now speaks RESP3: a null is '_', a hash a map.
+      expect((await p.command('GET', 'no-such-key')).toString()).toBe('_\r\n');
+      expect((await p.command('HSET', 'after-hello', 'f', 'v')).toString()).toBe(':1\r\n');
+      expect((await p.command('HGETALL', 'after-hello')).toString()).toBe('%1\r\n$1\r\nf\r\n$1\r\nv\r\n');
+      // HELLO 4 is refused by the server, and the protocol stays RESP3.
+      expect((await p.command('HELLO', '4')).toString()).toMatch(/^-NOPROTO/);
+      expect((await p.command('GET', 'no-such-key')).toString()).toBe('_\r\n');
       const h2 = parseReply(await p.command('HELLO', '2'));
       expect(Array.isArray(h2)).toBe(true);
+      expect((await p.command('GET', 'no-such-key')).toString()).toBe('$-1\r\n');
     } finally {
       p.close();
     }

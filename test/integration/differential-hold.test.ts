@@ -32,4 +32,9 @@ describe('differential in hold: proxy vs plain redis', () => {
     await runDifferential(ctx, ref, 'pipelined');
     await newServerUntouched();
   });
+
+  it('RESP3 (HELLO 3 first): 2000 random commands in pipelined batches get the same bytes', async () => {
+    await runDifferential(ctx, ref, 'pipelined', [], 3);
+    await newServerUntouched();
+  });
 });

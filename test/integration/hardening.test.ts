@@ -125,10 +125,10 @@ describe('rule 6: connection state follows the server\'s OK', () => {
     s.disconnect();
   });
 
-  it('HELLO 02 gets the server\'s own error; HELLO 3 is refused with NOPROTO', async () => {
+  it('HELLO 02 and HELLO 4 get the server\'s own errors', async () => {
     const c = ctx.proxy.client();
     expect(await errorOf(c.call('HELLO', '02'))).toBe('ERR Protocol version is not an integer or out of range');
-    expect(await errorOf(c.call('HELLO', '3'))).toMatch(/^NOPROTO/);
+    expect(await errorOf(c.call('HELLO', '4'))).toMatch(/^NOPROTO/);
     expect(await c.call('HELLO', '2')).toContain('proto');
     c.disconnect();
   });

@@ -217,10 +217,12 @@ describe('ReplyScanner: sequences split everywhere', () => {
 describe('ReplyScanner: errors', () => {
   it('throws ProtocolError on a bad type byte', () => {
     expectScanError(b('?what\r\n'));
-    expectScanError(b('%1\r\n+a\r\n+b\r\n')); // RESP3 map
-    expectScanError(b('_\r\n')); // RESP3 null
-    expectScanError(b('+OK\r\n!oops\r\n'));
-    expectScanError(b('*2\r\n:1\r\n#t\r\n')); // bad byte inside an array
+    expectScanError(b('+OK\r\n@oops\r\n'));
+    expectScanError(b('*2\r\n:1\r\n/t\r\n')); // bad byte inside an array
+    expectScanError(b('.\r\n')); // a streamed aggregate's end with none open
+    expectScanError(b('*2\r\n.\r\n'));
+    expectScanError(b('$?\r\n+x\r\n')); // a streamed string's parts start with ';'
+    expectScanError(b('|?\r\n')); // a streamed attribute
     expectScanError(b('$1\r\nab\r\n')); // payload longer than declared: 'b' is not a type byte
   });
 
@@ -229,6 +231,72 @@ describe('ReplyScanner: errors', () => {
     expectScanError(b('*a\r\n'));
     expectScanError(b('$3\rXabc\r\n'));
     expectScanError(b('$--1\r\n'));
+    expectScanError(b('*?1\r\n'));
+    expectScanError(b('=?\r\n'));
+    expectScanError(b('$?\r\n;-1\r\n'));
+  });
+});
+
+// Independent RESP3 builders.
+const line = (t: string, s: string) => b(`${t}${s}\r\n`);
+const str3 = (t: string, v: string) => Buffer.concat([b(`${t}${b(v).length}\r\n`), b(v), b('\r\n')]);
+const agg = (t: string, n: number, items: Buffer[]) => Buffer.concat([b(`${t}${n}\r\n`), ...items]);
+const map = (pairs: Array<[Buffer, Buffer]>) => agg('%', pairs.length, pairs.flat());
+const streamedStr = (parts: string[]) =>
+  Buffer.concat([b('$?\r\n'), ...parts.map((p) => str3(';', p)), b(';0\r\n')]);
+const streamedAgg = (t: string, items: Buffer[]) => Buffer.concat([b(`${t}?\r\n`), ...items, b('.\r\n')]);
+
+describe('ReplyScanner: RESP3', () => {
+  const cases: Array<[string, Buffer]> = [
+    ['null', line('_', '')],
+    ['double', line(',', '3.14')],
+    ['infinite double', line(',', '-inf')],
+    ['boolean', line('#', 't')],
+    ['big number', line('(', '3492890328409238509324850943850943825024385')],
+    ['verbatim string', str3('=', 'txt:Some string\r\nwith CRLF')],
+    ['blob error', str3('!', 'SYNTAX invalid\r\nsyntax')],
+    ['map', map([[simple('first'), int(1)], [bulk('second'), arr([line('#', 'f'), line('_', '')])]])],
+    ['empty map', map([])],
+    ['set', agg('~', 3, [bulk('a'), int(1), line(',', '1.5')])],
+    ['push', agg('>', 2, [bulk('invalidate'), arr([bulk('k1'), bulk('k2')])])],
+    ['push with a null payload', agg('>', 2, [bulk('invalidate'), line('_', '')])],
+    ['attribute before a reply', Buffer.concat([agg('|', 1, [simple('key-popularity'), map([[bulk('a'), line(',', '0.1923')]])]), arr([int(2039123), int(9543892)])])],
+    ['attribute inside an array (it and the value it describes are one element)', agg('*', 2, [agg('|', 1, [simple('ttl'), int(3600)]), bulk('v'), int(2)])],
+    ['nested map in set in push', agg('>', 3, [bulk('message'), bulk('ch'), agg('~', 1, [map([[bulk('x'), line('_', '')]])])])],
+    ['streamed string', streamedStr(['Hell', 'o wor', 'd\r\n'])],
+    ['streamed array', streamedAgg('*', [int(1), bulk('x'), streamedStr(['a'])])],
+    ['streamed map', streamedAgg('%', [bulk('k'), streamedAgg('~', [int(1)]), bulk('k2'), line('_', '')])],
+    ['empty streamed aggregate', streamedAgg('*', [])],
+  ];
+  for (const [name, reply] of cases) {
+    it(`finds the end of a ${name}, split everywhere`, () => {
+      checkAllSplits([reply]);
+      checkAllSplits([simple('OK'), reply, int(1), reply]);
+    });
+  }
+
+  it('reports the type a reply started with (a push is told from a reply)', () => {
+    const sc = new ReplyScanner();
+    const ends: number[] = [];
+    const push = agg('>', 2, [bulk('invalidate'), arr([bulk('k')])]);
+    sc.scan(push.subarray(0, 5), ends);
+    expect(ends).toEqual([]);
+    expect(String.fromCharCode(sc.topType)).toBe('>');
+    sc.scan(push.subarray(5), ends);
+    expect(ends).toEqual([push.length - 5]);
+    sc.scan(map([[bulk('a'), int(1)]]).subarray(0, 3), ends);
+    expect(String.fromCharCode(sc.topType)).toBe('%');
+  });
+
+  it('a mixed stream of RESP2 and RESP3 replies', () => {
+    checkAllSplits([
+      map([[bulk('server'), bulk('redis')], [bulk('proto'), int(3)]]),
+      agg('>', 3, [bulk('subscribe'), bulk('ch'), int(1)]),
+      simple('PONG'),
+      agg('>', 3, [bulk('message'), bulk('ch'), bulk('hi')]),
+      line('_', ''),
+      execLike,
+    ]);
   });
 });
 
