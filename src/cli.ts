@@ -264,6 +264,12 @@ function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): () => vo
     const m = proxy.migration;
     const st = proxy.mover.stats;
     const phase = proxy.phases ? `phase ${proxy.phaseName} (epoch ${proxy.phases.state.epoch}); ` : '';
+    // A canary: its scope's progress (drained or not, the keys outside it, keys coming back).
+    const scope = (proxy.status().scope as { summary: string } | null)?.summary;
+    if (scope) {
+      log(`progress: ${phase}${scope}; ${proxy.clients} clients`);
+      return;
+    }
     if (proxy.phases && m.phase === 'drained') {
       log(`progress: ${phase}nothing to move; ${proxy.clients} clients`);
       return;

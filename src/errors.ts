@@ -72,6 +72,16 @@ export const ErrorText = {
   refused: (cmd: string, why: string) => `ERR rehome: '${cmd}' is not supported through rehome: ${why}`,
   notInMulti: (cmd: string) =>
     `ERR rehome: '${cmd}' inside MULTI is not supported during a migration (it spans both instances)`,
+  /** A command whose keys lie on both sides of a canary migration's scope (like CROSSSLOT). */
+  crossScope: (inKey: string, outKey: string, scope: string) =>
+    `CROSSSCOPE rehome: keys on both sides of the migration's scope: '${showKey(inKey)}' is in scope ${scope}, '${showKey(outKey)}' is not; send them in separate commands`,
+  /** Keys out of scope inside a transaction, which runs on the new server. */
+  scopeInMulti: (cmd: string, key: string, scope: string) =>
+    `CROSSSCOPE rehome: '${cmd}' inside MULTI or WATCH names '${showKey(key)}', outside the migration's scope ${scope}; transactions run on the new server and may use only keys in scope`,
+  scopeTracking: (key: string, scope: string) =>
+    `CROSSSCOPE rehome: '${showKey(key)}' is outside the migration's scope ${scope}, and client-side caching (CLIENT TRACKING) is kept only for keys in scope; turn tracking off for this connection or widen the scope`,
+  oldUnavailable: (where: string, detail: string) =>
+    `TRYAGAIN rehome: the old server ${where} is unavailable for keys outside the scope (${detail})`,
   sortPattern: () =>
     'ERR rehome: SORT with BY or GET patterns reads keys it cannot name, which may still be in the source; not supported during a migration',
   pubsubContext: (cmd: string) =>

@@ -16,6 +16,7 @@ import { ConfigError } from '../errors.js';
 import { RehomeError } from '../errors.js';
 import type { SweepChange } from '../phase/fleet-record.js';
 import { SWITCHABLE, type SwitchablePhase } from '../phase/phase.js';
+import type { ScopeFlags } from '../migration/scope.js';
 import { describeEndpoint, isLoopback } from '../upstream/endpoint.js';
 import { BearerToken, browserAttack, needsToken, type TokenRefusal } from './auth.js';
 import { serveDashboard } from './dashboard.js';
@@ -27,7 +28,7 @@ export interface AdminSubject {
   /** Where the migration stands: the /status body. */
   status(): Record<string, unknown>;
   /** The fleet-wide phase switch; rejects with the reason it was refused. */
-  switchPhase(to: SwitchablePhase): Promise<unknown>;
+  switchPhase(to: SwitchablePhase, scope: ScopeFlags): Promise<unknown>;
   /** Changes the sweeper's rate or pause; rejects with why not (ENOSWEEP: no sweeper to change). */
   setSweeper(change: SweepChange): Promise<unknown>;
   /** Whether clients are served in the current phase right now, and if not why: /readyz. */
@@ -183,7 +184,10 @@ async function handle(
     const to = url.searchParams.get('to') ?? '';
     if (!(SWITCHABLE as readonly string[]).includes(to)) return json(res, 400, { error: 'to must be hold, migrate or reverse' });
     try {
-      const r = await subject.switchPhase(to as SwitchablePhase);
+      // Patterns are bytes, as keys are (latin1 strings in the proxy): the operator's UTF-8 text as sent.
+      const scope = { patterns: url.searchParams.getAll('scope').map((p) => Buffer.from(p, 'utf8').toString('latin1')), dbs: url.searchParams.getAll('scope_db') };
+      if (to !== 'migrate' && (scope.patterns.length > 0 || scope.dbs.length > 0)) return json(res, 400, { error: 'a scope (--scope, --scope-db) is for migrate only' });
+      const r = await subject.switchPhase(to as SwitchablePhase, scope);
       return json(res, 200, r);
     } catch (e) {
       return json(res, 409, { error: (e as Error).message });

@@ -10,6 +10,17 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** A canary migration's figures: each side of the scope (in: the new server, out: the old one). */
+export interface ScopeFigures {
+  inScope: number;
+  outScope: number;
+  crossScope: number;
+  outErrors: number;
+  outSeconds: number;
+  drained: boolean;
+  returning: boolean;
+}
+
 /** The proxy's figures, read when /metrics is scraped. */
 export interface ProxyFigures {
   commands: number;
@@ -28,6 +39,8 @@ export interface ProxyFigures {
   bigKeys: number;
   phase: string;
   epoch: number;
+  /** A canary migration's figures (src/proxy/scope-status.ts); null or absent: no scope. */
+  scope?: ScopeFigures | null;
 }
 
 /**
@@ -108,6 +121,23 @@ export class ProxyMetrics {
     counter('rehome_move_failures_total', 'Keys that could not be moved (client got an error)', () => one(read().moveFailures));
     gauge('rehome_known_absent_cached', 'Keys in the known-absent cache', (g) => g.set(read().cacheSize));
     counter('rehome_big_keys_total', 'Big keys moved alone by the sweeper', () => one(read().bigKeys));
+    // A canary: the slice on the new server against the rest on the old one.
+    counter('rehome_scope_commands_total', 'Commands by side of the canary scope (in: new server, out: old server, cross: refused with CROSSSCOPE)', () => {
+      const s = read().scope;
+      return s ? [[{ side: 'in' }, s.inScope], [{ side: 'out' }, s.outScope], [{ side: 'cross' }, s.crossScope]] : [];
+    }, ['side']);
+    counter('rehome_scope_errors_total', 'Error replies and failures of commands out of the canary scope (served by the old server)', () => {
+      const s = read().scope;
+      return s ? [[{ side: 'out' }, s.outErrors]] : [];
+    }, ['side']);
+    counter('rehome_scope_out_seconds_total', 'Time spent on commands out of the canary scope, on the old server', () => {
+      const s = read().scope;
+      return s ? one(s.outSeconds) : [];
+    });
+    gauge('rehome_scope_drained', '1 once the canary scope holds no key on the old server (-1: no scope)', (g) => {
+      const s = read().scope;
+      g.set(s ? (s.drained ? 1 : 0) : -1);
+    });
   }
 
   observeCommand(seconds: number): void {

@@ -37,8 +37,13 @@ ${COMMON_OPTIONS}`,
 
 ${COMMON_OPTIONS}`,
   phase: `usage: rehome phase hold|migrate|reverse --admin [host:]port [--admin-token TOKEN]
+                   [--scope PATTERN]... [--scope-db N]...
 
   Switches the phase of every rehome process of the pair (ask any one of them).
+  migrate with --scope/--scope-db migrates only those keys (a canary): glob patterns as SCAN
+  MATCH takes them, and/or dbs; both repeatable. The flags give the whole scope: more than the
+  scope in force widens it, fewer narrows it (keys that leave it move back to the old server).
+  migrate with neither is the full migration.
 
 ${COMMON_OPTIONS}`,
 } as const;
@@ -46,7 +51,7 @@ ${COMMON_OPTIONS}`,
 type Sub = keyof typeof USAGE;
 
 /** Where to send the request, with what token, and the parsed flags; or the exit code (usage, --help). */
-type Parsed = { endpoint: { host: string; port: number }; token: string | null; json: boolean; positionals: string[] } | number;
+type Parsed = { endpoint: { host: string; port: number }; token: string | null; json: boolean; positionals: string[]; scope: string[]; scopeDbs: string[] } | number;
 
 function usageError(sub: Sub, msg: string): number {
   process.stderr.write(`rehome ${sub}: ${msg} (see --help)\n`);
@@ -64,6 +69,7 @@ function parseAdminArgs(sub: Sub, argv: string[]): Parsed {
         'admin-token': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         ...(sub === 'status' ? { json: { type: 'boolean' } } : {}),
+        ...(sub === 'phase' ? { scope: { type: 'string', multiple: true }, 'scope-db': { type: 'string', multiple: true } } : {}),
       },
       strict: true,
       allowPositionals: sub !== 'status',
@@ -82,6 +88,8 @@ function parseAdminArgs(sub: Sub, argv: string[]): Parsed {
       token: adminToken(values['admin-token'], process.env),
       json: values.json === true,
       positionals,
+      scope: (values.scope as string[] | undefined) ?? [],
+      scopeDbs: (values['scope-db'] as string[] | undefined) ?? [],
     };
   } catch (e) {
     if (e instanceof ConfigError) return usageError(sub, e.message);
@@ -170,6 +178,7 @@ export function renderStatus(st: Record<string, any>): string {
   const lines: string[] = [];
   lines.push(`phase        ${st.phase}${st.epoch !== null && st.epoch !== undefined ? ` (epoch ${st.epoch})` : ''}${st.drained_at ? ` (drained since ${st.drained_at})` : ''}${st.direction === 'new -> old' ? '  [keys move new -> old]' : ''}`);
   const fleet = st.fleet;
+  if (st.scope) lines.push(...scopeLines(st.scope));
   if (fleet) lines.push(...fleetLines(fleet));
   const ph = st.phases;
   if (ph) {
@@ -251,8 +260,19 @@ export async function runPhaseCli(argv: string[]): Promise<number> {
   if (!to || !['hold', 'migrate', 'reverse'].includes(to) || p.positionals.length !== 1) {
     return usageError('phase', 'expected hold, migrate or reverse');
   }
-  const r = await send('phase', p, 'POST', `/phase?to=${to}`);
+  if (to !== 'migrate' && (p.scope.length > 0 || p.scopeDbs.length > 0)) return usageError('phase', '--scope and --scope-db are for migrate only');
+  const q = [`to=${to}`, ...p.scope.map((s) => `scope=${encodeURIComponent(s)}`), ...p.scopeDbs.map((d) => `scope_db=${encodeURIComponent(d)}`)];
+  const r = await send('phase', p, 'POST', `/phase?${q.join('&')}`);
   if (r === null) return 1;
   process.stdout.write(r.body);
   return r.code === 200 ? 0 : 1;
+}
+
+/** A canary's lines: its scope's state, and each side's commands (src/proxy/scope-status.ts). */
+function scopeLines(sc: Record<string, any>): string[] {
+  const c = sc.commands ?? {};
+  return [
+    `scope        ${sc.summary}`,
+    `  in scope   ${c.in_scope ?? 0} commands (new server); out of scope ${c.out_of_scope ?? 0} (old server, ${sc.errors?.out_of_scope ?? 0} errors, avg ${sc.out_of_scope_avg_ms ?? '-'} ms); ${c.cross_scope_refused ?? 0} refused (CROSSSCOPE)`,
+  ];
 }

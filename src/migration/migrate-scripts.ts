@@ -7,7 +7,8 @@ import { OWN_KEY_LUA } from './move-keys.js';
 /**
  * The sweeper's step, inside the source. ARGV: cursor, count, big-key bytes, host, port, db,
  * timeout, small count, previous size, touches recent, keys the server expired or evicted so far
- * at the previous step's end, [AUTH pass | AUTH2 user pass]. Returns {next cursor, keys moved,
+ * at the previous step's end, a SCAN MATCH pattern ('' for none: a canary's scope, scope.ts),
+ * [AUTH pass | AUTH2 user pass]. Returns {next cursor, keys moved,
  * big keys, their sizes, error text or '', the small keys (only when MIGRATE failed, to be
  * probed), microseconds the step held the source, how many keys MIGRATE was given, the db's size
  * after, keys that left since the previous step, the SCAN count used, the K of every claim key
@@ -45,10 +46,11 @@ if prev >= 0 then
 end
 local count = ARGV[2]
 if others > 0 or ARGV[10] == '1' then count = ARGV[8] end
-local r = call('SCAN', ARGV[1], 'COUNT', count)
+local r
+if ARGV[12] ~= '' then r = call('SCAN', ARGV[1], 'MATCH', ARGV[12], 'COUNT', count) else r = call('SCAN', ARGV[1], 'COUNT', count) end
 local lim = tonumber(ARGV[3])
 local args = {'MIGRATE', ARGV[4], ARGV[5], '', ARGV[6], ARGV[7]}
-for i = 12, #ARGV do args[#args + 1] = ARGV[i] end
+for i = 13, #ARGV do args[#args + 1] = ARGV[i] end
 args[#args + 1] = 'KEYS'
 local first, n = #args + 1, #args
 local big, sizes, claims = {}, {}, {}

@@ -30,7 +30,7 @@ export async function migrateSweepStep(
   host: MigrateSweepHost,
   pool: ControlPool,
   d: MigrateDestination,
-  step: { db: number; cursor: string; count: number; bigKeyBytes: number; timeoutMs: number; touch: TouchSignal },
+  step: { db: number; cursor: string; count: number; bigKeyBytes: number; timeoutMs: number; touch: TouchSignal; match: Buffer },
 ): Promise<SweepStepResult> {
   const { db, touch } = step;
   const t0 = performance.now();
@@ -39,7 +39,7 @@ export async function migrateSweepStep(
     .callBuffer(
       'EVAL', SWEEP_SCRIPT, '0', step.cursor, String(step.count), String(step.bigKeyBytes), d.host, String(d.port), String(db),
       String(step.timeoutMs), String(touch.smallCount), String(touch.prevSize), touch.recent ? '1' : '0', String(touch.prevGone),
-      ...migrateAuthArgs(d),
+      step.match, ...migrateAuthArgs(d),
     )) as [Buffer, number, Buffer[], number[], Buffer, Buffer[], number, number, number, number, number, Buffer[], number];
   const [next, moved, big, bigSizes, errBuf, small, heldUs, sent, size, others, used, claims, gone] = r;
   const err = errBuf.toString('latin1');
@@ -61,6 +61,6 @@ export async function migrateSweepStep(
   failed += await host.sweepClaims(db, claims);
   return {
     cursor: next.toString('latin1'), moved, big, bigSizes, failed, heldMs: heldUs / 1000,
-    size, touched: Math.max(0, others), count: used, gone,
+    size, touched: Math.max(0, others), count: used, gone, seen: sent + big.length + claims.length,
   };
 }

@@ -25,6 +25,12 @@ export interface MigrationOptions {
   watchIntervalMs: number;
   /** Keys move new -> old (reverse, a rollback): the source is the new server. */
   reverse?: boolean;
+  /**
+   * A canary's part (docs/DESIGN.md "Scope"): `scope`, the forward sweep of the scope's keys;
+   * `return`, the sweep that brings keys that left the scope home. Its drained is that part's
+   * only: the mover keeps consulting the source (it still holds keys outside the scope).
+   */
+  part?: { kind: 'scope' | 'return'; label: string } | null;
 }
 
 /** Drives and reports the migration; see the file comment. */
@@ -131,7 +137,7 @@ export class Migration {
     this.lastAt = now;
     try {
       const per = await visibleKeyspace(this.source.db(0));
-      if (this.phase === 'drained') {
+      if (this.phase === 'drained' && !this.opts.part) {
         const n = Object.values(per).reduce((a, b) => a + b, 0);
         if (n > 0 && !this.warnedRefill) {
           this.warnedRefill = true;
@@ -155,8 +161,18 @@ export class Migration {
     if (this.phase === 'drained') return;
     this.phase = 'drained';
     this.drainedAt = Date.now();
-    this.remainingPerDb = {};
     this.rate = 0;
+    const part = this.opts.part ?? null;
+    if (part !== null) {
+      // The source's count goes on (status: the keys outside the scope still there).
+      void this.refresh();
+      this.log(part.kind === 'scope'
+        ? `scope ${part.label} drained (${this.moved} keys moved in ${((this.drainedAt - this.startedAt) / 1000).toFixed(1)} s); keys outside the scope stay on the old server`
+        : `keys that left the scope (${part.label}) are all back on the old server (${this.moved} keys moved back)`);
+      for (const f of this.drainedListeners.splice(0)) f();
+      return;
+    }
+    this.remainingPerDb = {};
     this.mover.drained = true;
     const took = `${this.moved} keys moved in ${((this.drainedAt - this.startedAt) / 1000).toFixed(1)} s`;
     this.log(

@@ -87,13 +87,15 @@ return out`;
 
 /**
  * Source, the sweeper's step: SCAN one step, then claim (and DUMP, if ARGV[6] is '1') every small
- * key found. ARGV: cursor, count, owner, lease ms, big-key bytes, dump. Returns {cursor, keys, tokens, deadlines,
+ * key found. ARGV: cursor, count, owner, lease ms, big-key bytes, dump, SCAN MATCH pattern ('' for
+ * none: a canary's scope). Returns {cursor, keys, tokens, deadlines,
  * payloads, big keys, their sizes, claim keys' K found (abandoned or in flight, moved one by one),
  * microseconds the step held the source, keys left in the db, the claims' lease end}. Other reserved keys are skipped.
  */
 export const SWEEP_CLAIM_SCRIPT = `${LIB}${OWN_KEY_LUA}
 local owner, lease, big, dump = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
-local r = call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local r
+if (ARGV[7] or '') ~= '' then r = call('SCAN', ARGV[1], 'MATCH', ARGV[7], 'COUNT', ARGV[2]) else r = call('SCAN', ARGV[1], 'COUNT', ARGV[2]) end
 local keys, toks, dls, pls, bigs, sizes, claims = {}, {}, {}, {}, {}, {}, {}
 for _, k in ipairs(r[2]) do
   if not own(k, claims) then

@@ -69,6 +69,9 @@ const TOUCH: How = { cache: true, origin: 'touch' };
 
 const NO_FAILURES: Map<string, Error> = new Map();
 
+/** A sweep step without SCAN MATCH. */
+const NO_MATCH = Buffer.alloc(0);
+
 /** Moves keys from the source to the target; see the file comment. */
 export class Mover {
   readonly stats: MoverStats = {
@@ -298,10 +301,11 @@ export class Mover {
     bigKeyBytes: number,
     timeoutMs: number,
     touch: TouchSignal = NO_TOUCH_SIGNAL,
+    match: Buffer = NO_MATCH,
   ): Promise<SweepStepResult> {
     const pool = this.sweepSource ?? this.source;
-    if (this.proxySweep !== null && this.method !== 'migrate') return this.proxySweep.step(db, pool, cursor, count);
-    return migrateSweepStep(this.migrateSweep, pool, this.dest, { db, cursor, count, bigKeyBytes, timeoutMs, touch });
+    if (this.proxySweep !== null && this.method !== 'migrate') return this.proxySweep.step(db, pool, cursor, count, match);
+    return migrateSweepStep(this.migrateSweep, pool, this.dest, { db, cursor, count, bigKeyBytes, timeoutMs, touch, match });
   }
 
   private readonly migrateSweep: MigrateSweepHost = {

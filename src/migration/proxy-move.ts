@@ -90,6 +90,9 @@ export interface ProxySweepStep {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** A sweep step without SCAN MATCH. */
+const EMPTY = Buffer.alloc(0);
+
 /** Carries keys from the source to the target through the protocol; see the file comment. */
 export class ProxyMove {
   /** Publishes that found the target's copy (or its marker) there first. */
@@ -229,9 +232,9 @@ export class ProxyMove {
    * script, one source script); the caller may start the next step meanwhile. Big keys and
    * claim keys found come back for the caller to move one by one.
    */
-  async claimStep(db: number, conn: Redis, cursor: string, count: number): Promise<ProxySweepStep> {
+  async claimStep(db: number, conn: Redis, cursor: string, count: number, match: Buffer = EMPTY): Promise<ProxySweepStep> {
     const dump = this.opts.method === 'dump' ? '1' : '0';
-    const r = (await conn.callBuffer('EVAL', SWEEP_CLAIM_SCRIPT, 0, cursor, String(count), this.opts.owner, String(this.opts.leaseMs), String(this.opts.bigKeyBytes), dump)) as [
+    const r = (await conn.callBuffer('EVAL', SWEEP_CLAIM_SCRIPT, 0, cursor, String(count), this.opts.owner, String(this.opts.leaseMs), String(this.opts.bigKeyBytes), dump, match)) as [
       Buffer, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[], number[], Buffer[], number, number, number,
     ];
     const [next, keys, toks, dls, payloads, big, bigSizes, claims, heldUs, size, leaseEnd] = r;

@@ -31,8 +31,8 @@ export class ProxySweep {
    * Claims the next batch and finishes the previous one: `moved` and `failed` count the batch
    * finished during this step (the previous one; at a db's last step, this one too).
    */
-  async step(db: number, pool: ControlPool, cursor: string, count: number): Promise<SweepStepResult> {
-    const st = await this.proxy.claimStep(db, pool.db(db), cursor, count);
+  async step(db: number, pool: ControlPool, cursor: string, count: number, match: Buffer): Promise<SweepStepResult> {
+    const st = await this.proxy.claimStep(db, pool.db(db), cursor, count, match);
     const prev = this.finishing;
     this.finishing = st.carried.length > 0 ? this.finish(db, st.carried) : null;
     const done: ProxyMoveResult[] = [];
@@ -49,7 +49,8 @@ export class ProxySweep {
       this.host.book(r);
     }
     failed += await this.host.sweepClaims(db, st.claims);
-    return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count, gone: -1 };
+    const seen = st.carried.length + st.big.length + st.claims.length;
+    return { cursor: st.cursor, moved, big: st.big, bigSizes: st.bigSizes, failed, heldMs: st.heldMs, size: st.size, touched: 0, count, gone: -1, seen };
   }
 
   private finish(db: number, carried: readonly Carried[]): Promise<ProxyMoveResult> {

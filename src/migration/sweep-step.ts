@@ -36,4 +36,6 @@ export interface SweepStepResult {
   gone: number;
   /** The SCAN count the step used (the small one when touches were seen). */
   count: number;
+  /** Keys of the client's the step found (a scoped sweep's pass that finds none has drained it). */
+  seen: number;
 }

@@ -17,6 +17,7 @@ import type { Redis } from 'ioredis';
 import type { ControlPool } from '../upstream/control.js';
 import type { Mover } from './mover.js';
 import { RESERVED_PREFIX } from '../phase/phase.js';
+import { inScope, isEverything, type Scope } from './scope.js';
 import { parseIdentity, visibleKeyspace } from './source-watch.js';
 
 export type SweeperState = 'starting' | 'sweeping' | 'paused' | 'standby' | 'drained' | 'stopped';
@@ -43,6 +44,16 @@ export interface SweeperOptions {
    * the source for about this long instead of `budgetMs`: a touch waits behind at most that.
    */
   touchBudgetMs: number;
+  /**
+   * A canary's scope (scope.ts): only its dbs are swept, one SCAN MATCH pass per pattern, and a
+   * pass that finds no key of it has drained the scope. Null: every key of every db.
+   */
+  scope?: Scope | null;
+  /**
+   * Keys not to move (the return sweep of a narrowed scope skips the keys still in scope): they
+   * are told apart in the proxy, so steps take the split path.
+   */
+  exclude?: Scope | null;
 }
 
 export const SWEEPER_DEFAULTS: SweeperOptions = {
@@ -74,6 +85,9 @@ export interface BigKeyReport {
 }
 
 const LEASE_PREFIX = 'rehome-sweeper-lease:';
+
+/** A pass without SCAN MATCH. */
+const NO_MATCH = Buffer.alloc(0);
 
 /** rehome plan's throwaway probe keys: never swept. */
 const PROBE_PREFIX = Buffer.from(RESERVED_PREFIX);
@@ -113,6 +127,7 @@ export class Sweeper {
     startPaused: string | null = null,
   ) {
     this.batchSize = Math.min(100, opts.maxBatch);
+    if (opts.exclude) this.scriptOk = false;
     if (startPaused !== null) {
       this.state = 'paused';
       this.pauseReason = startPaused;
@@ -205,9 +220,11 @@ export class Sweeper {
       try {
         // Every proxy sees the source empty, lease holder or not.
         const ks = await visibleKeyspace(this.conn(0));
-        const dbs = Object.keys(ks).map(Number);
+        const scope = this.opts.scope ?? null;
+        const dbs = Object.keys(ks).map(Number).filter((db) => scope === null || scope.dbs.length === 0 || scope.dbs.includes(db));
         if (dbs.length === 0) {
-          if (!(await this.confirmEmpty())) {
+          // A scope's dbs all empty: nothing of it is left, whatever the other dbs hold.
+          if (scope === null && !(await this.confirmEmpty())) {
             await this.sleep(500);
             continue;
           }
@@ -226,11 +243,28 @@ export class Sweeper {
           await this.sleep(this.opts.leaseMs / 3);
           continue;
         }
-        if (this.state !== 'sweeping') this.log(`sweeper running over db ${dbs.join(', ')}`);
+        if (this.state !== 'sweeping') this.log(`sweeper running over db ${dbs.join(', ')}${scope !== null ? ` (keys ${scope.patterns.length > 0 ? scope.patterns.join(', ') : '*'})` : ''}`);
         this.state = 'sweeping';
+        // Nothing creates a key of the scope in the source (keys on both sides are refused), so a
+        // whole pass that finds none leaves none behind.
+        let seen = 0;
+        let whole = true;
         for (const db of dbs) {
-          await this.sweepDb(db);
-          if (this.stopped || this.state !== 'sweeping') break;
+          for (const match of this.matches()) {
+            seen += await this.sweepDb(db, match);
+            if (this.stopped || this.state !== 'sweeping') break;
+          }
+          if (this.stopped || this.state !== 'sweeping') {
+            whole = false;
+            break;
+          }
+        }
+        this.lastPassSeen = seen;
+        if ((scope !== null || this.opts.exclude) && whole && seen === 0) {
+          this.state = 'drained';
+          await this.releaseLease();
+          this.onDrained();
+          return;
         }
       } catch (e) {
         this.errors++;
@@ -255,11 +289,25 @@ export class Sweeper {
     return parseIdentity(await c.info('server')).runId === parseIdentity(before).runId;
   }
 
+  /** Keys of the scope found by the last whole pass (status: what is left of a canary's scope). */
+  lastPassSeen = -1;
+
+  /** SCAN MATCH patterns of a pass (one empty one: no MATCH). */
+  private matches(): Buffer[] {
+    const s = this.opts.scope;
+    if (!s || isEverything(s) || s.patterns.length === 0) return [NO_MATCH];
+    return s.patterns.map((p) => Buffer.from(p, 'latin1'));
+  }
+
   /** One SCAN step and the sizes of what it found (pipelined MEMORY USAGE): the split path. */
-  private async scanStep(db: number, cursor: string): Promise<[string, Buffer[], Buffer[], number[]]> {
+  private async scanStep(db: number, cursor: string, match: Buffer): Promise<[string, Buffer[], Buffer[], number[]]> {
     const c = this.conn(db);
-    const [next, found] = await c.scanBuffer(cursor, 'COUNT', this.batchSize);
-    const keys = found.filter((k) => !k.subarray(0, PROBE_PREFIX.length).equals(PROBE_PREFIX));
+    const [next, found] = match.length > 0
+      ? ((await c.callBuffer('SCAN', cursor, 'MATCH', match, 'COUNT', String(this.batchSize))) as [Buffer, Buffer[]])
+      : await c.scanBuffer(cursor, 'COUNT', this.batchSize);
+    const exclude = this.opts.exclude ?? null;
+    const keys = found.filter((k) => !k.subarray(0, PROBE_PREFIX.length).equals(PROBE_PREFIX) &&
+      (exclude === null || !inScope(exclude, db, k.toString('latin1'))));
     const p = c.pipeline();
     for (const k of keys) p.memory('USAGE', k);
     const sizes = (await p.exec()) ?? [];
@@ -280,32 +328,34 @@ export class Sweeper {
    * Mover.sweepStep): one round trip per batch and no key names through the proxy. Where
    * scripts are unavailable, SCAN steps and moves go separately (sweepDbSplit).
    */
-  private async sweepDb(db: number): Promise<void> {
+  private async sweepDb(db: number, match: Buffer): Promise<number> {
     // A cluster target: the script would MIGRATE a batch to one address; the proxy groups per node.
-    if (!this.scriptOk || this.mover.groupsByNode) return this.sweepDbSplit(db);
+    if (!this.scriptOk || this.mover.groupsByNode) return this.sweepDbSplit(db, match);
+    let seen = 0;
     let cursor = '0';
     let prevSize = -1;
     let prevGone = -1;
     do {
-      if (this.stopped || this.state !== 'sweeping') return;
+      if (this.stopped || this.state !== 'sweeping') return seen;
       await this.paceRate(this.batchSize);
       await this.giveWay();
-      if (this.stopped || this.state !== 'sweeping') return;
+      if (this.stopped || this.state !== 'sweeping') return seen;
       const n = this.batchSize;
       const touch = { smallCount: this.smallBatch(), prevSize, prevGone, recent: performance.now() - this.lastTouchSeen < TOUCH_RECENT_MS };
       let step;
       try {
         // A script blocks the source for its whole run: keep MIGRATE's own I/O timeout well
         // under the server's script time limit.
-        step = await this.mover.sweepStep(db, cursor, n, this.opts.bigKeyBytes, Math.min(this.opts.migrateTimeoutMs, 2_000), touch);
+        step = await this.mover.sweepStep(db, cursor, n, this.opts.bigKeyBytes, Math.min(this.opts.migrateTimeoutMs, 2_000), touch, match);
       } catch (e) {
         if (/NOSCRIPT|unknown command|NOPERM|disabled|not allowed/i.test((e as Error).message)) {
           this.scriptOk = false;
           this.log(`sweeper: server-side sweep step unavailable (${(e as Error).message}); moving batches from the proxy`);
-          return this.sweepDbSplit(db);
+          return seen + (await this.sweepDbSplit(db, match));
         }
         throw e;
       }
+      seen += step.seen;
       cursor = step.cursor;
       prevSize = step.size;
       prevGone = step.gone;
@@ -330,23 +380,27 @@ export class Sweeper {
       if (step.big.length > 0) prevSize = -1;
       await this.renewLease();
     } while (cursor !== '0');
+    return seen;
   }
 
-  private async sweepDbSplit(db: number): Promise<void> {
+  private async sweepDbSplit(db: number, match: Buffer): Promise<number> {
     // While one batch is being moved, the next SCAN step already runs (on another connection),
     // so the source is never idle waiting for the proxy.
-    let step = this.scanStep(db, '0');
+    let seen = 0;
+    let step = this.scanStep(db, '0', match);
     for (;;) {
       const [cursor, keys, big, bigSizes] = await step;
-      if (this.stopped || this.state !== 'sweeping') return;
+      if (this.stopped || this.state !== 'sweeping') return seen;
+      seen += keys.length;
       if (cursor !== '0') {
-        step = this.scanStep(db, cursor);
+        step = this.scanStep(db, cursor, match);
         step.catch(() => {}); // awaited on the next turn
       }
       if (keys.length > 0) await this.moveKeys(db, keys, big, bigSizes);
       await this.renewLease();
       if (cursor === '0') break;
     }
+    return seen;
   }
 
   private async moveKeys(db: number, raw: Buffer[], bigRaw: Buffer[], bigSizes: number[]): Promise<void> {

@@ -9,6 +9,8 @@
  *   since  ms timestamp of the last change; by: who changed it
  *   proc:<id>  each process's own view (JSON), refreshed every second, for `rehome status`
  *   sweep:*    the fleet's sweeper settings and the sweeping process's report (fleet-record.ts)
+ *   scope, returning (and while fencing nextscope, nextreturning): the canary's scope, set at
+ *              step 4 of a switch like the phase (scope-record.ts)
  *
  * Fencing: every upstream connection a process uses is named `rehome-e<epoch>...` (CLIENT SETNAME)
  * before the process reads the phase and uses the connection. A switch
@@ -40,6 +42,8 @@ import {
   type SweepReport,
   type SweepSettings,
 } from './fleet-record.js';
+import { NO_SCOPE, nextFields, nextScopeRecord, parseScopeRecord, type ScopeRecord } from './scope-record.js';
+import { EVERYTHING, type Scope } from '../migration/scope.js';
 
 /** The reserved key; every key starting with RESERVED_PREFIX is hidden and never moved. */
 export const PHASE_KEY = '__rehome:phase';
@@ -67,6 +71,8 @@ export interface PhaseState {
   prev: PhaseName | null;
   since: number;
   by: string;
+  /** The canary's scope in force and the scopes whose keys are coming back (scope-record.ts). */
+  scope: ScopeRecord;
 }
 
 /** One process's view, as it reports it in the phase hash. */
@@ -113,7 +119,7 @@ const INIT_SCRIPT = `
 if redis.call('HEXISTS', KEYS[1], 'phase') == 0 then
   redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'epoch', ARGV[4], 'next', '', 'since', ARGV[2], 'by', ARGV[3])
 end
-return redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'next', 'since', 'by', 'prev')`;
+return redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'next', 'since', 'by', 'prev', 'scope', 'returning')`;
 
 /**
  * Step 1: fencing with epoch+1, only if the epoch is still ARGV[1]. Returns the new epoch and
@@ -126,23 +132,36 @@ if cur[2] ~= ARGV[1] then return redis.error_reply('ESTALE the phase changed mea
 local e = tonumber(ARGV[1]) + 1
 local prev = cur[1]
 if not prev or prev == 'fencing' then prev = cur[3] or '' end
-redis.call('HSET', KEYS[1], 'phase', 'fencing', 'epoch', tostring(e), 'next', ARGV[2], 'prev', prev, 'since', ARGV[3], 'by', ARGV[4])
+redis.call('HSET', KEYS[1], 'phase', 'fencing', 'epoch', tostring(e), 'next', ARGV[2], 'prev', prev, 'since', ARGV[3], 'by', ARGV[4],
+  'nextscope', ARGV[5] or '', 'nextreturning', ARGV[6] or '')
 return {e, prev}`;
 
 /**
  * Step 4, the restore of an abandoned switch, and the drained marks: set ARGV[3] if the phase
- * is still ARGV[2] at epoch ARGV[1].
+ * is still ARGV[2] at epoch ARGV[1]. With ARGV[6] '1' (step 4 only), the scope the switch
+ * carried (nextscope, nextreturning) comes into force with the phase; an abandoned switch drops it.
  */
 const SET_SCRIPT = `
-local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
+local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'nextscope', 'nextreturning')
 if cur[2] ~= ARGV[1] or cur[1] ~= ARGV[2] then
   return redis.error_reply('ESTALE the phase is ' .. tostring(cur[1]) .. ' at epoch ' .. tostring(cur[2]))
 end
 redis.call('HSET', KEYS[1], 'phase', ARGV[3], 'next', '', 'since', ARGV[4], 'by', ARGV[5])
-redis.call('HDEL', KEYS[1], 'prev')
+if ARGV[6] == '1' then redis.call('HSET', KEYS[1], 'scope', cur[3] or '', 'returning', cur[4] or '') end
+redis.call('HDEL', KEYS[1], 'prev', 'nextscope', 'nextreturning')
 return 1`;
 
-const STATE_FIELDS = ['phase', 'epoch', 'next', 'since', 'by', 'prev'] as const;
+/**
+ * Empties the returning list (scope-record.ts) if the phase is still migrate at epoch ARGV[1] and
+ * the list is still ARGV[2] (what the return sweep found no key of).
+ */
+const RETURNED_SCRIPT = `
+local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'returning')
+if cur[1] ~= 'migrate' or cur[2] ~= ARGV[1] or (cur[3] or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'returning', '')
+return 1`;
+
+const STATE_FIELDS = ['phase', 'epoch', 'next', 'since', 'by', 'prev', 'scope', 'returning'] as const;
 
 /** A phase processes act on (a stored value that is not one, e.g. '' or fencing, is null). */
 function settledPhase(p: string | null | undefined): PhaseName | null {
@@ -150,7 +169,7 @@ function settledPhase(p: string | null | undefined): PhaseName | null {
 }
 
 function parseState(r: Array<string | null>): PhaseState | null {
-  const [phase, epoch, next, since, by, prev] = r;
+  const [phase, epoch, next, since, by, prev, scope, returning] = r;
   if (!phase || !epoch) return null;
   return {
     phase: phase as PhaseName,
@@ -159,6 +178,7 @@ function parseState(r: Array<string | null>): PhaseState | null {
     prev: settledPhase(prev),
     since: Number(since ?? 0),
     by: by ?? '',
+    scope: scope || returning ? parseScopeRecord([scope, returning]) : NO_SCOPE,
   };
 }
 
@@ -435,7 +455,7 @@ export class PhaseController {
   private update(s: PhaseState): void {
     const before = this.state;
     this.state = s;
-    if (before.epoch !== s.epoch || before.phase !== s.phase || before.next !== s.next) {
+    if (before.epoch !== s.epoch || before.phase !== s.phase || before.next !== s.next || before.scope.returning.length !== s.scope.returning.length) {
       for (const f of this.listeners) f(s);
     }
   }
@@ -486,13 +506,17 @@ export class PhaseController {
     by: string,
     check: (prev: PhaseName | null) => Promise<void> = async () => {},
     drainMs = 0,
-  ): Promise<{ from: PhaseName; epoch: number; killed: number }> {
+    scope: Scope = EVERYTHING,
+  ): Promise<{ from: PhaseName; epoch: number; killed: number; scope: ScopeRecord }> {
     const cur = await this.fresh();
     if (cur === null) throw new RehomeError('ENOPHASE', 'the phase key is gone from the old server');
     const from = cur.phase === 'fencing' ? (cur.next ?? 'fencing') : cur.phase;
-    const [e, prevText] = (await this.conn.eval(BEGIN_SCRIPT, 1, PHASE_KEY, String(cur.epoch), to, String(Date.now()), by)) as [number, string];
+    // The scope a switch sets follows from the one the fleet acted on (a switch that died while
+    // fencing never set its own): checked against the epoch by the compare-and-set below.
+    const next = nextScopeRecord(lastActedPhase(cur), cur.scope, to, scope);
+    const [e, prevText] = (await this.conn.eval(BEGIN_SCRIPT, 1, PHASE_KEY, String(cur.epoch), to, String(Date.now()), by, nextFields(next)[1]!, nextFields(next)[3]!)) as [number, string];
     const prev = settledPhase(prevText);
-    this.update({ phase: 'fencing', epoch: e, next: to, prev, since: Date.now(), by });
+    this.update({ phase: 'fencing', epoch: e, next: to, prev, since: Date.now(), by, scope: cur.scope });
     await this.conn.publish(PHASE_CHANNEL, String(e)).catch(() => 0);
     // Processes hear of the switch within a poll: that, on top of their own drain.
     if (drainMs > 0) await this.waitQuiet(e, drainMs + 2 * this.opts.pollMs);
@@ -507,10 +531,25 @@ export class PhaseController {
     } catch (err) {
       throw await this.abandon(e, prev, by, err as Error);
     }
-    await this.conn.eval(SET_SCRIPT, 1, PHASE_KEY, String(e), 'fencing', to, String(Date.now()), by);
+    await this.conn.eval(SET_SCRIPT, 1, PHASE_KEY, String(e), 'fencing', to, String(Date.now()), by, '1');
     await this.conn.publish(PHASE_CHANNEL, String(e)).catch(() => 0);
     await this.fresh();
-    return { from, epoch: e, killed };
+    return { from, epoch: e, killed, scope: next };
+  }
+
+  /**
+   * The return sweep found no key of `returning` on the new server: empties the list (same epoch,
+   * no fence: see scope-record.ts). False when the phase or the list changed meanwhile.
+   */
+  async markReturned(epoch: number, returning: string): Promise<boolean> {
+    try {
+      const ok = Number(await this.conn.eval(RETURNED_SCRIPT, 1, PHASE_KEY, String(epoch), returning)) === 1;
+      await this.conn.publish(PHASE_CHANNEL, String(epoch)).catch(() => 0);
+      await this.fresh();
+      return ok;
+    } catch {
+      return false;
+    }
   }
 
   private async killOlderEpochs(epoch: number): Promise<number> {

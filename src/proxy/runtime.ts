@@ -16,11 +16,16 @@ import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import { KnownAbsentCache } from '../migration/absent-cache.js';
-import { Migration } from '../migration/migration.js';
+import { Migration, type MigrationOptions } from '../migration/migration.js';
 import { Mover } from '../migration/mover.js';
 import { PROXY_MOVE_DEFAULTS, ProxyMove } from '../migration/proxy-move.js';
 import { type ServerFeatures, serverFeatures } from '../migration/typed-copy-features.js';
-import { fencedName, lastActedPhase, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
+import { fencedName, lastActedPhase, type PhaseName, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
+import { dropMarkers } from '../migration/drop-markers.js';
+import { describeScope, isEverything, NO_SCOPE_FLAGS, parseScope, sameScope, type Scope, type ScopeFlags } from '../migration/scope.js';
+import { encodeReturning } from '../phase/scope-record.js';
+import { closeOldSide } from '../session/scope-route.js';
+import { ScopeCounters, type ScopeRouting } from '../session/scope-routing.js';
 import { ControlPool } from '../upstream/control.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import type { SessionFence } from '../phase/phase.js';
@@ -31,6 +36,17 @@ import { type Logger, type MethodChoice, type MoveMethodName, type Pair, switchP
 
 /** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
 export type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
+
+/** What a phase switch answers (POST /phase). */
+export interface SwitchAnswer {
+  from: string;
+  to: string;
+  epoch: number;
+  killed: number;
+  /** The scope in force after it, and the scopes whose keys are coming back home. */
+  scope: string;
+  returning: string[];
+}
 
 /** Everything that belongs to one phase at one epoch. */
 export interface Runtime {
@@ -47,6 +63,18 @@ export interface Runtime {
   keepalive: NodeJS.Timeout | null;
   /** How keys move in this runtime and why; null where nothing moves (hold, drained). */
   moves: { reverse: boolean; choice: MethodChoice } | null;
+  /** A canary migration: the scope, and the sweep bringing keys that left it home (scoped.ts). */
+  scoped: ScopedParts | null;
+}
+
+/** A canary migration's parts in a runtime (docs/DESIGN.md "Scope"). */
+export interface ScopedParts {
+  /** What its sessions route by. */
+  routing: ScopeRouting;
+  /** The sweep that brings keys that left the scope home (new -> old); null when none left it. */
+  back: Migration | null;
+  /** The return sweep's connections (closed with the runtime). */
+  pools: ControlPool[];
 }
 
 /** The log line that names a runtime's move method. */
@@ -180,7 +208,14 @@ export class Runtimes {
       if (rt.phase === 'hold') void rt.migration.countWaiting(rt.ctx.target);
       return;
     }
-    if (rt !== null && s.epoch === rt.epoch && s.phase === rt.phase) return;
+    if (rt !== null && s.epoch === rt.epoch && s.phase === rt.phase) {
+      // Keys that left the scope are all home (another process's return sweep said so).
+      if (rt.scoped !== null && s.scope.returning.length === 0 && rt.scoped.routing.returning.length > 0) {
+        rt.scoped.routing.returning = [];
+        void rt.scoped.back?.stop();
+      }
+      return;
+    }
     this.rebuilding = this.rebuilding.then(() => this.switchRuntime()).catch((e: Error) => {
       this.host.log(`phase switch failed: ${e.message}; retrying`);
       setTimeout(() => this.onPhaseChange(this.host.pair.phases!.state), 500).unref();
@@ -236,7 +271,7 @@ export class Runtimes {
     const sessions = [...rt.sessions];
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((r) => (timer = setTimeout(r, drainMs)));
-    await Promise.race([Promise.all([rt.migration.stop(), ...sessions.map((s) => s.quiesce())]), late]);
+    await Promise.race([Promise.all([rt.migration.stop(), rt.scoped?.back?.stop(), ...sessions.map((s) => s.quiesce())]), late]);
     clearTimeout(timer);
     let carried = 0;
     for (const s of sessions) {
@@ -253,11 +288,48 @@ export class Runtimes {
     for (const s of [...rt.sessions]) s.fail(why);
     if (rt.keepalive !== null) clearInterval(rt.keepalive);
     rt.lanes?.close(why);
-    await rt.migration.stop();
+    await Promise.all([rt.migration.stop(), rt.scoped?.back?.stop()]);
     await Promise.all(rt.pools.map((p) => p.close()));
   }
 
+  /**
+   * A canary's parts: routing for its sessions and, when keys left the scope (a narrowing), the
+   * reverse mover and the sweep that bring them home, on connections named for the epoch.
+   */
+  private async scopedParts(epoch: number, state: PhaseState): Promise<ScopedParts> {
+    const { config, pair } = this.host;
+    const rec = state.scope;
+    const routing: ScopeRouting = {
+      scope: rec.scope, returning: [...rec.returning], back: null, old: config.source,
+      connectTimeoutMs: config.connectTimeoutMs, counters: new ScopeCounters(),
+    };
+    if (rec.returning.length === 0) return { routing, back: null, pools: [] };
+    const pools = this.openPools(epoch, config.target, config.source);
+    try {
+      const choice = await pair.methodFor('reverse');
+      routing.back = this.newMover(pools, config.source, true, choice.method, await this.features(pools.target));
+      const label = rec.returning.map(describeScope).join(' | ');
+      // Every key on the new server outside the scope is one that left it: sweep those.
+      const back = this.newMigration(pools.source, routing.back, false, true, { kind: 'return', label }, null, rec.scope);
+      return { routing, back, pools: pools.all };
+    } catch (e) {
+      await Promise.all(pools.all.map((p) => p.close()));
+      throw e;
+    }
+  }
+
+  /** The return sweep found no key outside the scope on the new server: the fleet is told. */
+  private onReturned(rt: Runtime): void {
+    const phases = this.host.pair.phases;
+    const routing = rt.scoped!.routing;
+    const list = encodeReturning(routing.returning);
+    routing.returning = [];
+    void phases?.markReturned(rt.epoch, list);
+  }
+
   private onRuntimeDrained(rt: Runtime): void {
+    // A canary's scope drained: the phase stays migrate (keys outside it are on the old server).
+    if (rt.scoped !== null) return;
     const phases = this.host.pair.phases;
     if (phases && (rt.phase === 'migrate' || rt.phase === 'reverse')) {
       // Tell every process: the phase becomes drained (or hold after a reverse).
@@ -274,24 +346,37 @@ export class Runtimes {
    * The preconditions are decided inside the fence; the same checks made before it only spare
    * every client a reconnect when the answer is already no.
    */
-  async switchPhase(to: SwitchablePhase): Promise<{ from: string; to: string; epoch: number; killed: number }> {
+  async switchPhase(to: SwitchablePhase, flags: ScopeFlags = NO_SCOPE_FLAGS): Promise<SwitchAnswer> {
     const c = this.host.pair.phases;
     if (!c) {
       throw new RehomeError('ENOPHASE', 'phases are not in use on this pair: start every rehome process with --phase hold|migrate');
     }
     const config = this.host.config;
+    const scope = parseScope(flags.patterns, flags.dbs, this.host.pair.databases);
     // hold's check needs nothing from the phase of before, and refuses even when the phase is
     // hold already: keys on the new server are worth an error then too.
     if (to === 'hold') await switchPreconditions(config, to, null);
     const cur = (await c.fresh()) ?? c.state;
-    if (cur.phase === to) return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0 };
+    // The same phase with the same scope: nothing to switch (a new scope is a switch: widen, narrow).
+    if (cur.phase === to && (to !== 'migrate' || sameScope(cur.scope.scope, scope))) {
+      return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0, scope: describeScope(cur.scope.scope), returning: cur.scope.returning.map(describeScope) };
+    }
     if (to !== 'hold') await switchPreconditions(config, to, lastActedPhase(cur));
-    const r = await c.switchTo(to, this.processId, (prev) => switchPreconditions(config, to, prev), config.switchDrainMs).catch((e: Error) => {
+    // A scope switch: keys may cross again, so the proxy-side move's markers go (drop-markers.ts).
+    const scoped = !isEverything(scope) || !isEverything(cur.scope.scope) || cur.scope.returning.length > 0;
+    const check = async (prev: PhaseName | null) => {
+      await switchPreconditions(config, to, prev);
+      if (!scoped) return;
+      const n = await Promise.all([dropMarkers(config.source, config.connectTimeoutMs), dropMarkers(config.target, config.connectTimeoutMs)]);
+      if (n[0] + n[1] > 0) this.host.log(`scope switch: ${n[0] + n[1]} publish-once markers of earlier moves deleted (a key may cross again)`);
+    };
+    const r = await c.switchTo(to, this.processId, check, config.switchDrainMs, scope).catch((e: Error) => {
       this.host.log(`phase switch to ${to} failed: ${e.message}`);
       throw e;
     });
-    this.host.log(`phase switched ${r.from} -> ${to} (epoch ${r.epoch}); ${r.killed} connection(s) of older epochs killed`);
-    return { from: r.from, to, epoch: r.epoch, killed: r.killed };
+    const scopeText = isEverything(r.scope.scope) ? '' : ` (scope ${describeScope(r.scope.scope)}${r.scope.returning.length > 0 ? `; coming back: ${r.scope.returning.map(describeScope).join(' | ')}` : ''})`;
+    this.host.log(`phase switched ${r.from} -> ${to}${scopeText} (epoch ${r.epoch}); ${r.killed} connection(s) of older epochs killed`);
+    return { from: r.from, to, epoch: r.epoch, killed: r.killed, scope: describeScope(r.scope.scope), returning: r.scope.returning.map(describeScope) };
   }
 
   /** Builds the runtime for a phase (null: no phases, migrate as a legacy proxy). */
@@ -314,6 +399,10 @@ export class Runtimes {
       const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, targetEndpoint, fence, this.host.counters, config.keepaliveMs) : null;
       const sessions = new Set<Session>();
       const observer = this.host.observer;
+      const scoped = phase === 'migrate' && state !== null && !isEverything(state.scope.scope)
+        ? await this.scopedParts(epoch, state)
+        : null;
+      if (scoped !== null) pools.all.push(...scoped.pools);
       const ctx: SessionContext = {
         table,
         mover,
@@ -328,6 +417,7 @@ export class Runtimes {
         maxPending: config.maxPendingPerClient,
         onClose: (handle) => {
           const s = handle as Session; // sessions are the only handles there are
+          closeOldSide(s);
           this.host.sessionClosed(s);
           sessions.delete(s);
         },
@@ -337,13 +427,19 @@ export class Runtimes {
         fence,
         // The phase key is on the old server: hidden wherever a client reads the old server.
         hideSide: phases === null ? null : phase === 'migrate' ? 'source' : phase === 'drained' ? null : 'target',
+        scope: scoped?.routing ?? null,
       };
       const passThrough = phase === 'hold' || phase === 'drained';
       const moves = choice === null ? null : { reverse, choice };
-      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough, reverse), pools: pools.all, sessions, lanes, keepalive: null, moves };
+      const part = scoped === null ? null : { kind: 'scope' as const, label: describeScope(scoped.routing.scope) };
+      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough, reverse, part, scoped?.routing.scope ?? null), pools: pools.all, sessions, lanes, keepalive: null, moves, scoped };
       // The first runtime's line follows the start-up line (server.ts), after the proxy listens.
       if (moves !== null && this.started) this.host.log(movesLine(moves));
       if (!passThrough) await rt.migration.start();
+      if (scoped?.back) {
+        await scoped.back.start();
+        scoped.back.onDrained(() => this.onReturned(rt));
+      }
       // In hold clients talk to the old server (the target here): count what a migrate would move.
       if (phase === 'hold') await rt.migration.countWaiting(pools.target);
       rt.migration.onDrained(() => this.onRuntimeDrained(rt));
@@ -415,7 +511,10 @@ export class Runtimes {
     return mover;
   }
 
-  private newMigration(source: ControlPool, mover: Mover, passThrough: boolean, reverse: boolean): Migration {
+  private newMigration(
+    source: ControlPool, mover: Mover, passThrough: boolean, reverse: boolean,
+    part: MigrationOptions['part'] = null, sweepScope: Scope | null = null, exclude: Scope | null = null,
+  ): Migration {
     const config = this.host.config;
     const phases = this.host.pair.phases;
     const settings = this.sweepSettings();
@@ -431,6 +530,9 @@ export class Runtimes {
           rate: settings.rate,
           bigKeyBytes: config.bigKeyBytes,
           migrateTimeoutMs: config.migrateTimeoutMs,
+          // A canary: the forward sweep covers the scope only; the return sweep skips it.
+          scope: sweepScope,
+          exclude,
         },
         sweeperPaused: settings.paused,
         ...(phases
@@ -442,6 +544,7 @@ export class Runtimes {
           : {}),
         watchIntervalMs: 1_000,
         reverse,
+        part,
       },
       this.host.log,
     );

@@ -14,11 +14,13 @@ import type { PhaseController, ProcessView, SwitchablePhase } from '../phase/pha
 import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
 import { changeSweeper, FleetView, type SweeperAnswer } from './fleet.js';
-import { movesLine, type ProxyCounters, type ProxyObserver, Runtimes } from './runtime.js';
+import { movesLine, type ProxyCounters, type ProxyObserver, Runtimes, type SwitchAnswer } from './runtime.js';
+import { NO_SCOPE_FLAGS, type ScopeFlags } from '../migration/scope.js';
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
 import { withClusterTarget } from '../cluster/target.js';
 import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
+import { scopeFigures, scopeStatus } from './scope-status.js';
 import { createTlsServer, reloadTls } from './tls-listener.js';
 
 export type { Logger } from './startup.js';
@@ -273,8 +275,8 @@ export class RehomeProxy {
   }
 
   /** Switches the phase of every process on this pair (the fenced switch: Runtimes.switchPhase). */
-  switchPhase(to: SwitchablePhase): Promise<{ from: string; to: string; epoch: number; killed: number }> {
-    return this.runtimes.switchPhase(to);
+  switchPhase(to: SwitchablePhase, scope: ScopeFlags = NO_SCOPE_FLAGS): Promise<SwitchAnswer> {
+    return this.runtimes.switchPhase(to, scope);
   }
 
   /**
@@ -349,7 +351,8 @@ export class RehomeProxy {
       movedOnTouch: st.keysMovedOnTouch,
       movedBySweeper: st.keysMovedBySweeper,
       remainingPerDb: m.remainingPerDb,
-      drained: m.phase === 'drained',
+      drained: m.phase === 'drained' && !this.runtimes.current?.scoped,
+      scope: scopeFigures(this.runtimes.current),
       rate: m.rate,
       errorsByKind: { ...ZERO_ERRORS, ...st.errorsByKind },
       moveFailures: st.failures,
@@ -430,7 +433,9 @@ export class RehomeProxy {
       },
       rate_keys_per_s: Math.round(m.rate),
       eta_s: m.etaSeconds,
-      drained_at: m.drainedAt && m.phase === 'drained' && this.phaseName !== 'hold' ? new Date(m.drainedAt).toISOString() : null,
+      // A canary's scope drained is not drained: keys outside it are still on the old server.
+      drained_at: m.drainedAt && m.phase === 'drained' && this.phaseName !== 'hold' && !rt?.scoped ? new Date(m.drainedAt).toISOString() : null,
+      scope: scopeStatus(rt, c?.state ?? null),
       ...sweeperStatus(m, this.phaseName, this.config.sweep),
       errors_by_kind: st.errorsByKind,
       move_failures: st.failures,

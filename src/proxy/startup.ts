@@ -277,7 +277,9 @@ export async function switchPreconditions(config: ProxyConfig, to: SwitchablePha
       throw new RehomeError('EPHASE', `cannot switch to hold: the new server holds ${n} keys, which clients would no longer see; switch to reverse and wait until it is drained (the phase then becomes hold by itself)`);
     }
   }
-  if (to === 'migrate' && from !== 'drained') {
+  // From migrate (a scope widened or narrowed) the fleet is migrating already: keys in both
+  // servers are leftovers of its moves, which rule 3 resolves.
+  if (to === 'migrate' && from !== 'drained' && from !== 'migrate') {
     // The pre-flight checks of `rehome plan` (conflicts above all: a key already on the new
     // server would win over the old copy). From drained (keys written to the old server
     // directly since) the new server is full by design: migrate sweeps them again.

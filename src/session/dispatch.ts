@@ -8,7 +8,8 @@
  *   4. refused through rehome (REFUSED)                     -> error
  *   5. the client has not authenticated                     -> forwarded, nothing moved (NOAUTH)
  *   6. the command's family: connection state (connection-state.ts), keyspace-wide (keyspace.ts,
- *      run alone), pub/sub (pubsub.ts), everything with keys (gate.ts)
+ *      run alone), pub/sub (pubsub.ts), everything with keys (in a canary migration routed by the
+ *      scope first: scope-route.ts; then gate.ts)
  */
 import type { Classified } from '../commands/table.js';
 import { ErrorText } from '../errors.js';
@@ -17,6 +18,7 @@ import { CARRIED_STATE } from './carry.js';
 import * as state from './connection-state.js';
 import { gate, gateCopy, gateMove, gateSort } from './gate.js';
 import * as keyspace from './keyspace.js';
+import { routeByScope } from './scope-route.js';
 import { SUBSCRIBE_FAMILY, type PubSub, type StreamPort } from './pubsub.js';
 import { carriedClientState, clientTracking, noteCaching } from './tracking.js';
 
@@ -139,14 +141,19 @@ export function dispatch(s: DispatchPort, req: Request, c: Classified): void {
     case 'swapdb':
       return keyspaceWide(s, req);
     case 'move':
+      if (routeByScope(s, req, c)) return;
       return gateMove(s, req, c.keys);
     case 'copy':
+      if (routeByScope(s, req, c)) return;
       return gateCopy(s, req, c.keys);
     case 'sort':
     case 'sort_ro':
+      if (routeByScope(s, req, c)) return;
       return gateSort(s, req, c.keys);
     default:
       if (SUBSCRIBE_FAMILY.has(name)) return s.pubsub.subscribe(req);
+      // A canary migration: keys out of its scope are served by the old server (scope-route.ts).
+      if (routeByScope(s, req, c)) return;
       return gate(s, req, c.keys);
   }
 }

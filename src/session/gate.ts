@@ -104,7 +104,7 @@ export function gateSort(s: SessionPort, req: Request, keys: string[] | null): v
 }
 
 /** Asks the target which keys a command touches (COMMAND GETKEYS). */
-async function getKeys(s: SessionPort, req: Request): Promise<string[]> {
+export async function getKeys(s: SessionPort, req: Request): Promise<string[]> {
   const args: Buffer[] = [];
   for (let i = 0; i < req.argc; i++) args.push(argBuf(req, i));
   try {
@@ -125,7 +125,7 @@ async function getKeys(s: SessionPort, req: Request): Promise<string[]> {
  * Whether SORT names keys through BY/GET patterns. A pattern without '*' names no key (the
  * server looks nothing up: BY skips sorting, GET answers nil), and GET # is the element itself.
  */
-function sortUsesPatterns(req: Request): boolean {
+export function sortUsesPatterns(req: Request): boolean {
   let j = 2;
   while (j < req.argc) {
     const opt = argLower(req, j);

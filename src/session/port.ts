@@ -13,6 +13,7 @@ import type { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { Entry } from './entry.js';
 import type { SharedLanes } from './shared-lane.js';
+import type { ScopeRouting } from './scope-routing.js';
 
 export type { SessionFence };
 
@@ -55,6 +56,8 @@ export interface SessionContext {
    * commands hide it; null when neither side a client reads holds it.
    */
   hideSide: 'source' | 'target' | null;
+  /** A canary migration: keys are routed by the scope first (scope-route.ts); null: no scope. */
+  scope: ScopeRouting | null;
 }
 
 /**

@@ -14,6 +14,7 @@ import { RehomeError, showKey } from '../errors.js';
 import { openClusterFront } from './plan-cluster.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { PHASE_KEY } from '../phase/phase.js';
+import { describeScope, inScope, isEverything, parseScope, type Scope } from '../migration/scope.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import {
   closeServer,
@@ -41,6 +42,11 @@ export interface VerifyOptions {
   databases?: number;
   /** How many keys in both to list (default 100); inBothTotal counts them all. */
   maxListed?: number;
+  /**
+   * A canary's scope (--scope, --scope-db): only its keys must be gone from the source; the keys
+   * outside it are counted, not failed. Absent: the whole dataset (what a cut-over needs).
+   */
+  scope?: Scope;
 }
 
 export interface VerifyResult {
@@ -56,6 +62,10 @@ export interface VerifyResult {
   databases: number;
   /** The fleet's phase from the source's phase key (hold, migrate, drained...), or null: no phases. */
   phase: string | null;
+  /** The scope checked (describeScope), or null for the whole dataset. */
+  scope: string | null;
+  /** Keys on the source outside the scope checked (0 without a scope). */
+  outsideScope: number;
 }
 
 export const DEFAULT_MAX_LISTED = 100;
@@ -86,9 +96,14 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
     const remainingPerDb: Record<number, number> = {};
     const inBoth: DbKey[] = [];
     let inBothTotal = 0;
+    const scope = opts.scope && !isEverything(opts.scope) ? opts.scope : null;
+    let outsideScope = 0;
     for (const db of dbs) {
       let count = 0;
-      for await (const page of scanDb(source, db)) {
+      for await (const all of scanDb(source, db)) {
+        // Keys outside a scope are where they belong: counted, not checked.
+        const page = scope === null ? all : all.filter((k) => inScope(scope, db, keyText(k)));
+        outsideScope += all.length - page.length;
         count += page.length;
         if (db >= databases) continue; // the target has no such db: nothing can be in both
         for (const k of await confirmInBoth(source, target, db, page)) {
@@ -100,7 +115,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
       if (count > 0) remainingPerDb[db] = count;
     }
     const ok = Object.keys(remainingPerDb).length === 0 && inBothTotal === 0;
-    return { ok, remainingPerDb, inBoth, inBothTotal, databases, phase };
+    return { ok, remainingPerDb, inBoth, inBothTotal, databases, phase, scope: scope === null ? null : describeScope(scope), outsideScope };
   } catch (e) {
     if (e instanceof RehomeError) throw e;
     throw new RehomeError('EUPSTREAM', `check failed: ${(e as Error).message.split('\n')[0]}`);
@@ -124,13 +139,17 @@ async function fleetPhase(source: ServerConn): Promise<string | null> {
 export function formatVerifyReport(r: VerifyResult, source: Endpoint, target: Endpoint): string {
   const src = describeEndpoint(source);
   const lines: string[] = [];
+  if (r.ok && r.scope !== null) {
+    lines.push(`scope ${r.scope} drained: no key of it on the source ${src}, no key in both; ${plural(r.outsideScope, 'key')} outside the scope still on the old server (not a cut-over check: run verify without --scope for that)`);
+    return `${lines.join('\n')}\n`;
+  }
   if (r.ok) {
     lines.push(`source ${src} empty in every db; no key in both: safe to cut over to target ${describeEndpoint(target)}`);
     return `${lines.join('\n')}\n`;
   }
   const remaining = sumCounts(r.remainingPerDb);
   if (remaining > 0) {
-    lines.push(`source ${src} still holds ${plural(remaining, 'key')}: ${describeCounts(r.remainingPerDb)}`);
+    lines.push(`source ${src} still holds ${plural(remaining, 'key')}${r.scope !== null ? ` of scope ${r.scope}` : ''}: ${describeCounts(r.remainingPerDb)}`);
     const missing = Object.keys(r.remainingPerDb)
       .map(Number)
       .filter((db) => db >= r.databases);
@@ -165,6 +184,7 @@ function nextStep(phase: string | null): string {
 }
 
 const VERIFY_USAGE = `usage: rehome verify --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port
+                     [--scope PATTERN]... [--scope-db N]...
 
 Checks that the migration is complete: the source is empty in every db and no key exists in
 both servers. Exit code 0: safe to cut over; 1: not yet (or a server could not be checked);
@@ -175,12 +195,16 @@ both servers. Exit code 0: safe to cut over; 1: not yet (or a server could not b
   --source-tls-ca-cert-file, --source-tls-cert-file, --source-tls-key-file, --source-tls-sni,
   --target-tls-ca-cert-file, --target-tls-cert-file, --target-tls-key-file, --target-tls-sni
                  TLS to a rediss:// server: its CA, rehome's client certificate and key, SNI
+  --scope PATTERN, --scope-db N
+                 a canary's scope (as rehome phase migrate takes it): only its keys must be
+                 gone from the source; the keys outside it are counted (not a cut-over check)
   -h, --help     this text`;
 
 /** The verify command line. Returns the exit code (0 ok, 1 not ok or unreachable, 2 usage). */
 export async function runVerifyCli(argv: string[]): Promise<number> {
   let source: Endpoint;
   let target: Endpoint;
+  let scope: Scope;
   try {
     const { values } = parseArgs({
       args: argv,
@@ -188,6 +212,8 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
         source: { type: 'string' },
         target: { type: 'string' },
         ...SERVER_TLS_FLAGS,
+        scope: { type: 'string', multiple: true },
+        'scope-db': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
@@ -198,6 +224,8 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
       return 0;
     }
     ({ source, target } = parseSourceTarget(values));
+    // Checked against the server's db count by parseScope; 1<<16 here only for the syntax.
+    scope = parseScope((values.scope ?? []).map((p) => Buffer.from(p, 'utf8').toString('latin1')), values['scope-db'] ?? [], 1 << 16);
   } catch (e) {
     process.stderr.write(`rehome verify: ${(e as Error).message.split('\n')[0]} (see --help)\n`);
     return 2;
@@ -207,7 +235,7 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
   const front = await openClusterFront(target).catch(() => null);
   let nodesOk = true;
   try {
-    r = await verify({ source, target: front?.endpoint ?? target });
+    r = await verify({ source, target: front?.endpoint ?? target, scope });
     if (front !== null) {
       const census = await front.census();
       nodesOk = census.every((m) => m.error === null) && front.uncovered() === '';

@@ -207,6 +207,11 @@ export async function runDifferential(
   protocol: 2 | 3 = 2,
   /** Runs once the data is seeded, before the commands (start a sweeper, say). */
   afterSeed: () => Promise<unknown> = async () => undefined,
+  /**
+   * A canary scope is in force: a command the proxy refuses with -CROSSSCOPE (keys on both sides
+   * of the scope) is not sent to the reference either, and is counted here.
+   */
+  crossScope: { counted: number } | null = null,
 ): Promise<void> {
   const seedNum = process.env.REHOME_DIFF_SEED ? Number(process.env.REHOME_DIFF_SEED) : Math.floor(Math.random() * 2 ** 31);
   const tag = `[differential ${mode}${protocol === 3 ? ' RESP3' : ''}, seed ${seedNum}; re-run with REHOME_DIFF_SEED=${seedNum}]`;
@@ -234,11 +239,22 @@ export async function runDifferential(
     while (sent < 2000) {
       // Sequential: one command per round trip. Pipelined: 1-8 commands in one write.
       const size = mode === 'sequential' ? 1 : 1 + Math.floor(rnd() * 8);
-      const batch = Array.from({ length: size }, next);
-      const payload = Buffer.concat(batch.map((c) => encodeCommand(c)));
+      let batch = Array.from({ length: size }, next);
+      let payload = Buffer.concat(batch.map((c) => encodeCommand(c)));
       p.write(payload);
-      r.write(payload);
-      const [pa, ra] = await Promise.all([p.readReplies(batch.length, 10_000), r.readReplies(batch.length, 10_000)]);
+      let pa = await p.readReplies(batch.length, 10_000);
+      if (crossScope !== null) {
+        // Refused before anything ran: the reference skips them too.
+        const refused = (i: number) => pa[i]!.subarray(0, 11).toString('latin1') === '-CROSSSCOPE';
+        const keep = batch.map((_, i) => i).filter((i) => !refused(i));
+        crossScope.counted += batch.length - keep.length;
+        history.push(...batch.filter((_, i) => refused(i)).map((c) => `(cross-scope) ${c.join(' ')}`));
+        batch = keep.map((i) => batch[i]!);
+        pa = keep.map((i) => pa[i]!);
+        payload = Buffer.concat(batch.map((c) => encodeCommand(c)));
+      }
+      if (batch.length > 0) r.write(payload);
+      const ra = batch.length > 0 ? await r.readReplies(batch.length, 10_000) : [];
       for (let i = 0; i < batch.length; i++) {
         const cmd = batch[i]!;
         history.push(cmd.join(' '));
@@ -253,7 +269,7 @@ export async function runDifferential(
         }
         if (String(cmd[0]).toUpperCase() === 'SELECT' && pa[i]!.toString() === '+OK\r\n') curDb = Number(cmd[1]);
       }
-      sent += batch.length;
+      sent += size;
     }
   } catch (e) {
     throw e instanceof Error && e.message.includes(tag) ? e : new Error(`${tag} ${String(e)}`);

@@ -1,0 +1,43 @@
+/**
+ * A canary's scope switch, inside the fence (after step 2, before the new phase): the publish-once
+ * markers of the proxy-side move (move-scripts.ts) are deleted on both servers.
+ *
+ * Why: a key can now cross more than once (in scope, back out by a narrowing, in again by a
+ * widening). A marker says "K was published here; a later publish of K is stale" and its publish
+ * then releases (deletes) the source copy: left over from an earlier crossing it would delete the
+ * only copy of K. Why it is safe: a marker guards against a mover that stalled and publishes late,
+ * and after step 2 of a fenced switch no mover of an older epoch can write anything (its
+ * connections are killed, and a new one is refused by the fence check), while no mover of the new
+ * epoch has started. The late window is still kept for movers within one epoch.
+ */
+import { parseKeyspace } from './source-watch.js';
+import { MARKER_PATTERNS } from './move-keys.js';
+import { ControlPool } from '../upstream/control.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+
+const DROP_SCRIPT = `
+local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)
+for _, k in ipairs(r[2]) do redis.call('DEL', k) end
+return {r[1], #r[2]}`;
+
+/** Deletes every publish-once marker on one server; returns how many. */
+export async function dropMarkers(ep: Endpoint, connectTimeoutMs: number): Promise<number> {
+  const pool = new ControlPool(ep, { commandTimeoutMs: 5_000, connectTimeoutMs }, 'target');
+  try {
+    const dbs = Object.keys(parseKeyspace(await pool.db(0).info('keyspace'))).map(Number);
+    let n = 0;
+    for (const db of dbs) {
+      for (const pattern of MARKER_PATTERNS) {
+        let cursor = '0';
+        do {
+          const [next, count] = (await pool.db(db).eval(DROP_SCRIPT, 0, cursor, pattern)) as [string, number];
+          cursor = String(next);
+          n += count;
+        } while (cursor !== '0');
+      }
+    }
+    return n;
+  } finally {
+    await pool.close();
+  }
+}
