@@ -362,13 +362,16 @@ export class Runtimes {
       return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0, scope: describeScope(cur.scope.scope), returning: cur.scope.returning.map(describeScope) };
     }
     if (to !== 'hold') await switchPreconditions(config, to, lastActedPhase(cur));
-    // A scope switch: keys may cross again, so the proxy-side move's markers go (drop-markers.ts).
+    // A key may cross again (back after a reverse or a narrowed scope, then forward): the
+    // proxy-side move's markers of earlier crossings go, on the server the new phase publishes
+    // into (both at a scope switch), inside the fence (drop-markers.ts).
     const scoped = !isEverything(scope) || !isEverything(cur.scope.scope) || cur.scope.returning.length > 0;
+    const dropOn = scoped ? [config.source, config.target] : to === 'migrate' ? [config.target] : to === 'reverse' ? [config.source] : [];
     const check = async (prev: PhaseName | null) => {
       await switchPreconditions(config, to, prev);
-      if (!scoped) return;
-      const n = await Promise.all([dropMarkers(config.source, config.connectTimeoutMs), dropMarkers(config.target, config.connectTimeoutMs)]);
-      if (n[0] + n[1] > 0) this.host.log(`scope switch: ${n[0] + n[1]} publish-once markers of earlier moves deleted (a key may cross again)`);
+      if (dropOn.length === 0) return;
+      const n = (await Promise.all(dropOn.map((ep) => dropMarkers(ep, config.connectTimeoutMs)))).reduce((a, b) => a + b, 0);
+      if (n > 0) this.host.log(`phase switch to ${to}: ${n} publish-once markers of earlier moves deleted (a key may cross again)`);
     };
     const r = await c.switchTo(to, this.processId, check, config.switchDrainMs, scope).catch((e: Error) => {
       this.host.log(`phase switch to ${to} failed: ${e.message}`);
