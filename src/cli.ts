@@ -35,6 +35,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --source-tls-sni NAME          the name sent as SNI and checked in the source's certificate (default: the URL's host)
   --target-tls-ca-cert-file, --target-tls-cert-file, --target-tls-key-file, --target-tls-sni: the same for the target
   --target-from-source host:port the target's address as the source dials it for MIGRATE
+  --target-cluster HOST:PORT,...  more seed nodes of a cluster target (--target is one): the slot
+                                 map is read from the first that answers (README "New server is a cluster")
   --phase hold|migrate           use phases; the phase a fresh deployment starts in (see rehome phase)
   --source-from-target host:port the source's address as the target dials it for MIGRATE (reverse)
   --no-sweep                     do not move untouched keys in the background
@@ -144,6 +146,7 @@ async function main(): Promise<void> {
         source: { type: 'string' },
         target: { type: 'string' },
         'target-from-source': { type: 'string' },
+        'target-cluster': { type: 'string' },
         'no-sweep': { type: 'boolean' },
         'absent-cache-size': { type: 'string' },
         'migrate-timeout-ms': { type: 'string' },

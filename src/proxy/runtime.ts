@@ -11,6 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
+import { keySlot } from '../cluster/slot.js';
 import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
@@ -361,13 +362,16 @@ export class Runtimes {
       return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0, scope: describeScope(cur.scope.scope), returning: cur.scope.returning.map(describeScope) };
     }
     if (to !== 'hold') await switchPreconditions(config, to, lastActedPhase(cur));
-    // A scope switch: keys may cross again, so the proxy-side move's markers go (drop-markers.ts).
+    // A key may cross again (back after a reverse or a narrowed scope, then forward): the
+    // proxy-side move's markers of earlier crossings go, on the server the new phase publishes
+    // into (both at a scope switch), inside the fence (drop-markers.ts).
     const scoped = !isEverything(scope) || !isEverything(cur.scope.scope) || cur.scope.returning.length > 0;
+    const dropOn = scoped ? [config.source, config.target] : to === 'migrate' ? [config.target] : to === 'reverse' ? [config.source] : [];
     const check = async (prev: PhaseName | null) => {
       await switchPreconditions(config, to, prev);
-      if (!scoped) return;
-      const n = await Promise.all([dropMarkers(config.source, config.connectTimeoutMs), dropMarkers(config.target, config.connectTimeoutMs)]);
-      if (n[0] + n[1] > 0) this.host.log(`scope switch: ${n[0] + n[1]} publish-once markers of earlier moves deleted (a key may cross again)`);
+      if (dropOn.length === 0) return;
+      const n = (await Promise.all(dropOn.map((ep) => dropMarkers(ep, config.connectTimeoutMs)))).reduce((a, b) => a + b, 0);
+      if (n > 0) this.host.log(`phase switch to ${to}: ${n} publish-once markers of earlier moves deleted (a key may cross again)`);
     };
     const r = await c.switchTo(to, this.processId, check, config.switchDrainMs, scope).catch((e: Error) => {
       this.host.log(`phase switch to ${to} failed: ${e.message}`);
@@ -491,10 +495,16 @@ export class Runtimes {
       leaseMs: config.moveLeaseMs,
       bigKeyBytes: config.bigKeyBytes,
       target,
+      // A cluster target (not the old server in reverse): publish scripts name one slot's keys.
+      slotOf: !reverse && config.cluster !== undefined ? (k: Buffer) => keySlot(k.toString('latin1')) : undefined,
     });
+    // A cluster target: MIGRATE goes to the master of each key's slot (reverse moves keys into
+    // the old server, a standalone one).
+    const cluster = !reverse ? config.cluster : undefined;
     const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
       host: dest.host,
       port: dest.port,
+      ...(cluster !== undefined ? { forKey: (k: string) => cluster.nodeForKey(k), moved: (slot: number, to: { host: string; port: number }) => cluster.moved(slot, to) } : {}),
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
       timeoutMs: config.migrateTimeoutMs,
