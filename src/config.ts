@@ -267,10 +267,6 @@ function parseListen(v: string | undefined, hasTls: boolean): { host: string; po
 export function buildConfig(o: RawOptions, env: Record<string, string | undefined> = process.env): ProxyConfig {
   const listenHost = o.listen !== undefined && o.listen !== 'none' ? parseHostPort('--listen', o.listen).host : parseHostPort('--listen', DEFAULTS.listen).host;
   const tls = parseClientTls(o, listenHost);
-  if (tls !== null && o.workers !== undefined && o.workers !== '1') {
-    // SIGHUP's certificate reload reaches one process; a fleet of workers would serve stale ones.
-    throw new ConfigError('--tls-port does not work with --workers yet: run one process per port');
-  }
   const { source, target } = parseSourceTarget(o);
   return {
     listen: parseListen(o.listen, tls !== null),
