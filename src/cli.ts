@@ -5,18 +5,13 @@
  */
 import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
-import cliProgress from 'cli-progress';
-import { runPhaseCli, runStatusCli, runSweeperCli } from './admin/status-cli.js';
-import { runPlanCli } from './tools/plan.js';
-import { runVerifyCli } from './tools/verify.js';
 import { ADMIN_TOKEN_ENV, buildConfig, DEFAULT_CLIENT_LIMITS, DEFAULTS } from './config.js';
 import { ConfigError, RehomeError } from './errors.js';
 import { createOutput, type Output } from './log.js';
 import type { RehomeProxy } from './proxy/server.js';
-import { startRehome } from './start.js';
 import { SERVER_TLS_FLAGS } from './tls-config.js';
 import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
-import { onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
+import { type FleetAnnouncement, linesUntilAnnounced, onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
        rehome plan --source URL --target URL [--target-from-source host:port] [--on-conflict source|target [--apply]]
@@ -40,6 +35,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --source-tls-sni NAME          the name sent as SNI and checked in the source's certificate (default: the URL's host)
   --target-tls-ca-cert-file, --target-tls-cert-file, --target-tls-key-file, --target-tls-sni: the same for the target
   --target-from-source host:port the target's address as the source dials it for MIGRATE
+  --target-cluster HOST:PORT,...  more seed nodes of a cluster target (--target is one): the slot
+                                 map is read from the first that answers (README "New server is a cluster")
   --phase hold|migrate           use phases; the phase a fresh deployment starts in (see rehome phase)
   --source-from-target host:port the source's address as the target dials it for MIGRATE (reverse)
   --no-sweep                     do not move untouched keys in the background
@@ -92,22 +89,36 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
 /** Text until the flags say otherwise (and know the --workers slot). */
 let out: Output = createOutput('text');
 
+/** In a --workers worker: its log lines, held until the fleet's listening line is out. */
+let workerLines: FleetAnnouncement | null = null;
+
 function fail(code: number, msg: string): never {
+  workerLines?.release();
   out.fatal(msg);
   process.exit(code);
 }
 
 function log(line: string, fields?: Record<string, unknown>): void {
-  out.log(line, fields);
+  if (workerLines) workerLines.log(line, fields);
+  else out.log(line, fields);
 }
+
+/**
+ * Each subcommand's module, loaded only when it runs: every module a process imports costs start-up
+ * CPU (a `rehome status` needs no Redis client, a proxy no plan or verify).
+ */
+const SUBCOMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>>> = {
+  status: async () => (await import('./admin/status-cli.js')).runStatusCli,
+  sweeper: async () => (await import('./admin/status-cli.js')).runSweeperCli,
+  phase: async () => (await import('./admin/status-cli.js')).runPhaseCli,
+  plan: async () => (await import('./tools/plan.js')).runPlanCli,
+  verify: async () => (await import('./tools/verify.js')).runVerifyCli,
+};
 
 async function main(): Promise<void> {
   const sub = process.argv[2];
-  if (sub === 'status') process.exit(await runStatusCli(process.argv.slice(3)));
-  if (sub === 'sweeper') process.exit(await runSweeperCli(process.argv.slice(3)));
-  if (sub === 'phase') process.exit(await runPhaseCli(process.argv.slice(3)));
-  if (sub === 'plan') process.exit(await runPlanCli(process.argv.slice(3)));
-  if (sub === 'verify') process.exit(await runVerifyCli(process.argv.slice(3)));
+  const loadSubcommand = sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
+  if (loadSubcommand) process.exit(await (await loadSubcommand())(process.argv.slice(3)));
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -139,6 +150,7 @@ async function main(): Promise<void> {
         source: { type: 'string' },
         target: { type: 'string' },
         'target-from-source': { type: 'string' },
+        'target-cluster': { type: 'string' },
         'no-sweep': { type: 'boolean' },
         'absent-cache-size': { type: 'string' },
         'migrate-timeout-ms': { type: 'string' },
@@ -173,6 +185,7 @@ async function main(): Promise<void> {
   }
   const slot = workerSlot();
   out = createOutput(config.logFormat, slot?.id ?? null);
+  if (slot !== null) workerLines = linesUntilAnnounced((line, fields) => out.log(line, fields));
   if (config.workers > 1 && !cluster.isWorker) await runPrimary(config, out);
   if (slot !== null) config = workerConfig(config, slot);
   // Printed from inside start, before the runtime's held log lines: a small dataset can be
@@ -192,16 +205,18 @@ async function main(): Promise<void> {
   };
   let proxy: RehomeProxy;
   try {
+    const { startRehome } = await import('./start.js');
     proxy = await startRehome(config, log, { preflight: slot?.preflight ?? true, listening });
   } catch (e) {
     if (e instanceof RehomeError) fail(1, e.message);
     fail(1, (e as Error).message);
   }
-  const stopProgress = showProgress(proxy, config.progress);
+  const stopProgress = await showProgress(proxy, config.progress);
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
+    workerLines?.release();
     stopProgress();
     log(`${sig}: no longer accepting clients; finishing in-flight commands`);
     proxy.close().then(
@@ -222,17 +237,20 @@ async function main(): Promise<void> {
   proxy.onDrained(() => {
     toPrimary({ rehome: 'drained', phases: proxy.phases !== null });
     stopProgress();
-    if (config.exitWhenDrained) stop('drained (--exit-when-drained)');
+    if (!config.exitWhenDrained) return;
+    if (workerLines) workerLines.afterAnnounced(() => stop('drained (--exit-when-drained)'));
+    else stop('drained (--exit-when-drained)');
   });
 }
 
 /** A progress bar on a terminal, a log line every few seconds otherwise. Returns a stopper. */
-function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): () => void {
+async function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): Promise<() => void> {
   if (mode === 'off' || (proxy.phases === null && proxy.migration.phase === 'drained')) return () => {};
   // With phases the migration is replaced on every switch: read the current one each time.
   if (proxy.phases !== null) mode = 'log';
   const m = proxy.migration;
   if (mode === 'bar') {
+    const { default: cliProgress } = await import('cli-progress');
     const bar = new cliProgress.SingleBar(
       {
         format: 'rehome [{bar}] {percentage}% | {value}/{total} keys | {rate} keys/s | ETA {eta_s} | {sweeper}',

@@ -52,6 +52,23 @@ export interface AdminConfig {
 export const ADMIN_TOKEN_ENV = 'REHOME_ADMIN_TOKEN';
 
 /** Everything the proxy needs to run. */
+/** What the proxy uses of a cluster target (src/cluster/front.ts implements it). */
+export interface ClusterTargetHandle {
+  /** The master serving a key's slot now, where MIGRATE sends it; null while no master does. */
+  nodeForKey(key: string): { host: string; port: number } | null;
+  /** A node answered MOVED: the slot is served at `to` (the map is read again). */
+  moved(slot: number, to: { host: string; port: number }): void;
+  /** Masters and the slots each serves, for status and plan. */
+  masters(): Array<{ host: string; port: number; slots: number }>;
+  /** Each master with its slot count and DBSIZE (or why it did not answer): plan, status. */
+  census(): Promise<Array<{ host: string; port: number; slots: number; keys: number | null; error: string | null }>>;
+  /** Slots no master serves ("0-99, 5000"), '' when every slot is served. */
+  uncovered(): string;
+  /** For /status: masters with their slots and keys (counted every few seconds), the slot map. */
+  status(): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
 export interface ProxyConfig {
   /** The plain port; null with `--listen none` (clients then connect over TLS only). */
   listen: { host: string; port: number } | null;
@@ -59,6 +76,14 @@ export interface ProxyConfig {
   tls: ClientTlsConfig | null;
   source: Endpoint;
   target: Endpoint;
+  /**
+   * Set at start when the target is a Redis Cluster (src/cluster/target.ts): `target` is then the
+   * cluster front, and `clusterSeed` what --target named.
+   */
+  cluster?: ClusterTargetHandle;
+  clusterSeed?: Endpoint;
+  /** --target-cluster: more seed nodes of a cluster target (with --target's credentials and TLS). */
+  targetSeeds: Array<{ host: string; port: number }>;
   /** The target's address as the source must dial it for MIGRATE (default: the target's). */
   targetFromSource: { host: string; port: number } | null;
   sweep: boolean;
@@ -182,6 +207,7 @@ export interface RawOptions extends RawTlsOptions, RawServerTlsOptions {
   source?: string | undefined;
   target?: string | undefined;
   'target-from-source'?: string | undefined;
+  'target-cluster'?: string | undefined;
   'no-sweep'?: boolean | undefined;
   'absent-cache-size'?: string | undefined;
   'migrate-timeout-ms'?: string | undefined;
@@ -244,16 +270,13 @@ function parseListen(v: string | undefined, hasTls: boolean): { host: string; po
 export function buildConfig(o: RawOptions, env: Record<string, string | undefined> = process.env): ProxyConfig {
   const listenHost = o.listen !== undefined && o.listen !== 'none' ? parseHostPort('--listen', o.listen).host : parseHostPort('--listen', DEFAULTS.listen).host;
   const tls = parseClientTls(o, listenHost);
-  if (tls !== null && o.workers !== undefined && o.workers !== '1') {
-    // SIGHUP's certificate reload reaches one process; a fleet of workers would serve stale ones.
-    throw new ConfigError('--tls-port does not work with --workers yet: run one process per port');
-  }
   const { source, target } = parseSourceTarget(o);
   return {
     listen: parseListen(o.listen, tls !== null),
     tls,
     source,
     target,
+    targetSeeds: (o['target-cluster'] ?? '').split(',').filter((x) => x.trim() !== '').map((x) => parseHostPort('--target-cluster', x.trim())),
     targetFromSource: o['target-from-source']
       ? parseHostPort('--target-from-source', o['target-from-source'])
       : null,

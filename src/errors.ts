@@ -90,5 +90,17 @@ export const ErrorText = {
   invalidCursor: () => 'ERR invalid cursor',
   swapdbWhileMoving: () =>
     'ERR rehome: SWAPDB is refused while keys move (phase migrate or reverse): it would swap keys in the old server behind the back of every rehome process; run it in hold or once drained',
+  /** Redis Cluster's own texts (a cluster target: src/cluster/). */
+  crossSlot: () => "CROSSSLOT Keys in request don't hash to the same slot",
+  clusterSelect: () => 'ERR SELECT is not allowed in cluster mode',
+  slotUnserved: () => 'CLUSTERDOWN Hash slot not served',
+  clusterNodeLost: (node: string, why: string) => `TRYAGAIN rehome: connection to cluster node ${node} lost (${why})`,
+  clusterRedirects: (slot: number) => `TRYAGAIN rehome: slot ${slot} kept moving between cluster nodes (too many MOVED/ASK redirects)`,
+  clusterWatchSlot: () => "CROSSSLOT Keys in request don't hash to the same slot (rehome: a transaction's keys must share the slot of its WATCHed keys)",
+  clusterNoResp3: () =>
+    'NOPROTO sorry, this protocol version is not supported (rehome: a cluster as the new server speaks RESP2 only)',
+  clusterNoTracking: () =>
+    'ERR rehome: CLIENT TRACKING is not supported with a cluster as the new server (invalidations would come from every node)',
+  execAbort: () => 'EXECABORT Transaction discarded because of previous errors.',
   reservedKey: () => "ERR rehome: keys starting with '__rehome:' are reserved for rehome's own state",
 } as const;

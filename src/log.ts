@@ -10,8 +10,9 @@
  * Both are written synchronously: the volume is a few lines a second at most, and a line written
  * just before process.exit() must not be lost.
  */
+import { createRequire } from 'node:module';
 import os from 'node:os';
-import { pino, type Logger as Pino } from 'pino';
+import type { Logger as Pino } from 'pino';
 import type { Logger } from './proxy/server.js';
 
 export type LogFormat = 'text' | 'json';
@@ -42,7 +43,17 @@ function textOutput(worker: number | null): Output {
   };
 }
 
+/**
+ * pino, loaded on the first json logger only: text output, the default, needs none of it, and every
+ * module imported costs each process start-up CPU. Required, not imported, so that createOutput
+ * stays synchronous (pino is a CommonJS package).
+ */
+function loadPino(): typeof import('pino').pino {
+  return (createRequire(import.meta.url)('pino') as typeof import('pino')).pino;
+}
+
 function jsonLogger(fd: 1 | 2, worker: number | null): Pino {
+  const pino = loadPino();
   return pino(
     {
       name: 'rehome',

@@ -1,17 +1,16 @@
 /**
  * The composition root: a proxy with what its config asks for around it. The admin endpoint and
  * its metrics sit a layer above the proxy, which knows them only through StartOptions' hooks, so
- * no import runs from the proxy up to them.
+ * no import runs from the proxy up to them. They are loaded only when asked for: prom-client and the
+ * HTTP server cost a process without --admin start-up CPU for nothing.
  */
-import { startAdmin } from './admin/http.js';
-import { ProxyMetrics } from './admin/metrics.js';
 import type { ProxyConfig } from './config.js';
 import { RehomeError } from './errors.js';
 import { type Logger, RehomeProxy, type StartOptions } from './proxy/server.js';
 import { describeEndpoint } from './upstream/endpoint.js';
 
 /** Starts a proxy, with the admin endpoint and its metrics when config.admin asks for them. */
-export function startRehome(
+export async function startRehome(
   config: ProxyConfig,
   log: Logger = () => {},
   opts: Pick<StartOptions, 'preflight' | 'listening'> = {},
@@ -20,6 +19,7 @@ export function startRehome(
   if (admin === null) return RehomeProxy.start(config, log, opts);
   // The metrics observe the proxy from its first runtime on, before start returns it; they read
   // its figures only when /metrics is scraped, which needs the endpoint that the hook starts.
+  const [{ startAdmin }, { ProxyMetrics }] = await Promise.all([import('./admin/http.js'), import('./admin/metrics.js')]);
   let proxy: RehomeProxy | null = null;
   const metrics = new ProxyMetrics(() => proxy!.figures());
   return RehomeProxy.start(config, log, {

@@ -6,8 +6,11 @@
  *
  * Roles:
  *   primary    forks the workers, prints `rehome: listening on HOST:PORT` once every worker
- *              listens, forwards SIGTERM/SIGINT, restarts a worker that dies, exits when they are
- *              all gone. It serves no client and opens no connection to either server.
+ *              listens, forwards SIGTERM/SIGINT (and SIGHUP with --tls-port: every worker reloads
+ *              its certificate), restarts a worker that dies, exits when they are all gone. It
+ *              serves no client and opens no connection to either server.
+ *   every one  listens on --listen and --tls-port (the primary shares each port among them; each
+ *              worker does its own TLS handshakes).
  *   worker 1   runs the pre-flight checks (alone, before the others start: --on-conflict must
  *              not race with a worker that already moves keys), the sweeper, the admin endpoint
  *              and the progress output.
@@ -18,17 +21,21 @@
  * it to every process as it does across separate proxies.
  *
  *   primary ── fork(1, preflight) ── 'listening' ──► fork(2..N) ── all 'listening' ──► stdout line
+ *      │    then 'announced' ──► every worker (its log lines, held until then, go out)
  *      ▲  'drained' ──► every other worker (and every later restart)
  *      └─ exit: stopping / drained ──► done when none is left; otherwise restart (with backoff)
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { ProxyConfig } from './config.js';
 import type { Output } from './log.js';
+import type { Logger } from './proxy/server.js';
 import { describeEndpoint } from './upstream/endpoint.js';
 
 /** Messages between the primary and its workers (the `rehome` field tells them from others). */
 export type WorkerMessage =
   | { rehome: 'listening'; host: string; port: number }
+  /** To a worker: the fleet's listening line is out (or was, for a restarted worker). */
+  | { rehome: 'announced' }
   | { rehome: 'drained'; phases: boolean };
 
 /** This process's place in a --workers fleet, or null when it is not a worker. */
@@ -67,6 +74,47 @@ export function onPrimaryMessage(f: (m: WorkerMessage) => void): void {
 
 function isMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { rehome?: unknown }).rehome === 'string';
+}
+
+/** A worker's view of the fleet's listening line: see linesUntilAnnounced. */
+export interface FleetAnnouncement {
+  /** Logs now once the line is out, else holds the line until then. */
+  log: Logger;
+  /** Runs `f` now once the line is out, else then. */
+  afterAnnounced(f: () => void): void;
+  /** Lets the held lines out now: for a worker that stops or fails first, so that none is lost. */
+  release(): void;
+}
+
+/**
+ * Worker 1 listens, and may move keys (even finish a small migration), while the other workers
+ * start; the primary prints `listening on` only once they all listen. So that no line about moves
+ * comes before it, a worker's log lines wait for the primary's 'announced', and so does its exit
+ * on drain (--exit-when-drained): the fleet must have said it listens before it ends.
+ */
+export function linesUntilAnnounced(log: Logger): FleetAnnouncement {
+  let held: Array<Parameters<Logger>> | null = [];
+  const waiting: Array<() => void> = [];
+  const release = () => {
+    const lines = held ?? [];
+    held = null;
+    for (const [line, fields] of lines) log(line, fields);
+    for (const f of waiting.splice(0)) f();
+  };
+  onPrimaryMessage((m) => {
+    if (m.rehome === 'announced') release();
+  });
+  return {
+    log: (line, fields) => {
+      if (held === null) log(line, fields);
+      else held.push([line, fields]);
+    },
+    afterAnnounced: (f) => {
+      if (held === null) f();
+      else waiting.push(f);
+    },
+    release,
+  };
 }
 
 /** A worker that dies within this long of its start doubles the wait before the next restart. */
@@ -143,6 +191,7 @@ export function runPrimary(config: ProxyConfig, out: Pick<Output, 'log' | 'liste
     // A worker hears messages once it listens: tell it what it missed.
     if (drained?.legacy) slot.worker?.send({ rehome: 'drained', phases: false } satisfies WorkerMessage);
     if (announced !== null) {
+      slot.worker?.send({ rehome: 'announced' } satisfies WorkerMessage);
       if (at.port !== announced.port) log(`worker ${slot.id} listens on ${describeEndpoint(at)}, not ${describeEndpoint(announced)}`);
       else log(`worker ${slot.id} (pid ${slot.worker?.process.pid}) listening again`);
       return;
@@ -155,6 +204,7 @@ export function runPrimary(config: ProxyConfig, out: Pick<Output, 'log' | 'liste
       announced = at;
       out.listening(describeEndpoint(at));
       log(`${n} workers (pids ${slots.map((s) => s.worker?.process.pid).join(', ')}) share the port`);
+      for (const s of slots) s.worker?.send({ rehome: 'announced' } satisfies WorkerMessage);
     }
   };
 
@@ -204,6 +254,13 @@ export function runPrimary(config: ProxyConfig, out: Pick<Output, 'log' | 'liste
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  if (config.tls) {
+    // Each worker holds its own TLS context for the shared --tls-port: all of them must reload, or
+    // new clients would get the old certificate or the new one depending on the worker they land on.
+    process.on('SIGHUP', () => {
+      for (const s of alive()) s.worker!.process.kill('SIGHUP');
+    });
+  }
 
   fork(slots[0]!, true);
   return new Promise<never>(() => {});

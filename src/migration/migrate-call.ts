@@ -13,6 +13,13 @@ export interface MigrateDestination {
   username?: string;
   password?: string;
   timeoutMs: number;
+  /**
+   * A cluster target: the master a key goes to (its slot's), instead of host and port; null
+   * while no master serves the slot (migrate-cluster.ts).
+   */
+  forKey?: (key: string) => { host: string; port: number } | null;
+  /** A cluster target answered MIGRATE with MOVED: the slot map is out of date. */
+  moved?: (slot: number, to: { host: string; port: number }) => void;
 }
 
 /** MIGRATE found a claim key of one of its keys: the batch goes through the protocol instead. */

@@ -40,6 +40,11 @@ export interface CopyOptions {
   chunkBytes: number;
   lateWindowMs: number;
   target: ServerFeatures;
+  /**
+   * A cluster target: the slot of a key. A publish script may only name keys of one slot, so a
+   * batch is published one slot at a time.
+   */
+  slotOf?: ((key: Buffer) => number) | undefined;
 }
 
 /** Elements per chunk at most: each is a Buffer to parse and send, in one turn of the event loop. */
@@ -64,6 +69,28 @@ export class Copier {
 
   /** Publishes every key (in `db`), by its payload where it has one, else by the type-aware copy. */
   async publish(db: number, keys: readonly Carried[]): Promise<Outcome[]> {
+    const slotOf = this.opts.slotOf;
+    if (slotOf !== undefined && keys.length > 1) {
+      const bySlot = new Map<number, number[]>();
+      keys.forEach((c, i) => {
+        const s = slotOf(c.names.key);
+        const g = bySlot.get(s);
+        if (g === undefined) bySlot.set(s, [i]);
+        else g.push(i);
+      });
+      if (bySlot.size > 1) {
+        const out: Outcome[] = new Array<Outcome>(keys.length);
+        await Promise.all([...bySlot.values()].map(async (idx) => {
+          const o = await this.publishOneSlot(db, idx.map((i) => keys[i]!));
+          idx.forEach((i, j) => (out[i] = o[j]!));
+        }));
+        return out;
+      }
+    }
+    return this.publishOneSlot(db, keys);
+  }
+
+  private async publishOneSlot(db: number, keys: readonly Carried[]): Promise<Outcome[]> {
     const out: Outcome[] = new Array<Outcome>(keys.length);
     const dumps: number[] = [];
     const copies: number[] = [];

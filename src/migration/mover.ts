@@ -20,6 +20,7 @@ import { ErrorText, MoveError } from '../errors.js';
 import type { ControlPool } from '../upstream/control.js';
 import type { KnownAbsentCache } from './absent-cache.js';
 import { ClaimPresent, type MigrateDestination, migrateKeys } from './migrate-call.js';
+import { migrateToCluster } from './migrate-cluster.js';
 import { type MigrateSweepHost, migrateSweepStep } from './migrate-sweep.js';
 import { classify, type MoveErrorKind, throwFirst, throwFor } from './move-errors.js';
 import { moveKeys } from './move-keys.js';
@@ -225,7 +226,14 @@ export class Mover {
     // The sweeper's moves use their own connections, so a client's move never queues behind a
     // sweeper batch on the same socket (only behind the one the source is running).
     const pool = sweep && this.sweepSource ? this.sweepSource : this.source;
+    const forKey = this.dest.forKey;
+    if (forKey !== undefined) return migrateToCluster(pool, this.dest, forKey, db, keys, timeoutMs);
     return migrateKeys(pool, this.dest, db, keys, timeoutMs);
+  }
+
+  /** A cluster target: the sweep script can't be used (it sends a batch to one address). */
+  get groupsByNode(): boolean {
+    return this.dest.forKey !== undefined;
   }
 
   /** Moves one batch; resolves (never rejects) to the keys that could not be confirmed absent. */

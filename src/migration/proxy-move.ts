@@ -48,6 +48,8 @@ export interface ProxyMoveOptions {
   maxWaitMs: number;
   /** What the target accepts (hash-field TTLs, stream ids and groups): the type-aware copy's options. */
   target: ServerFeatures;
+  /** A cluster target: a key's slot (publishes are grouped by slot: move-copy.ts). */
+  slotOf?: ((key: Buffer) => number) | undefined;
 }
 
 export const PROXY_MOVE_DEFAULTS = {

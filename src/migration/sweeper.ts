@@ -329,7 +329,8 @@ export class Sweeper {
    * scripts are unavailable, SCAN steps and moves go separately (sweepDbSplit).
    */
   private async sweepDb(db: number, match: Buffer): Promise<number> {
-    if (!this.scriptOk) return this.sweepDbSplit(db, match);
+    // A cluster target: the script would MIGRATE a batch to one address; the proxy groups per node.
+    if (!this.scriptOk || this.mover.groupsByNode) return this.sweepDbSplit(db, match);
     try {
       return await this.sweepDbSteps(db, match);
     } finally {

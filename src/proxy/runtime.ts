@@ -11,6 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
+import { keySlot } from '../cluster/slot.js';
 import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
@@ -495,10 +496,16 @@ export class Runtimes {
       waitAof: config.moveWaitAof,
       bigKeyBytes: config.bigKeyBytes,
       target,
+      // A cluster target (not the old server in reverse): publish scripts name one slot's keys.
+      slotOf: !reverse && config.cluster !== undefined ? (k: Buffer) => keySlot(k.toString('latin1')) : undefined,
     });
+    // A cluster target: MIGRATE goes to the master of each key's slot (reverse moves keys into
+    // the old server, a standalone one).
+    const cluster = !reverse ? config.cluster : undefined;
     const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
       host: dest.host,
       port: dest.port,
+      ...(cluster !== undefined ? { forKey: (k: string) => cluster.nodeForKey(k), moved: (slot: number, to: { host: string; port: number }) => cluster.moved(slot, to) } : {}),
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
       timeoutMs: config.migrateTimeoutMs,

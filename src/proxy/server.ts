@@ -18,6 +18,7 @@ import { movesLine, type ProxyCounters, type ProxyObserver, Runtimes, type Switc
 import { NO_SCOPE_FLAGS, type ScopeFlags } from '../migration/scope.js';
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
+import { withClusterTarget } from '../cluster/target.js';
 import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
 import { scopeFigures, scopeStatus } from './scope-status.js';
 import { createTlsServer, reloadTls } from './tls-listener.js';
@@ -111,8 +112,13 @@ export class RehomeProxy {
    * listening line (opts.listening) is out, so that no line about moves comes before it: the
    * port was bound before any of them happened.
    */
-  static async start(config: ProxyConfig, log: Logger = () => {}, opts: StartOptions = {}): Promise<RehomeProxy> {
-    const pair = await checkPair(config, log, opts.preflight !== false);
+  static async start(given: ProxyConfig, log: Logger = () => {}, opts: StartOptions = {}): Promise<RehomeProxy> {
+    // A cluster target: every connection to the target goes through the cluster front.
+    const config = await withClusterTarget(given, given.limits);
+    const pair = await checkPair(config, log, opts.preflight !== false).catch(async (e: unknown) => {
+      await config.cluster?.close();
+      throw e;
+    });
     const held = holdLines(log);
     let p: RehomeProxy | null = null;
     try {
@@ -126,7 +132,7 @@ export class RehomeProxy {
       p.idle.start();
       p.joinFleet();
       log(
-        `source ${describeEndpoint(config.source)} (redis ${pair.versions.source}), target ${describeEndpoint(config.target)} (redis ${pair.versions.target}), ${rt.ctx.table.size} commands, ${pair.databases} dbs` +
+        `source ${describeEndpoint(config.source)} (redis ${pair.versions.source}), target ${describeEndpoint(config.clusterSeed ?? config.target)}${config.cluster ? ` (a cluster of ${config.cluster.masters().length} masters)` : ''} (redis ${pair.versions.target}), ${rt.ctx.table.size} commands, ${pair.databases} dbs` +
           (pair.phases ? `; phase ${rt.phase} (epoch ${rt.epoch})` : ''),
       );
       if (rt.moves !== null) log(movesLine(rt.moves));
@@ -137,6 +143,7 @@ export class RehomeProxy {
       held.release();
       if (p) await p.abortStart();
       await pair.phases?.close();
+      await config.cluster?.close();
       throw e;
     }
   }
@@ -405,7 +412,9 @@ export class RehomeProxy {
       fleet: this.fleet?.section() ?? null,
       direction: rt?.phase === 'reverse' ? 'new -> old' : rt?.phase === 'migrate' || !c ? 'old -> new' : null,
       source: describeEndpoint(this.config.source),
-      target: describeEndpoint(this.config.target),
+      target: describeEndpoint(this.config.clusterSeed ?? this.config.target),
+      // A cluster as the new server: keys per master (src/cluster/front.ts).
+      cluster: this.config.cluster?.status() ?? null,
       versions: this.versions,
       uptime_s: Math.round((Date.now() - m.startedAt) / 1000),
       keys: {
@@ -461,6 +470,7 @@ export class RehomeProxy {
       }
       await this.runtimes.stop();
       await this.pair.phases?.close();
+      await this.config.cluster?.close();
     })();
     return this.stopping;
   }

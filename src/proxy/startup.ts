@@ -133,7 +133,8 @@ async function probeDirection(config: ProxyConfig, which: 'forward' | 'reverse')
   try {
     if (which === 'forward') {
       const dest = config.targetFromSource ?? config.target;
-      return await probeMoveMethod(s, t, { host: dest.host, port: dest.port }, config.target);
+      const cluster = config.cluster;
+      return await probeMoveMethod(s, t, cluster ? (k) => cluster.nodeForKey(k) : { host: dest.host, port: dest.port }, config.target);
     }
     const dest = config.sourceFromTarget ?? config.source;
     return await probeMoveMethod(t, s, { host: dest.host, port: dest.port }, config.source);
@@ -237,6 +238,7 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
     onConflict: config.onConflict,
     apply: config.onConflict !== null,
     moveMethod: config.moveMethod,
+    cluster: config.cluster,
     // reverse is probed when a rollback starts (Pair.methodFor)
     probeReverse: false,
   });
@@ -264,6 +266,10 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
  * moves and writes of the old phase can still change what these checks see.
  */
 export async function switchPreconditions(config: ProxyConfig, to: SwitchablePhase, from: PhaseName | null): Promise<void> {
+  if (to === 'reverse' && config.cluster !== undefined) {
+    // The reverse sweeper would scan one master of the cluster and call the whole cluster empty.
+    throw new RehomeError('EPHASE', 'cannot switch to reverse: moving keys back out of a cluster is not supported yet (the new server is a cluster); a rollback is a new migration with the cluster as --source, which is not supported either');
+  }
   if (to === 'hold') {
     // Keys there would vanish for clients, and come back at the next migrate.
     const n = await keysOnNew(config);
@@ -284,6 +290,7 @@ export async function switchPreconditions(config: ProxyConfig, to: SwitchablePha
       onConflict: null,
       apply: false,
       moveMethod: config.moveMethod,
+      cluster: config.cluster,
       probeReverse: false,
     });
     const first = pre.findings.find((f) => f.level === 'fail');

@@ -45,11 +45,13 @@ function errText(e: unknown): string {
 export async function probeMoveMethod(
   from: ServerConn,
   to: ServerConn,
-  dest: { host: string; port: number },
+  destFor: { host: string; port: number } | ((key: string) => { host: string; port: number } | null),
   toEp: Endpoint,
 ): Promise<MethodChoice> {
   const id = randomBytes(8).toString('hex');
   const key = `${PROBE_PREFIX}${id}`;
+  // A cluster target: the master of the probe key's slot.
+  const dest = typeof destFor === 'function' ? (destFor(key) ?? { host: toEp.host, port: toEp.port }) : destFor;
   const restored = `${key}:restore`;
   try {
     await from.redis.set(key, 'rehome move method probe', 'PX', PROBE_TTL_MS);

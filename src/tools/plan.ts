@@ -24,7 +24,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { parseOnConflict, parseSourceTarget } from '../config.js';
+import { type ClusterTargetHandle, parseOnConflict, parseSourceTarget } from '../config.js';
 import { ConfigError, showKey } from '../errors.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
@@ -51,6 +51,7 @@ import {
   type DbKey,
   type ServerConn,
 } from './scan-both.js';
+import { checkClusterTarget, openClusterFront } from './plan-cluster.js';
 import { checkUsers } from './plan-users.js';
 import { findUnmovable, unmovableFinding } from './plan-unmovable.js';
 
@@ -68,7 +69,8 @@ export type PlanCheck =
   | 'users'
   | 'method'
   | 'types'
-  | 'conflicts';
+  | 'conflicts'
+  | 'cluster';
 
 export interface Finding {
   /** Which check produced it (stable, for programs; the message is for humans). */
@@ -102,6 +104,8 @@ export interface PlanOptions {
   apply?: boolean;
   /** How many conflicting keys to list (default 100). */
   maxListed?: number;
+  /** The target is a cluster, reached through the cluster front at `target` (src/cluster/). */
+  cluster?: ClusterTargetHandle | undefined;
 }
 
 export interface PlanResult {
@@ -265,6 +269,11 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
       );
     }
 
+    if (opts.cluster !== undefined) {
+      phase = 'cluster';
+      await checkClusterTarget(opts.cluster, sourceKeysPerDb, (level, message, details) => add('cluster', level, message, details));
+    }
+
     // memory: will the source's data fit under the target's maxmemory?
     phase = 'memory';
     const sUsed = num(sInfo, 'used_memory');
@@ -370,10 +379,11 @@ async function probeMigrate(
   opts: PlanOptions,
   add: (check: PlanCheck, level: FindingLevel, message: string) => void,
 ): Promise<ProbeOutcome> {
-  const dest = opts.targetFromSource ?? { host: opts.target.host, port: opts.target.port };
-  const destText = describeEndpoint(dest);
   const id = randomBytes(8).toString('hex');
   const probeKey = `${PROBE_PREFIX}${id}`;
+  // A cluster: the master of the probe key's slot.
+  const dest = opts.cluster?.nodeForKey(probeKey) ?? opts.targetFromSource ?? { host: opts.target.host, port: opts.target.port };
+  const destText = describeEndpoint(dest);
   const restoreKey = `${PROBE_PREFIX}${id}:restore`;
   const out: ProbeOutcome = { restore: 'untested' };
   try {
@@ -451,7 +461,10 @@ async function chooseMethods(
   methods: PlanResult['methods'],
   add: (check: PlanCheck, level: FindingLevel, message: string) => void,
 ): Promise<void> {
-  const toTarget = opts.targetFromSource ?? { host: opts.target.host, port: opts.target.port };
+  const cluster = opts.cluster;
+  const toTarget = cluster !== undefined
+    ? (k: string) => cluster.nodeForKey(k)
+    : (opts.targetFromSource ?? { host: opts.target.host, port: opts.target.port });
   const toSource = opts.sourceFromTarget ?? { host: opts.source.host, port: opts.source.port };
   const dirs = [
     ['old -> new', s, t, toTarget, opts.target],
@@ -644,9 +657,16 @@ export async function runPlanCli(argv: string[]): Promise<number> {
     process.stderr.write(`rehome plan: ${errText(e)} (see --help)\n`);
     return 2;
   }
-  const r = await plan(opts);
-  process.stdout.write(formatPlanReport(r));
-  return r.hardFailure ? 1 : 0;
+  // A cluster as the new server: plan talks to it through the cluster front, as the proxy does.
+  const front = await openClusterFront(opts.target).catch(() => null);
+  if (front !== null) opts = { ...opts, target: front.endpoint, cluster: front };
+  try {
+    const r = await plan(opts);
+    process.stdout.write(formatPlanReport(r));
+    return r.hardFailure ? 1 : 0;
+  } finally {
+    await front?.close();
+  }
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

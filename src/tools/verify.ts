@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { parseSourceTarget } from '../config.js';
 import { RehomeError, showKey } from '../errors.js';
+import { openClusterFront } from './plan-cluster.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { PHASE_KEY } from '../phase/phase.js';
 import { describeScope, inScope, isEverything, parseScope, type Scope } from '../migration/scope.js';
@@ -230,14 +231,27 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
     return 2;
   }
   let r: VerifyResult;
+  // A cluster as the new server: checked through the cluster front, and every master answers.
+  const front = await openClusterFront(target).catch(() => null);
+  let nodesOk = true;
   try {
-    r = await verify({ source, target, scope });
+    r = await verify({ source, target: front?.endpoint ?? target, scope });
+    if (front !== null) {
+      const census = await front.census();
+      nodesOk = census.every((m) => m.error === null) && front.uncovered() === '';
+      for (const m of census) {
+        process.stdout.write(`verify: cluster master ${describeEndpoint(m)}: ${m.slots} slots, ${m.error === null ? `${m.keys} keys` : `does not answer (${m.error})`}\n`);
+      }
+      if (front.uncovered() !== '') process.stdout.write(`verify: no master serves slots ${front.uncovered()}\n`);
+    }
   } catch (e) {
     process.stderr.write(`rehome verify: ${(e as Error).message.split('\n')[0]}\n`);
     return 1;
+  } finally {
+    await front?.close();
   }
   process.stdout.write(formatVerifyReport(r, source, target));
-  return r.ok ? 0 : 1;
+  return r.ok && nodesOk ? 0 : 1;
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -25,8 +25,8 @@ const VALUES = ['a', 'b', '1', '2', '10', '-3', 'hello', 'x y', ''];
 const FIELDS = ['f1', 'f2', 'f3'];
 
 /** Seeds 24 of the 36 keys per db with a mix of types (some with a TTL). */
-async function seed(c: Redis): Promise<void> {
-  for (const db of DBS) {
+export async function seed(c: Redis, dbs: readonly number[] = DBS): Promise<void> {
+  for (const db of dbs) {
     await c.select(db);
     for (let i = 0; i < 24; i++) {
       const k = KEYS[i]!;
@@ -56,9 +56,9 @@ async function seed(c: Redis): Promise<void> {
   await c.select(0);
 }
 
-type Cmd = Array<string | number>;
+export type Cmd = Array<string | number>;
 
-function generator(rnd: () => number, alsoExclude: readonly string[]): () => Cmd {
+export function generator(rnd: () => number, alsoExclude: readonly string[]): () => Cmd {
   const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)]!;
   const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
   const keys = (lo: number, hi: number) => Array.from({ length: int(lo, hi) }, () => pick(KEYS));
@@ -142,7 +142,7 @@ function sortValues(v: RespValue): RespValue {
 }
 
 /** The comparable form of a reply: raw bytes unless the command's reply is unordered or timing-dependent. */
-function normalise(cmd: Cmd, reply: Buffer): string {
+export function normalise(cmd: Cmd, reply: Buffer): string {
   const name = String(cmd[0]).toUpperCase();
   switch (name) {
     case 'SMEMBERS':
@@ -166,9 +166,9 @@ function normalise(cmd: Cmd, reply: Buffer): string {
   }
 }
 
-async function dumpAll(c: Redis): Promise<Record<string, unknown>> {
+export async function dumpAll(c: Redis, dbs: readonly number[] = DBS): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
-  for (const db of DBS) {
+  for (const db of dbs) {
     await c.select(db);
     for (const k of (await c.keys('*')).sort()) {
       const type = (await c.type(k)) as KeyType;

@@ -92,6 +92,23 @@ describe('start-up order', () => {
     expect(lineIndex(r.out, /migration complete/), r.out).toBeGreaterThan(listening);
   });
 
+  it('--workers 2: the primary\'s "listening on" comes before worker 1\'s "migration complete"', async () => {
+    // Worker 1 listens and may finish the migration while worker 2 starts; the line that says
+    // the fleet listens is the primary's, once both listen.
+    await seed(200);
+    const r = await runMerged([
+      '--listen', '127.0.0.1:0', '--source', ctx.source.url, '--target', ctx.target.url,
+      '--workers', '2', '--exit-when-drained',
+    ]);
+    expect(r.code, r.out).toBe(0);
+    const listening = lineIndex(r.out, /^rehome: listening on 127\.0\.0\.1:\d+$/);
+    expect(listening, r.out).toBeGreaterThanOrEqual(0);
+    expect(lineIndex(r.out, /worker 1: .*migration complete/), r.out).toBeGreaterThan(listening);
+    const before = r.out.split('\n').slice(0, listening).join('\n');
+    expect(before, r.out).not.toMatch(/moved|sweeper|progress|complete|drained/);
+    expect(await dbsize('target')).toBe(200);
+  });
+
   it('--listen in use: start fails before any key moved', async () => {
     await seed(2_000);
     const port = await occupiedPort();

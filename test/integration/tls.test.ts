@@ -198,10 +198,34 @@ describe('TLS to clients (--tls-port)', () => {
     const noPlain = await runCli([...base, '--listen', 'none']);
     expect(noPlain.code).toBe(2);
     expect(noPlain.stderr).toContain('--listen none needs --tls-port');
+  });
 
-    const workers = await runCli([...base, '--workers', '2', '--tls-port', tlsPort, '--tls-cert-file', f('server.crt'), '--tls-key-file', f('server.key'), '--tls-auth-clients', 'no']);
-    expect(workers.code).toBe(2);
-    expect(workers.stderr).toContain('--tls-port does not work with --workers yet');
+  it('--workers 2: every worker serves the TLS port, and SIGHUP to the primary reloads the certificate in each', async () => {
+    const pair = await plainPair();
+    copyFileSync(f('server.crt'), f('fleet.crt'));
+    copyFileSync(f('server.key'), f('fleet.key'));
+    const p = await startProxy({
+      ...pair,
+      args: ['--listen', 'none', '--workers', '2', '--tls-port', '0', '--tls-cert-file', f('fleet.crt'), '--tls-key-file', f('fleet.key'), '--tls-ca-cert-file', f('ca.crt')],
+    });
+    proxies.push(p);
+    expect(p.stdout.split('\n').filter((l) => l.includes('listening on'))).toHaveLength(1);
+    // The primary hands connections out round-robin: four in a row reach both workers.
+    const names = async () => Promise.all([0, 1, 2, 3].map(() => peerName(p.port)));
+    expect(await names()).toEqual(['server', 'server', 'server', 'server']);
+    const before = tlsClient(p.port, { cert: pem('client.crt'), key: pem('client.key') });
+    expect(await before.set('w', '1')).toBe('OK');
+
+    copyFileSync(f('server-2.crt'), f('fleet.crt'));
+    copyFileSync(f('server-2.key'), f('fleet.key'));
+    p.proc.kill('SIGHUP');
+    await waitFor(
+      () => p.stderr.includes('worker 1: SIGHUP: TLS certificate reloaded') && p.stderr.includes('worker 2: SIGHUP: TLS certificate reloaded'),
+      'both workers to log the reload',
+    );
+    expect(await names()).toEqual(['server-2', 'server-2', 'server-2', 'server-2']);
+    expect(await before.get('w')).toBe('1');
+    expect(p.proc.exitCode).toBeNull();
   });
 });
 

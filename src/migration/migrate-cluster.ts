@@ -1,0 +1,62 @@
+/**
+ * MIGRATE into a cluster target: each key goes to the master owning its slot (the destination's
+ * forKey), one MIGRATE (migrate-call.ts) per master. A MOVED or ASK in MIGRATE's error is the
+ * node's definite refusal: the RESTOREs it refused did not run and their keys are still in the
+ * source (MIGRATE deletes only what the target took), so the same MIGRATE goes where the cluster
+ * says, without REPLACE (nothing can be overwritten). Any other failure is thrown as it is: the
+ * mover then probes every key (docs/DESIGN.md rule 4).
+ */
+import type { ControlPool } from '../upstream/control.js';
+import { type MigrateDestination, migrateKeys } from './migrate-call.js';
+
+type Addr = { host: string; port: number };
+
+/** Redirects one group follows before its error is thrown. */
+const MAX_REDIRECTS = 2;
+
+export async function migrateToCluster(
+  pool: ControlPool,
+  d: MigrateDestination,
+  forKey: (key: string) => Addr | null,
+  db: number,
+  keys: readonly string[],
+  timeoutMs?: number,
+): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
+  let moved = 0;
+  for (const [first, group] of groupByNode(keys, forKey)) {
+    let to = first;
+    for (let tries = 0; ; tries++) {
+      try {
+        moved += (await migrateKeys(pool, { ...d, host: to.host, port: to.port }, db, group, timeoutMs)).moved;
+        break;
+      } catch (e) {
+        const rd = redirectOf(e);
+        if (rd === null || tries >= MAX_REDIRECTS) throw e;
+        if (!rd.ask) d.moved?.(rd.slot, rd.to);
+        to = rd.to;
+      }
+    }
+  }
+  return { reply: moved > 0 ? 'OK' : 'NOKEY', moved };
+}
+
+/** Keys grouped by the master their slot is on. */
+function groupByNode(keys: readonly string[], forKey: (key: string) => Addr | null): Array<[Addr, string[]]> {
+  const byAddr = new Map<string, { to: Addr; keys: string[] }>();
+  for (const k of keys) {
+    const to = forKey(k);
+    if (to === null) throw new Error(`CLUSTERDOWN no master of the cluster serves the slot of a key of this batch`);
+    const id = `${to.host}:${to.port}`;
+    let g = byAddr.get(id);
+    if (g === undefined) byAddr.set(id, (g = { to, keys: [] }));
+    g.keys.push(k);
+  }
+  return [...byAddr.values()].map((g) => [g.to, g.keys]);
+}
+
+/** A MOVED or ASK in MIGRATE's error ("Target instance replied with error: MOVED 12 h:p"). */
+function redirectOf(e: unknown): { ask: boolean; slot: number; to: Addr } | null {
+  const m = /\b(MOVED|ASK) (\d+) (\S+):(\d+)/.exec(e instanceof Error ? e.message : String(e));
+  if (m === null) return null;
+  return { ask: m[1] === 'ASK', slot: Number(m[2]), to: { host: m[3]!.replace(/^\[|\]$/g, ''), port: Number(m[4]) } };
+}

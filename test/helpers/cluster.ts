@@ -1,0 +1,168 @@
+/**
+ * Throwaway Redis Cluster (or Valkey cluster) for tests: N masters (and optionally one replica
+ * each) started with startRedis() and `cluster-enabled yes`, joined with
+ * `redis-cli --cluster create ... --cluster-yes`, and waited on until every node says
+ * cluster_state:ok and agrees on the slot map.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { freePort, REDIS_CLI, type RedisServer, startRedis, stopAll } from './redis.js';
+import { sleep } from './util.js';
+
+const run = promisify(execFile);
+
+export interface TestCluster {
+  readonly nodes: RedisServer[];
+  /** The masters at start (a failover changes who is master: ask masters()). */
+  readonly masters: RedisServer[];
+  readonly replicas: RedisServer[];
+  /** redis://127.0.0.1:port of the first master (a seed). */
+  readonly url: string;
+  /** The servers that are masters now (CLUSTER NODES of a live node). */
+  currentMasters(): Promise<RedisServer[]>;
+  /** An ioredis Cluster client (for checks straight on the cluster). */
+  client(): InstanceType<typeof Redis.Cluster>;
+  /** Keys over every current master. */
+  dbsize(): Promise<number>;
+  /** Waits until every live node reports cluster_state:ok and the same slot owners. */
+  waitOk(timeoutMs?: number): Promise<void>;
+  /** Moves `slots` slots from one master to another with `redis-cli --cluster reshard`. */
+  reshard(from: RedisServer, to: RedisServer, slots: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  masters?: number;
+  /** Replicas per master (0 or 1). */
+  replicas?: number;
+  /** The server binary (default Debian's redis-server; see servers.ts). */
+  binary?: string;
+  /** Extra redis-server arguments for every node. */
+  args?: string[];
+}
+
+async function nodeId(s: RedisServer): Promise<string> {
+  const c = s.client();
+  try {
+    return String(await c.call('CLUSTER', 'MYID'));
+  } finally {
+    c.disconnect();
+  }
+}
+
+/**
+ * A cluster node on a free port at most 55535: its cluster bus listens 10000 higher, and a node
+ * on a higher port refuses to start.
+ */
+async function startNode(args: string[], binary: string | undefined): Promise<RedisServer> {
+  let port = await freePort();
+  while (port > 55535) port = await freePort();
+  return startRedis({ args, port, ...(binary !== undefined ? { binary } : {}) });
+}
+
+/** Starts a cluster and waits until it serves every slot. */
+export async function startCluster(opts: ClusterOptions = {}): Promise<TestCluster> {
+  const m = opts.masters ?? 3;
+  const r = opts.replicas ?? 0;
+  const args = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000', ...(opts.args ?? [])];
+  const nodes = await Promise.all(Array.from({ length: m * (1 + r) }, () => startNode(args, opts.binary)));
+  const clients: Array<InstanceType<typeof Redis.Cluster>> = [];
+  const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
+  try {
+    await run(REDIS_CLI, ['--cluster', 'create', ...addrs, '--cluster-replicas', String(r), '--cluster-yes'], { timeout: 60_000 });
+  } catch (e) {
+    await stopAll(...nodes);
+    throw e;
+  }
+  const byPort = new Map(nodes.map((n) => [n.port, n]));
+  const cluster: TestCluster = {
+    nodes,
+    masters: nodes.slice(0, m),
+    replicas: nodes.slice(m),
+    url: `redis://127.0.0.1:${nodes[0]!.port}`,
+    async currentMasters() {
+      for (const n of nodes) {
+        if (!n.running) continue;
+        const c = n.client();
+        try {
+          const text = String(await c.call('CLUSTER', 'NODES'));
+          const out: RedisServer[] = [];
+          for (const line of text.split('\n')) {
+            const f = line.split(' ');
+            if (f.length < 8 || !f[2]!.includes('master') || f[2]!.includes('fail')) continue;
+            const port = Number(f[1]!.split('@')[0]!.split(':').pop());
+            const s = byPort.get(port);
+            if (s !== undefined && s.running) out.push(s);
+          }
+          return out;
+        } catch {
+          /* try the next node */
+        } finally {
+          c.disconnect();
+        }
+      }
+      throw new Error('no cluster node answers');
+    },
+    client() {
+      const c = new Redis.Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }], { redisOptions: { maxRetriesPerRequest: 3 } });
+      c.on('error', () => {});
+      clients.push(c);
+      return c;
+    },
+    async dbsize() {
+      let n = 0;
+      for (const s of await cluster.currentMasters()) {
+        const c = s.client();
+        try {
+          n += Number(await c.dbsize());
+        } finally {
+          c.disconnect();
+        }
+      }
+      return n;
+    },
+    async waitOk(timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const views: string[] = [];
+        let ok = true;
+        for (const n of nodes) {
+          if (!n.running) continue;
+          const c = n.client();
+          try {
+            const info = String(await c.call('CLUSTER', 'INFO'));
+            if (!info.includes('cluster_state:ok')) ok = false;
+            const slots = (await c.call('CLUSTER', 'SLOTS')) as Array<[number, number, [string, number]]>;
+            views.push(slots.map((s) => `${s[0]}-${s[1]}@${s[2][1]}`).sort().join(','));
+          } catch {
+            ok = false;
+          } finally {
+            c.disconnect();
+          }
+        }
+        if (ok && views.length > 0 && views.every((v) => v === views[0])) return;
+        if (Date.now() > deadline) throw new Error(`cluster not ok after ${timeoutMs} ms`);
+        await sleep(100);
+      }
+    },
+    async reshard(from, to, slots) {
+      const [fromId, toId] = await Promise.all([nodeId(from), nodeId(to)]);
+      await run(REDIS_CLI, [
+        '--cluster', 'reshard', `127.0.0.1:${from.port}`, '--cluster-from', fromId, '--cluster-to', toId,
+        '--cluster-slots', String(slots), '--cluster-yes', '--cluster-pipeline', '100',
+      ], { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
+    },
+    async stop() {
+      for (const c of clients) c.disconnect();
+      await stopAll(...nodes);
+    },
+  };
+  try {
+    await cluster.waitOk();
+  } catch (e) {
+    await cluster.stop();
+    throw e;
+  }
+  return cluster;
+}
