@@ -64,6 +64,9 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
                                  at start as rehome plan does, per direction (default auto)
   --move-lease-ms N              lease of a proxy-side move's claim; a claim of a process that died is
                                  taken over once it lapses (default ${DEFAULTS.moveLeaseMs})
+  --move-wait-aof auto|on|off    a proxy-side move waits (WAITAOF, Redis 7.2+) until the target has its
+                                 copy in its AOF before deleting the source's; auto: where the target
+                                 runs with appendonly yes (default auto)
   --exit-when-drained            exit 0 once the source is empty
   --on-conflict source|target    keys found in both servers at start: keep this copy, delete the other
   --force                        start even when the pre-flight checks (rehome plan) fail
@@ -127,6 +130,7 @@ async function main(): Promise<void> {
         'big-key-mb': { type: 'string' },
         'move-method': { type: 'string' },
         'move-lease-ms': { type: 'string' },
+        'move-wait-aof': { type: 'string' },
         'exit-when-drained': { type: 'boolean' },
         'on-conflict': { type: 'string' },
         force: { type: 'boolean' },

@@ -114,6 +114,8 @@ export interface ProxyConfig {
   moveMethod: 'auto' | 'migrate' | 'dump' | 'copy';
   /** A proxy-side move's claim lease (source clock), renewed by long copies. */
   moveLeaseMs: number;
+  /** WAITAOF on the target before a proxy-side move releases the source copy (auto: where the target has appendonly yes). */
+  moveWaitAof: 'auto' | 'on' | 'off';
   exitWhenDrained: boolean;
   /** Admin HTTP endpoint (status, metrics, control, probes), or null. */
   admin: AdminConfig | null;
@@ -218,6 +220,7 @@ export interface RawOptions extends RawTlsOptions, RawServerTlsOptions {
   'big-key-mb'?: string | undefined;
   'move-method'?: string | undefined;
   'move-lease-ms'?: string | undefined;
+  'move-wait-aof'?: string | undefined;
   'exit-when-drained'?: boolean | undefined;
   admin?: string | undefined;
   'admin-token'?: string | undefined;
@@ -312,6 +315,7 @@ export function buildConfig(o: RawOptions, env: Record<string, string | undefine
     bigKeyBytes: positiveInt('--big-key-mb', o['big-key-mb'], DEFAULTS.bigKeyMb) * 1024 * 1024,
     moveMethod: parseMoveMethod(o['move-method']),
     moveLeaseMs: positiveInt('--move-lease-ms', o['move-lease-ms'], DEFAULTS.moveLeaseMs, 100),
+    moveWaitAof: parseWaitAof(o['move-wait-aof']),
     exitWhenDrained: Boolean(o['exit-when-drained']),
     admin: parseAdmin(o.admin, o['admin-token'], env),
     logFormat: parseLogFormat(o['log-format']),
@@ -362,6 +366,11 @@ function parseAdmin(v: string | undefined, tokenFlag: string | undefined, env: R
 function parseMoveMethod(v: string | undefined): ProxyConfig['moveMethod'] {
   if (v === undefined || v === 'auto' || v === 'migrate' || v === 'dump' || v === 'copy') return v ?? 'auto';
   throw new ConfigError(`--move-method must be auto, migrate, dump or copy, got '${v}'`);
+}
+
+function parseWaitAof(v: string | undefined): ProxyConfig['moveWaitAof'] {
+  if (v === undefined || v === 'auto' || v === 'on' || v === 'off') return v ?? 'auto';
+  throw new ConfigError(`--move-wait-aof must be auto, on or off, got '${v}'`);
 }
 
 function parseLogFormat(v: string | undefined): 'text' | 'json' {

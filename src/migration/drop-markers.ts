@@ -11,7 +11,7 @@
  * epoch has started. The late window is still kept for movers within one epoch.
  */
 import { parseKeyspace } from './source-watch.js';
-import { MARKER_PATTERNS } from './move-keys.js';
+import { MARKER_PATTERNS, MARKERS_COUNT } from './move-keys.js';
 import { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 
@@ -27,6 +27,8 @@ export async function dropMarkers(ep: Endpoint, connectTimeoutMs: number): Promi
     const dbs = Object.keys(parseKeyspace(await pool.db(0).info('keyspace'))).map(Number);
     let n = 0;
     for (const db of dbs) {
+      // The markers' count (what DBSIZE through rehome leaves out) goes with them.
+      await pool.db(db).del(MARKERS_COUNT);
       for (const pattern of MARKER_PATTERNS) {
         let cursor = '0';
         do {

@@ -3,6 +3,7 @@
  * proxy-side move's scripts are in move-scripts.ts.
  */
 import { OWN_KEY_LUA } from './move-keys.js';
+import { TOUCHES_LUA } from './sweep-move-scripts.js';
 
 /**
  * The sweeper's step, inside the source. ARGV: cursor, count, big-key bytes, host, port, db,
@@ -20,7 +21,7 @@ export const SWEEP_SCRIPT = `
 -- TIME is non-deterministic: servers before 5.0 allow writes after it only in this mode
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local call = redis.call
-${OWN_KEY_LUA}
+${OWN_KEY_LUA}${TOUCHES_LUA}
 local t0 = call('TIME')
 local function held()
   local t = call('TIME')
@@ -33,17 +34,7 @@ end
 -- Keys the server expired or evicted since (ARGV[11], INFO stats at the previous step's end) left
 -- too, without a client: they are not touches. The counters are the server's, over every db, so
 -- expiries in other dbs hide touches in this one (the step is then simply larger).
-local function gone()
-  local s = call('INFO', 'stats')
-  return tonumber(string.match(s, 'expired_keys:(%d+)') or '0') + tonumber(string.match(s, 'evicted_keys:(%d+)') or '0')
-end
-local others = 0
-local prev = tonumber(ARGV[9])
-if prev >= 0 then
-  others = prev - call('DBSIZE')
-  local pg = tonumber(ARGV[11])
-  if pg >= 0 then others = others - (gone() - pg) end
-end
+local others = touchedSince(tonumber(ARGV[9]), tonumber(ARGV[11]))
 local count = ARGV[2]
 if others > 0 or ARGV[10] == '1' then count = ARGV[8] end
 local r

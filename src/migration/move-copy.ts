@@ -47,6 +47,9 @@ export interface CopyOptions {
   slotOf?: ((key: Buffer) => number) | undefined;
 }
 
+/** Elements per chunk at most: each is a Buffer to parse and send, in one turn of the event loop. */
+const CHUNK_ITEMS = 2_000;
+
 /** Staging keys of an abandoned copy disappear after this long without a chunk. */
 const STAGING_TTL_MS = 10 * 60_000;
 
@@ -143,7 +146,7 @@ export class Copier {
 
   /** Reads a claim key's first two chunks: enough to tell a one-chunk key from a longer one. */
   private async read(db: number, c: Carried): Promise<Read> {
-    const gen = readChunks(this.source.db(db), c.names.claim, copyOptions(this.opts.target, this.opts.chunkBytes));
+    const gen = readChunks(this.source.db(db), c.names.claim, { ...copyOptions(this.opts.target, this.opts.chunkBytes), maxItems: CHUNK_ITEMS });
     try {
       const a = await gen.next();
       if (a.done) return { kind: 'unsupported', why: 'the reader found nothing to copy' };
@@ -164,6 +167,14 @@ export class Copier {
   private async staged(db: number, c: Carried, first: CopyChunk, second: CopyChunk, rest: AsyncGenerator<CopyChunk>): Promise<Outcome> {
     const { staging, count } = stagingKeys(c.names.key, c.tok);
     const tgt = this.target.db(db);
+    // A copy that failed (the target out of memory, most often) drops what it staged at once,
+    // rather than leave it to the staging TTL: the memory is what the target lacks. DEL is
+    // allowed out of memory (UNLINK frees it in the background); if it fails too, the TTL still collects it.
+    const dropStaging = async (why: Outcome): Promise<Outcome> => {
+      await rest.return(undefined).catch(() => undefined);
+      await tgt.unlink(staging, count).catch(() => 0);
+      return why;
+    };
     const src = this.source.db(db);
     let leaseEnd = c.leaseEnd;
     let renewed = Date.now();
@@ -181,13 +192,13 @@ export class Copier {
     };
     try {
       let bad = (await put(first)) ?? (await put(second));
-      if (bad !== null) return bad;
-      for await (const chunk of rest) {
+      for await (const chunk of bad === null ? rest : []) {
         bad = await put(chunk);
-        if (bad !== null) return bad;
+        if (bad !== null) break;
       }
+      if (bad !== null) return await dropStaging(bad);
     } catch (e) {
-      return `FAIL ${e instanceof Error ? e.message : String(e)}`;
+      return await dropStaging(`FAIL ${e instanceof Error ? e.message : String(e)}`);
     }
     const out = await tgt.callBuffer('EVAL', PUBLISH_STAGED_SCRIPT, 4, c.names.key, c.names.marker, staging, count, String(i), c.deadline, String(leaseEnd), String(this.opts.lateWindowMs));
     return String(out);

@@ -52,6 +52,15 @@ export function stagingKeys(k: Buffer, tok: string): { staging: Buffer; count: B
   return { staging: named(`s:${tok}`, k), count: named(`n:${tok}`, k) };
 }
 
+/**
+ * Per-db counts of rehome's own keys, kept by the move scripts, so DBSIZE and INFO through rehome
+ * can leave them out without a scan (session/keyspace-moves.ts): claim records in the source (a
+ * claim key stands for its K and is counted as K), publish-once markers in the target. Each is
+ * deleted when it reaches 0.
+ */
+export const RECORDS_COUNT = `${RESERVED_PREFIX}count:records`;
+export const MARKERS_COUNT = `${RESERVED_PREFIX}count:markers`;
+
 /** SCAN patterns of the publish-once markers (deleted once the migration has ended). */
 export const MARKER_PATTERNS = [`${RESERVED_PREFIX}m:*`, `${RESERVED_PREFIX}m{*`];
 

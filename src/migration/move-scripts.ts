@@ -9,16 +9,21 @@
  * only grow, as the model's counter does; no counter key is left in the source once it is empty.
  */
 import { RESERVED_PREFIX } from '../phase/phase.js';
-import { OWN_KEY_LUA } from './move-keys.js';
+import { MARKERS_COUNT, RECORDS_COUNT } from './move-keys.js';
 
 /** Shared Lua: clocks, names of a key's move keys (move-keys.ts in Lua), one key's claim. */
-const LIB = `
+export const LIB = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local call = redis.call
 local tm = call('TIME')
 local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local nowUs = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 local function fmt(x) return string.format('%.0f', x) end
+-- the counts of claim records (source) and markers (target), move-keys.ts RECORDS_COUNT
+local RECORDS, MARKERS = '${RECORDS_COUNT}', '${MARKERS_COUNT}'
+local function counted(name, n)
+  if n ~= 0 and call('INCRBY', name, n) <= 0 then call('DEL', name) end
+end
 local function named(p, k)
   local o = string.find(k, '{', 1, true)
   if o then
@@ -43,7 +48,8 @@ end
 -- ABSENT (neither K nor its claim: K is absent), HELD (another mover's live lease), CLAIMED or
 -- TAKEN (the caller carries the claim key now). The caller's own earlier claim is taken over at
 -- once: that attempt has ended (single-flight), and a new token keeps its staging apart.
-local function claim(k, ck, cr, owner, lease)
+-- \`present\`: the caller has just seen K (the sweep's SCAN and MEMORY USAGE), one EXISTS less.
+local function claim(k, ck, cr, owner, lease, present)
   if call('EXISTS', ck) == 1 then
     local r = call('HMGET', cr, 't', 'o', 'l', 'd')
     local l = tonumber(r[3] or '0')
@@ -52,7 +58,7 @@ local function claim(k, ck, cr, owner, lease)
     call('HSET', cr, 't', tok, 'o', owner, 'l', fmt(now + lease))
     return {'TAKEN', tok, r[4] or '-1', owner, now + lease}
   end
-  if call('EXISTS', k) == 0 then return {'ABSENT', '0', '-1', '', 0} end
+  if not present and call('EXISTS', k) == 0 then return {'ABSENT', '0', '-1', '', 0} end
   local d = fmt(deadline(k))
   local tok = fmt(nowUs)
   call('RENAME', k, ck)
@@ -71,9 +77,10 @@ end
  */
 export const CLAIM_SCRIPT = `${LIB}
 local owner, lease, lim = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
+local out, fresh = {}, 0
 for i = 1, #KEYS, 3 do
   local r = claim(KEYS[i], KEYS[i + 1], KEYS[i + 2], owner, lease)
+  if r[1] == 'CLAIMED' then fresh = fresh + 1 end
   r[6] = false
   r[7] = 0
   if r[1] == 'CLAIMED' or r[1] == 'TAKEN' then
@@ -83,42 +90,8 @@ for i = 1, #KEYS, 3 do
   end
   out[#out + 1] = r
 end
+counted(RECORDS, fresh)
 return out`;
-
-/**
- * Source, the sweeper's step: SCAN one step, then claim (and DUMP, if ARGV[6] is '1') every small
- * key found. ARGV: cursor, count, owner, lease ms, big-key bytes, dump, SCAN MATCH pattern ('' for
- * none: a canary's scope). Returns {cursor, keys, tokens, deadlines,
- * payloads, big keys, their sizes, claim keys' K found (abandoned or in flight, moved one by one),
- * microseconds the step held the source, keys left in the db, the claims' lease end}. Other reserved keys are skipped.
- */
-export const SWEEP_CLAIM_SCRIPT = `${LIB}${OWN_KEY_LUA}
-local owner, lease, big, dump = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
-local r
-if (ARGV[7] or '') ~= '' then r = call('SCAN', ARGV[1], 'MATCH', ARGV[7], 'COUNT', ARGV[2]) else r = call('SCAN', ARGV[1], 'COUNT', ARGV[2]) end
-local keys, toks, dls, pls, bigs, sizes, claims = {}, {}, {}, {}, {}, {}, {}
-for _, k in ipairs(r[2]) do
-  if not own(k, claims) then
-    local m = call('MEMORY', 'USAGE', k)
-    if m then
-      if m >= big then
-        bigs[#bigs + 1] = k; sizes[#sizes + 1] = m
-      else
-        local ck = named('c', k)
-        local c = claim(k, ck, named('r', k), owner, lease)
-        if c[1] == 'CLAIMED' then
-          keys[#keys + 1] = k; toks[#toks + 1] = c[2]; dls[#dls + 1] = c[3]
-          pls[#pls + 1] = dump and call('DUMP', ck) or ''
-        elseif c[1] ~= 'ABSENT' then
-          claims[#claims + 1] = k
-        end
-      end
-    end
-  end
-end
-local t = call('TIME')
-local held = (tonumber(t[1]) * 1000000 + tonumber(t[2])) - nowUs
-return {r[1], keys, toks, dls, pls, bigs, sizes, claims, held, call('DBSIZE'), now + lease}`;
 
 /**
  * Target: publishes DUMP payloads (steps 4-5 for a copy of one chunk, staged and published in one
@@ -137,13 +110,18 @@ for i = 1, #KEYS, 2 do
   if call('EXISTS', k) == 1 then out[#out + 1] = 'EXISTS'
   elseif call('EXISTS', m) == 1 then out[#out + 1] = 'MARKED'
   elseif now > le + window then out[#out + 1] = 'LATE'
-  elseif d >= 0 and d <= now then call('SET', m, '1'); out[#out + 1] = 'EXPIRED'
+  elseif d >= 0 and d <= now then call('SET', m, '1'); counted(MARKERS, 1); out[#out + 1] = 'EXPIRED'
   else
-    local r
-    if d >= 0 then r = redis.pcall('RESTORE', k, ARGV[j + 1], ARGV[j], 'ABSTTL')
-    else r = redis.pcall('RESTORE', k, '0', ARGV[j]) end
-    if type(r) == 'table' and r.err then out[#out + 1] = 'FAIL ' .. r.err
-    else call('SET', m, '1'); out[#out + 1] = 'OK' end
+    -- the marker first, dropped if the RESTORE fails: K never stands without it (a write refused
+    -- for memory after the RESTORE would leave it so)
+    local s = redis.pcall('SET', m, '1')
+    local r = s
+    if not (type(s) == 'table' and s.err) then
+      if d >= 0 then r = redis.pcall('RESTORE', k, ARGV[j + 1], ARGV[j], 'ABSTTL')
+      else r = redis.pcall('RESTORE', k, '0', ARGV[j]) end
+      if type(r) == 'table' and r.err then call('DEL', m) end
+    end
+    if type(r) == 'table' and r.err then out[#out + 1] = 'FAIL ' .. r.err else counted(MARKERS, 1); out[#out + 1] = 'OK' end
   end
 end
 return out`;
@@ -169,7 +147,7 @@ for i = 1, #KEYS, 3 do
   if call('EXISTS', k) == 1 then out[#out + 1] = 'EXISTS'
   elseif call('EXISTS', m) == 1 then out[#out + 1] = 'MARKED'
   elseif now > le + window then out[#out + 1] = 'LATE'
-  elseif d >= 0 and d <= now then call('SET', m, '1'); out[#out + 1] = 'EXPIRED'
+  elseif d >= 0 and d <= now then call('SET', m, '1'); counted(MARKERS, 1); out[#out + 1] = 'EXPIRED'
   else
     call('DEL', s)
     local at, err = first, nil
@@ -181,12 +159,13 @@ for i = 1, #KEYS, 3 do
       if type(r) == 'table' and r.err then err = r.err end
       at = at + 3 + c
     end
-    if err then call('DEL', s); out[#out + 1] = 'FAIL ' .. err
+    if err then call('UNLINK', s); out[#out + 1] = 'FAIL ' .. err
     elseif call('EXISTS', s) == 0 then out[#out + 1] = 'FAIL the copy wrote nothing'
     else
       call('RENAME', s, k)
       if d >= 0 then call('PEXPIREAT', k, ARGV[first - 3]) end
       call('SET', m, '1')
+      counted(MARKERS, 1)
       out[#out + 1] = 'OK'
     end
   end
@@ -202,6 +181,7 @@ return out`;
 export const EXPIRE_MARKERS_SCRIPT = `
 local r = redis.call('SCAN', ARGV[1], 'MATCH', '${RESERVED_PREFIX}m[:{]*', 'COUNT', 1000)
 for _, k in ipairs(r[2]) do redis.call('PEXPIRE', k, ARGV[2]) end
+if ARGV[1] == '0' then redis.call('PEXPIRE', '${MARKERS_COUNT}', ARGV[2]) end
 return {r[1], #r[2]}`;
 
 /**
@@ -240,22 +220,28 @@ if call('EXISTS', k) == 1 then r = 'EXISTS'
 elseif call('EXISTS', m) == 1 then r = 'MARKED'
 elseif now > le + window then r = 'LATE'
 elseif tonumber(call('GET', n) or '0') ~= tonumber(ARGV[1]) or call('EXISTS', s) == 0 then r = 'FAIL staging incomplete'
-elseif d >= 0 and d <= now then call('SET', m, '1'); r = 'EXPIRED'
+elseif d >= 0 and d <= now then call('SET', m, '1'); counted(MARKERS, 1); r = 'EXPIRED'
 else
   call('RENAME', s, k)
   if d >= 0 then call('PEXPIREAT', k, ARGV[2]) else call('PERSIST', k) end
   call('SET', m, '1')
+  counted(MARKERS, 1)
   r = 'OK'
 end
-call('DEL', s, n)
+call('UNLINK', s, n)
 return r`;
 
-/** Source, step 6: deletes each claim key and its record if the record still holds the token. KEYS: CK, CR per key; ARGV: the tokens. Returns how many were released. */
-export const RELEASE_SCRIPT = `
-local call, n = redis.call, 0
+/**
+ * Source, step 6: deletes each claim key and its record if the record still holds the token
+ * (UNLINK: a big key's memory is freed in the background, not while the source waits). KEYS: CK,
+ * CR per key; ARGV: the tokens. Returns how many were released.
+ */
+export const RELEASE_SCRIPT = `${LIB}
+local n = 0
 for i = 1, #KEYS, 2 do
-  if call('HGET', KEYS[i + 1], 't') == ARGV[(i + 1) / 2] then call('DEL', KEYS[i], KEYS[i + 1]); n = n + 1 end
+  if call('HGET', KEYS[i + 1], 't') == ARGV[(i + 1) / 2] then call('UNLINK', KEYS[i], KEYS[i + 1]); n = n + 1 end
 end
+counted(RECORDS, -n)
 return n`;
 
 /** Source: renews a lease still held by the token. KEYS: CR; ARGV: token, lease ms. Returns the new lease end, or 0 if the token lost it. */

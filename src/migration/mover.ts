@@ -304,8 +304,13 @@ export class Mover {
     match: Buffer = NO_MATCH,
   ): Promise<SweepStepResult> {
     const pool = this.sweepSource ?? this.source;
-    if (this.proxySweep !== null && this.method !== 'migrate') return this.proxySweep.step(db, pool, cursor, count, match);
+    if (this.proxySweep !== null && this.method !== 'migrate') return this.proxySweep.step(db, pool, cursor, count, touch, match);
     return migrateSweepStep(this.migrateSweep, pool, this.dest, { db, cursor, count, bigKeyBytes, timeoutMs, touch, match });
+  }
+
+  /** Ends the sweeper's proxy-side batches in flight (a db's end, a pause, a stop). */
+  async endSweepSteps(): Promise<void> {
+    await this.proxySweep?.flush();
   }
 
   private readonly migrateSweep: MigrateSweepHost = {

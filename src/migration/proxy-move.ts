@@ -14,14 +14,14 @@
  * reader of typed-copy.ts, chunk by chunk into staging). Keys of bigKeyBytes or more always take the
  * chunked copy, so no single step holds either server for a whole big value.
  */
-import type { Redis } from 'ioredis';
 import type { ServerFeatures } from './typed-copy-features.js';
 import { ErrorText, MoveError } from '../errors.js';
 import type { ControlPool } from '../upstream/control.js';
 import { Copier, type Carried, type Outcome } from './move-copy.js';
 import { moveKeys } from './move-keys.js';
-import { CLAIM_SCRIPT, EXPIRE_MARKERS_SCRIPT, RELEASE_SCRIPT, SWEEP_CLAIM_SCRIPT } from './move-scripts.js';
+import { CLAIM_SCRIPT, EXPIRE_MARKERS_SCRIPT, RELEASE_SCRIPT } from './move-scripts.js';
 import { parseKeyspace } from './source-watch.js';
+import { TargetDurability } from './target-durability.js';
 
 /** How a proxy-side move copies a key. */
 export type ProxyMethod = 'dump' | 'copy';
@@ -35,6 +35,8 @@ export interface ProxyMoveOptions {
   leaseMs: number;
   /** Keys at least this large (MEMORY USAGE) take the chunked copy. */
   bigKeyBytes: number;
+  /** WAITAOF on the target before a release (target-durability.ts). */
+  waitAof: 'auto' | 'on' | 'off';
   /** About this many bytes per chunk of a chunked copy. */
   chunkBytes: number;
   /**
@@ -52,13 +54,16 @@ export interface ProxyMoveOptions {
 
 export const PROXY_MOVE_DEFAULTS = {
   leaseMs: 10_000,
-  chunkBytes: 512 * 1024,
+  // Each chunk is read, parsed and sent by rehome in one go: small ones keep the event loop free
+  // for clients' requests while a big key moves (bench/big-keys.mjs).
+  chunkBytes: 64 * 1024,
   lateWindowMs: 60_000,
   maxWaitMs: 30_000,
+  waitAof: 'auto',
 } as const;
 
 /** Outcomes that let the claim go (step 6). */
-function releases(o: Outcome): boolean {
+export function releases(o: Outcome): boolean {
   return o === 'OK' || o === 'EXISTS' || o === 'MARKED' || o === 'EXPIRED';
 }
 
@@ -75,23 +80,7 @@ export interface ProxyMoveResult {
   fails: Map<string, Error>;
 }
 
-/** The sweeper's proxy-side step (see SWEEP_CLAIM_SCRIPT). */
-export interface ProxySweepStep {
-  cursor: string;
-  big: Buffer[];
-  bigSizes: number[];
-  /** Claim keys found (in flight elsewhere, or abandoned): moved one by one through the protocol. */
-  claims: Buffer[];
-  heldMs: number;
-  size: number;
-  /** The keys this step claimed, for finishStep. */
-  carried: Carried[];
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** A sweep step without SCAN MATCH. */
-const EMPTY = Buffer.alloc(0);
 
 /** Carries keys from the source to the target through the protocol; see the file comment. */
 export class ProxyMove {
@@ -107,14 +96,17 @@ export class ProxyMove {
     return expireMarkers(this.target, this.opts);
   }
 
-  private readonly copier: Copier;
+  readonly copier: Copier;
+  /** The target's copies on its disk before a release (WAITAOF), where that applies. */
+  readonly durability: TargetDurability;
 
   constructor(
     private readonly source: ControlPool,
-    private readonly target: ControlPool,
+    readonly target: ControlPool,
     readonly opts: ProxyMoveOptions,
   ) {
     this.copier = new Copier(source, target, opts);
+    this.durability = new TargetDurability(target, opts.waitAof);
   }
 
   /**
@@ -185,6 +177,7 @@ export class ProxyMove {
     let outs: Outcome[];
     try {
       outs = await this.copier.publish(db, carried);
+      await this.durability.wait(db);
     } catch (e) {
       failAll(res, carried, e);
       return [];
@@ -225,37 +218,6 @@ export class ProxyMove {
     const found = (await p.exec()) ?? [];
     return { stillClaimed: go.filter((_, j) => Number(found[j]?.[1] ?? 1) > 0).map((c) => c.names.key) };
   }
-
-  /**
-   * The sweeper's step with a proxy-side method, first half: SCAN and claim (and DUMP, for the
-   * dump method) in one source script. `finish` publishes and releases the batch (one target
-   * script, one source script); the caller may start the next step meanwhile. Big keys and
-   * claim keys found come back for the caller to move one by one.
-   */
-  async claimStep(db: number, conn: Redis, cursor: string, count: number, match: Buffer = EMPTY): Promise<ProxySweepStep> {
-    const dump = this.opts.method === 'dump' ? '1' : '0';
-    const r = (await conn.callBuffer('EVAL', SWEEP_CLAIM_SCRIPT, 0, cursor, String(count), this.opts.owner, String(this.opts.leaseMs), String(this.opts.bigKeyBytes), dump, match)) as [
-      Buffer, Buffer[], Buffer[], Buffer[], Buffer[], Buffer[], number[], Buffer[], number, number, number,
-    ];
-    const [next, keys, toks, dls, payloads, big, bigSizes, claims, heldUs, size, leaseEnd] = r;
-    const carried: Carried[] = keys.map((k, i) => ({
-      names: moveKeys(k), tok: toks[i]!.toString(), deadline: dls[i]!.toString(), leaseEnd: Number(leaseEnd),
-      payload: dump === '1' ? payloads[i]! : null,
-    }));
-    return { cursor: next.toString(), big, bigSizes, claims, heldMs: heldUs / 1000, size, carried };
-  }
-
-  /** The sweeper's step, second half: publishes and releases what claimStep claimed. */
-  async finishStep(db: number, carried: readonly Carried[]): Promise<ProxyMoveResult> {
-    const res: ProxyMoveResult = { moved: 0, absent: 0, fails: new Map() };
-    try {
-      await this.publishAndRelease(db, carried, res);
-    } catch (e) {
-      // Published, not released: the claims are taken over and released by the next mover.
-      failAll(res, carried, e);
-    }
-    return res;
-  }
 }
 
 /**
@@ -279,7 +241,7 @@ export async function expireMarkers(target: ControlPool, opts: Pick<ProxyMoveOpt
 }
 
 /** The error a client sees for an outcome that keeps the claim. */
-function failure(out: Outcome, name: string): MoveError {
+export function failure(out: Outcome, name: string): MoveError {
   if (out === 'LATE') return new MoveError('EMOVE', ErrorText.moveFailed(name, 'the move stalled past its lease; the next attempt takes it over'));
   if (/OOM/.test(out)) return new MoveError('EOOM', ErrorText.targetOom(name));
   return new MoveError('EMOVE', ErrorText.moveFailed(name, out.replace(/^FAIL /, '')));
@@ -290,7 +252,8 @@ function failAll(res: ProxyMoveResult, carried: readonly Carried[], e: unknown):
   for (const c of carried) res.fails.set(c.names.key.toString('latin1'), asMoveError(e, c.names.key));
 }
 
-function asMoveError(e: unknown, key: Buffer): MoveError {
+/** `e` as the error a client sees for `key`. */
+export function asMoveError(e: unknown, key: Buffer): MoveError {
   if (e instanceof MoveError) return e;
   const text = e instanceof Error ? e.message : String(e);
   const name = key.toString('latin1');

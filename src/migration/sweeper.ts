@@ -331,6 +331,15 @@ export class Sweeper {
   private async sweepDb(db: number, match: Buffer): Promise<number> {
     // A cluster target: the script would MIGRATE a batch to one address; the proxy groups per node.
     if (!this.scriptOk || this.mover.groupsByNode) return this.sweepDbSplit(db, match);
+    try {
+      return await this.sweepDbSteps(db, match);
+    } finally {
+      // A proxy-side step leaves its batches in flight for the next one: end them.
+      await this.mover.endSweepSteps();
+    }
+  }
+
+  private async sweepDbSteps(db: number, match: Buffer): Promise<number> {
     let seen = 0;
     let cursor = '0';
     let prevSize = -1;

@@ -261,7 +261,7 @@ function fieldTtlFetch(source: Redis, key: Buffer): Fetch {
  * that never had one keeps the plain 'listpack' encoding (one that had gets 'listpackex'), and INFO
  * keyspace counts the hashes with field TTLs in each db (subexpiry).
  */
-async function mayHaveFieldTtls(source: Redis, encoding: string | null): Promise<boolean> {
+export async function mayHaveFieldTtls(source: Redis, encoding: string | null): Promise<boolean> {
   if (encoding === 'listpack') return false;
   const keyspace = await source.call('INFO', 'keyspace').catch(() => null);
   const dbs = String(keyspace ?? '').split(/\r?\n/).filter((l) => /^db\d+:/.test(l));
@@ -269,7 +269,7 @@ async function mayHaveFieldTtls(source: Redis, encoding: string | null): Promise
 }
 
 /** Reads the hash's field names page by page until one has a TTL (a pass before anything is written). */
-async function anyFieldTtl(source: Redis, key: Buffer): Promise<boolean> {
+export async function anyFieldTtl(source: Redis, key: Buffer): Promise<boolean> {
   let cursor = '0';
   do {
     const [next, fields] = (await source.callBuffer('HSCAN', key, cursor, 'COUNT', 1000, 'NOVALUES')) as [Buffer, Buffer[]];

@@ -493,6 +493,7 @@ export class Runtimes {
       method: method === 'copy' ? 'copy' : 'dump',
       owner: this.processId,
       leaseMs: config.moveLeaseMs,
+      waitAof: config.moveWaitAof,
       bigKeyBytes: config.bigKeyBytes,
       target,
       // A cluster target (not the old server in reverse): publish scripts name one slot's keys.

@@ -9,6 +9,7 @@ import { decodeReply } from '../resp/decode.js';
 import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
 import { argBuf, argLower, encodeRequest, type Request } from '../resp/request-framer.js';
 import { nullReply } from '../resp/resp3.js';
+import { dropMoveKeys, visibleDbsize } from './keyspace-moves.js';
 import type { SessionPort } from './port.js';
 
 export function restArgs(req: Request, from: number): Buffer[] {
@@ -22,21 +23,21 @@ export async function hiddenCount(s: SessionPort, side: 'source' | 'target'): Pr
   return s.ctx[side].db(0).exists(PHASE_KEY);
 }
 
-/** DBSIZE of a source db, rehome's phase key left out where the source holds it. */
+/** DBSIZE of a source db, rehome's phase key (where the source holds it) and move keys left out. */
 export async function sourceDbsize(s: SessionPort, db: number): Promise<number> {
-  const src = s.ctx.source.db(db);
   try {
-    return s.ctx.hideSide === 'source' ? ((await src.eval(DBSIZE_SCRIPT, 1, PHASE_KEY)) as number) : await src.dbsize();
+    return await visibleDbsize(s.ctx.source.db(db), 'source', s.ctx.hideSide === 'source');
   } catch (err) {
     throw sourceError(err);
   }
 }
 
-/** The source's INFO keyspace text, rehome's phase key left out where the source holds it. */
+/** The source's INFO keyspace text, rehome's phase key (where the source holds it) and move keys left out. */
 export async function sourceKeyspace(s: SessionPort): Promise<string> {
   try {
     const hidden = s.ctx.hideSide === 'source' ? await hiddenCount(s, 'source') : 0;
-    return dropFromDb0(await s.ctx.source.db(0).info('keyspace'), hidden);
+    const text = dropFromDb0(await s.ctx.source.db(0).info('keyspace'), hidden);
+    return await dropMoveKeys(text, 'source', (n) => s.ctx.source.db(n));
   } catch (err) {
     throw sourceError(err);
   }

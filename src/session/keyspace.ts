@@ -39,6 +39,7 @@ import {
   sourceDbsize, sourceError, sourceKeyspace, wantsKeyspace,
 } from './keyspace-hidden.js';
 import { hiddenPassThrough } from './keyspace-plain.js';
+import { drainedCount, dropMoveKeys, moveKeysIn } from './keyspace-moves.js';
 import type { SessionPort } from './port.js';
 
 export { infoInMulti, queuedInMulti } from './keyspace-plain.js';
@@ -56,8 +57,10 @@ export function handle(s: SessionPort, req: Request): void {
     return;
   }
   if (s.ctx.mover.drained && req.name !== 'scan') {
-    // The source is empty for good: pure pass-through (hiding rehome's phase key if it is there).
+    // The source is empty for good: pure pass-through (hiding rehome's phase key if it is there,
+    // and the markers of proxy-side moves until they expire).
     if (s.ctx.hideSide === 'target') hiddenPassThrough(s, req);
+    else if (drainedCount(s, req, req.name === 'info' && wantsKeyspace(req))) return;
     else s.forwardPlain(req);
     return;
   }
@@ -192,12 +195,23 @@ function dbsize(s: SessionPort, req: Request): void {
     let n = 0;
     for (let i = 0; i < COUNT_ATTEMPTS; i++) {
       const before = await sourceDbsize(s, db);
-      n = before + intReply(await s.callAsClient(req.raw));
+      n = before + intReply(await s.callAsClient(req.raw)) - (await targetMoveKeys(s, db));
       if ((await sourceDbsize(s, db)) === before) break;
     }
     e.reply = Buffer.from(`:${n - hiddenInTarget}\r\n`);
   })();
   s.enqueue(e);
+}
+
+/** The target's move keys (markers) in `db`, read by rehome. */
+async function targetMoveKeys(s: SessionPort, db: number): Promise<number> {
+  return moveKeysIn(s.ctx.target.db(db), 'target').catch((err) => {
+    throw targetError(err);
+  });
+}
+
+function targetError(err: unknown): RehomeError {
+  return new RehomeError('ETARGET', ErrorText.targetUnavailable((err as Error)?.message ?? String(err)));
 }
 
 function randomkey(s: SessionPort, req: Request): void {
@@ -246,7 +260,9 @@ function info(s: SessionPort, req: Request): void {
       const before = await sourceKeyspace(s);
       reply = await s.callAsClient(req.raw);
       if (!isText(reply)) break;
-      const text = dropFromDb0(textOf(reply).toString('latin1'), hiddenInTarget);
+      const text = await dropMoveKeys(dropFromDb0(textOf(reply).toString('latin1'), hiddenInTarget), 'target', (n) => s.ctx.target.db(n)).catch((err) => {
+        throw targetError(err);
+      });
       merged = mergeKeyspaceInfo(text, before);
       if (sameCounts(await sourceKeyspace(s), before)) break;
     }

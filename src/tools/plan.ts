@@ -53,6 +53,7 @@ import {
 } from './scan-both.js';
 import { checkClusterTarget, openClusterFront } from './plan-cluster.js';
 import { checkUsers } from './plan-users.js';
+import { findUnmovable, unmovableFinding } from './plan-unmovable.js';
 
 export type FindingLevel = 'ok' | 'warn' | 'fail';
 
@@ -67,6 +68,7 @@ export type PlanCheck =
   | 'restore'
   | 'users'
   | 'method'
+  | 'types'
   | 'conflicts'
   | 'cluster';
 
@@ -344,6 +346,12 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     await chooseMethods(s, t, opts, methods, add);
     const forced = opts.moveMethod !== undefined && opts.moveMethod !== 'auto' ? opts.moveMethod : null;
     softenRefusals(findings, forced ?? methods.forward?.method ?? null, forced !== null);
+    // types: what the type-aware copy can't rebuild on the target (plan-unmovable.ts).
+    phase = 'types';
+    if ((forced ?? methods.forward?.method) === 'copy') {
+      const f = unmovableFinding(await findUnmovable(s, t, sourceKeys, opts.maxListed ?? DEFAULT_MAX_LISTED));
+      add('types', f.level, f.message, f.details);
+    }
 
     // conflicts: keys already in both servers.
     phase = 'conflicts';

@@ -1,0 +1,97 @@
+/**
+ * The sweeper with a proxy-side method (`--move-method dump|copy`, src/migration/proxy-sweep.ts):
+ * touches first, as the MIGRATE sweep step does (sweeper.test.ts "touches first"), and the batches
+ * it keeps in flight between steps end when it pauses.
+ */
+import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { expectStrings, fetchStatus, noKeyInBoth, seedStrings, useAdminProxies, waitDrained } from '../helpers/admin.js';
+import { usePair } from '../helpers/fixture.js';
+import { waitFor } from '../helpers/util.js';
+
+const startAdmin = useAdminProxies();
+
+interface Status {
+  phase: string;
+  sweeper: { state: string; small_steps_for_touches: number };
+}
+
+/** rehome's claim keys in the source's db 0. */
+async function claimKeys(s: Redis): Promise<string[]> {
+  return (await s.keys('__rehome:c*')).sort();
+}
+
+for (const method of ['dump', 'copy'] as const) {
+  describe(`proxy-side sweep (--move-method ${method}): touches first`, () => {
+    const ctx = usePair({ autoProxy: false });
+    const sweepProxy = (args: string[] = []) => startAdmin(ctx, ['--move-method', method, ...args]);
+
+    it('takes small steps while clients touch unmoved keys, full ones when nobody does', async () => {
+      const N = 30_000;
+      await seedStrings(ctx.source.client(), 0, N);
+      const sp = await sweepProxy();
+      const c = sp.proxy.client();
+      let reads = 0;
+      let stop = false;
+      const reader = (async () => {
+        while (!stop) {
+          const i = Math.floor(Math.random() * N);
+          expect(await c.get(`k:${i}`)).toBe(`v-0-${i}`);
+          reads++;
+        }
+      })();
+      const st = await waitDrained<Status>(sp, 60_000);
+      stop = true;
+      await reader;
+      expect(reads).toBeGreaterThan(0);
+      expect(st.sweeper.small_steps_for_touches).toBeGreaterThan(0);
+      await expectStrings(ctx.target.client(), 0, N);
+      await noKeyInBoth(ctx, [sp]);
+      c.disconnect();
+    });
+
+    it("with no client, every step is a full one (the sweeper's own claims and releases are not touches)", async () => {
+      await seedStrings(ctx.source.client(), 0, 20_000);
+      const sp = await sweepProxy();
+      const st = await waitDrained<Status>(sp, 60_000);
+      expect(st.sweeper.small_steps_for_touches).toBe(0);
+      await expectStrings(ctx.target.client(), 0, 20_000);
+    });
+
+    it('keys the old server expires between steps are not taken for touches', async () => {
+      const s = ctx.source.client();
+      await seedStrings(s, 0, 10_000);
+      for (let i = 0; i < 10_000; i += 1_000) {
+        const p = s.pipeline();
+        for (let j = i; j < i + 1_000; j++) p.set(`e:${j}`, 'x', 'PX', 300 + ((j * 7919) % 3_000));
+        await p.exec();
+      }
+      const sp = await sweepProxy(['--sweep-rate', '6000']);
+      const st = await waitDrained<Status>(sp, 60_000);
+      expect(await s.info('stats')).toMatch(/expired_keys:[1-9]/);
+      expect(st.sweeper.small_steps_for_touches).toBe(0);
+      await expectStrings(ctx.target.client(), 0, 10_000);
+    });
+  });
+}
+
+describe('proxy-side sweep: batches in flight end at a pause', () => {
+  const ctx = usePair({ autoProxy: false });
+
+  it('paused mid-sweep: no claim is left in the source, and every key is in exactly one place', async () => {
+    const s = ctx.source.client();
+    await seedStrings(s, 0, 5_000);
+    const sp = await startAdmin(ctx, ['--move-method', 'dump', '--sweep-rate', '2000']);
+    await waitFor(async () => ((await s.dbsize()) < 4_000 ? true : null), 'the sweeper to move some keys', 20_000, 20);
+    const r = await fetch(`http://${sp.admin}/sweeper/pause`, { method: 'POST' });
+    expect(r.status).toBe(200);
+    await waitFor(async () => ((await fetchStatus<Status>(sp.admin)).sweeper.state === 'paused' ? true : null), 'paused', 5_000, 20);
+    // The step that was running when the pause came ends its batches; nothing is claimed after.
+    await waitFor(async () => ((await claimKeys(s)).length === 0 ? true : null), 'no claim keys in the source', 5_000, 20);
+    expect(await s.dbsize()).toBeGreaterThan(0);
+    const c = sp.proxy.client();
+    expect(await c.dbsize(), 'every key counted once through rehome').toBe(5_000);
+    c.disconnect();
+    await noKeyInBoth(ctx, [sp]);
+  });
+});
