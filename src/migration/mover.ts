@@ -24,6 +24,7 @@ import { migrateToCluster } from './migrate-cluster.js';
 import { type MigrateSweepHost, migrateSweepStep } from './migrate-sweep.js';
 import { classify, type MoveErrorKind, throwFirst, throwFor } from './move-errors.js';
 import { moveKeys } from './move-keys.js';
+import { countError, countMoved, type KeyRef, type MoveMethod, type MoverStats, newMoverStats } from './mover-stats.js';
 import { PathBreaker } from './path-breaker.js';
 import type { ProxyMove, ProxyMoveResult } from './proxy-move.js';
 import { ProxySweep } from './proxy-sweep.js';
@@ -32,30 +33,7 @@ import { NO_TOUCH_SIGNAL, type SweepStepResult, type TouchSignal } from './sweep
 export type { MigrateDestination } from './migrate-call.js';
 export { MOVE_ERROR_KINDS } from './move-errors.js';
 export type { SweepStepResult, TouchSignal } from './sweep-step.js';
-
-/** How keys move: the source's MIGRATE, or the proxy-side move with one of its copy methods. */
-export type MoveMethod = 'migrate' | 'dump' | 'copy';
-
-/** A key in a db. */
-export interface KeyRef {
-  db: number;
-  key: string;
-}
-
-/** Counters the mover keeps (reported by status/metrics). */
-export interface MoverStats {
-  migrateCalls: number;
-  /** Keys confirmed absent because a client touched them (moved or NOKEY). */
-  keysMovedOnTouch: number;
-  /** Keys moved by the background sweeper. */
-  keysMovedBySweeper: number;
-  keysMoved: number;
-  keysAbsent: number;
-  probes: number;
-  resolvedBoth: number;
-  failures: number;
-  errorsByKind: Record<string, number>;
-}
+export type { KeyRef, MoveMethod, MoverStats } from './mover-stats.js';
 
 /** Who asked for a move and how: touches fill the cache; big keys go in chunks. */
 interface How {
@@ -74,17 +52,7 @@ const NO_MATCH = Buffer.alloc(0);
 
 /** Moves keys from the source to the target; see the file comment. */
 export class Mover {
-  readonly stats: MoverStats = {
-    migrateCalls: 0,
-    keysMovedOnTouch: 0,
-    keysMovedBySweeper: 0,
-    keysMoved: 0,
-    keysAbsent: 0,
-    probes: 0,
-    resolvedBoth: 0,
-    failures: 0,
-    errorsByKind: {},
-  };
+  readonly stats: MoverStats = newMoverStats();
   /** Keys being moved now, each with the batch that moves it (single-flight). */
   private readonly inflight = new Map<string, { batch: Promise<Map<string, Error>>; key: string }>();
   /**
@@ -338,10 +306,7 @@ export class Mover {
   }
 
   private countMoved(moved: number, absent: number, origin: 'touch' | 'sweep'): void {
-    this.stats.keysMoved += moved;
-    this.stats.keysAbsent += absent;
-    if (origin === 'sweep') this.stats.keysMovedBySweeper += moved;
-    else this.stats.keysMovedOnTouch += moved;
+    countMoved(this.stats, moved, absent, origin);
   }
 
   private markAbsent(db: number, key: string): void {
@@ -349,7 +314,7 @@ export class Mover {
   }
 
   private countError(kind: MoveErrorKind): void {
-    this.stats.errorsByKind[kind] = (this.stats.errorsByKind[kind] ?? 0) + 1;
+    countError(this.stats, kind);
   }
 
   /** Probe-and-retry for one key after an uncertain MIGRATE (docs/DESIGN.md rule 4). */
