@@ -15,6 +15,8 @@ export interface ScopeFigures {
   inScope: number;
   outScope: number;
   crossScope: number;
+  inErrors: number;
+  inSeconds: number;
   outErrors: number;
   outSeconds: number;
   drained: boolean;
@@ -126,14 +128,14 @@ export class ProxyMetrics {
       const s = read().scope;
       return s ? [[{ side: 'in' }, s.inScope], [{ side: 'out' }, s.outScope], [{ side: 'cross' }, s.crossScope]] : [];
     }, ['side']);
-    counter('rehome_scope_errors_total', 'Error replies and failures of commands out of the canary scope (served by the old server)', () => {
+    counter('rehome_scope_errors_total', 'Error replies of commands by side of the canary scope (in: new server, out: old server)', () => {
       const s = read().scope;
-      return s ? [[{ side: 'out' }, s.outErrors]] : [];
+      return s ? [[{ side: 'in' }, s.inErrors], [{ side: 'out' }, s.outErrors]] : [];
     }, ['side']);
-    counter('rehome_scope_out_seconds_total', 'Time spent on commands out of the canary scope, on the old server', () => {
+    counter('rehome_scope_seconds_total', 'Time commands took by side of the canary scope, from dispatch to reply (in: first-touch moves included)', () => {
       const s = read().scope;
-      return s ? one(s.outSeconds) : [];
-    });
+      return s ? [[{ side: 'in' }, s.inSeconds], [{ side: 'out' }, s.outSeconds]] : [];
+    }, ['side']);
     gauge('rehome_scope_drained', '1 once the canary scope holds no key on the old server (-1: no scope)', (g) => {
       const s = read().scope;
       g.set(s ? (s.drained ? 1 : 0) : -1);

@@ -273,6 +273,6 @@ function scopeLines(sc: Record<string, any>): string[] {
   const c = sc.commands ?? {};
   return [
     `scope        ${sc.summary}`,
-    `  in scope   ${c.in_scope ?? 0} commands (new server); out of scope ${c.out_of_scope ?? 0} (old server, ${sc.errors?.out_of_scope ?? 0} errors, avg ${sc.out_of_scope_avg_ms ?? '-'} ms); ${c.cross_scope_refused ?? 0} refused (CROSSSCOPE)`,
+    `  in scope   ${c.in_scope ?? 0} commands (new server, ${sc.errors?.in_scope ?? 0} errors, avg ${sc.in_scope_avg_ms ?? '-'} ms); out of scope ${c.out_of_scope ?? 0} (old server, ${sc.errors?.out_of_scope ?? 0} errors, avg ${sc.out_of_scope_avg_ms ?? '-'} ms); ${c.cross_scope_refused ?? 0} refused (CROSSSCOPE)`,
   ];
 }

@@ -14,9 +14,13 @@ export function scopeFigures(rt: Runtime | null): ScopeFigures | null {
   if (rt === null || sc === null) return null;
   const c = sc.routing.counters;
   return {
-    inScope: c.inScope, outScope: c.outScope, crossScope: c.crossScope, outErrors: c.outErrors, outSeconds: c.outSeconds,
+    inScope: c.inScope, outScope: c.outScope, crossScope: c.crossScope, inErrors: c.inErrors, inSeconds: c.inSeconds, outErrors: c.outErrors, outSeconds: c.outSeconds,
     drained: rt.migration.phase === 'drained', returning: sc.routing.returning.length > 0,
   };
+}
+
+function avgMs(seconds: number, n: number): number | null {
+  return n > 0 ? Number(((seconds * 1000) / n).toFixed(3)) : null;
 }
 
 /** The /status section of a canary, or null when no scope is in force. */
@@ -48,7 +52,9 @@ export function scopeStatus(rt: Runtime | null, shared: PhaseState | null): Reco
     returning: returning.map(describeScope),
     moved_back: back?.moved ?? 0,
     commands: { in_scope: c.inScope, out_of_scope: c.outScope, cross_scope_refused: c.crossScope },
-    errors: { out_of_scope: c.outErrors },
-    out_of_scope_avg_ms: c.outScope > 0 ? Number(((c.outSeconds * 1000) / c.outScope).toFixed(3)) : null,
+    errors: { in_scope: c.inErrors, out_of_scope: c.outErrors },
+    // From dispatch to reply; in scope includes first-touch moves.
+    in_scope_avg_ms: avgMs(c.inSeconds, c.inScope),
+    out_of_scope_avg_ms: avgMs(c.outSeconds, c.outScope),
   };
 }

@@ -1,6 +1,7 @@
 /** One request's place in a client's reply order (session/reply-order.ts). */
 import { ShareKind } from '../commands/table.js';
 import type { Request } from '../resp/request-framer.js';
+import type { SideMark } from './scope-routing.js';
 
 export const enum St {
   Waiting,
@@ -41,6 +42,8 @@ export class Entry {
   pending: Buffer[] | null = null;
   /** When the request was framed, for sampled latency (0: not sampled). */
   t0 = 0;
+  /** A canary migration: the command's side of the scope, for each side's errors and time. */
+  side: SideMark | null = null;
   /**
    * Runs on the target's reply (after `hook`) before it goes to the client, for a reply that
    * needs reads of the source first (INFO inside an EXEC: keyspace.ts).

@@ -13,7 +13,7 @@ import type { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { Entry } from './entry.js';
 import type { SharedLanes } from './shared-lane.js';
-import type { ScopeRouting } from './scope-routing.js';
+import type { ScopeRouting, SideMark } from './scope-routing.js';
 
 export type { SessionFence };
 
@@ -135,6 +135,8 @@ export interface SessionPort {
   enqueue(e: Entry): void;
   /** Forwards a request as it is, in order. */
   forwardPlain(req: Request): void;
+  /** A canary migration: the entries of the request being dispatched carry its side of the scope. */
+  markSide(mark: SideMark): void;
   /** Answers a request with a reply of rehome's own, in order. */
   localReply(req: Request | null, reply: Buffer): void;
   /** Answers with an error in order; inside MULTI the EXEC then aborts. */

@@ -126,6 +126,7 @@ export class ReplyOrder {
         this.out.shift();
         entry.state = St.Done;
         if (entry.t0 !== 0) host.ctx.observeLatency((performance.now() - entry.t0) / 1000);
+        if (entry.side !== null) entry.side.counters.done(entry.side, chunk[s]);
         const next = this.out.peek();
         if (next !== undefined && next.state === St.Done) {
           this.write(chunk.subarray(run, end));
@@ -235,6 +236,7 @@ export class ReplyOrder {
       e.state = St.Done;
       if (!e.silent) this.write(reply);
       if (e.t0 !== 0) this.host.ctx.observeLatency((performance.now() - e.t0) / 1000);
+      if (e.side !== null) e.side.counters.done(e.side, reply[0]);
       this.flushOut();
     } else {
       this.complete(e, reply);
@@ -260,6 +262,7 @@ export class ReplyOrder {
       out.shift();
       if (e.reply !== null && !e.silent) this.write(e.reply);
       if (e.t0 !== 0) this.host.ctx.observeLatency((performance.now() - e.t0) / 1000);
+      if (e.side !== null) e.side.counters.done(e.side, e.reply?.[0]);
     }
     this.host.afterFlush();
   }

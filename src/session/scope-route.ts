@@ -75,6 +75,7 @@ export function routeByScope(s: RoutePort, req: Request, c: Classified): boolean
   const { side, pair } = classify(r.scope, refs);
   if (side === 'in') {
     r.counters.inScope++;
+    s.markSide({ counters: r.counters, inScope: true, t0: performance.now() });
     return false;
   }
   if (side === 'both') {
@@ -96,6 +97,7 @@ export function routeByScope(s: RoutePort, req: Request, c: Classified): boolean
   if (!s.runAlone(req)) return true;
   r.counters.outScope++;
   const e = new Entry(req);
+  e.side = { counters: r.counters, inScope: false, t0: performance.now() };
   e.local = true;
   e.pre = runOnOld(s, r, req, refs, e);
   s.enqueue(e);
@@ -110,6 +112,7 @@ export function routeByScope(s: RoutePort, req: Request, c: Classified): boolean
 function routeUnknown(s: RoutePort, req: Request, r: ScopeRouting): boolean {
   if (!s.conn.inMulti && !s.runAlone(req)) return true;
   const e = new Entry(req);
+  const t0 = performance.now();
   const db = s.conn.db;
   const multi = s.conn.inMulti || req.name === 'watch';
   e.pre = getKeys(s, req).then(async (ks) => {
@@ -119,6 +122,7 @@ function routeUnknown(s: RoutePort, req: Request, r: ScopeRouting): boolean {
     const { side, pair } = classify(r.scope, refs);
     if (side === 'in') {
       r.counters.inScope++;
+      e.side = { counters: r.counters, inScope: true, t0 };
       await (s.ctx.mover.gate(db, ks) ?? undefined);
       return;
     }
@@ -128,6 +132,7 @@ function routeUnknown(s: RoutePort, req: Request, r: ScopeRouting): boolean {
     if (s.conn.tracking !== null) throw new RehomeError('ECROSSSCOPE', ErrorText.scopeTracking(ks[0]!, describeScope(r.scope)));
     r.counters.crossScope--;
     r.counters.outScope++;
+    e.side = { counters: r.counters, inScope: false, t0 };
     e.local = true;
     await runOnOld(s, r, req, refs, e);
   });
@@ -149,16 +154,7 @@ async function runOnOld(s: SessionPort, r: ScopeRouting, req: Request, refs: Sco
       await moves;
     }
   }
-  const t0 = performance.now();
-  try {
-    e.reply = await sideOf(s, r).call(raw, db, auth, resp);
-    if (e.reply[0] === 0x2d) r.counters.outErrors++;
-  } catch (err) {
-    r.counters.outErrors++;
-    throw err;
-  } finally {
-    r.counters.outSeconds += (performance.now() - t0) / 1000;
-  }
+  e.reply = await sideOf(s, r).call(raw, db, auth, resp);
 }
 
 /** A command's keys with their dbs: MOVE's key in its destination db, COPY's destination in DB n. */

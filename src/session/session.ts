@@ -27,6 +27,7 @@ import type { SessionContext } from './port.js';
 import { PubSub } from './pubsub.js';
 import type { ReplyHost } from './reply-order.js';
 import type { SendHost } from './send-queue.js';
+import type { SideMark } from './scope-routing.js';
 import { SessionIo } from './session-io.js';
 
 export type { SessionContext } from './port.js';
@@ -41,6 +42,8 @@ export class Session extends SessionIo implements DispatchPort, SendHost, ReplyH
   private readonly replayed = new Set<Request>();
   /** The request being dispatched is replayed: its entries are silent. */
   private replaying = false;
+  /** A canary migration: the side of the scope of the request being dispatched (markSide). */
+  private dispatchSide: SideMark | null = null;
 
   constructor(client: net.Socket, ctx: SessionContext, id: number, carried: Carried | null = null) {
     super(client, ctx, id, carried);
@@ -65,6 +68,7 @@ export class Session extends SessionIo implements DispatchPort, SendHost, ReplyH
     if (this.replaying && this.held !== req) this.replayed.delete(req);
     this.replaying = false;
     this.dispatchShare = ShareKind.No;
+    this.dispatchSide = null;
   }
 
   // ---------------------------------------------------------------- the port (port.ts)
@@ -74,9 +78,14 @@ export class Session extends SessionIo implements DispatchPort, SendHost, ReplyH
     // Entries are made while their request is dispatched: they take the table's answer for it.
     if (e.req !== null) e.share = this.dispatchShare;
     e.silent = this.replaying;
+    if (this.dispatchSide !== null && e.req !== null) e.side = this.dispatchSide;
     if ((this.ctx.counters.commands & 15) === 0) e.t0 = performance.now();
     this.replies.push(e);
     this.sendQ.add(e);
+  }
+
+  markSide(mark: SideMark): void {
+    this.dispatchSide = mark;
   }
 
   forwardPlain(req: Request): void {
