@@ -47,6 +47,22 @@ export function moveKeys(k: Buffer): MoveKeys {
   return { key: k, claim: named('c', k), record: named('r', k), marker: named('m', k) };
 }
 
+/** SCAN pattern of the claim keys (every K a proxy-side move holds in the source). */
+export const CLAIM_PATTERN = `${RESERVED_PREFIX}c*`;
+
+/** K of a claim key (`__rehome:c:K` or `__rehome:c{K}`), or null for any other key. */
+export function claimedKey(ck: Buffer): Buffer | null {
+  const p = Buffer.from(`${RESERVED_PREFIX}c`, 'latin1');
+  if (ck.length <= p.length || !ck.subarray(0, p.length).equals(p)) return null;
+  const sep = ck[p.length];
+  if (sep === 0x3a /* : */) {
+    const k = ck.subarray(p.length + 1);
+    return hasHashTag(k) ? k : null;
+  }
+  if (sep === OPEN && ck[ck.length - 1] === CLOSE) return ck.subarray(p.length + 1, ck.length - 1);
+  return null;
+}
+
 /** Target: the staging key of token `tok` and its chunk count. */
 export function stagingKeys(k: Buffer, tok: string): { staging: Buffer; count: Buffer } {
   return { staging: named(`s:${tok}`, k), count: named(`n:${tok}`, k) };

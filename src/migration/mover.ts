@@ -296,7 +296,7 @@ export class Mover {
    * Keys the sweeper found claimed (a proxy-side move in flight elsewhere, or abandoned by a
    * process that died): through the protocol, which waits or takes over. Returns the failures.
    */
-  private async sweepClaims(db: number, claims: readonly Buffer[]): Promise<number> {
+  async sweepClaims(db: number, claims: readonly Buffer[]): Promise<number> {
     if (claims.length === 0 || this.proxy === null) return 0;
     const fails = await this.ensureRefs(
       claims.map((k) => ({ db, key: k.toString('latin1') })),

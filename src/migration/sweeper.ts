@@ -17,6 +17,7 @@ import type { Redis } from 'ioredis';
 import type { ControlPool } from '../upstream/control.js';
 import type { Mover } from './mover.js';
 import { RESERVED_PREFIX } from '../phase/phase.js';
+import { CLAIM_PATTERN, claimedKey } from './move-keys.js';
 import { inScope, isEverything, type Scope } from './scope.js';
 import { parseIdentity, visibleKeyspace } from './source-watch.js';
 
@@ -259,6 +260,11 @@ export class Sweeper {
             break;
           }
         }
+        // SCAN MATCH of the scope's patterns can't see claim keys: a proxy-side move abandoned by
+        // a process that died holds K renamed. Before calling the scope drained, take those over.
+        if (whole && seen === 0 && this.matches()[0] !== NO_MATCH && scope !== null) {
+          for (const db of dbs) seen += await this.sweepScopeClaims(db, scope);
+        }
         this.lastPassSeen = seen;
         if ((scope !== null || this.opts.exclude) && whole && seen === 0) {
           this.state = 'drained';
@@ -287,6 +293,23 @@ export class Sweeper {
     if (/^loading:1/m.test(before)) return false;
     if (Object.keys(await visibleKeyspace(c)).length > 0) return false;
     return parseIdentity(await c.info('server')).runId === parseIdentity(before).runId;
+  }
+
+  /** Claims of keys in `scope` in one db, handed to the protocol (which takes them over). */
+  private async sweepScopeClaims(db: number, scope: Scope): Promise<number> {
+    const c = this.conn(db);
+    let cursor = '0';
+    let n = 0;
+    do {
+      const [next, found] = (await c.callBuffer('SCAN', cursor, 'MATCH', CLAIM_PATTERN, 'COUNT', '1000')) as [Buffer, Buffer[]];
+      cursor = next.toString('latin1');
+      const keys = found.map(claimedKey).filter((k): k is Buffer => k !== null && inScope(scope, db, k.toString('latin1')));
+      if (keys.length > 0) {
+        n += keys.length;
+        await this.mover.sweepClaims(db, keys);
+      }
+    } while (cursor !== '0' && !this.stopped);
+    return n;
   }
 
   /** Keys of the scope found by the last whole pass (status: what is left of a canary's scope). */
