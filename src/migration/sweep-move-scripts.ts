@@ -29,6 +29,22 @@ local function touchedSince(prev, prevGone)
 end`;
 
 /**
+ * Step 6 for a batch: `releaseBatch(tok, from)` deletes the claim key and record of each key in
+ * ARGV[from..] whose record still holds `tok`, and returns how many. A claim whose token changed
+ * was taken over (this process stalled past its lease): its new mover releases it.
+ */
+const RELEASE_LUA = `
+local function releaseBatch(tok, from)
+  local n = 0
+  for i = from, #ARGV do
+    local k = ARGV[i]
+    local ck, cr = named('c', k), named('r', k)
+    if call('HGET', cr, 't') == tok then call('UNLINK', ck, cr); n = n + 1 end
+  end
+  return n
+end`;
+
+/**
  * Source, the sweeper's step. ARGV: cursor, count, owner, lease ms, big-key bytes, dump ('1'),
  * small count, previous size, touches recent ('1'), previous gone, then the batch to release:
  * its token, the token of the batch being published (its claim keys are not handed back), the
@@ -40,17 +56,10 @@ end`;
  * microseconds held, DBSIZE after, the claims' lease end, keys touched since the previous step,
  * the SCAN count used, keys gone so far}.
  */
-export const SWEEP_CLAIM_SCRIPT = `${LIB}${OWN_KEY_LUA}${TOUCHES_LUA}
+export const SWEEP_CLAIM_SCRIPT = `${LIB}${OWN_KEY_LUA}${TOUCHES_LUA}${RELEASE_LUA}
 local owner, lease, big, dump = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local others = touchedSince(tonumber(ARGV[8]), tonumber(ARGV[10]))
--- a claim whose token changed was taken over (this process stalled past its lease): its new
--- mover releases it
-local released = 0
-for i = 14, #ARGV do
-  local k = ARGV[i]
-  local ck, cr = named('c', k), named('r', k)
-  if call('HGET', cr, 't') == ARGV[11] then call('UNLINK', ck, cr); released = released + 1 end
-end
+local released = releaseBatch(ARGV[11], 14)
 local count = ARGV[2]
 if others > 0 or ARGV[9] == '1' then count = ARGV[7] end
 local r
@@ -93,13 +102,8 @@ return {r[1], keys, fmt(nowUs), dls, pls, bigs, sizes, claims, held, call('DBSIZ
  * Source: step 6 alone, for the sweeper's last batches (a db's end, a pause). ARGV: token, keys.
  * Returns how many were released.
  */
-export const SWEEP_RELEASE_SCRIPT = `${LIB}
-local n = 0
-for i = 2, #ARGV do
-  local k = ARGV[i]
-  local ck, cr = named('c', k), named('r', k)
-  if call('HGET', cr, 't') == ARGV[1] then call('UNLINK', ck, cr); n = n + 1 end
-end
+export const SWEEP_RELEASE_SCRIPT = `${LIB}${RELEASE_LUA}
+local n = releaseBatch(ARGV[1], 2)
 counted(RECORDS, -n)
 return n`;
 
