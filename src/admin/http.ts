@@ -16,7 +16,7 @@ import { ConfigError } from '../errors.js';
 import { RehomeError } from '../errors.js';
 import type { SweepChange } from '../phase/fleet-record.js';
 import { SWITCHABLE, type SwitchablePhase } from '../phase/phase.js';
-import type { ScopeFlags } from '../migration/scope.js';
+import type { ScopeFlags } from '../phase/scope.js';
 import { describeEndpoint, isLoopback } from '../upstream/endpoint.js';
 import { BearerToken, browserAttack, needsToken, type TokenRefusal } from './auth.js';
 import { serveDashboard } from './dashboard.js';

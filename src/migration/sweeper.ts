@@ -18,7 +18,7 @@ import type { ControlPool } from '../upstream/control.js';
 import type { Mover } from './mover.js';
 import { RESERVED_PREFIX } from '../phase/phase.js';
 import { CLAIM_PATTERN, claimedKey } from './move-keys.js';
-import { inScope, isEverything, type Scope } from './scope.js';
+import { inScope, isEverything, type Scope } from '../phase/scope.js';
 import { parseIdentity, visibleKeyspace } from './source-watch.js';
 
 export type SweeperState = 'starting' | 'sweeping' | 'paused' | 'standby' | 'drained' | 'stopped';

@@ -43,7 +43,7 @@ import {
   type SweepSettings,
 } from './fleet-record.js';
 import { NO_SCOPE, nextFields, nextScopeRecord, parseScopeRecord, type ScopeRecord } from './scope-record.js';
-import { EVERYTHING, type Scope } from '../migration/scope.js';
+import { EVERYTHING, type Scope } from './scope.js';
 
 /** The reserved key; every key starting with RESERVED_PREFIX is hidden and never moved. */
 export const PHASE_KEY = '__rehome:phase';

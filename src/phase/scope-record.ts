@@ -1,7 +1,7 @@
 /**
  * The scope as the phase record keeps it (the `__rehome:phase` hash, phase.ts):
  *
- *   scope           the scope in force (src/migration/scope.ts encodeScope; '' or absent: everything)
+ *   scope           the scope in force (src/phase/scope.ts encodeScope; '' or absent: everything)
  *   returning       JSON list of scopes whose keys may still be on the new server although they
  *                   are out of scope now: they left it by a narrowing, and move back home with the
  *                   reverse mover (until the return sweep finds none, then the list is emptied)
@@ -13,7 +13,7 @@
  * or straight to the old server does the same thing (the key is not on the new server), so no
  * fence is needed, as for the end of a drain.
  */
-import { decodeScope, EVERYTHING, isEverything, type Scope, sameScope, widens, encodeScope } from '../migration/scope.js';
+import { decodeScope, EVERYTHING, isEverything, type Scope, sameScope, widens, encodeScope } from './scope.js';
 
 export const SCOPE_FIELDS = ['scope', 'returning'] as const;
 

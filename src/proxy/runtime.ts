@@ -22,7 +22,7 @@ import { PROXY_MOVE_DEFAULTS, ProxyMove } from '../migration/proxy-move.js';
 import { type ServerFeatures, serverFeatures } from '../migration/typed-copy-features.js';
 import { fencedName, lastActedPhase, type PhaseName, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
 import { dropMarkers } from '../migration/drop-markers.js';
-import { describeScope, isEverything, NO_SCOPE_FLAGS, parseScope, sameScope, type Scope, type ScopeFlags } from '../migration/scope.js';
+import { describeScope, isEverything, NO_SCOPE_FLAGS, parseScope, sameScope, type Scope, type ScopeFlags } from '../phase/scope.js';
 import { encodeReturning } from '../phase/scope-record.js';
 import { closeOldSide } from '../session/scope-route.js';
 import { ScopeCounters, type ScopeRouting } from '../session/scope-routing.js';

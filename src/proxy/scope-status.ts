@@ -3,7 +3,7 @@
  * has drained, the keys left on the old server outside it, the keys coming back after a
  * narrowing, and each side's commands, errors and time; in /metrics the same as figures.
  */
-import { describeScope } from '../migration/scope.js';
+import { describeScope } from '../phase/scope.js';
 import type { PhaseState } from '../phase/phase.js';
 import type { Runtime } from './runtime.js';
 import type { ScopeFigures } from '../admin/metrics.js';

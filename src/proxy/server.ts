@@ -15,7 +15,7 @@ import { describeEndpoint } from '../upstream/endpoint.js';
 import { IdleReaper, refuseConnection } from '../session/limits.js';
 import { changeSweeper, FleetView, type SweeperAnswer } from './fleet.js';
 import { movesLine, type ProxyCounters, type ProxyObserver, Runtimes, type SwitchAnswer } from './runtime.js';
-import { NO_SCOPE_FLAGS, type ScopeFlags } from '../migration/scope.js';
+import { NO_SCOPE_FLAGS, type ScopeFlags } from '../phase/scope.js';
 import type { Carried } from '../session/carry.js';
 import { Session } from '../session/session.js';
 import { withClusterTarget } from '../cluster/target.js';

@@ -21,7 +21,7 @@
 import type { Classified } from '../commands/table.js';
 import { ErrorText, RehomeError } from '../errors.js';
 import type { KeyRef } from '../migration/mover.js';
-import { classify, describeScope, inScope, type ScopedKey } from '../migration/scope.js';
+import { classify, describeScope, inScope, type ScopedKey } from '../phase/scope.js';
 import { isReserved } from '../phase/phase.js';
 import { argLower, argStr, type Request } from '../resp/request-framer.js';
 import { parseDbIndex } from './connection-state.js';

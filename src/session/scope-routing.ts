@@ -3,7 +3,7 @@
  * the reverse mover that brings their keys home, and the counters of each side (scope-route.ts).
  */
 import type { Mover } from '../migration/mover.js';
-import type { Scope } from '../migration/scope.js';
+import type { Scope } from '../phase/scope.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 
 /** Commands, errors and time on each side of the scope, for /status and /metrics. */

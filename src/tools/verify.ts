@@ -14,7 +14,7 @@ import { RehomeError, showKey } from '../errors.js';
 import { openClusterFront } from './plan-cluster.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { PHASE_KEY } from '../phase/phase.js';
-import { describeScope, inScope, isEverything, parseScope, type Scope } from '../migration/scope.js';
+import { describeScope, inScope, isEverything, parseScope, type Scope } from '../phase/scope.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import {
   closeServer,

@@ -11,7 +11,7 @@ import { usePair, useReferenceRedis } from '../helpers/fixture.js';
 import { assertNoKeyInBoth, keysByDb } from '../helpers/invariant.js';
 import { runCli } from '../helpers/proxy.js';
 import { freePort } from '../helpers/redis.js';
-import { matchGlob } from '../../src/migration/scope.js';
+import { matchGlob } from '../../src/phase/scope.js';
 
 const ctx = usePair({ autoProxy: false });
 const ref = useReferenceRedis();

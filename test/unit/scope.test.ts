@@ -1,5 +1,5 @@
 /**
- * The scope (src/migration/scope.ts): glob matching must agree with the server's own SCAN MATCH
+ * The scope (src/phase/scope.ts): glob matching must agree with the server's own SCAN MATCH
  * key for key (the sweeper finds keys with it, the gate decides with matchGlob), so the oracle is
  * a real redis-server: for each pattern, the keys SCAN MATCH returns are exactly the keys
  * matchGlob accepts.
@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   classify, decodeScope, describeScope, encodeScope, EVERYTHING, inScope, matchGlob, parseScope, widens,
-} from '../../src/migration/scope.js';
+} from '../../src/phase/scope.js';
 import { nextScopeRecord, NO_SCOPE, parseScopeRecord, encodeReturning } from '../../src/phase/scope-record.js';
 import { type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
 
