@@ -21,8 +21,12 @@ local nowUs = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 local function fmt(x) return string.format('%.0f', x) end
 -- the counts of claim records (source) and markers (target), move-keys.ts RECORDS_COUNT
 local RECORDS, MARKERS = '${RECORDS_COUNT}', '${MARKERS_COUNT}'
+-- On a cluster node a count key of another slot can't be reached from a script: the count is then
+-- not kept there (DBSIZE through rehome counts markers on a cluster target), and the move goes on.
 local function counted(name, n)
-  if n ~= 0 and call('INCRBY', name, n) <= 0 then call('DEL', name) end
+  if n == 0 then return end
+  local v = redis.pcall('INCRBY', name, n)
+  if type(v) == 'number' and v <= 0 then redis.pcall('DEL', name) end
 end
 local function named(p, k)
   local o = string.find(k, '{', 1, true)
@@ -181,7 +185,7 @@ return out`;
 export const EXPIRE_MARKERS_SCRIPT = `
 local r = redis.call('SCAN', ARGV[1], 'MATCH', '${RESERVED_PREFIX}m[:{]*', 'COUNT', 1000)
 for _, k in ipairs(r[2]) do redis.call('PEXPIRE', k, ARGV[2]) end
-if ARGV[1] == '0' then redis.call('PEXPIRE', '${MARKERS_COUNT}', ARGV[2]) end
+if ARGV[1] == '0' then redis.pcall('PEXPIRE', '${MARKERS_COUNT}', ARGV[2]) end
 return {r[1], #r[2]}`;
 
 /**
