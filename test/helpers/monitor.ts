@@ -2,7 +2,7 @@
  * MONITOR on a server (usually the source) to observe what the proxy sends it, e.g. how many
  * MIGRATE commands a touch causes. sync() makes sure everything executed so far has been seen.
  */
-import type { Redis } from 'ioredis';
+import net from 'node:net';
 import type { RedisServer } from './redis.js';
 import { withTimeout } from './util.js';
 
@@ -21,11 +21,9 @@ export interface Monitor {
 let syncCounter = 0;
 
 export async function startMonitor(server: RedisServer): Promise<Monitor> {
-  const base = server.client(0);
-  const mon: Redis = await base.monitor();
   const commands: string[][] = [];
   const seen = new Set<string>();
-  mon.on('monitor', (_time: string, args: string[]) => {
+  const mon = await monitorSocket(server, (args) => {
     if (args[0]?.toUpperCase() === 'ECHO' && args[1]?.startsWith('__rehome_monitor_sync_')) {
       seen.add(args[1]);
       return;
@@ -51,8 +49,7 @@ export async function startMonitor(server: RedisServer): Promise<Monitor> {
       commands.length = 0;
     },
     async stop() {
-      mon.disconnect();
-      base.disconnect();
+      mon.destroy();
       pinger.disconnect();
     },
   };
@@ -64,4 +61,76 @@ export function migrateKeys(args: readonly string[]): string[] {
   const k = upper.indexOf('KEYS', 6);
   if (k >= 0) return args.slice(k + 1);
   return args[3] !== undefined && args[3] !== '' ? [args[3]] : [];
+}
+
+/**
+ * MONITOR on a raw socket. (ioredis's monitor() can throw "Command queue state error" from inside
+ * its parser when the server's first monitor line arrives in the same chunk as MONITOR's OK: an
+ * uncaught exception that failed whichever test ran then.) Resolves once MONITOR is on.
+ */
+function monitorSocket(server: RedisServer, onCommand: (args: string[]) => void): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(server.port, server.host);
+    const oks = server.password !== undefined ? 2 : 1;
+    let seenOks = 0;
+    let buf = '';
+    sock.setEncoding('latin1');
+    sock.on('connect', () => {
+      const auth = server.password === undefined ? [] : server.username !== undefined ? ['AUTH', server.username, server.password] : ['AUTH', server.password];
+      const cmd = (args: string[]) => `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a, 'latin1')}\r\n${a}\r\n`).join('')}`;
+      sock.write((auth.length > 0 ? cmd(auth) : '') + cmd(['MONITOR']));
+    });
+    sock.on('error', reject);
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\r\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 2);
+        if (seenOks < oks) {
+          if (line.startsWith('-')) {
+            sock.destroy();
+            reject(new Error(`MONITOR: ${line}`));
+            return;
+          }
+          if (++seenOks === oks) resolve(sock);
+          continue;
+        }
+        const start = line.indexOf('] ');
+        if (line.startsWith('+') && start >= 0) onCommand(parseQuoted(line.slice(start + 2)));
+      }
+    });
+  });
+}
+
+/** The arguments of a monitor line: double-quoted strings with the server's escapes (sdscatrepr). */
+export function parseQuoted(s: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  while (i < s.length) {
+    if (s[i] !== '"') {
+      i++;
+      continue;
+    }
+    let cur = '';
+    i++;
+    while (i < s.length && s[i] !== '"') {
+      if (s[i] === '\\' && i + 1 < s.length) {
+        const e = s[i + 1]!;
+        if (e === 'x' && i + 3 < s.length) {
+          cur += String.fromCharCode(parseInt(s.slice(i + 2, i + 4), 16));
+          i += 4;
+          continue;
+        }
+        cur += e === 'n' ? '\n' : e === 'r' ? '\r' : e === 't' ? '\t' : e === 'a' ? '\x07' : e === 'b' ? '\b' : e;
+        i += 2;
+        continue;
+      }
+      cur += s[i];
+      i++;
+    }
+    out.push(cur);
+    i++;
+  }
+  return out;
 }

@@ -187,11 +187,13 @@ describe('the fenced switch', () => {
     await expectStrings(neu, 1, 3_000);
     await noKeyInBoth(ctx, aps);
     expect(await dataKeys(old, [0, 1])).toBe(0);
-    // Every process reports its view; all agree on the shared phase.
-    const st = await waitFor(async () => {
-      const s = await fetchStatus<Status>(aps[0]!.admin);
+    // Every process reports its view; all agree on the shared phase. Each process reads the
+    // others' records on its own clock (about once a second), so wait for every view.
+    const views = await Promise.all(aps.map((ap) => waitFor(async () => {
+      const s = await fetchStatus<Status>(ap.admin);
       return s.phases!.processes.length === 3 && s.phases!.processes.every((p) => p.phase === 'drained' && p.epoch === 2) ? s : null;
-    }, 'three processes on drained at epoch 2', 10_000, 200);
+    }, 'three processes on drained at epoch 2', 10_000, 200)));
+    const st = views[0]!;
     expect(st.phases!.shared).toMatchObject({ phase: 'drained', epoch: 2 });
     const text = await runCli(['status', '--admin', aps[2]!.admin]);
     expect(text.stdout).toMatch(/^phase\s+drained \(epoch 2\)/m);
