@@ -90,7 +90,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
           const out: RedisServer[] = [];
           for (const line of text.split('\n')) {
             const f = line.split(' ');
-            if (f.length < 8 || !f[2]!.includes('master') || f[2]!.includes('fail')) continue;
+            // A master that serves slots (fields past the 8th): a node just started as a replica
+            // shows as a slot-less master until its REPLICATE has gone through.
+            if (f.length < 9 || f[8] === '' || !f[2]!.includes('master') || f[2]!.includes('fail')) continue;
             const port = Number(f[1]!.split('@')[0]!.split(':').pop());
             const s = byPort.get(port);
             if (s !== undefined && s.running) out.push(s);
