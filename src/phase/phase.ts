@@ -368,7 +368,9 @@ export class PhaseController {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
       const fleet = (await this.fleet()).processes;
-      if (fleet.every((p) => (p.quiesced ?? 0) >= epoch)) return;
+      // This process's own report too: a process started less than a record's interval ago has
+      // none yet, and an empty fleet would let the fence cut off clients it was about to carry.
+      if (fleet.some((p) => p.id === this.opts.id) && fleet.every((p) => (p.quiesced ?? 0) >= epoch)) return;
       await new Promise((r) => setTimeout(r, 5));
     }
   }
