@@ -78,7 +78,7 @@ export const RECORDS_COUNT = `${RESERVED_PREFIX}count:records`;
 export const MARKERS_COUNT = `${RESERVED_PREFIX}count:markers`;
 
 /** SCAN patterns of the publish-once markers (deleted once the migration has ended). */
-export const MARKER_PATTERNS = [`${RESERVED_PREFIX}m:*`, `${RESERVED_PREFIX}m{*`];
+export const MARKER_PATTERN = `${RESERVED_PREFIX}m[:{]*`;
 
 /**
  * Lua for the sweep scripts, inside their loop over SCAN's keys: `own(k, claims)` is true for

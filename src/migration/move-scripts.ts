@@ -9,7 +9,7 @@
  * only grow, as the model's counter does; no counter key is left in the source once it is empty.
  */
 import { RESERVED_PREFIX } from '../phase/phase.js';
-import { MARKERS_COUNT, RECORDS_COUNT } from './move-keys.js';
+import { MARKER_PATTERN, MARKERS_COUNT, RECORDS_COUNT } from './move-keys.js';
 
 /** Shared Lua: clocks, names of a key's move keys (move-keys.ts in Lua), one key's claim. */
 export const LIB = `
@@ -183,7 +183,7 @@ return out`;
  * Returns {next cursor, markers given the TTL}.
  */
 export const EXPIRE_MARKERS_SCRIPT = `
-local r = redis.call('SCAN', ARGV[1], 'MATCH', '${RESERVED_PREFIX}m[:{]*', 'COUNT', 1000)
+local r = redis.call('SCAN', ARGV[1], 'MATCH', '${MARKER_PATTERN}', 'COUNT', 1000)
 for _, k in ipairs(r[2]) do redis.call('PEXPIRE', k, ARGV[2]) end
 if ARGV[1] == '0' then redis.pcall('PEXPIRE', '${MARKERS_COUNT}', ARGV[2]) end
 return {r[1], #r[2]}`;

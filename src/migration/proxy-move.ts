@@ -18,9 +18,9 @@ import type { ServerFeatures } from './typed-copy-features.js';
 import { ErrorText, MoveError } from '../errors.js';
 import type { ControlPool } from '../upstream/control.js';
 import { Copier, type Carried, type Outcome } from './move-copy.js';
+import { overMarkers } from './drop-markers.js';
 import { moveKeys } from './move-keys.js';
 import { CLAIM_SCRIPT, EXPIRE_MARKERS_SCRIPT, RELEASE_SCRIPT } from './move-scripts.js';
-import { parseKeyspace } from './source-watch.js';
 import { TargetDurability } from './target-durability.js';
 
 /** How a proxy-side move copies a key. */
@@ -226,18 +226,7 @@ export class ProxyMove {
  * before). Returns how many markers were given the TTL.
  */
 export async function expireMarkers(target: ControlPool, opts: Pick<ProxyMoveOptions, 'lateWindowMs' | 'leaseMs'>): Promise<number> {
-  const ttl = String(opts.lateWindowMs + opts.leaseMs);
-  const dbs = Object.keys(parseKeyspace(await target.db(0).info('keyspace'))).map(Number);
-  let n = 0;
-  for (const db of dbs) {
-    let cursor = '0';
-    do {
-      const [next, count] = (await target.db(db).eval(EXPIRE_MARKERS_SCRIPT, 0, cursor, ttl)) as [string, number];
-      cursor = String(next);
-      n += count;
-    } while (cursor !== '0');
-  }
-  return n;
+  return overMarkers(target, EXPIRE_MARKERS_SCRIPT, String(opts.lateWindowMs + opts.leaseMs));
 }
 
 /** The error a client sees for an outcome that keeps the claim. */
