@@ -10,7 +10,9 @@
  *   client cursor 0            -> A at 0
  *   client cursor 2c+1         -> A at c     (A ends -> client gets 2)
  *   client cursor 4c+2         -> B at c     (B ends -> 4 when C follows, else 0)
- *   client cursor 4c+4         -> C at c     (C ends -> 0)
+ *   client cursor 4c+4         -> C at c     (C ends -> 0); without a MATCH of the client's, C
+ *                                            is one walk per pattern that came back, each with it
+ *                                            as MATCH: c = cursor x patterns + pattern index
  *
  * Why nothing present for the whole scan is missed: a key in scope moves only old -> new, so if it
  * left the old server before A reached it, it is on the new server for the whole of B. A key out
@@ -58,39 +60,63 @@ export function scan(s: SessionPort, req: Request): void {
     // Nothing left in the source: a walk that would start there starts on the target.
     targetWalk(s, e, 0n, rest);
   } else if (onSource) {
-    sourceWalk(s, e, c === 0n ? 0n : (c - 1n) / 2n, rest, false);
+    sourceWalk(s, e, c === 0n ? 0n : (c - 1n) / 2n, rest);
   } else if (c % 4n === 2n) {
     targetWalk(s, e, (c - 2n) / 4n, rest);
   } else {
-    sourceWalk(s, e, (c - 4n) / 4n, rest, true);
+    returnWalk(s, e, (c - 4n) / 4n, rest);
   }
   s.enqueue(e);
 }
 
-/**
- * Walk A or C on the source, after rule 5's check on the target. C outside a canary (the phase
- * changed under a scan) shows every key again, which is always safe.
- */
-function sourceWalk(s: SessionPort, e: Entry, cursor: bigint, rest: Buffer[], walkC: boolean): void {
-  const back = walkC ? s.ctx.scope : null;
+/** Walk A on the source, after rule 5's check on the target. */
+function sourceWalk(s: SessionPort, e: Entry, cursor: bigint, rest: Buffer[]): void {
   e.local = true;
   const db = s.conn.db;
-  e.pre = check(s, ['SCAN', 'rehome-check'], ErrorText.invalidCursor())
-    .then(() => s.ctx.source.db(db).callBuffer('SCAN', cursor.toString(), ...rest))
-    .then(
-      (r) => {
-        const [nextBuf, found] = r as [Buffer, Buffer[]];
-        const next = BigInt(nextBuf.toString('latin1'));
-        const out = walkC ? (next === 0n ? 0n : next * 4n + 4n) : next === 0n ? 2n : next * 2n + 1n;
-        if (out > MAX_CURSOR) throw new RehomeError('ECURSOR', ErrorText.tooBigCursor());
-        let shown = s.ctx.hideSide === 'source' ? found.filter((k) => !isReservedBuf(k)) : found;
-        if (back !== null) shown = shown.filter((k) => mayHaveComeBack(back, db, k.toString('latin1')));
-        e.reply = Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), encodeBulkArray(shown)]);
-      },
-      (err) => {
-        throw sourceError(err);
-      },
-    );
+  e.pre = sourceScan(s, db, cursor, rest).then(([next, found]) => {
+    const out = next === 0n ? 2n : next * 2n + 1n;
+    if (out > MAX_CURSOR) throw new RehomeError('ECURSOR', ErrorText.tooBigCursor());
+    e.reply = page(out, found);
+  });
+}
+
+/**
+ * Walk C on the source: the keys that may have come back. Without a MATCH of the client's it walks
+ * once per pattern of the scopes that came back, with that pattern as MATCH (the server leaves the
+ * other keys out; `x` = cursor x patterns + index); else once, with the client's arguments. Either
+ * way rehome keeps only keys out of scope that came back. Outside a canary (the phase changed under
+ * a scan) it shows every key again, which is always safe.
+ */
+function returnWalk(s: SessionPort, e: Entry, x: bigint, rest: Buffer[]): void {
+  e.local = true;
+  const db = s.conn.db;
+  const r = s.ctx.scope;
+  const pats = returnPatterns(r, db, rest);
+  const n = BigInt(pats?.length ?? 1);
+  const i = x % n;
+  const args = pats === null ? rest : [...rest, Buffer.from('MATCH'), Buffer.from(pats[Number(i)]!, 'latin1')];
+  e.pre = sourceScan(s, db, x / n, args).then(([next, found]) => {
+    const out = next !== 0n ? (next * n + i) * 4n + 4n : i + 1n < n ? (i + 1n) * 4n + 4n : 0n;
+    if (out > MAX_CURSOR) throw new RehomeError('ECURSOR', ErrorText.tooBigCursor());
+    e.reply = page(out, r === null ? found : found.filter((k) => mayHaveComeBack(r, db, k.toString('latin1'))));
+  });
+}
+
+/** One SCAN step of the source (rule 5's check on the target first), rehome's own keys left out. */
+async function sourceScan(s: SessionPort, db: number, cursor: bigint, args: Buffer[]): Promise<[bigint, Buffer[]]> {
+  let r: [Buffer, Buffer[]];
+  try {
+    await check(s, ['SCAN', 'rehome-check'], ErrorText.invalidCursor());
+    r = (await s.ctx.source.db(db).callBuffer('SCAN', cursor.toString(), ...args)) as [Buffer, Buffer[]];
+  } catch (err) {
+    throw sourceError(err);
+  }
+  const found = s.ctx.hideSide === 'source' ? r[1].filter((k) => !isReservedBuf(k)) : r[1];
+  return [BigInt(r[0].toString('latin1')), found];
+}
+
+function page(cursor: bigint, keys: Buffer[]): Buffer {
+  return Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(cursor.toString()), encodeBulkArray(keys)]);
 }
 
 /** Walk B: the SCAN goes to the target through the client's own connection, its cursor re-encoded. */
@@ -118,6 +144,23 @@ function comesBack(r: ScopeRouting | null, db: number): boolean {
 
 function coversDb(sc: Scope, db: number): boolean {
   return sc.dbs.length === 0 || sc.dbs.includes(db);
+}
+
+/**
+ * The patterns walk C passes as MATCH, one walk each: those of the scopes that came back (covering
+ * db `db`), in a fixed order (they are fixed for the epoch). Null when the client gave its own
+ * MATCH (the server can apply only one) or a scope that came back has no pattern (a whole db).
+ */
+function returnPatterns(r: ScopeRouting | null, db: number, rest: Buffer[]): string[] | null {
+  if (r === null) return null;
+  for (let j = 0; j + 1 < rest.length; j += 2) if (rest[j]!.toString('latin1').toLowerCase() === 'match') return null;
+  const out = new Set<string>();
+  for (const sc of r.cameBack) {
+    if (!coversDb(sc, db)) continue;
+    if (sc.patterns.length === 0) return null;
+    for (const p of sc.patterns) out.add(p);
+  }
+  return out.size > 0 ? [...out].sort() : null;
 }
 
 /** Walk C shows only keys out of scope that were coming back in this epoch (the rest A showed). */

@@ -66,29 +66,36 @@ function missing(want: string[], seen: Set<string>): string[] {
 }
 
 describe('SCAN through rehome while keys come back after a narrowing', () => {
-  it('returns a key that came back to the old server after the old server was walked', async () => {
-    // Nothing comes back by itself: the key below moves when the test touches it.
+  it('returns a key that came back to the old server after the old server was walked (with and without MATCH)', async () => {
+    // Nothing comes back by itself: the keys below move when the test touches them.
     const ap = await narrowed(50, 300, [], true);
     const scanner = ap.proxy.client();
     const toucher = ap.proxy.client();
     const neu = connect(ctx.target);
-    const seen = new Set<string>();
-    // One page walks the whole old server (COUNT larger than its keys).
-    let [cursor, keys] = await scanner.scan('0', 'COUNT', 100_000);
-    for (const k of keys) seen.add(k);
-    expect(cursor).not.toBe('0');
-    // A key still on the new server moves back before the new server is walked.
-    let moved: string | null = null;
-    for (let i = 0; i < 300 && moved === null; i++) if ((await neu.exists(`back:${i}`)) === 1) moved = `back:${i}`;
-    expect(moved, 'a back: key still on the new server').not.toBeNull();
-    expect(seen.has(moved!)).toBe(false);
-    expect(await toucher.get(moved!)).toBe('b');
-    expect(await neu.exists(moved!)).toBe(0);
-    while (cursor !== '0') {
-      [cursor, keys] = await scanner.scan(cursor, 'COUNT', 100);
+    // Without MATCH the last walk asks the server for each pattern that came back; with the
+    // client's MATCH it passes that on.
+    for (const match of [[], ['MATCH', 'back:*'], ['MATCH', '*:1*']]) {
+      const seen = new Set<string>();
+      // One page walks the whole old server (COUNT larger than its keys).
+      let [cursor, keys] = await scanner.scan('0', 'COUNT', 100_000, ...match);
       for (const k of keys) seen.add(k);
+      expect(cursor).not.toBe('0');
+      // A key still on the new server moves back before the new server is walked.
+      let moved: string | null = null;
+      for (let i = 100; i < 200 && moved === null; i++) if ((await neu.exists(`back:${i}`)) === 1) moved = `back:${i}`;
+      expect(moved, 'a back: key still on the new server').not.toBeNull();
+      expect(seen.has(moved!)).toBe(false);
+      expect(await toucher.get(moved!)).toBe('b');
+      expect(await neu.exists(moved!)).toBe(0);
+      while (cursor !== '0') {
+        [cursor, keys] = await scanner.scan(cursor, 'COUNT', 100, ...match);
+        for (const k of keys) seen.add(k);
+      }
+      const glob = match.length === 0 ? /./ : match[1] === 'back:*' ? /^back:/ : /^[^:]*:1/;
+      const want = expected(50, 300).filter((k) => glob.test(k));
+      expect(missing(want, seen), `SCAN ${match.join(' ')}`).toEqual([]);
+      expect([...seen].filter((k) => !glob.test(k)), `SCAN ${match.join(' ')}: keys its MATCH leaves out`).toEqual([]);
     }
-    expect(missing(expected(50, 300), seen)).toEqual([]);
     neu.disconnect();
     await cli(ap, 'sweeper', 'resume');
     await noKeyInBoth(ctx, [ap]);
