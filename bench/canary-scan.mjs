@@ -7,8 +7,8 @@
  *
  * One old/new pair, one rehome. `--out-keys` keys stay on the old server (outside every scope),
  * `--back-keys` keys move to the new server (scope back:*). Reference: full SCANs (COUNT 1000)
- * through rehome in that state (two walks). Then the sweeper is paused and the scope narrowed to
- * one with no key, so the back: keys are coming back and stay on the new server: full SCANs again
+ * through rehome in that state (two walks), the sweeper paused. Then the scope is narrowed to one
+ * with no key, so the back: keys are coming back and stay on the new server: full SCANs again
  * (three walks). Prints the medians and their ratio, and the same SCAN straight to both servers.
  */
 import { execFileSync } from 'node:child_process';
@@ -60,9 +60,10 @@ const rh = await startRehome({ source: src.port, target: tgt.port, admin: true, 
 cli(rh.adminPort, 'phase', 'migrate', '--scope', 'back:*');
 while ((await getJson(rh.adminPort, '/status')).scope?.drained !== true) await sleep(200);
 
+// Paused for both measurements: no sweep competes with the SCANs.
+cli(rh.adminPort, 'sweeper', 'pause');
 const direct = await scans([src.port, tgt.port]);
 const two = await scans([rh.port]);
-cli(rh.adminPort, 'sweeper', 'pause');
 cli(rh.adminPort, 'phase', 'migrate', '--scope', 'nokey:*');
 while ((await getJson(rh.adminPort, '/status')).scope?.returning?.length !== 1) await sleep(200);
 const three = await scans([rh.port]);
