@@ -85,7 +85,7 @@ function sourceWalk(s: SessionPort, e: Entry, cursor: bigint, rest: Buffer[]): v
  * once per pattern of the scopes that came back, with that pattern as MATCH (the server leaves the
  * other keys out; `x` = cursor x patterns + index); else once, with the client's arguments. Either
  * way rehome keeps only keys out of scope that came back. Outside a canary (the phase changed under
- * a scan) it shows every key again, which is always safe.
+ * a scan) it shows every key again, which is always safe (keys may repeat).
  */
 function returnWalk(s: SessionPort, e: Entry, x: bigint, rest: Buffer[]): void {
   e.local = true;
@@ -163,7 +163,11 @@ function returnPatterns(r: ScopeRouting | null, db: number, rest: Buffer[]): str
   return out.size > 0 ? [...out].sort() : null;
 }
 
-/** Walk C shows only keys out of scope that were coming back in this epoch (the rest A showed). */
+/**
+ * Walk C shows only keys out of scope that were coming back in this epoch (the rest A showed); in
+ * an epoch where none of db `db` came back (the scan began in another), every key out of scope.
+ */
 function mayHaveComeBack(r: ScopeRouting, db: number, key: string): boolean {
-  return !inScope(r.scope, db, key) && r.cameBack.some((sc) => inScope(sc, db, key));
+  if (inScope(r.scope, db, key)) return false;
+  return !comesBack(r, db) || r.cameBack.some((sc) => inScope(sc, db, key));
 }
