@@ -138,7 +138,7 @@ function targetWalk(s: SessionPort, e: Entry, cursor: bigint, rest: Buffer[]): v
 }
 
 /** Whether keys of db `db` were coming back to the old server at some time in this epoch. */
-function comesBack(r: ScopeRouting | null, db: number): boolean {
+export function comesBack(r: ScopeRouting | null, db: number): boolean {
   return r !== null && r.cameBack.some((sc) => coversDb(sc, db));
 }
 

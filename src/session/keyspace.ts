@@ -4,7 +4,8 @@
  * order and earlier writes apply). A key only moves source -> target, so this order sees every
  * key at least once; duplicates are removed.
  *
- *   KEYS       source KEYS, then target KEYS; union
+ *   KEYS       source KEYS, then target KEYS (then, in a canary while keys come back, source KEYS
+ *              again); union
  *   DBSIZE     sum
  *   RANDOMKEY  one side, picked with probability proportional to its size
  *   SCAN       one cursor: the source, then the target, then (in a canary while keys come back
@@ -30,7 +31,7 @@ import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
 import { argBuf, type Request } from '../resp/request-framer.js';
 import { isText, textLike, textOf } from '../resp/resp3.js';
 import { Entry } from './entry.js';
-import { scan } from './keyspace-scan.js';
+import { comesBack, scan } from './keyspace-scan.js';
 import {
   check, dropFromDb0, hiddenCount, hiddenRandomKey, intReply,
   isReservedReply, KEEP_PHASE_SCRIPT, keepingPhaseKey, mergeKeyspaceInfo, RANDOMKEY_SCRIPT, restArgs, sameCounts,
@@ -99,6 +100,20 @@ function keys(s: SessionPort, req: Request): void {
     const fromTarget = decodeReply(reply) as Buffer[];
     return encodeBulkArray(union(fromSource, fromTarget));
   };
+  const db = s.conn.db;
+  if (comesBack(s.ctx.scope, db)) {
+    // A canary while keys come back new -> old: the old server is read once more after the new
+    // one, as SCAN walks it again (keyspace-scan.ts has the argument).
+    const pattern = Buffer.from(argBuf(req, 1));
+    e.post = async (merged) => {
+      e.hook = null; // (the reply goes through complete() again)
+      if (merged[0] !== 0x2a) return merged;
+      const again = await s.ctx.source.db(db).callBuffer('KEYS', pattern).catch((err: unknown) => {
+        throw sourceError(err);
+      });
+      return encodeBulkArray(union(decodeReply(merged) as Buffer[], again as Buffer[]));
+    };
+  }
   s.enqueue(e);
 }
 

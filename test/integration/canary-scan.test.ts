@@ -140,4 +140,24 @@ describe('SCAN through rehome while keys come back after a narrowing', () => {
     await waitStatus(ap, 'every key home', (s) => s.scope?.returning?.length === 0);
     await noKeyInBoth(ctx, [ap]);
   }, 180_000);
+
+  it('every KEYS returns every key while thousands come back', async () => {
+    const nIn = 200;
+    const nBack = 5000;
+    const ap = await narrowed(nIn, nBack, ['--sweep-rate', '1000']);
+    const want = expected(nIn, nBack);
+    const c = ap.proxy.client();
+    const neu = connect(ctx.target);
+    let calls = 0;
+    try {
+      for (let home = false; !home || calls === 0; calls++) {
+        home = (await neu.keys('back:*')).length === 0;
+        const seen = new Set(await c.keys('*'));
+        expect(missing(want, seen).slice(0, 10), `KEYS ${calls}: keys present throughout but not returned`).toEqual([]);
+      }
+    } finally {
+      neu.disconnect();
+    }
+    await noKeyInBoth(ctx, [ap]);
+  }, 180_000);
 });
