@@ -1,9 +1,9 @@
 /**
- * SCAN through rehome while keys come back after a narrowing (docs/DESIGN.md "Scope", "SCAN while
- * keys come back"). Keys in scope move old -> new and keys that left the scope move new -> old,
- * so a walk of the old server then the new one could miss a key that moved back to the old
- * server after its walk: SCAN's guarantee (a key present for the whole scan is returned) must
- * still hold.
+ * SCAN and KEYS through rehome while keys come back after a narrowing (docs/DESIGN.md "Scope",
+ * point 7). Keys in scope move old -> new and keys that left the scope move new -> old, so a walk
+ * of the old server then the new one could miss a key that moved back to the old server after its
+ * walk: SCAN's guarantee (a key present for the whole scan is returned) must still hold, and KEYS
+ * must return every key present throughout.
  */
 import { describe, expect, it } from 'vitest';
 import { fetchStatus, noKeyInBoth, useAdminProxies, type AdminProxy } from '../helpers/admin.js';
@@ -65,7 +65,7 @@ function missing(want: string[], seen: Set<string>): string[] {
   return want.filter((k) => !seen.has(k));
 }
 
-describe('SCAN through rehome while keys come back after a narrowing', () => {
+describe('SCAN and KEYS through rehome while keys come back after a narrowing', () => {
   it('returns a key that came back to the old server after the old server was walked (with and without MATCH)', async () => {
     // Nothing comes back by itself: the keys below move when the test touches them.
     const ap = await narrowed(50, 300, [], true);
