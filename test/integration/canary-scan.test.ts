@@ -77,7 +77,7 @@ describe('SCAN and KEYS through rehome while keys come back after a narrowing', 
     for (const match of [[], ['MATCH', 'back:*'], ['MATCH', '*:1*']]) {
       const seen = new Set<string>();
       // One page walks the whole old server (COUNT larger than its keys).
-      let [cursor, keys] = await scanner.scan('0', 'COUNT', 100_000, ...match);
+      let [cursor, keys] = (await scanner.call('SCAN', '0', 'COUNT', '100000', ...match)) as [string, string[]];
       for (const k of keys) seen.add(k);
       expect(cursor).not.toBe('0');
       // A key still on the new server moves back before the new server is walked.
@@ -88,7 +88,7 @@ describe('SCAN and KEYS through rehome while keys come back after a narrowing', 
       expect(await toucher.get(moved!)).toBe('b');
       expect(await neu.exists(moved!)).toBe(0);
       while (cursor !== '0') {
-        [cursor, keys] = await scanner.scan(cursor, 'COUNT', 100, ...match);
+        [cursor, keys] = (await scanner.call('SCAN', cursor, 'COUNT', '100', ...match)) as [string, string[]];
         for (const k of keys) seen.add(k);
       }
       const glob = match.length === 0 ? /./ : match[1] === 'back:*' ? /^back:/ : /^[^:]*:1/;
