@@ -5,11 +5,12 @@
  *
  *   node bench/canary-scan.mjs [--out-keys 100000] [--back-keys 20000] [--rounds 5]
  *
- * One old/new pair, one rehome. `--out-keys` keys stay on the old server (outside every scope),
- * `--back-keys` keys move to the new server (scope back:*). Reference: full SCANs (COUNT 1000)
- * through rehome in that state (two walks), the sweeper paused. Then the scope is narrowed to one
- * with no key, so the back: keys are coming back and stay on the new server: full SCANs again
- * (three walks). Prints the medians and their ratio, and the same SCAN straight to both servers.
+ * Two old/new pairs, each with its rehome: `--out-keys` keys stay on the old server (outside
+ * every scope), `--back-keys` keys move to the new server (scope back:*), then each sweeper is
+ * paused. The second pair's scope is then narrowed to one with no key, so its back: keys are
+ * coming back (and stay on the new server). Rounds interleave full SCANs (COUNT 1000) straight to
+ * the first pair's servers, through its rehome (two walks) and through the second's (three
+ * walks). Prints the medians and the ratios.
  */
 import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
@@ -36,37 +37,42 @@ async function fullScan(port) {
   return { took, n };
 }
 
-async function scans(ports) {
-  const times = [];
-  let n = 0;
-  for (let i = 0; i < opt.rounds; i++) {
-    let took = 0;
-    n = 0;
-    for (const p of ports) {
-      const r = await fullScan(p);
-      took += r.took;
-      n += r.n;
-    }
-    times.push(took);
-  }
-  return { ms: median(times), n };
+/** One old/new pair and its rehome in a canary of back:*, drained, the sweeper paused. */
+async function canary(name) {
+  const src = await startRedis(`${name}-old`);
+  const tgt = await startRedis(`${name}-new`);
+  await fill(src.port, opt['out-keys'], { key: (i) => `out:${i}` });
+  await fill(src.port, opt['back-keys'], { key: (i) => `back:${i}` });
+  const rh = await startRehome({ source: src.port, target: tgt.port, admin: true, args: ['--phase', 'hold'] });
+  cli(rh.adminPort, 'phase', 'migrate', '--scope', 'back:*');
+  while ((await getJson(rh.adminPort, '/status')).scope?.drained !== true) await sleep(200);
+  // Paused: no sweep competes with the SCANs, and keys coming back stay on the new server.
+  cli(rh.adminPort, 'sweeper', 'pause');
+  return { src, tgt, rh };
 }
 
-const src = await startRedis('old');
-const tgt = await startRedis('new');
-await fill(src.port, opt['out-keys'], { key: (i) => `out:${i}` });
-await fill(src.port, opt['back-keys'], { key: (i) => `back:${i}` });
-const rh = await startRehome({ source: src.port, target: tgt.port, admin: true, args: ['--phase', 'hold'] });
-cli(rh.adminPort, 'phase', 'migrate', '--scope', 'back:*');
-while ((await getJson(rh.adminPort, '/status')).scope?.drained !== true) await sleep(200);
+const steady = await canary('steady');
+const back = await canary('back');
+cli(back.rh.adminPort, 'phase', 'migrate', '--scope', 'nokey:*');
+while ((await getJson(back.rh.adminPort, '/status')).scope?.returning?.length !== 1) await sleep(200);
 
-// Paused for both measurements: no sweep competes with the SCANs.
-cli(rh.adminPort, 'sweeper', 'pause');
-const direct = await scans([src.port, tgt.port]);
-const two = await scans([rh.port]);
-cli(rh.adminPort, 'phase', 'migrate', '--scope', 'nokey:*');
-while ((await getJson(rh.adminPort, '/status')).scope?.returning?.length !== 1) await sleep(200);
-const three = await scans([rh.port]);
+// Rounds interleaved, so the machine's load falls on all three alike; one warm-up round first.
+const times = { direct: [], two: [], three: [] };
+const counts = {};
+for (let round = -1; round < opt.rounds; round++) {
+  const d1 = await fullScan(steady.src.port);
+  const d2 = await fullScan(steady.tgt.port);
+  const two = await fullScan(steady.rh.port);
+  const three = await fullScan(back.rh.port);
+  if (round < 0) continue;
+  times.direct.push(d1.took + d2.took);
+  times.two.push(two.took);
+  times.three.push(three.took);
+  Object.assign(counts, { direct: d1.n + d2.n, two: two.n, three: three.n });
+}
+const direct = { ms: median(times.direct), n: counts.direct };
+const two = { ms: median(times.two), n: counts.two };
+const three = { ms: median(times.three), n: counts.three };
 
 const load = execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ');
 console.log(`keys: ${fmt(opt['out-keys'])} on the old server, ${fmt(opt['back-keys'])} on the new one; median of ${opt.rounds} full SCANs (COUNT 1000); load ${load}`);
