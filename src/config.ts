@@ -1,5 +1,6 @@
 /** Typed configuration, defaults, and validation with clear messages. */
 import { ConfigError } from './errors.js';
+import { parseDbMap } from './cluster/db-map.js';
 import { DEFAULT_FRAMER_LIMITS, type FramerLimits } from './resp/request-framer.js';
 import { type ClientTlsConfig, parseClientTls, type RawServerTlsOptions, type RawTlsOptions, withServerTls } from './tls-config.js';
 import { type Endpoint, describeEndpoint, isLoopback, parseHostPort, parseRedisUrl } from './upstream/endpoint.js';
@@ -84,6 +85,8 @@ export interface ProxyConfig {
   clusterSeed?: Endpoint;
   /** --target-cluster: more seed nodes of a cluster target (with --target's credentials and TLS). */
   targetSeeds: Array<{ host: string; port: number }>;
+  /** --db-map N:0: the old server's dbs merged into a cluster target's db 0 (src/cluster/db-map.ts). */
+  dbMap: number[];
   /** The target's address as the source must dial it for MIGRATE (default: the target's). */
   targetFromSource: { host: string; port: number } | null;
   sweep: boolean;
@@ -208,6 +211,7 @@ export interface RawOptions extends RawTlsOptions, RawServerTlsOptions {
   target?: string | undefined;
   'target-from-source'?: string | undefined;
   'target-cluster'?: string | undefined;
+  'db-map'?: string[] | string | undefined;
   'no-sweep'?: boolean | undefined;
   'absent-cache-size'?: string | undefined;
   'migrate-timeout-ms'?: string | undefined;
@@ -277,6 +281,7 @@ export function buildConfig(o: RawOptions, env: Record<string, string | undefine
     source,
     target,
     targetSeeds: (o['target-cluster'] ?? '').split(',').filter((x) => x.trim() !== '').map((x) => parseHostPort('--target-cluster', x.trim())),
+    dbMap: parseDbMap(o['db-map']),
     targetFromSource: o['target-from-source']
       ? parseHostPort('--target-from-source', o['target-from-source'])
       : null,

@@ -38,9 +38,17 @@ export interface FrontContext {
   /** A node's endpoint: its address with the cluster's credentials and TLS. */
   endpoint(n: ClusterNode): Endpoint;
   limits: FramerLimits;
+  /** The old server's dbs merged into db 0 (--db-map N:0): SELECT N is SELECT 0 here. */
+  mergedDbs: readonly number[];
 }
 
 const ASKING = Buffer.from('*1\r\n$6\r\nASKING\r\n');
+/** SELECT 0, queued inside MULTI for a SELECT of a merged db. */
+const SELECT_0: Request = (() => {
+  const f = new RequestFramer();
+  f.push(Buffer.from('*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n'));
+  return f.next()!;
+})();
 const IGNORE = (): void => undefined;
 /** Commands that run at once inside MULTI (everything else is queued here until EXEC). */
 const TXN_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'reset', 'quit']);
@@ -205,10 +213,10 @@ export class FrontConn implements LinkHost, TxnHost {
 
   private handle(req: Request): void {
     const name = req.name;
-    if (this.txn.open && !TXN_CONTROL.has(name)) return this.txn.queue(req);
+    if (this.txn.open && !TXN_CONTROL.has(name)) return this.txn.queue(name === 'select' && this.dbZero(req) ? SELECT_0 : req);
     switch (name) {
       case 'select':
-        return this.local(req.argc === 2 && argStr(req, 1) === '0' ? OK : encodeError(ErrorText.clusterSelect()));
+        return this.local(this.dbZero(req) ? OK : encodeError(ErrorText.clusterSelect()));
       case 'readonly':
       case 'readwrite':
       case 'asking':
@@ -270,6 +278,13 @@ export class FrontConn implements LinkHost, TxnHost {
         if (KEYSPACE_WIDE.has(name) || isInfoWithKeyspace(req)) return this.keyspace(req);
         return this.routeKeys(req);
     }
+  }
+
+  /** SELECT 0, or SELECT of a db merged into 0 (--db-map): both are the cluster's one db. */
+  private dbZero(req: Request): boolean {
+    if (req.argc !== 2) return false;
+    const db = argStr(req, 1);
+    return db === '0' || (/^\d{1,5}$/.test(db) && this.ctx.mergedDbs.includes(Number(db)));
   }
 
   private routeKeys(req: Request): void {

@@ -22,6 +22,8 @@ export interface FrontOptions {
   /** How often the slot map is read again besides on MOVED (0: only on MOVED). */
   refreshMs: number;
   limits: FramerLimits;
+  /** --db-map: the old server's dbs merged into the cluster's db 0. */
+  mergedDbs?: readonly number[];
 }
 
 export class ClusterFront implements ClusterTargetHandle {
@@ -55,6 +57,7 @@ export class ClusterFront implements ClusterTargetHandle {
       topo,
       table,
       limits: opts.limits,
+      mergedDbs: opts.mergedDbs ?? [],
       endpoint: (n: ClusterNode): Endpoint => ({
         host: n.host,
         port: n.port,

@@ -23,11 +23,12 @@ export async function migrateToCluster(
   timeoutMs?: number,
 ): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
   let moved = 0;
+  const destDb = d.clusterDb?.(db) ?? db;
   for (const [first, group] of groupByNode(keys, forKey)) {
     let to = first;
     for (let tries = 0; ; tries++) {
       try {
-        moved += (await migrateKeys(pool, { ...d, host: to.host, port: to.port }, db, group, timeoutMs)).moved;
+        moved += (await migrateKeys(pool, { ...d, host: to.host, port: to.port }, db, group, timeoutMs, destDb)).moved;
         break;
       } catch (e) {
         const rd = redirectOf(e);

@@ -11,6 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
+import { clusterDb } from '../cluster/db-map.js';
 import { keySlot } from '../cluster/slot.js';
 import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
@@ -505,7 +506,11 @@ export class Runtimes {
     const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
       host: dest.host,
       port: dest.port,
-      ...(cluster !== undefined ? { forKey: (k: string) => cluster.nodeForKey(k), moved: (slot: number, to: { host: string; port: number }) => cluster.moved(slot, to) } : {}),
+      ...(cluster !== undefined ? {
+        forKey: (k: string) => cluster.nodeForKey(k),
+        moved: (slot: number, to: { host: string; port: number }) => cluster.moved(slot, to),
+        clusterDb: (db: number) => clusterDb(config.dbMap, db),
+      } : {}),
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
       timeoutMs: config.migrateTimeoutMs,

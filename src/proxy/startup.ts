@@ -239,6 +239,7 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
     apply: config.onConflict !== null,
     moveMethod: config.moveMethod,
     cluster: config.cluster,
+    mergedDbs: config.dbMap,
     // reverse is probed when a rollback starts (Pair.methodFor)
     probeReverse: false,
   });
@@ -291,6 +292,7 @@ export async function switchPreconditions(config: ProxyConfig, to: SwitchablePha
       apply: false,
       moveMethod: config.moveMethod,
       cluster: config.cluster,
+    mergedDbs: config.dbMap,
       probeReverse: false,
     });
     const first = pre.findings.find((f) => f.level === 'fail');
