@@ -65,6 +65,10 @@ export interface ClusterTargetHandle {
   census(): Promise<Array<{ host: string; port: number; slots: number; keys: number | null; error: string | null }>>;
   /** Slots no master serves ("0-99, 5000"), '' when every slot is served. */
   uncovered(): string;
+  /** Whether the master at this address has replicas: moves into it then wait for one (replicated). */
+  hasReplicas(node: { host: string; port: number }): boolean;
+  /** WAIT 1 on that master for every write it made so far; rejects with ReplicaNotConfirmed. */
+  replicated(node: { host: string; port: number }): Promise<void>;
   /** For /status: masters with their slots and keys (counted every few seconds), the slot map. */
   status(): Record<string, unknown>;
   close(): Promise<void>;

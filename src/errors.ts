@@ -30,6 +30,17 @@ export class ConfigError extends RehomeError {
   }
 }
 
+/**
+ * A cluster target: no replica of the master confirmed moved keys (WAIT 1), so their old copies
+ * are kept (src/cluster/replica-wait.ts); the next move finds them in both and resolves by rule 3.
+ */
+export class ReplicaNotConfirmed extends RehomeError {
+  constructor(message: string) {
+    super('EREPLICA', message);
+    this.name = 'ReplicaNotConfirmed';
+  }
+}
+
 /** A key could not be confirmed absent from the source; the command is not forwarded. */
 export class MoveError extends RehomeError {
   constructor(

@@ -22,6 +22,12 @@ export interface MigrateDestination {
   moved?: (slot: number, to: { host: string; port: number }) => void;
   /** A cluster target: the db a source db's keys go to (0, or the db itself when not merged by --db-map). */
   clusterDb?: (db: number) => number;
+  /**
+   * A cluster target: whether a master has replicas, and WAIT 1 on it (src/cluster/replica-wait.ts).
+   * Moves into such a master keep the source copies until a replica has the keys.
+   */
+  hasReplicas?: (node: { host: string; port: number }) => boolean;
+  replicated?: (node: { host: string; port: number }) => Promise<void>;
 }
 
 /** MIGRATE found a claim key of one of its keys: the batch goes through the protocol instead. */

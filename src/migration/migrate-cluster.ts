@@ -5,6 +5,14 @@
  * source (MIGRATE deletes only what the target took), so the same MIGRATE goes where the cluster
  * says, without REPLACE (nothing can be overwritten). Any other failure is thrown as it is: the
  * mover then probes every key (docs/DESIGN.md rule 4).
+ *
+ * A master with replicas: MIGRATE ... COPY, then WAIT for a replica (d.replicated), then DEL in
+ * the source. A plain MIGRATE deletes the source copy as soon as the master took the key, and a
+ * failover by kill before the master's replica got it would lose the key. With COPY the key is in
+ * both until a replica has it: a failure on the way (no replica confirms, the master dies) leaves
+ * it in both, or in the source alone if the promoted replica never got it, and the next move
+ * resolves it by rule 3 (the mover waits for a replica there too before deleting the source copy).
+ * Nothing writes the source copy meanwhile (rule 1), so the DEL deletes exactly what was copied.
  */
 import type { ControlPool } from '../upstream/control.js';
 import { type MigrateDestination, migrateKeys } from './migrate-call.js';
@@ -28,7 +36,13 @@ export async function migrateToCluster(
     let to = first;
     for (let tries = 0; ; tries++) {
       try {
-        moved += (await migrateKeys(pool, { ...d, host: to.host, port: to.port }, db, group, timeoutMs, destDb)).moved;
+        const copy = d.replicated !== undefined && d.hasReplicas?.(to) === true;
+        const r = await migrateKeys(pool, { ...d, host: to.host, port: to.port }, db, group, timeoutMs, destDb, copy);
+        if (copy && r.moved > 0) {
+          await d.replicated!(to);
+          await deleteCopied(pool, db, group);
+        }
+        moved += r.moved;
         break;
       } catch (e) {
         const rd = redirectOf(e);
@@ -39,6 +53,11 @@ export async function migrateToCluster(
     }
   }
   return { reply: moved > 0 ? 'OK' : 'NOKEY', moved };
+}
+
+/** The source copies of keys a replica now holds (latin1 strings, as the mover's keys are). */
+async function deleteCopied(pool: ControlPool, db: number, keys: readonly string[]): Promise<void> {
+  await pool.db(db).del(...keys.map((k) => Buffer.from(k, 'latin1')));
 }
 
 /** Keys grouped by the master their slot is on. */

@@ -369,7 +369,9 @@ export class Mover {
       }
       if (inTarget === 1) {
         // In both: a leftover of an interrupted move (identical: the source copy was frozen)
-        // or newer than a copy an old snapshot brought back. The target copy wins (rule 3).
+        // or newer than a copy an old snapshot brought back. The target copy wins (rule 3),
+        // once a cluster master's replica has it too (migrate-cluster.ts).
+        await this.replicated(key);
         await this.deleteFromSource(db, kb);
         this.stats.resolvedBoth++;
         markAbsent();
@@ -396,6 +398,20 @@ export class Mover {
       throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(cause.text));
     }
     throw new MoveError('EMOVE', ErrorText.moveFailed(key, cause.text));
+  }
+
+  /** A cluster master with replicas: WAIT for one before the source copy of `key` goes. */
+  private async replicated(key: string): Promise<void> {
+    const { forKey, hasReplicas, replicated } = this.dest;
+    const node = forKey?.(key) ?? null;
+    if (node === null || replicated === undefined || hasReplicas?.(node) !== true) return;
+    try {
+      await replicated(node);
+    } catch (e) {
+      this.stats.failures++;
+      this.countError('replica');
+      throw new MoveError('EMOVE', ErrorText.moveFailed(key, classify(e).text));
+    }
   }
 
   private async deleteFromSource(db: number, kb: Buffer): Promise<void> {

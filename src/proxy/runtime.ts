@@ -510,6 +510,8 @@ export class Runtimes {
         forKey: (k: string) => cluster.nodeForKey(k),
         moved: (slot: number, to: { host: string; port: number }) => cluster.moved(slot, to),
         clusterDb: (db: number) => clusterDb(config.dbMap, db),
+        hasReplicas: (n: { host: string; port: number }) => cluster.hasReplicas(n),
+        replicated: (n: { host: string; port: number }) => cluster.replicated(n),
       } : {}),
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
