@@ -14,19 +14,20 @@
  *
  * MULTI...EXEC is kept here until EXEC and sent whole to the node of its keys' one slot (a key
  * of another slot: CROSSSLOT at once and EXECABORT at EXEC); WATCH fixes that slot first.
- * SUBSCRIBE, PSUBSCRIBE and MONITOR turn the connection into a tunnel to one node (a cluster
- * carries PUBLISH to every node); SSUBSCRIBE to its slot's node.
+ * SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and MONITOR start a stream (front-stream.ts) until the
+ * connection is back in normal mode.
  */
 import type net from 'node:net';
 import type { CommandTable } from '../commands/table.js';
 import { ErrorText, ProtocolError } from '../errors.js';
 import { encodeError } from '../resp/encode.js';
-import { argLower, argStr, type FramerLimits, type Request, RequestFramer } from '../resp/request-framer.js';
+import { argBuf, argLower, argStr, type FramerLimits, type Request, RequestFramer } from '../resp/request-framer.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
 import { allMasters, isInfoWithKeyspace, KEYSPACE_WIDE } from './keyspace.js';
 import { type LinkHost, NodeLink } from './node-link.js';
 import { commonSlot } from './slot.js';
+import { FrontStream, type StreamHost } from './front-stream.js';
 import { ClusterTxn, MAX_REDIRECTS, OK, type Pend, redirect, type TxnHost } from './transaction.js';
 import { mergeReplies, type Part, SPLIT, splitBySlot } from './split.js';
 import { type ClusterNode, nodeKey, type Topology } from './topology.js';
@@ -56,16 +57,16 @@ const TXN_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'reset', 'quit
 const CLIENT_STATE = new Set(['setname', 'setinfo']);
 const BROADCAST = new Set(['script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
 
-export class FrontConn implements LinkHost, TxnHost {
+export class FrontConn implements LinkHost, TxnHost, StreamHost {
   private readonly framer: RequestFramer;
   private readonly out = new Deque<Pend>();
   private readonly links = new Map<string, NodeLink>();
   /** Connection state every node must share, replayed on each new link (AUTH, HELLO, names). */
   private readonly state = new Map<string, Buffer>();
   private readonly txn: ClusterTxn;
-  private tunnel: NodeLink | null = null;
+  private readonly stream: FrontStream;
   /** A SUBSCRIBE/MONITOR waiting for the replies before it to go out. */
-  private toTunnel: { req: Request; node: ClusterNode } | null = null;
+  private toStream: { req: Request; node: ClusterNode } | null = null;
   /** The node of the last request sent (WAIT goes there). */
   private lastNode: ClusterNode | null = null;
   private ending = false;
@@ -80,6 +81,7 @@ export class FrontConn implements LinkHost, TxnHost {
   ) {
     this.framer = new RequestFramer(ctx.limits);
     this.txn = new ClusterTxn(this);
+    this.stream = new FrontStream(this);
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
     // A client that does not read its replies: stop reading the nodes until it catches up, so
@@ -135,8 +137,46 @@ export class FrontConn implements LinkHost, TxnHost {
     if (connected || link.tunnel) this.close();
   }
 
-  tunnelData(chunk: Buffer): void {
-    if (!this.sock.write(chunk)) this.block();
+  tunnelData(link: NodeLink, msg: Buffer): void {
+    this.stream.data(link, msg);
+  }
+
+  // ---------------------------------------------------------------- StreamHost
+
+  write(bytes: Buffer): void {
+    if (!this.closed && !this.sock.write(bytes)) this.block();
+  }
+
+  ended(held: Request | null, reset: boolean): void {
+    if (reset) {
+      this.txn.reset();
+      this.state.clear();
+    }
+    if (held !== null) this.handle(held);
+    this.pump();
+  }
+
+  resume(): void {
+    this.pump();
+  }
+
+  dropLink(l: NodeLink): void {
+    if (this.links.get(l.key) === l) this.links.delete(l.key);
+    l.close();
+  }
+
+  masters(): ClusterNode[] {
+    return this.ctx.topo.map.nodes;
+  }
+
+  nodeFor(slot: number): ClusterNode | null {
+    return this.ctx.topo.nodeFor(slot);
+  }
+
+  channelKeys(req: Request): string[] {
+    const out: string[] = [];
+    for (let i = 1; i < req.argc; i++) out.push(argBuf(req, i).toString('latin1'));
+    return out;
   }
 
   private block(): void {
@@ -159,7 +199,7 @@ export class FrontConn implements LinkHost, TxnHost {
 
   private pump(): void {
     for (;;) {
-      if (this.closed || this.ending || this.toTunnel !== null) return;
+      if (this.closed || this.ending || this.toStream !== null || this.stream.holding) return;
       let req: Request | null;
       try {
         req = this.framer.next();
@@ -171,7 +211,7 @@ export class FrontConn implements LinkHost, TxnHost {
         return;
       }
       if (req === null) return;
-      if (this.tunnel !== null) this.tunnel.write(req.raw);
+      if (this.stream.active) this.stream.request(req);
       else this.handle(req);
     }
   }
@@ -207,7 +247,7 @@ export class FrontConn implements LinkHost, TxnHost {
     if (!ok) this.block();
     if (this.out.length === 0) {
       if (this.ending) this.sock.end();
-      else if (this.toTunnel !== null) this.startTunnel();
+      else if (this.toStream !== null) this.startStream();
     }
   }
 
@@ -259,9 +299,15 @@ export class FrontConn implements LinkHost, TxnHost {
       case 'monitor': {
         const n = this.defaultNode();
         if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
-        this.toTunnel = { req, node: n };
-        if (this.out.length === 0) this.startTunnel();
-        return;
+        return this.streamFrom(req, n);
+      }
+      case 'ssubscribe': {
+        // Shard channels hash like keys; the command table does not list them as keys.
+        const slot = req.argc < 2 ? -2 : commonSlot(this.channelKeys(req));
+        if (slot === -1) return this.local(encodeError(ErrorText.crossSlot()));
+        const n = slot >= 0 ? this.ctx.topo.nodeFor(slot) : this.defaultNode();
+        if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
+        return this.streamFrom(req, n);
       }
       case 'wait':
       case 'waitaof': {
@@ -293,13 +339,6 @@ export class FrontConn implements LinkHost, TxnHost {
     if (keys === null || keys.length === 0) return this.send(this.push(), req.raw, -2, 0);
     const slot = commonSlot(keys);
     if (slot >= 0) {
-      if (req.name === 'ssubscribe') {
-        const n = this.ctx.topo.nodeFor(slot);
-        if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
-        this.toTunnel = { req, node: n };
-        if (this.out.length === 0) this.startTunnel();
-        return;
-      }
       return this.send(this.push(), req.raw, slot, 0);
     }
     const step = SPLIT.get(req.name);
@@ -392,7 +431,7 @@ export class FrontConn implements LinkHost, TxnHost {
     first.send(req.raw, (r) => this.done(p, r));
   }
 
-  // ---------------------------------------------------------------- every master, tunnels
+  // ---------------------------------------------------------------- every master, streams
 
   private keyspace(req: Request): void {
     const p = this.push();
@@ -415,13 +454,16 @@ export class FrontConn implements LinkHost, TxnHost {
     return this.ctx.topo.map.nodes.find((n) => nodeKey(n) === k)!;
   }
 
-  private startTunnel(): void {
-    const t = this.toTunnel!;
-    this.toTunnel = null;
-    const l = this.link(t.node);
-    l.tunnel = true;
-    this.tunnel = l;
-    l.write(t.req.raw);
+  /** The stream starts once every reply before it is out (the client's chunk is not kept). */
+  private streamFrom(req: Request, node: ClusterNode): void {
+    this.toStream = { req: { ...req, raw: Buffer.from(req.raw) }, node };
+    if (this.out.length === 0) this.startStream();
+  }
+
+  private startStream(): void {
+    const t = this.toStream!;
+    this.toStream = null;
+    this.stream.start(t.req, t.node);
     this.pump();
   }
 }
