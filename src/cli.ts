@@ -14,7 +14,7 @@ import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
 import { type FleetAnnouncement, linesUntilAnnounced, onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
-       rehome plan --source URL --target URL [--target-from-source host:port] [--on-conflict source|target [--apply]]
+       rehome plan --source URL --target URL [--target-from-source host:port] [--target-cluster h:p,...] [--db-map N:0] [--on-conflict source|target [--apply]]
        rehome verify --source URL --target URL
        rehome status --admin [host:]port [--admin-token TOKEN] [--json]
        rehome sweeper pause|resume|rate KEYS_PER_SEC --admin [host:]port [--admin-token TOKEN]
