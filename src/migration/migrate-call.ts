@@ -28,6 +28,11 @@ export interface MigrateDestination {
    */
   hasReplicas?: (node: { host: string; port: number }) => boolean;
   replicated?: (node: { host: string; port: number }) => Promise<void>;
+  /**
+   * Reverse out of a cluster (the keys' source is the cluster, through its front): a key's slot.
+   * A batch is then one MIGRATE per slot, as the front runs a transaction on one slot only.
+   */
+  sourceSlot?: (key: string) => number;
 }
 
 /** MIGRATE found a claim key of one of its keys: the batch goes through the protocol instead. */

@@ -55,6 +55,36 @@ export async function migrateToCluster(
   return { reply: moved > 0 ? 'OK' : 'NOKEY', moved };
 }
 
+/**
+ * Reverse out of a cluster: MIGRATE runs on the cluster's masters through the front, which runs a
+ * transaction on one slot only, so a batch goes as one MIGRATE per slot (all at once on the
+ * pooled connection). The first error is thrown once every group has ended: the mover then
+ * probes every key (rule 4), the moved ones included.
+ */
+export async function migrateFromCluster(
+  pool: ControlPool,
+  d: MigrateDestination,
+  slotOf: (key: string) => number,
+  db: number,
+  keys: readonly string[],
+  timeoutMs?: number,
+): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
+  const bySlot = new Map<number, string[]>();
+  for (const k of keys) {
+    const s = slotOf(k);
+    const g = bySlot.get(s);
+    if (g === undefined) bySlot.set(s, [k]);
+    else g.push(k);
+  }
+  const rs = await Promise.allSettled([...bySlot.values()].map((g) => migrateKeys(pool, d, db, g, timeoutMs)));
+  let moved = 0;
+  for (const r of rs) {
+    if (r.status === 'rejected') throw r.reason;
+    moved += r.value.moved;
+  }
+  return { reply: moved > 0 ? 'OK' : 'NOKEY', moved };
+}
+
 /** The source copies of keys a replica now holds (latin1 strings, as the mover's keys are). */
 async function deleteCopied(pool: ControlPool, db: number, keys: readonly string[]): Promise<void> {
   await pool.db(db).del(...keys.map((k) => Buffer.from(k, 'latin1')));

@@ -20,7 +20,7 @@ import { ErrorText, MoveError } from '../errors.js';
 import type { ControlPool } from '../upstream/control.js';
 import type { KnownAbsentCache } from './absent-cache.js';
 import { ClaimPresent, type MigrateDestination, migrateKeys } from './migrate-call.js';
-import { migrateToCluster } from './migrate-cluster.js';
+import { migrateFromCluster, migrateToCluster } from './migrate-cluster.js';
 import { type MigrateSweepHost, migrateSweepStep } from './migrate-sweep.js';
 import { classify, type MoveErrorKind, throwFirst, throwFor } from './move-errors.js';
 import { moveKeys } from './move-keys.js';
@@ -196,12 +196,16 @@ export class Mover {
     const pool = sweep && this.sweepSource ? this.sweepSource : this.source;
     const forKey = this.dest.forKey;
     if (forKey !== undefined) return migrateToCluster(pool, this.dest, forKey, db, keys, timeoutMs);
+    if (this.dest.sourceSlot !== undefined && keys.length > 1) return migrateFromCluster(pool, this.dest, this.dest.sourceSlot, db, keys, timeoutMs);
     return migrateKeys(pool, this.dest, db, keys, timeoutMs);
   }
 
-  /** A cluster target: the sweep script can't be used (it sends a batch to one address). */
+  /**
+   * A cluster on either side: the sweep script can't be used (into a cluster it sends a batch to
+   * one address; out of one it would run on one master only).
+   */
   get groupsByNode(): boolean {
-    return this.dest.forKey !== undefined;
+    return this.dest.forKey !== undefined || this.dest.sourceSlot !== undefined;
   }
 
   /** Moves one batch; resolves (never rejects) to the keys that could not be confirmed absent. */

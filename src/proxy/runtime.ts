@@ -503,6 +503,7 @@ export class Runtimes {
     // A cluster target: MIGRATE goes to the master of each key's slot (reverse moves keys into
     // the old server, a standalone one).
     const cluster = !reverse ? config.cluster : undefined;
+    const outOfCluster = reverse && config.cluster !== undefined;
     const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
       host: dest.host,
       port: dest.port,
@@ -513,6 +514,7 @@ export class Runtimes {
         hasReplicas: (n: { host: string; port: number }) => cluster.hasReplicas(n),
         replicated: (n: { host: string; port: number }) => cluster.replicated(n),
       } : {}),
+      ...(outOfCluster ? { sourceSlot: (k: string) => keySlot(k) } : {}),
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
       timeoutMs: config.migrateTimeoutMs,
