@@ -21,13 +21,14 @@ import type net from 'node:net';
 import type { CommandTable } from '../commands/table.js';
 import { ErrorText, ProtocolError } from '../errors.js';
 import { encodeError } from '../resp/encode.js';
-import { argBuf, argLower, argStr, type FramerLimits, type Request, RequestFramer } from '../resp/request-framer.js';
+import { argLower, argStr, type FramerLimits, type Request, RequestFramer } from '../resp/request-framer.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
 import { allMasters, isInfoWithKeyspace, KEYSPACE_WIDE } from './keyspace.js';
 import { type LinkHost, NodeLink } from './node-link.js';
 import { commonSlot } from './slot.js';
-import { FrontStream, type StreamHost } from './front-stream.js';
+import { type StateHost, SharedState } from './front-state.js';
+import { channelsOf, FrontStream, type StreamHost } from './front-stream.js';
 import { ClusterTxn, MAX_REDIRECTS, OK, type Pend, redirect, type TxnHost } from './transaction.js';
 import { mergeReplies, type Part, SPLIT, splitBySlot } from './split.js';
 import { type ClusterNode, nodeKey, type Topology } from './topology.js';
@@ -57,12 +58,12 @@ const TXN_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'reset', 'quit
 const CLIENT_STATE = new Set(['setname', 'setinfo']);
 const BROADCAST = new Set(['script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
 
-export class FrontConn implements LinkHost, TxnHost, StreamHost {
+export class FrontConn implements LinkHost, TxnHost, StreamHost, StateHost {
   private readonly framer: RequestFramer;
   private readonly out = new Deque<Pend>();
   private readonly links = new Map<string, NodeLink>();
   /** Connection state every node must share, replayed on each new link (AUTH, HELLO, names). */
-  private readonly state = new Map<string, Buffer>();
+  private readonly state = new SharedState(this);
   private readonly txn: ClusterTxn;
   private readonly stream: FrontStream;
   /** A SUBSCRIBE/MONITOR waiting for the replies before it to go out. */
@@ -115,11 +116,15 @@ export class FrontConn implements LinkHost, TxnHost, StreamHost {
 
   // ---------------------------------------------------------------- links
 
+  get openLinks(): Iterable<NodeLink> {
+    return this.links.values();
+  }
+
   link(n: ClusterNode): NodeLink {
     const k = nodeKey(n);
     let l = this.links.get(k);
     if (l === undefined) {
-      l = new NodeLink(k, this.ctx.endpoint(n), this, [...this.state.values()]);
+      l = new NodeLink(k, this.ctx.endpoint(n), this, this.state.replay);
       this.links.set(k, l);
       if (this.blocked) l.pause();
     }
@@ -165,19 +170,6 @@ export class FrontConn implements LinkHost, TxnHost, StreamHost {
     l.close();
   }
 
-  masters(): ClusterNode[] {
-    return this.ctx.topo.map.nodes;
-  }
-
-  nodeFor(slot: number): ClusterNode | null {
-    return this.ctx.topo.nodeFor(slot);
-  }
-
-  channelKeys(req: Request): string[] {
-    const out: string[] = [];
-    for (let i = 1; i < req.argc; i++) out.push(argBuf(req, i).toString('latin1'));
-    return out;
-  }
 
   private block(): void {
     if (this.blocked) return;
@@ -269,17 +261,18 @@ export class FrontConn implements LinkHost, TxnHost, StreamHost {
         // RESP3 brings push messages on any node's connection at any time, which the replies'
         // order here (one FIFO per node) can't place: clients stay on RESP2.
         if (req.argc >= 2 && argStr(req, 1) !== '2') return this.local(encodeError(ErrorText.clusterNoResp3()));
-        return this.stateful(req, name);
+        return this.state.set(req, name);
       case 'auth':
-        return this.stateful(req, name);
+        return this.state.set(req, name);
       case 'client':
         if (req.argc >= 2 && argLower(req, 1) === 'tracking') return this.local(encodeError(ErrorText.clusterNoTracking()));
         if (req.argc >= 3 && CLIENT_STATE.has(argLower(req, 1))) {
-          return this.stateful(req, `client|${argLower(req, 1)}|${argLower(req, 1) === 'setinfo' ? argLower(req, 2) : ''}`);
+          return this.state.set(req, `client|${argLower(req, 1)}|${argLower(req, 1) === 'setinfo' ? argLower(req, 2) : ''}`);
         }
         return this.send(this.push(), req.raw, -2, 0);
       case 'reset':
-        return this.reset(req);
+        this.txn.reset();
+        return this.state.reset(req);
       case 'multi':
         return this.txn.multi();
       case 'exec':
@@ -303,7 +296,7 @@ export class FrontConn implements LinkHost, TxnHost, StreamHost {
       }
       case 'ssubscribe': {
         // Shard channels hash like keys; the command table does not list them as keys.
-        const slot = req.argc < 2 ? -2 : commonSlot(this.channelKeys(req));
+        const slot = req.argc < 2 ? -2 : commonSlot(channelsOf(req));
         if (slot === -1) return this.local(encodeError(ErrorText.crossSlot()));
         const n = slot >= 0 ? this.ctx.topo.nodeFor(slot) : this.defaultNode();
         if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
@@ -398,60 +391,21 @@ export class FrontConn implements LinkHost, TxnHost, StreamHost {
     });
   }
 
-  // ---------------------------------------------------------------- connection state
-
-  /** Every node (open now or later) must see it; the first master's reply is the client's. */
-  private stateful(req: Request, kind: string): void {
-    const n = this.defaultNode();
-    if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
-    const raw = Buffer.from(req.raw); // kept: the client's chunk is not
-    const first = this.link(n);
-    for (const l of this.links.values()) if (l !== first) l.send(raw, IGNORE);
-    const before = this.state.get(kind);
-    this.state.set(kind, raw);
-    const p = this.push();
-    first.send(raw, (r) => {
-      // Refused: nothing changed on the server, nor here.
-      if (r[0] === 0x2d && this.state.get(kind) === raw) {
-        if (before === undefined) this.state.delete(kind);
-        else this.state.set(kind, before);
-      }
-      this.done(p, r);
-    });
-  }
-
-  private reset(req: Request): void {
-    this.txn.reset();
-    this.state.clear();
-    const n = this.defaultNode();
-    if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
-    const first = this.link(n);
-    for (const l of this.links.values()) if (l !== first) l.send(req.raw, IGNORE);
-    const p = this.push();
-    first.send(req.raw, (r) => this.done(p, r));
-  }
-
   // ---------------------------------------------------------------- every master, streams
 
   private keyspace(req: Request): void {
     const p = this.push();
-    const raw = Buffer.from(req.raw);
-    void allMasters({ ...req, raw }, {
+    void allMasters({ ...req, raw: Buffer.from(req.raw) }, {
       masters: () => this.ctx.topo.map.nodes.map(nodeKey),
-      call: (k, bytes) => this.link(this.nodeOf(k)).call(bytes),
+      call: (k, bytes) => this.link(this.ctx.topo.map.nodes.find((n) => nodeKey(n) === k)!).call(bytes),
     }).then((r) => this.done(p, r), (e: Error) => this.done(p, encodeError(`ERR rehome: ${e.message}`)));
   }
 
+  /** SCRIPT LOAD and the like on every master: the first error, else the first reply. */
   private everyMaster(req: Request): void {
     const p = this.push();
     const raw = Buffer.from(req.raw);
-    void Promise.all(this.ctx.topo.map.nodes.map((n) => this.link(n).call(raw))).then((rs) =>
-      this.done(p, rs.find((r) => r[0] === 0x2d) ?? rs[0] ?? OK),
-    );
-  }
-
-  private nodeOf(k: string): ClusterNode {
-    return this.ctx.topo.map.nodes.find((n) => nodeKey(n) === k)!;
+    void Promise.all(this.ctx.topo.map.nodes.map((n) => this.link(n).call(raw))).then((rs) => this.done(p, rs.find((r) => r[0] === 0x2d) ?? rs[0] ?? OK));
   }
 
   /** The stream starts once every reply before it is out (the client's chunk is not kept). */

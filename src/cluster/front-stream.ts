@@ -19,10 +19,10 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorText } from '../errors.js';
 import { encodeError } from '../resp/encode.js';
-import { encodeRequest, type Request } from '../resp/request-framer.js';
+import { argBuf, encodeRequest, type Request } from '../resp/request-framer.js';
 import type { NodeLink } from './node-link.js';
 import { commonSlot } from './slot.js';
-import { type ClusterNode, nodeKey } from './topology.js';
+import { type ClusterNode, nodeKey, type Topology } from './topology.js';
 
 const RESET_REPLY = Buffer.from('+RESET\r\n');
 /** Allowed while subscribed (anything else is checked behind the PING). */
@@ -30,11 +30,8 @@ const IN_STREAM = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe
 
 /** What a stream needs of its front connection. */
 export interface StreamHost {
+  readonly ctx: { topo: Topology };
   link(n: ClusterNode): NodeLink;
-  masters(): ClusterNode[];
-  nodeFor(slot: number): ClusterNode | null;
-  /** A SSUBSCRIBE's channels (latin1), which hash to slots as keys do. */
-  channelKeys(req: Request): string[];
   /** Closes a link and forgets it (the next request to its node dials again). */
   dropLink(l: NodeLink): void;
   /** Bytes straight to the client (nothing else is in its reply order while a stream lasts). */
@@ -74,7 +71,7 @@ export class FrontStream {
     this.monitor = req.name === 'monitor';
     const main = this.host.link(node);
     this.main = main;
-    this.all = this.monitor ? this.host.masters().map((n) => this.host.link(n)) : [main];
+    this.all = this.monitor ? this.host.ctx.topo.map.nodes.map((n) => this.host.link(n)) : [main];
     for (const l of this.all) {
       l.tunnel = true;
       if (l !== main) this.quietOk.add(l);
@@ -99,8 +96,8 @@ export class FrontStream {
       return;
     }
     if (req.name === 'ssubscribe') {
-      const slot = commonSlot(this.host.channelKeys(req));
-      const n = slot >= 0 ? this.host.nodeFor(slot) : null;
+      const slot = commonSlot(channelsOf(req));
+      const n = slot >= 0 ? this.host.ctx.topo.nodeFor(slot) : null;
       if (slot === -1) return this.host.write(encodeError(ErrorText.crossSlot()));
       if (n !== null && nodeKey(n) !== main.key) {
         return this.host.write(encodeError(ErrorText.clusterOtherShard()));
@@ -148,4 +145,11 @@ export class FrontStream {
     this.main = null;
     this.monitor = false;
   }
+}
+
+/** A SSUBSCRIBE's channels (latin1): they hash to slots as keys do, but are no keys to the command table. */
+export function channelsOf(req: Request): string[] {
+  const out: string[] = [];
+  for (let i = 1; i < req.argc; i++) out.push(argBuf(req, i).toString('latin1'));
+  return out;
 }
