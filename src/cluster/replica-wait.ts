@@ -56,7 +56,13 @@ export class ReplicaWait {
     }
     const rounds = r;
     if (rounds.running === null) {
-      rounds.running = this.round(rounds.conn, node).finally(() => (rounds.running = null));
+      rounds.running = this.round(rounds.conn, node).catch((e: unknown) => {
+        // A connection that failed is not used again (its master may be back later): the next
+        // round dials anew.
+        if (this.per.get(k) === rounds) this.per.delete(k);
+        rounds.conn.disconnect();
+        throw e;
+      }).finally(() => (rounds.running = null));
       return rounds.running;
     }
     // A round under way may have written its key before this caller's MIGRATE ended: wait for
