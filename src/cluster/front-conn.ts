@@ -170,7 +170,6 @@ export class FrontConn implements LinkHost, TxnHost, StreamHost, StateHost {
     l.close();
   }
 
-
   private block(): void {
     if (this.blocked) return;
     this.blocked = true;
