@@ -12,6 +12,7 @@
  * master at a time, however many moves wait).
  */
 import type { Redis } from 'ioredis';
+import type { ClusterTargetHandle } from '../config.js';
 import { ReplicaNotConfirmed } from '../errors.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { slotTag } from './slot.js';
@@ -95,4 +96,19 @@ export class ReplicaWait {
     for (const r of this.per.values()) r.conn.disconnect();
     this.per.clear();
   }
+}
+
+/**
+ * A cluster target: resolves once a replica of every master (with replicas) that `keys` went to
+ * has them (the proxy-side move's release waits for it, as MIGRATE's DEL does: migrate-cluster.ts).
+ */
+export function replicaWaiter(cluster: ClusterTargetHandle): (keys: readonly Buffer[]) => Promise<void> {
+  return async (keys) => {
+    const nodes = new Map<string, { host: string; port: number }>();
+    for (const k of keys) {
+      const n = cluster.nodeForKey(k.toString('latin1'));
+      if (n !== null && cluster.hasReplicas(n)) nodes.set(`${n.host}:${n.port}`, n);
+    }
+    await Promise.all([...nodes.values()].map((n) => cluster.replicated(n)));
+  };
 }

@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { clusterDb } from '../cluster/db-map.js';
+import { replicaWaiter } from '../cluster/replica-wait.js';
 import { keySlot } from '../cluster/slot.js';
 import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
@@ -499,6 +500,7 @@ export class Runtimes {
       target,
       // A cluster target (not the old server in reverse): publish scripts name one slot's keys.
       slotOf: !reverse && config.cluster !== undefined ? (k: Buffer) => keySlot(k.toString('latin1')) : undefined,
+      replicated: !reverse && config.cluster !== undefined ? replicaWaiter(config.cluster) : undefined,
     });
     // A cluster target: MIGRATE goes to the master of each key's slot (reverse moves keys into
     // the old server, a standalone one).

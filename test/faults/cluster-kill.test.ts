@@ -3,9 +3,10 @@
  * no moved key is lost. The master's replication link is cut just before the moves (CLIENT KILL
  * TYPE replica: the replica dials again within a second), so without a WAIT for the replica the
  * moves land on the master alone and die with it, their old copies already deleted. rehome copies
- * (MIGRATE ... COPY), waits for a replica (WAIT 1), and only then deletes the old copies.
+ * (MIGRATE ... COPY, or the proxy-side move's publish), waits for a replica (WAIT 1), and only
+ * then deletes (releases) the old copies.
  */
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { keySlot } from '../../src/cluster/slot.js';
 import { replicaOf, startCluster, type TestCluster } from '../helpers/cluster.js';
 import { startProxy, type ProxyHandle } from '../helpers/proxy.js';
@@ -37,7 +38,9 @@ async function slotsOf(node: RedisServer): Promise<Set<number>> {
   return out;
 }
 
-it.skipIf(TLS_RUN)('a master killed right after moves into it: its replica takes over and no moved key is lost', async () => {
+// MIGRATE (COPY, WAIT, DEL) and the proxy-side move (publish, WAIT, release).
+describe.skipIf(TLS_RUN).each(['migrate', 'dump'])('--move-method %s', (method) => {
+it('a master killed right after moves into it: its replica takes over and no moved key is lost', async () => {
   [cl, source] = await Promise.all([startCluster({ replicas: 1 }), startRedis()]);
   const victim = cl.masters[0]!;
   const replica = await replicaOf(cl, victim);
@@ -51,7 +54,9 @@ it.skipIf(TLS_RUN)('a master killed right after moves into it: its replica takes
   for (const k of all) p.set(k, `v:${k}`);
   await p.exec();
 
-  proxy = await startProxy({ source, target: cl.url });
+  // A short lease: claims a killed move left behind are taken over soon by the drain below.
+  const args = ['--move-method', method, '--move-lease-ms', '1000'];
+  proxy = await startProxy({ source, target: cl.url, args });
   const c = proxy.client();
   expect(await c.get(all.find((k) => !mine.has(keySlot(k)))!)).not.toBeNull(); // the front is up
   // Cut the victim's replication link, then move keys into it: each GET answered is a key the
@@ -90,7 +95,7 @@ it.skipIf(TLS_RUN)('a master killed right after moves into it: its replica takes
   }
   expect(lost.slice(0, 10), `moved keys lost with the killed master (${lost.length} of ${acked.length})`).toEqual([]);
   console.log(`[cluster-kill] checked; ${await s.dbsize()} keys left in the old server`);
-  proxy = await startProxy({ source, target: `redis://127.0.0.1:${replica.port}`, sweep: true });
+  proxy = await startProxy({ source, target: `redis://127.0.0.1:${replica.port}`, sweep: true, args });
   await waitFor(async () => (await s.dbsize()) === 0, 'the old server to be drained', 60_000, 100);
   s.disconnect();
   const missing: string[] = [];
@@ -98,3 +103,4 @@ it.skipIf(TLS_RUN)('a master killed right after moves into it: its replica takes
   direct.disconnect();
   expect(missing.slice(0, 10), `keys missing after the drain (${missing.length})`).toEqual([]);
 }, 180_000);
+});
