@@ -23,6 +23,8 @@ export interface ThrowawayServer {
   readonly port: number;
   readonly binary: ServerBinary;
   readonly dir: string;
+  /** Resolves with its last log lines if the server exits by itself (not by stop()). */
+  readonly died: Promise<string>;
   /** SIGKILLs the server (if it runs) and removes its directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -42,8 +44,15 @@ function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Why a server stopped, in its own words: its log lines that say what went wrong (a load error,
+ * a port in use, a FATAL), else its last lines. Redis follows a load error with a dump of its RDB
+ * check, whose last lines alone name no cause.
+ */
 function lastLines(log: string, n = 6): string {
-  return log.trim().split('\n').slice(-n).map((l) => l.trim()).join(' | ');
+  const lines = log.trim().split('\n').map((l) => l.trim()).filter(Boolean);
+  const said = lines.filter((l) => /error|short read|can't|cannot|unable|fatal|unrecoverable|abort|unexpected|bad file|wrong|in use|not supported/i.test(l));
+  return (said.length > 0 ? said.slice(-n) : lines.slice(-n)).join(' | ');
 }
 
 /** Resolves when the process has exited. */
@@ -136,7 +145,9 @@ export async function startThrowaway(
           c.disconnect();
         }
       }
-      return { port, binary, dir, stop };
+      const p = proc;
+      const died = new Promise<string>((resolve) => void exited(p).then(() => !stopped && resolve(lastLines(logText))));
+      return { port, binary, dir, died, stop };
     } catch (e) {
       await stop();
       if (e instanceof LoadError && /Address already in use/i.test(e.message) && attempt < PORT_ATTEMPTS) continue;

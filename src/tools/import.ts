@@ -243,9 +243,11 @@ class ImportRun {
     const keys = proxy.migration.initialKeys;
     this.log(`importing ${plural(keys, 'key')} into ${describeEndpoint(config.target)}`);
     this.stopProgress = await showProgress(proxy, config.progress, this.log);
-    await new Promise<void>((resolve) => proxy.onDrained(resolve));
+    // A server that dies mid-import (killed, out of memory) would leave the sweeper retrying forever.
+    const died = await Promise.race([new Promise<null>((resolve) => proxy.onDrained(() => resolve(null))), server.died]);
     this.stopProgress();
     if (this.interrupted) return this.never();
+    if (died !== null) throw new RehomeError('EIMPORT', `the throwaway server exited before every key moved (${died}); keys moved so far are in the target, the rest are still in the file`);
     await proxy.close();
     const took = (Date.now() - started) / 1000;
     const v = await verify({ source, target: config.target });

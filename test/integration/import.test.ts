@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CLI_PATH, runCli } from '../helpers/proxy.js';
 import { startRedis, stopAll, trackProcess, type RedisServer } from '../helpers/redis.js';
@@ -311,42 +311,87 @@ describe('rehome import', () => {
     expect(Number(await target.client(4).call('PEXPIRETIME', 'x'))).toBeGreaterThan(at - 1_000);
   }, 240_000);
 
-  it('Ctrl-C mid-import stops the throwaway server and removes its directory; moved keys are whole in the target', async () => {
-    const s = await server();
-    const c = s.client(0);
-    for (let i = 0; i < 20_000; i += 1_000) {
-      const args: string[] = [];
-      for (let j = i; j < i + 1_000; j++) args.push(`k${j}`, `v${j}`);
-      await c.mset(...args);
-    }
-    await s.stop({ save: true });
-    const file = path.join(mkdtempSync(path.join(scratch, 'sigint-')), 'dump.rdb');
-    copyFileSync(path.join(s.dir, 'dump.rdb'), file);
+  it('a truncated RDB: the server that reads it fails to load it; exit 1 with its words, nothing left behind', async () => {
+    const { file } = await rdbFrom(null);
+    const cut = path.join(mkdtempSync(path.join(scratch, 'cut-')), 'dump.rdb');
+    writeFileSync(cut, readFileSync(file).subarray(0, 40_000));
     const target = await server();
-    const proc = spawn(process.execPath, [CLI_PATH, 'import', '--rdb', file, '--target', target.url, '--sweep-rate', '500', '--progress', 'log'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    trackProcess(proc);
-    let stderr = '';
-    const importing = new Promise<void>((resolve) =>
-      proc.stderr.setEncoding('utf8').on('data', (d: string) => {
-        stderr += d;
-        if (/importing 20000 keys/.test(stderr)) resolve();
-      }),
-    );
-    const exit = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-    await importing;
-    proc.kill('SIGINT');
-    expect(await exit).toBe(130);
-    expect(stderr).toMatch(/SIGINT: stopping the import/);
-    await expectGone(stderr);
-    const n = await target.client(0).dbsize();
-    expect(n).toBeLessThan(20_000);
-    const keys = (await target.client(0).keys('k*'));
-    for (const k of keys.slice(0, 500)) expect(await target.client(0).get(k)).toBe(`v${k.slice(1)}`);
-    expect(await target.client(0).keys('__rehome:*')).toEqual([]);
+    const before = importDirs();
+    const r = await runImport(['--rdb', cut], target, ['--server-bin', serverBinary('redis-7.0')!]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/Redis 7\.0\.\d+ could not load it: .*(Short read|Unexpected EOF|Internal error in RDB)/);
+    expect(r.stderr).toMatch(/no server could load/);
+    expect(importDirs()).toEqual(before);
+    expect(await target.client(0).dbsize()).toBe(0);
+  }, 120_000);
+
+  it('the throwaway server dying mid-import: exit 1 saying so, not a sweeper retrying forever', async () => {
+    const file = await manyKeysRdb(20_000);
+    const target = await server();
+    const run = startImport(file, target, ['--sweep-rate', '500']);
+    await run.importing;
+    const t = throwaway(run.stderr());
+    const c = new Redis({ port: t.port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+    c.on('error', () => {});
+    await c.call('SHUTDOWN', 'NOSAVE').catch(() => {});
+    c.disconnect();
+    expect(await run.exit).toBe(1);
+    expect(run.stderr()).toMatch(/the throwaway server exited before every key moved/);
+    expect(existsSync(t.dir)).toBe(false);
+  }, 120_000);
+
+  it('Ctrl-C mid-import stops the throwaway server and removes its directory; moved keys are whole in the target', async () => {
+    const file = await manyKeysRdb(20_000);
+    const target = await server();
+    const run = startImport(file, target, ['--sweep-rate', '500']);
+    await run.importing;
+    run.proc.kill('SIGINT');
+    expect(await run.exit).toBe(130);
+    expect(run.stderr()).toMatch(/SIGINT: stopping the import/);
+    await expectGone(run.stderr());
+    const c = target.client(0);
+    expect(await c.dbsize()).toBeLessThan(20_000);
+    for (const k of (await c.keys('k*')).slice(0, 500)) expect(await c.get(k)).toBe(`v${k.slice(1)}`);
+    expect(await c.keys('__rehome:*')).toEqual([]);
   }, 120_000);
 });
+
+/** The throwaway servers' directories now in the temp dir. */
+function importDirs(): string[] {
+  return readdirSync(os.tmpdir()).filter((n) => n.startsWith('rehome-import-') && !n.startsWith('rehome-import-test-')).sort();
+}
+
+/** An RDB of `n` strings k<i> = v<i> in db 0. */
+async function manyKeysRdb(n: number): Promise<string> {
+  const s = await server();
+  const c = s.client(0);
+  for (let i = 0; i < n; i += 1_000) {
+    const args: string[] = [];
+    for (let j = i; j < Math.min(n, i + 1_000); j++) args.push(`k${j}`, `v${j}`);
+    await c.mset(...args);
+  }
+  await s.stop({ save: true });
+  const file = path.join(mkdtempSync(path.join(scratch, 'many-')), 'dump.rdb');
+  copyFileSync(path.join(s.dir, 'dump.rdb'), file);
+  return file;
+}
+
+/** A running import: its process, its stderr so far, "importing" seen, its exit code. */
+function startImport(file: string, target: RedisServer, more: string[]) {
+  const proc = spawn(process.execPath, [CLI_PATH, 'import', '--rdb', file, '--target', target.url, '--progress', 'log', ...more], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  trackProcess(proc);
+  let stderr = '';
+  const importing = new Promise<void>((resolve) =>
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      if (/importing \d+ keys/.test(stderr)) resolve();
+    }),
+  );
+  const exit = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  return { proc, importing, exit, stderr: () => stderr };
+}
 
 /** Waits until the AOF rewrite started by BGREWRITEAOF has finished. */
 async function waitRewritten(s: RedisServer): Promise<void> {
