@@ -234,6 +234,22 @@ describe('rehome import', () => {
       await expectGone(r.stderr);
     }, 240_000);
 
+    it('-> Valkey 8.0.1 with a hash whose fields have TTLs (Valkey has none): refused before any key moves, the key named', async () => {
+      const s = await server(v74!['redis-7.4.1']);
+      await s.client(0).set('plain', 'v');
+      await s.client(0).hset('fields-ttl', 'a', '1', 'b', '2');
+      await s.client(0).call('HPEXPIRE', 'fields-ttl', 3_600_000, 'FIELDS', 1, 'a');
+      await s.stop({ save: true });
+      const file = path.join(mkdtempSync(path.join(scratch, 'hfe-')), 'dump.rdb');
+      copyFileSync(path.join(s.dir, 'dump.rdb'), file);
+      const target = await server(v74!['valkey-8.0.1']);
+      const r = await runImport(['--rdb', file], target);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/FAIL .*can't hold[\s\S]*'fields-ttl'/);
+      expect(await target.client(0).dbsize()).toBe(0);
+      await expectGone(r.stderr);
+    }, 240_000);
+
     it('with only Redis 7.0 here: fails naming the version it needs and what was found, before any server starts', async () => {
       const { file } = await rdbFrom(v74!['redis-7.4.1']);
       const target = await server();
