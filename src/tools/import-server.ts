@@ -5,6 +5,11 @@
  *
  * It saves nothing (--save ''; an AOF is switched off once loaded, so the moves' DELs are not
  * appended anywhere), and is stopped by SIGKILL: nothing it holds is worth a shutdown's work.
+ *
+ * It runs under a small shell (WATCHDOG) that holds a pipe from this process: when the pipe
+ * closes, because stop() closed it or because this process died (even by SIGKILL, which no
+ * handler sees), the shell SIGKILLs the server and removes the directory. So an import killed
+ * outright still leaves no server and no copy of the data behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,6 +19,22 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { stageInput, type ImportInput } from './import-input.js';
 import type { ServerBinary } from './import-binaries.js';
+
+/**
+ * $1: the directory to remove; the rest: the server and its arguments. Exits with the server's
+ * status; the reader of stdin outlives the shell only until this process closes the pipe.
+ */
+const WATCHDOG = `dir=$1; shift
+"$@" </dev/null &
+pid=$!
+# fd 3: the pipe; a background job's own stdin is /dev/null in a shell without job control.
+# The shell's own output goes nowhere: its "Killed" notice to a dead parent's pipe would end it by
+# SIGPIPE before the rm (the server keeps its copies of the pipes for its log).
+exec 3<&0 >/dev/null 2>&1
+{ cat <&3; kill -9 "$pid"; } &
+wait "$pid"; code=$?
+rm -rf -- "$dir"
+exit $code`;
 
 /** Tries with another port when the one picked was taken in between (another process's). */
 const PORT_ATTEMPTS = 5;
@@ -111,8 +132,8 @@ export async function startThrowaway(
     const stop = async () => {
       if (stopped) return;
       stopped = true;
-      if (proc && proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGKILL');
+      if (proc) {
+        proc.stdin!.end();
         await exited(proc);
       }
       rmSync(dir, { recursive: true, force: true });
@@ -127,7 +148,8 @@ export async function startThrowaway(
         '--databases', '256',
         ...stageInput(input, dir),
       ];
-      proc = spawn(binary.path, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+      proc = spawn('/bin/sh', ['-c', WATCHDOG, 'rehome-import', dir, binary.path, ...args], { stdio: ['pipe', 'pipe', 'pipe'], cwd: dir });
+      proc.stdin!.on('error', () => {}); // EPIPE once the shell is gone
       const sink = (d: Buffer) => {
         logText += d.toString('latin1');
         if (logText.length > LOG_LIMIT) logText = logText.slice(-LOG_LIMIT / 2);

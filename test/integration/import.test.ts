@@ -342,6 +342,17 @@ describe('rehome import', () => {
     expect(await target.client(0).dbsize()).toBe(0);
   }, 120_000);
 
+  it('import SIGKILLed mid-import (no handler runs): its server still goes, with its directory', async () => {
+    const file = await manyKeysRdb(20_000);
+    const target = await server();
+    const run = startImport(file, target, ['--sweep-rate', '500']);
+    await run.importing;
+    const t = throwaway(run.stderr());
+    run.proc.kill('SIGKILL');
+    await run.exit;
+    await waitFor(async () => !(await portOpen(t.port)) && !existsSync(t.dir), `the throwaway server on ${t.port} gone and ${t.dir} removed`, 30_000);
+  }, 120_000);
+
   it('the throwaway server dying mid-import: exit 1 saying so, not a sweeper retrying forever', async () => {
     const file = await manyKeysRdb(20_000);
     const target = await server();
