@@ -11,6 +11,9 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { freePort } from '../dist/util/free-port.js';
+
+export { freePort };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REHOME_CLI = process.env.REHOME_CLI ?? path.join(ROOT, 'dist', 'cli.js');
@@ -53,17 +56,6 @@ export function tmpDir() {
   const d = mkdtempSync(path.join(os.tmpdir(), 'rehome-bench-'));
   tmpDirs.push(d);
   return d;
-}
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /**
