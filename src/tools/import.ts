@@ -20,11 +20,12 @@ import { showProgress } from '../progress.js';
 import type { RehomeProxy } from '../proxy/server.js';
 import { startRehome } from '../start.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
-import { describeEndpoint, parseRedisUrl, type Endpoint } from '../upstream/endpoint.js';
+import { describeEndpoint, parseRedisUrl } from '../upstream/endpoint.js';
 import { describeBinary, findServerBinaries, probeBinary, readsRdb, serversDir, serversFor, type ServerBinary } from './import-binaries.js';
 import { describeInput, type ImportInput } from './import-input.js';
 import { LoadError, startThrowaway, type ThrowawayServer } from './import-server.js';
-import { closeServer, describeCounts, keyspace, openServer, plural, scanDb, sumCounts, toRecord } from './scan-both.js';
+import { checkTarget } from './import-target.js';
+import { plural } from './scan-both.js';
 import { formatVerifyReport, verify } from './verify.js';
 
 const IMPORT_USAGE = `usage: rehome import --rdb FILE | --aof DIR|FILE --target redis://[user:pass@]host:port [options]
@@ -129,32 +130,6 @@ async function chooseServers(input: ImportInput, serverBin: string | null): Prom
   };
 }
 
-/**
- * Refuses a target that holds keys (rehome's own leftovers aside): an import fills a new server,
- * and a wrong --target must not receive a file's keys on top of live data unnoticed. `bare`: not
- * even rehome's keys, so every marker found there later is this import's.
- */
-async function checkTargetEmpty(target: Endpoint): Promise<{ bare: boolean }> {
-  const c = await openServer('target', target);
-  try {
-    const counts = await keyspace(c);
-    if (counts.size === 0) return { bare: true };
-    for (const db of counts.keys()) {
-      for await (const page of scanDb(c, db)) {
-        if (page.length === 0) continue;
-        const rec = toRecord(counts);
-        throw new RehomeError(
-          'EIMPORT',
-          `target ${describeEndpoint(target)} already holds ${plural(sumCounts(rec), 'key')} (${describeCounts(rec)}): an import fills an empty server; pass --allow-nonempty-target to add the file's keys to them (keys in both then need --on-conflict source|target)`,
-        );
-      }
-    }
-    return { bare: false };
-  } finally {
-    closeServer(c);
-  }
-}
-
 /** The import command line. Returns the exit code (0 every key imported, 1 failure, 2 usage). */
 export async function runImportCli(argv: string[]): Promise<number> {
   let args: ImportArgs | null;
@@ -196,8 +171,6 @@ class ImportRun {
   private proxy: RehomeProxy | null = null;
   private stopProgress: () => void = () => {};
   private interrupted = false;
-  /** The target held nothing at the start: every move marker in it is this import's to drop. */
-  private ownsMarkers = false;
   private readonly log;
 
   constructor(
@@ -210,7 +183,7 @@ class ImportRun {
   async run(): Promise<number> {
     const { input, config } = this.args;
     const { order, why } = await chooseServers(input, this.args.serverBin);
-    if (!this.args.allowNonempty) this.ownsMarkers = (await checkTargetEmpty(config.target)).bare;
+    await checkTarget(config.target, this.args.allowNonempty, config.connectTimeoutMs, this.log);
     const failures: string[] = [];
     for (const bin of order) {
       if (this.interrupted) return this.never();
@@ -281,10 +254,10 @@ class ImportRun {
 
   /**
    * Closes the proxy, kills the throwaway server, removes its directory, and drops the markers of
-   * proxy-side moves from the target when they are all this import's: with the only source gone,
-   * no mover can publish again, so the markers (which guard against a late publish from that
-   * source) guard nothing, and left behind they would make a later import's publish of the same
-   * key release it unpublished. Otherwise they expire as a migration's do (70 s after drained).
+   * proxy-side moves from the target (every one there is this import's: import-target.ts): with
+   * the only source gone, no mover can publish again, so the markers (which guard against a late
+   * publish from that source) guard nothing, and left behind they would make a later import's
+   * publish of the same key release it unpublished.
    */
   async cleanUp(): Promise<void> {
     const proxy = this.proxy;
@@ -293,7 +266,7 @@ class ImportRun {
     const stop = this.stopServer;
     this.stopServer = null;
     await stop?.();
-    if (proxy !== null && this.ownsMarkers) await dropMarkers(this.args.config.target, this.args.config.connectTimeoutMs).catch(() => 0);
+    if (proxy !== null) await dropMarkers(this.args.config.target, this.args.config.connectTimeoutMs).catch(() => 0);
   }
 }
 

@@ -342,16 +342,36 @@ describe('rehome import', () => {
     expect(await target.client(0).dbsize()).toBe(0);
   }, 120_000);
 
-  it('import SIGKILLed mid-import (no handler runs): its server still goes, with its directory', async () => {
+  it('import SIGKILLed mid-import (no handler runs): its server still goes; its leftover markers are dropped by the next import, or refused next to data', async () => {
     const file = await manyKeysRdb(20_000);
     const target = await server();
-    const run = startImport(file, target, ['--sweep-rate', '500']);
+    const c = target.client(0);
+    // A proxy-side move, so that moved keys leave markers, which nobody gives a TTL after a kill.
+    const run = startImport(file, target, ['--sweep-rate', '500', '--move-method', 'dump']);
     await run.importing;
+    await waitFor(async () => (await c.keys('__rehome:*')).length > 0, 'a moved key', 60_000);
     const t = throwaway(run.stderr());
     run.proc.kill('SIGKILL');
     await run.exit;
     await waitFor(async () => !(await portOpen(t.port)) && !existsSync(t.dir), `the throwaway server on ${t.port} gone and ${t.dir} removed`, 30_000);
-  }, 120_000);
+    expect((await c.keys('__rehome:m*')).length).toBeGreaterThan(0);
+
+    // Next to data, markers may be another migration's: refused, nothing written.
+    const refused = await runImport(['--rdb', file], target, ['--allow-nonempty-target', '--on-conflict', 'source']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/holds rehome's move markers .*next to data/);
+
+    // Without data they are leftovers: dropped, and every key arrives (a leftover marker would
+    // have made its key's publish release it unpublished).
+    const moved = await c.keys('k*');
+    expect(moved.length).toBeGreaterThan(0);
+    await c.del(...moved);
+    const again = await runImport(['--rdb', file], target);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/dropped \d+ move markers? left in the target/);
+    expect(await c.dbsize()).toBe(20_000);
+    for (let i = 0; i < 20_000; i += 997) expect(await c.get(`k${i}`)).toBe(`v${i}`);
+  }, 180_000);
 
   it('the throwaway server dying mid-import: exit 1 saying so, not a sweeper retrying forever', async () => {
     const file = await manyKeysRdb(20_000);
