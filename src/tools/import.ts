@@ -11,6 +11,7 @@
  * happens after that (a failure, Ctrl-C), the throwaway server is killed and its directory
  * removed before the process exits.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { buildConfig, type ProxyConfig, type RawOptions } from '../config.js';
 import { ConfigError, RehomeError } from '../errors.js';
@@ -107,6 +108,7 @@ function parseImportArgs(argv: string[]): ImportArgs | null {
 async function chooseServers(input: ImportInput, serverBin: string | null): Promise<{ order: ServerBinary[]; why: string }> {
   const need = input.rdbVersion === null ? 'any RDB version' : `RDB version ${input.rdbVersion}`;
   if (serverBin !== null) {
+    if (!existsSync(serverBin)) throw new ConfigError(`--server-bin ${serverBin}: no such file`);
     const b = await probeBinary(serverBin);
     if (b === null) throw new ConfigError(`--server-bin ${serverBin}: not a redis-server or valkey-server (its --version says neither)`);
     if (input.rdbVersion !== null && !readsRdb(b, input.rdbVersion)) {

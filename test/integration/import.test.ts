@@ -180,7 +180,16 @@ describe('rehome import', () => {
     const noAof = await runCli(['import', '--aof', scratch, '--target', target.url]);
     expect(noAof.code).toBe(2);
     expect(noAof.stderr).toMatch(/no \*\.manifest file/);
-    for (const r of [missing, foreign, noInput, noAof]) expect(r.stderr).not.toMatch(/loading/);
+    // A header is all the input check reads; the --server-bin checks come before any server starts.
+    const header = path.join(scratch, 'header-only.rdb');
+    writeFileSync(header, 'REDIS0010');
+    const noBin = await runCli(['import', '--rdb', header, '--target', target.url, '--server-bin', path.join(scratch, 'no-server')]);
+    expect(noBin.code).toBe(2);
+    expect(noBin.stderr).toMatch(/--server-bin .*no-server: no such file/);
+    const notBin = await runCli(['import', '--rdb', header, '--target', target.url, '--server-bin', '/bin/true']);
+    expect(notBin.code).toBe(2);
+    expect(notBin.stderr).toMatch(/--server-bin \/bin\/true: not a redis-server or valkey-server/);
+    for (const r of [missing, foreign, noInput, noAof, noBin, notBin]) expect(r.stderr).not.toMatch(/loading/);
   });
 
   it('refuses a target that holds keys unless --allow-nonempty-target; then adds the file to them', async () => {
