@@ -13,10 +13,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { freePort } from '../util/free-port.js';
 import { stageInput, type ImportInput } from './import-input.js';
 import type { ServerBinary } from './import-binaries.js';
 
@@ -52,18 +52,6 @@ export interface ThrowawayServer {
 
 /** Why a server did not come up: its own words (the last lines of its log). */
 export class LoadError extends Error {}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 /**
  * Why a server stopped, in its own words: its log lines that say what went wrong (a load error,
