@@ -9,13 +9,15 @@ import { ADMIN_TOKEN_ENV, buildConfig, DEFAULT_CLIENT_LIMITS, DEFAULTS } from '.
 import { ConfigError, RehomeError } from './errors.js';
 import { createOutput, type Output } from './log.js';
 import type { RehomeProxy } from './proxy/server.js';
+import { showProgress } from './progress.js';
 import { SERVER_TLS_FLAGS } from './tls-config.js';
 import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
 import { type FleetAnnouncement, linesUntilAnnounced, onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
-       rehome plan --source URL --target URL [--target-from-source host:port] [--on-conflict source|target [--apply]]
+       rehome plan --source URL --target URL [--target-from-source host:port] [--target-cluster h:p,...] [--db-map N:0] [--on-conflict source|target [--apply]]
        rehome verify --source URL --target URL
+       rehome import --rdb FILE | --aof DIR --target URL [--allow-nonempty-target] [--server-bin PATH] (see rehome import --help)
        rehome status --admin [host:]port [--admin-token TOKEN] [--json]
        rehome sweeper pause|resume|rate KEYS_PER_SEC --admin [host:]port [--admin-token TOKEN]
        rehome phase hold|migrate|reverse --admin [host:]port [--admin-token TOKEN]
@@ -37,6 +39,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --target-from-source host:port the target's address as the source dials it for MIGRATE
   --target-cluster HOST:PORT,...  more seed nodes of a cluster target (--target is one): the slot
                                  map is read from the first that answers (README "New server is a cluster")
+  --db-map N:0                   a cluster target: merge the old server's db N into the cluster's db 0
+                                 (repeatable; rehome plan checks for keys in two merged dbs)
   --phase hold|migrate           use phases; the phase a fresh deployment starts in (see rehome phase)
   --source-from-target host:port the source's address as the target dials it for MIGRATE (reverse)
   --no-sweep                     do not move untouched keys in the background
@@ -113,13 +117,14 @@ const SUBCOMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<numb
   phase: async () => (await import('./admin/status-cli.js')).runPhaseCli,
   plan: async () => (await import('./tools/plan.js')).runPlanCli,
   verify: async () => (await import('./tools/verify.js')).runVerifyCli,
+  import: async () => (await import('./tools/import.js')).runImportCli,
 };
 
 async function main(): Promise<void> {
   const sub = process.argv[2];
   const loadSubcommand = sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
   if (loadSubcommand) process.exit(await (await loadSubcommand())(process.argv.slice(3)));
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | string[] | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       options: {
@@ -151,6 +156,7 @@ async function main(): Promise<void> {
         target: { type: 'string' },
         'target-from-source': { type: 'string' },
         'target-cluster': { type: 'string' },
+        'db-map': { type: 'string', multiple: true },
         'no-sweep': { type: 'boolean' },
         'absent-cache-size': { type: 'string' },
         'migrate-timeout-ms': { type: 'string' },
@@ -211,7 +217,7 @@ async function main(): Promise<void> {
     if (e instanceof RehomeError) fail(1, e.message);
     fail(1, (e as Error).message);
   }
-  const stopProgress = await showProgress(proxy, config.progress);
+  const stopProgress = await showProgress(proxy, config.progress, log);
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
@@ -241,64 +247,6 @@ async function main(): Promise<void> {
     if (workerLines) workerLines.afterAnnounced(() => stop('drained (--exit-when-drained)'));
     else stop('drained (--exit-when-drained)');
   });
-}
-
-/** A progress bar on a terminal, a log line every few seconds otherwise. Returns a stopper. */
-async function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): Promise<() => void> {
-  if (mode === 'off' || (proxy.phases === null && proxy.migration.phase === 'drained')) return () => {};
-  // With phases the migration is replaced on every switch: read the current one each time.
-  if (proxy.phases !== null) mode = 'log';
-  const m = proxy.migration;
-  if (mode === 'bar') {
-    const { default: cliProgress } = await import('cli-progress');
-    const bar = new cliProgress.SingleBar(
-      {
-        format: 'rehome [{bar}] {percentage}% | {value}/{total} keys | {rate} keys/s | ETA {eta_s} | {sweeper}',
-        stream: process.stderr,
-        hideCursor: true,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-    bar.start(Math.max(1, m.initialKeys), 0, { rate: 0, eta_s: '?', sweeper: m.sweeper?.state ?? 'off' });
-    const t = setInterval(() => {
-      const total = Math.max(m.initialKeys, m.remainingTotal, 1);
-      bar.setTotal(total);
-      bar.update(Math.max(0, total - m.remainingTotal), {
-        rate: Math.round(m.rate),
-        eta_s: m.etaSeconds === null ? '?' : `${m.etaSeconds}s`,
-        sweeper: m.sweeper?.state ?? 'off',
-      });
-    }, 500);
-    t.unref();
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      clearInterval(t);
-      if (m.phase === 'drained') bar.update(Math.max(m.initialKeys, 1));
-      bar.stop();
-    };
-  }
-  const t = setInterval(() => {
-    const m = proxy.migration;
-    const st = proxy.mover.stats;
-    const phase = proxy.phases ? `phase ${proxy.phaseName} (epoch ${proxy.phases.state.epoch}); ` : '';
-    // A canary: its scope's progress (drained or not, the keys outside it, keys coming back).
-    const scope = (proxy.status().scope as { summary: string } | null)?.summary;
-    if (scope) {
-      log(`progress: ${phase}${scope}; ${proxy.clients} clients`);
-      return;
-    }
-    if (proxy.phases && m.phase === 'drained') {
-      log(`progress: ${phase}nothing to move; ${proxy.clients} clients`);
-      return;
-    }
-    log(
-      `progress: ${phase}${m.remainingTotal} keys left in the source of ${m.initialKeys}; moved ${st.keysMovedOnTouch} on touch, ${st.keysMovedBySweeper} by the sweeper; ${Math.round(m.rate)} keys/s; ETA ${m.etaSeconds ?? '?'} s; sweeper ${m.sweeper?.state ?? 'off'}; ${proxy.clients} clients`,
-    );
-  }, 5_000);
-  t.unref();
-  return () => clearInterval(t);
 }
 
 main().catch((e: Error) => fail(1, e.message));

@@ -30,6 +30,17 @@ export class ConfigError extends RehomeError {
   }
 }
 
+/**
+ * A cluster target: no replica of the master confirmed moved keys (WAIT 1), so their old copies
+ * are kept (src/cluster/replica-wait.ts); the next move finds them in both and resolves by rule 3.
+ */
+export class ReplicaNotConfirmed extends RehomeError {
+  constructor(message: string) {
+    super('EREPLICA', message);
+    this.name = 'ReplicaNotConfirmed';
+  }
+}
+
 /** A key could not be confirmed absent from the source; the command is not forwarded. */
 export class MoveError extends RehomeError {
   constructor(
@@ -80,6 +91,12 @@ export const ErrorText = {
     `CROSSSCOPE rehome: '${cmd}' inside MULTI or WATCH names '${showKey(key)}', outside the migration's scope ${scope}; transactions run on the new server and may use only keys in scope`,
   scopeTracking: (key: string, scope: string) =>
     `CROSSSCOPE rehome: '${showKey(key)}' is outside the migration's scope ${scope}, and client-side caching (CLIENT TRACKING) is kept only for keys in scope; turn tracking off for this connection or widen the scope`,
+  /** A script or function without keys wrote (it runs read-only in a canary: scope-scripts.ts). */
+  scopeKeylessScript: (cmd: string, scope: string) =>
+    `CROSSSCOPE rehome: '${cmd}' declares no keys, so it runs read-only on the new server during a canary migration (scope ${scope}), and it writes (or the new server has no ${cmd}_RO); declare the keys it writes`,
+  /** SCRIPT/FUNCTION changes run on both servers in a canary; the old one refused (its error first). */
+  scopeOldRefused: (error: string) =>
+    `${error} (rehome: the new server ran it, the old server, which serves the keys outside the canary's scope, refused it)`,
   oldUnavailable: (where: string, detail: string) =>
     `TRYAGAIN rehome: the old server ${where} is unavailable for keys outside the scope (${detail})`,
   sortPattern: () =>
@@ -92,6 +109,8 @@ export const ErrorText = {
     'ERR rehome: SWAPDB is refused while keys move (phase migrate or reverse): it would swap keys in the old server behind the back of every rehome process; run it in hold or once drained',
   /** Redis Cluster's own texts (a cluster target: src/cluster/). */
   crossSlot: () => "CROSSSLOT Keys in request don't hash to the same slot",
+  clusterOtherShard: () =>
+    'ERR rehome: SSUBSCRIBE to a shard channel of another cluster master than this connection\'s other shard channels is not supported (use one connection per shard)',
   clusterSelect: () => 'ERR SELECT is not allowed in cluster mode',
   slotUnserved: () => 'CLUSTERDOWN Hash slot not served',
   clusterNodeLost: (node: string, why: string) => `TRYAGAIN rehome: connection to cluster node ${node} lost (${why})`,
