@@ -14,7 +14,8 @@ export class TouchTraffic {
   inFlight = 0;
   /** performance.now() when the last touch ended (-Infinity: none yet). */
   lastEnd = -Infinity;
-  private waiter: (() => void) | null = null;
+  /** Whoever waits in quiet() (the sweepers of this process: a canary's can run beside another). */
+  private readonly waiters = new Set<() => void>();
 
   /** A touch starts; `end` must be called once it settles. */
   start(): void {
@@ -24,9 +25,7 @@ export class TouchTraffic {
   readonly end = (): void => {
     if (--this.inFlight > 0) return;
     this.lastEnd = performance.now();
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
+    for (const w of this.waiters) w();
   };
 
   /**
@@ -41,14 +40,13 @@ export class TouchTraffic {
       if (this.inFlight === 0 && now - this.lastEnd >= gapMs) return;
       const wake = this.inFlight > 0 ? until : Math.min(until, this.lastEnd + gapMs);
       await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          this.waiter = null;
-          resolve();
-        }, Math.max(0, wake - now));
-        this.waiter = () => {
+        const done = (): void => {
           clearTimeout(t);
+          this.waiters.delete(done);
           resolve();
         };
+        const t = setTimeout(done, Math.max(0, wake - now));
+        this.waiters.add(done);
       });
     }
   }

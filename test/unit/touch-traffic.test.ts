@@ -38,6 +38,19 @@ describe('TouchTraffic.quiet', () => {
     expect(performance.now() - endedAt).toBeGreaterThanOrEqual(49);
   });
 
+  it('wakes every waiter when the touches end (two sweepers in one process)', async () => {
+    const t = new TouchTraffic();
+    t.start();
+    let done = 0;
+    void t.quiet(0, 60_000).then(() => done++);
+    void t.quiet(0, 60_000).then(() => done++);
+    await turns(3);
+    expect(done).toBe(0);
+    t.end();
+    await turns(3);
+    expect(done).toBe(2);
+  });
+
   it('gives up waiting after maxMs although touches keep coming', async () => {
     const t = new TouchTraffic();
     t.start();
