@@ -28,6 +28,7 @@ import { countError, countMoved, type KeyRef, type MoveMethod, type MoverStats, 
 import { PathBreaker } from './path-breaker.js';
 import type { ProxyMove, ProxyMoveResult } from './proxy-move.js';
 import { ProxySweep } from './proxy-sweep.js';
+import { TouchTraffic } from './touch-traffic.js';
 import { NO_TOUCH_SIGNAL, type SweepStepResult, type TouchSignal } from './sweep-step.js';
 
 export type { MigrateDestination } from './migrate-call.js';
@@ -133,20 +134,17 @@ export class Mover {
     how: How = TOUCH,
   ): Promise<void> {
     if (how.origin === 'touch') {
-      // The sweeper gives way while clients' moves are in flight (Sweeper.giveWay).
-      this.touchesInFlight++;
+      // The sweeper gives way to clients' moves (Sweeper.giveWay).
+      this.touches.start();
       const p = this.ensureRefs(refs, how);
-      void p.then(this.touchDone, this.touchDone);
+      void p.then(this.touches.end, this.touches.end);
       return p;
     }
     return this.ensureRefs(refs, how);
   }
 
-  /** Clients' moves in flight in this process now. */
-  touchesInFlight = 0;
-  private readonly touchDone = (): void => {
-    this.touchesInFlight--;
-  };
+  /** Clients' moves in this process (touch-traffic.ts). */
+  readonly touches = new TouchTraffic();
 
   private ensureRefs(refs: readonly KeyRef[], how: How): Promise<void> {
     const waits: Promise<void>[] = [];

@@ -73,8 +73,14 @@ export const SWEEPER_DEFAULTS: SweeperOptions = {
 /** How long after the last touch seen the sweeper keeps taking small steps. */
 const TOUCH_RECENT_MS = 500;
 
-/** Longest the sweeper waits for this process's own touches in flight before a step. */
+/** Longest the sweeper waits for this process's own touches to pause before a step. */
 const GIVE_WAY_MAX_MS = 5;
+
+/**
+ * A pause in this process's touches this long lets a step go (touch-traffic.ts: a cold reader's
+ * next touch follows its previous one within a fraction of a millisecond).
+ */
+const TOUCH_GAP_MS = 1;
 
 /** A key the sweeper moved alone because of its size. */
 export interface BigKeyReport {
@@ -485,14 +491,11 @@ export class Sweeper {
   }
 
   /**
-   * Touches first, in this process: a client's move in flight here would wait behind a step that
-   * reached the source before it. Wait for them (briefly: they may keep coming).
+   * Touches first, in this process: a client's move would wait behind a step that reached the
+   * source before it. Wait for a pause in them (briefly: they may keep coming).
    */
   private async giveWay(): Promise<void> {
-    const until = performance.now() + GIVE_WAY_MAX_MS;
-    while (this.mover.touchesInFlight > 0 && performance.now() < until) {
-      await new Promise((r) => setImmediate(r));
-    }
+    await this.mover.touches.quiet(TOUCH_GAP_MS, GIVE_WAY_MAX_MS);
   }
 
   /** A step's batch while clients touch keys: about touchBudgetMs of the source's time. */

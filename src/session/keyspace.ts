@@ -131,12 +131,24 @@ function union(a: Buffer[], b: Buffer[]): Buffer[] {
   return out;
 }
 
+/**
+ * A count (DBSIZE, INFO keyspace) reads the source before and after the target and tries again
+ * while the source's count changes: with the sweeper's steps back to back it changed every time,
+ * and the 100 attempts took seconds (ioredis's ready check is an INFO, so a client connecting
+ * during a sweep waited that long). The sweeper of this process gives way to it as to a touch.
+ */
+function givingWay(s: SessionPort, count: () => Promise<void>): Promise<void> {
+  const touches = s.ctx.mover.touches;
+  touches.start();
+  return count().finally(touches.end);
+}
+
 function dbsize(s: SessionPort, req: Request): void {
   if (req.argc !== 1) return s.forwardPlain(req);
   const e = new Entry(req);
   const db = s.conn.db;
   e.local = true;
-  e.pre = (async () => {
+  e.pre = givingWay(s, async () => {
     const hiddenInTarget = s.ctx.hideSide === 'target' && db === 0 ? await hiddenCount(s, 'target') : 0;
     intReply(await check(s, ['DBSIZE'], null));
     let n = 0;
@@ -146,7 +158,7 @@ function dbsize(s: SessionPort, req: Request): void {
       if ((await sourceDbsize(s, db)) === before) break;
     }
     e.reply = Buffer.from(`:${n - hiddenInTarget}\r\n`);
-  })();
+  });
   s.enqueue(e);
 }
 
@@ -197,7 +209,7 @@ function info(s: SessionPort, req: Request): void {
   if (!wantsKeyspace(req)) return s.forwardPlain(req);
   const e = new Entry(req);
   e.local = true;
-  e.pre = (async () => {
+  e.pre = givingWay(s, async () => {
     const hiddenInTarget = s.ctx.hideSide === 'target' ? await hiddenCount(s, 'target') : 0;
     // Rule 5's check: INFO of a section no server has, which answers nothing for a user allowed
     // INFO. (The client's own INFO then runs between the two reads of the source.)
@@ -215,7 +227,7 @@ function info(s: SessionPort, req: Request): void {
     }
     // A RESP3 client gets INFO's text as the verbatim string the target sent.
     e.reply = isText(reply) ? textLike(reply, Buffer.from(merged, 'latin1')) : reply;
-  })();
+  });
   s.enqueue(e);
 }
 

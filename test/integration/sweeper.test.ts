@@ -699,6 +699,31 @@ describe('sweeper: touches first', () => {
     expect(st.sweeper.small_steps_for_touches).toBe(0);
   });
 
+  it('an INFO during the sweep reads the counts a few times, not once per sweeper step', async () => {
+    // INFO's keyspace section (as DBSIZE) reads the source's counts before and after the
+    // target's and tries again, up to 100 times, while they change. The sweeper gives way while
+    // it reads: with steps back to back nearly every attempt saw a change, and ioredis's ready
+    // check (an INFO) took seconds.
+    const N = 100_000;
+    await seedStrings(ctx.source.client(), 0, N);
+    const src = ctx.source.client();
+    const tgt = ctx.target.client();
+    const sp = await sweepProxy(ctx);
+    await waitFor(async () => Number(await src.dbsize()) < N - 20_000, 'the sweep in its stride');
+    // Each attempt sends the client's INFO to the target once; the sweeper sends it none.
+    const infos = async () => Number(/cmdstat_info:calls=(\d+)/.exec(await tgt.info('commandstats'))?.[1] ?? 0);
+    const before = await infos();
+    const c = sp.proxy.client();
+    expect(await c.info()).toMatch(/^db0:keys=\d+/m);
+    const attempts = (await infos()) - before - 1; // one more: our own read of the counter
+    const left = Number(await src.dbsize());
+    // Without giving way: 40-50 attempts, the whole rest of the sweep. Giving way: 1-5.
+    expect(attempts, 'attempts of one INFO').toBeLessThanOrEqual(25);
+    expect(left, 'the sweep ended before the INFO: the test says nothing').toBeGreaterThan(0);
+    c.disconnect();
+    await waitDrained(sp, 60_000);
+  });
+
   it('keys the old server expires between steps are not taken for touches', async () => {
     const s = ctx.source.client();
     await seedStrings(s, 0, 20_000);
