@@ -28,6 +28,8 @@ export interface Carried {
   leaseEnd: number;
   /** The claim key's DUMP, when the claim script took it. */
   payload: Buffer | null;
+  /** A string's value, when the claim script took it (the type-aware copy has nothing to read then). */
+  value?: Buffer | null;
 }
 
 /** What a publish said: OK, EXISTS, MARKED, EXPIRED, LATE, or FAIL and why. */
@@ -116,7 +118,7 @@ export class Copier {
 
   /** The type-aware copy: one-chunk keys in one batched script, longer ones staged one by one. */
   private async copy(db: number, keys: readonly Carried[]): Promise<Outcome[]> {
-    const reads = await Promise.all(keys.map((c) => this.read(db, c)));
+    const reads = await Promise.all(keys.map((c) => (c.value != null ? taken(c.value) : this.read(db, c))));
     const out: Outcome[] = new Array<Outcome>(keys.length);
     const ones: number[] = [];
     const later: Array<Promise<void>> = [];
@@ -210,6 +212,11 @@ export class Copier {
     if (payload === null) return `FAIL the claim of token ${c.tok} is gone`;
     return (await this.publishDumps(db, [{ ...c, payload }]))[0]!;
   }
+}
+
+/** A string the claim script read already: one chunk, as stringChunks would make it. */
+function taken(value: Buffer): Read {
+  return { kind: 'one', chunk: [{ name: 'SET', args: [value] }] };
 }
 
 /** A chunk as the scripts' arguments: name, subcommand ('' if none), argument count, arguments, per command. */

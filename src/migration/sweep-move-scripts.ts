@@ -61,7 +61,8 @@ local function releaseBatch(tok, from)
 end`;
 
 /**
- * Source, the sweeper's step. ARGV: cursor, count, owner, lease ms, big-key bytes, dump ('1'),
+ * Source, the sweeper's step. ARGV: cursor, count, owner, lease ms, big-key bytes, dump ('1': the
+ * payloads are DUMPs; else a string's value, or nil for another type, which the type-aware copy reads),
  * small count, previous size, touches recent ('1'), previous gone, then the batch to release:
  * its token, the token of the batch being published (its claim keys are not handed back), the
  * SCAN MATCH pattern ('' for none: a canary's scope), and the keys to release. In order: the touches-first signal (SWEEP_SCRIPT's rule: keys that
@@ -94,7 +95,9 @@ for _, k in ipairs(r[2]) do
         if c[1] == 'CLAIMED' then
           keys[#keys + 1] = k
           if c[3] ~= '-1' then dls[#dls + 1] = #keys; dls[#dls + 1] = c[3] end
-          if dump then pls[#pls + 1] = call('DUMP', ck) end
+          if dump then pls[#pls + 1] = call('DUMP', ck)
+          elseif call('TYPE', ck)['ok'] == 'string' then pls[#pls + 1] = call('GET', ck)
+          else pls[#pls + 1] = false end
         elseif c[1] ~= 'ABSENT' then
           claims[#claims + 1] = k
         end
