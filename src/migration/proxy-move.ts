@@ -50,6 +50,8 @@ export interface ProxyMoveOptions {
   target: ServerFeatures;
   /** A cluster target: a key's slot (publishes are grouped by slot: move-copy.ts). */
   slotOf?: ((key: Buffer) => number) | undefined;
+  /** Clients' requests handled so far by this process: chunked copies give way while it grows (move-copy.ts). */
+  clientRequests?: (() => number) | undefined;
 }
 
 export const PROXY_MOVE_DEFAULTS = {

@@ -498,6 +498,7 @@ export class Runtimes {
       target,
       // A cluster target (not the old server in reverse): publish scripts name one slot's keys.
       slotOf: !reverse && config.cluster !== undefined ? (k: Buffer) => keySlot(k.toString('latin1')) : undefined,
+      clientRequests: () => this.host.counters.commands,
     });
     // A cluster target: MIGRATE goes to the master of each key's slot (reverse moves keys into
     // the old server, a standalone one).
