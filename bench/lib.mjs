@@ -10,6 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { freePort } from '../dist/util/free-port.js';
+
+export { freePort };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REHOME_CLI = process.env.REHOME_CLI ?? path.join(ROOT, 'dist', 'cli.js');
@@ -52,17 +55,6 @@ export function tmpDir() {
   const d = mkdtempSync(path.join(os.tmpdir(), 'rehome-bench-'));
   tmpDirs.push(d);
   return d;
-}
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /**

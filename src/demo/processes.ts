@@ -5,6 +5,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../util/free-port.js';
+
+export { freePort };
 
 /** Whether `redis-server` runs from the PATH. */
 function hasRedisServer(): boolean {
@@ -34,18 +37,6 @@ export function ensureRedisServer(say: (line: string) => void): boolean {
     return false;
   }
   return true;
-}
-
-/** A free TCP port on 127.0.0.1 (another process could take it before it is used; rare). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** True once a fresh connection to the port answers PING with +PONG. */

@@ -25,6 +25,7 @@ export const SUBSCRIBE_FAMILY = new Set([
 ]);
 
 const RESET_REPLY = '+RESET\r\n';
+const ARRAY_MARK = Buffer.from('*');
 
 /** What pub/sub needs of the session besides the port: the request it holds. */
 export interface StreamPort extends SessionPort {
@@ -73,7 +74,10 @@ export class PubSub {
     if (s.conn.resp === 3) {
       // RESP3 has no subscribed mode: any command may follow, messages are pushes, and the
       // acknowledgement push is the command's reply.
-      if (!req.name.includes('un')) s.conn.pushSubscribed = true;
+      if (!req.name.includes('un')) {
+        if (!s.conn.pushSubscribed) this.subCount = this.shardCount = 0; // (after a RESET)
+        s.conn.pushSubscribed = true;
+      }
       const e = new Entry(req);
       e.pushReply = true;
       s.enqueue(e);
@@ -145,6 +149,15 @@ export class PubSub {
     }
     if (reply[0] === 0x2a) this.trackSubscriptions(reply);
     s.emit(e, reply);
+  }
+
+  /**
+   * A RESP3 (un)subscribe acknowledgement: RESP3 has no subscribed mode, but while any
+   * subscription remains, pushes may come at any time and the client is not idle.
+   */
+  onPushAck(push: Buffer): void {
+    this.trackSubscriptions(Buffer.concat([ARRAY_MARK, push.subarray(1)]));
+    this.s.conn.pushSubscribed = this.subCount + this.shardCount > 0;
   }
 
   private trackSubscriptions(reply: Buffer): void {

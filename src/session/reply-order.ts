@@ -32,6 +32,8 @@ export interface ReplyHost {
   readonly dead: boolean;
   /** A reply on the own connection that belongs to a stream entry (pub/sub, MONITOR). */
   onStreamReply(e: Entry, reply: Buffer): void;
+  /** A RESP3 (un)subscribe acknowledgement push (it carries the subscriptions left). */
+  onSubscribeAck(push: Buffer): void;
   /** The own connection can no longer be trusted (see onUpstreamData). */
   upstreamGone(reason: string, refusedByServer: boolean): void;
   /** flushOut() has written what it could. */
@@ -92,7 +94,9 @@ export class ReplyOrder {
         }
         const push = this.takeReply(chunk, s, end);
         s = end;
-        if (entry !== undefined && entry.pushReply && SUBSCRIBE_ACKS.has(pushKind(push) ?? '')) {
+        const ack = SUBSCRIBE_ACKS.has(pushKind(push) ?? '');
+        if (ack) host.onSubscribeAck(push);
+        if (entry !== undefined && entry.pushReply && ack) {
           entry.pushReply = false;
           up.shift();
           this.complete(entry, push);

@@ -347,5 +347,6 @@ export abstract class SessionIo implements IdleClient, SessionHandle, SendHost, 
   abstract clientFull(): void;
   abstract outputLimitExceeded(limit: number): void;
   abstract onStreamReply(e: Entry, reply: Buffer): void;
+  abstract onSubscribeAck(push: Buffer): void;
   abstract upstreamGone(reason: string, refusedByServer: boolean): void;
 }

@@ -222,6 +222,10 @@ export class Session extends SessionIo implements DispatchPort, SendHost, ReplyH
     this.pubsub.onStreamReply(e, reply);
   }
 
+  onSubscribeAck(push: Buffer): void {
+    this.pubsub.onPushAck(push);
+  }
+
   upstreamGone(reason: string, refusedByServer: boolean): void {
     if (refusedByServer) this.own.connected = false;
     this.onUpstreamGone(reason);

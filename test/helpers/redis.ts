@@ -11,7 +11,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
+import { freePort } from '../../src/util/free-port.js';
 import { sleep } from './util.js';
+
+export { freePort };
 
 export const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
 export const REDIS_CLI = process.env.REDIS_CLI_BIN ?? '/usr/bin/redis-cli';
@@ -35,20 +38,6 @@ export function trackProcess(p: ChildProcess): void {
       }
     });
   }
-}
-
-/** A free TCP port on 127.0.0.1 (there is a small race between closing and reuse; callers retry). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Sends PING on a fresh socket; resolves with the first reply line, or null if it cannot connect. */

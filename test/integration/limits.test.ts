@@ -337,6 +337,28 @@ describe('--timeout', () => {
     for (const c of [chatty, subscriber]) c.close();
   });
 
+  it('a RESP3 subscriber stays while subscribed and is an idle client again once it unsubscribed from everything', async () => {
+    const proxy = await proxyWith('--timeout', '1');
+    const sub = await proxy.raw();
+    const shard = await proxy.raw();
+    expect((await sub.command('HELLO', '3')).toString('latin1')).toMatch(/^%7\r\n/);
+    expect((await shard.command('HELLO', '3')).toString('latin1')).toMatch(/^%7\r\n/);
+    expect((await sub.command('SUBSCRIBE', 'a', 'b')).toString()).toBe('>3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n');
+    expect((await sub.readReply(5_000)).toString()).toBe('>3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n');
+    expect((await shard.command('SSUBSCRIBE', 's')).toString()).toBe('>3\r\n$10\r\nssubscribe\r\n$1\r\ns\r\n:1\r\n');
+    await sleep(2_500);
+    expect(sub.closed, 'subscribed: not idle').toBe(false);
+    expect(shard.closed, 'shard-subscribed: not idle').toBe(false);
+    // One channel left: still subscribed.
+    expect((await sub.command('UNSUBSCRIBE', 'a')).toString()).toBe('>3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n');
+    await sleep(2_500);
+    expect(sub.closed, 'one channel left: not idle').toBe(false);
+    expect((await sub.command('UNSUBSCRIBE', 'b')).toString()).toBe('>3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n');
+    expect((await shard.command('SUNSUBSCRIBE')).toString()).toBe('>3\r\n$12\r\nsunsubscribe\r\n$1\r\ns\r\n:0\r\n');
+    expect(await sub.waitClosed(5_000), 'unsubscribed from everything: idle again').toBe(true);
+    expect(await shard.waitClosed(5_000), 'shard-unsubscribed from everything: idle again').toBe(true);
+  });
+
   it('is off by default: an idle client stays connected', async () => {
     const proxy = await proxyWith();
     const c = await proxy.raw();
