@@ -14,7 +14,7 @@ import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
 import { type FleetAnnouncement, linesUntilAnnounced, onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
-       rehome plan --source URL --target URL [--target-from-source host:port] [--on-conflict source|target [--apply]]
+       rehome plan --source URL --target URL [--target-from-source host:port] [--target-cluster h:p,...] [--db-map N:0] [--on-conflict source|target [--apply]]
        rehome verify --source URL --target URL
        rehome status --admin [host:]port [--admin-token TOKEN] [--json]
        rehome sweeper pause|resume|rate KEYS_PER_SEC --admin [host:]port [--admin-token TOKEN]
@@ -37,6 +37,8 @@ const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target red
   --target-from-source host:port the target's address as the source dials it for MIGRATE
   --target-cluster HOST:PORT,...  more seed nodes of a cluster target (--target is one): the slot
                                  map is read from the first that answers (README "New server is a cluster")
+  --db-map N:0                   a cluster target: merge the old server's db N into the cluster's db 0
+                                 (repeatable; rehome plan checks for keys in two merged dbs)
   --phase hold|migrate           use phases; the phase a fresh deployment starts in (see rehome phase)
   --source-from-target host:port the source's address as the target dials it for MIGRATE (reverse)
   --no-sweep                     do not move untouched keys in the background
@@ -119,7 +121,7 @@ async function main(): Promise<void> {
   const sub = process.argv[2];
   const loadSubcommand = sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
   if (loadSubcommand) process.exit(await (await loadSubcommand())(process.argv.slice(3)));
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | string[] | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       options: {
@@ -151,6 +153,7 @@ async function main(): Promise<void> {
         target: { type: 'string' },
         'target-from-source': { type: 'string' },
         'target-cluster': { type: 'string' },
+        'db-map': { type: 'string', multiple: true },
         'no-sweep': { type: 'boolean' },
         'absent-cache-size': { type: 'string' },
         'migrate-timeout-ms': { type: 'string' },

@@ -1,5 +1,6 @@
 /** Typed configuration, defaults, and validation with clear messages. */
 import { ConfigError } from './errors.js';
+import { parseDbMap } from './cluster/db-map.js';
 import { DEFAULT_FRAMER_LIMITS, type FramerLimits } from './resp/request-framer.js';
 import { type ClientTlsConfig, parseClientTls, type RawServerTlsOptions, type RawTlsOptions, withServerTls } from './tls-config.js';
 import { type Endpoint, describeEndpoint, isLoopback, parseHostPort, parseRedisUrl } from './upstream/endpoint.js';
@@ -64,6 +65,10 @@ export interface ClusterTargetHandle {
   census(): Promise<Array<{ host: string; port: number; slots: number; keys: number | null; error: string | null }>>;
   /** Slots no master serves ("0-99, 5000"), '' when every slot is served. */
   uncovered(): string;
+  /** Whether the master at this address has replicas: moves into it then wait for one (replicated). */
+  hasReplicas(node: { host: string; port: number }): boolean;
+  /** WAIT 1 on that master for every write it made so far; rejects with ReplicaNotConfirmed. */
+  replicated(node: { host: string; port: number }): Promise<void>;
   /** For /status: masters with their slots and keys (counted every few seconds), the slot map. */
   status(): Record<string, unknown>;
   close(): Promise<void>;
@@ -84,6 +89,8 @@ export interface ProxyConfig {
   clusterSeed?: Endpoint;
   /** --target-cluster: more seed nodes of a cluster target (with --target's credentials and TLS). */
   targetSeeds: Array<{ host: string; port: number }>;
+  /** --db-map N:0: the old server's dbs merged into a cluster target's db 0 (src/cluster/db-map.ts). */
+  dbMap: number[];
   /** The target's address as the source must dial it for MIGRATE (default: the target's). */
   targetFromSource: { host: string; port: number } | null;
   sweep: boolean;
@@ -208,6 +215,7 @@ export interface RawOptions extends RawTlsOptions, RawServerTlsOptions {
   target?: string | undefined;
   'target-from-source'?: string | undefined;
   'target-cluster'?: string | undefined;
+  'db-map'?: string[] | string | undefined;
   'no-sweep'?: boolean | undefined;
   'absent-cache-size'?: string | undefined;
   'migrate-timeout-ms'?: string | undefined;
@@ -277,6 +285,7 @@ export function buildConfig(o: RawOptions, env: Record<string, string | undefine
     source,
     target,
     targetSeeds: (o['target-cluster'] ?? '').split(',').filter((x) => x.trim() !== '').map((x) => parseHostPort('--target-cluster', x.trim())),
+    dbMap: parseDbMap(o['db-map']),
     targetFromSource: o['target-from-source']
       ? parseHostPort('--target-from-source', o['target-from-source'])
       : null,

@@ -30,6 +30,17 @@ export class ConfigError extends RehomeError {
   }
 }
 
+/**
+ * A cluster target: no replica of the master confirmed moved keys (WAIT 1), so their old copies
+ * are kept (src/cluster/replica-wait.ts); the next move finds them in both and resolves by rule 3.
+ */
+export class ReplicaNotConfirmed extends RehomeError {
+  constructor(message: string) {
+    super('EREPLICA', message);
+    this.name = 'ReplicaNotConfirmed';
+  }
+}
+
 /** A key could not be confirmed absent from the source; the command is not forwarded. */
 export class MoveError extends RehomeError {
   constructor(
@@ -92,6 +103,8 @@ export const ErrorText = {
     'ERR rehome: SWAPDB is refused while keys move (phase migrate or reverse): it would swap keys in the old server behind the back of every rehome process; run it in hold or once drained',
   /** Redis Cluster's own texts (a cluster target: src/cluster/). */
   crossSlot: () => "CROSSSLOT Keys in request don't hash to the same slot",
+  clusterOtherShard: () =>
+    'ERR rehome: SSUBSCRIBE to a shard channel of another cluster master than this connection\'s other shard channels is not supported (use one connection per shard)',
   clusterSelect: () => 'ERR SELECT is not allowed in cluster mode',
   slotUnserved: () => 'CLUSTERDOWN Hash slot not served',
   clusterNodeLost: (node: string, why: string) => `TRYAGAIN rehome: connection to cluster node ${node} lost (${why})`,

@@ -14,8 +14,8 @@
  *
  * MULTI...EXEC is kept here until EXEC and sent whole to the node of its keys' one slot (a key
  * of another slot: CROSSSLOT at once and EXECABORT at EXEC); WATCH fixes that slot first.
- * SUBSCRIBE, PSUBSCRIBE and MONITOR turn the connection into a tunnel to one node (a cluster
- * carries PUBLISH to every node); SSUBSCRIBE to its slot's node.
+ * SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and MONITOR start a stream (front-stream.ts) until the
+ * connection is back in normal mode.
  */
 import type net from 'node:net';
 import type { CommandTable } from '../commands/table.js';
@@ -27,6 +27,8 @@ import { Deque } from '../util/deque.js';
 import { allMasters, isInfoWithKeyspace, KEYSPACE_WIDE } from './keyspace.js';
 import { type LinkHost, NodeLink } from './node-link.js';
 import { commonSlot } from './slot.js';
+import { type StateHost, SharedState } from './front-state.js';
+import { channelsOf, FrontStream, type StreamHost } from './front-stream.js';
 import { ClusterTxn, MAX_REDIRECTS, OK, type Pend, redirect, type TxnHost } from './transaction.js';
 import { mergeReplies, type Part, SPLIT, splitBySlot } from './split.js';
 import { type ClusterNode, nodeKey, type Topology } from './topology.js';
@@ -38,9 +40,17 @@ export interface FrontContext {
   /** A node's endpoint: its address with the cluster's credentials and TLS. */
   endpoint(n: ClusterNode): Endpoint;
   limits: FramerLimits;
+  /** The old server's dbs merged into db 0 (--db-map N:0): SELECT N is SELECT 0 here. */
+  mergedDbs: readonly number[];
 }
 
 const ASKING = Buffer.from('*1\r\n$6\r\nASKING\r\n');
+/** SELECT 0, queued inside MULTI for a SELECT of a merged db. */
+const SELECT_0: Request = (() => {
+  const f = new RequestFramer();
+  f.push(Buffer.from('*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n'));
+  return f.next()!;
+})();
 const IGNORE = (): void => undefined;
 /** Commands that run at once inside MULTI (everything else is queued here until EXEC). */
 const TXN_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'reset', 'quit']);
@@ -48,16 +58,16 @@ const TXN_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'reset', 'quit
 const CLIENT_STATE = new Set(['setname', 'setinfo']);
 const BROADCAST = new Set(['script|load', 'script|flush', 'function|load', 'function|delete', 'function|flush', 'function|restore']);
 
-export class FrontConn implements LinkHost, TxnHost {
+export class FrontConn implements LinkHost, TxnHost, StreamHost, StateHost {
   private readonly framer: RequestFramer;
   private readonly out = new Deque<Pend>();
   private readonly links = new Map<string, NodeLink>();
   /** Connection state every node must share, replayed on each new link (AUTH, HELLO, names). */
-  private readonly state = new Map<string, Buffer>();
+  private readonly state = new SharedState(this);
   private readonly txn: ClusterTxn;
-  private tunnel: NodeLink | null = null;
+  private readonly stream: FrontStream;
   /** A SUBSCRIBE/MONITOR waiting for the replies before it to go out. */
-  private toTunnel: { req: Request; node: ClusterNode } | null = null;
+  private toStream: { req: Request; node: ClusterNode } | null = null;
   /** The node of the last request sent (WAIT goes there). */
   private lastNode: ClusterNode | null = null;
   private ending = false;
@@ -72,6 +82,7 @@ export class FrontConn implements LinkHost, TxnHost {
   ) {
     this.framer = new RequestFramer(ctx.limits);
     this.txn = new ClusterTxn(this);
+    this.stream = new FrontStream(this);
     sock.setNoDelay(true);
     sock.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
     // A client that does not read its replies: stop reading the nodes until it catches up, so
@@ -105,11 +116,15 @@ export class FrontConn implements LinkHost, TxnHost {
 
   // ---------------------------------------------------------------- links
 
+  get openLinks(): Iterable<NodeLink> {
+    return this.links.values();
+  }
+
   link(n: ClusterNode): NodeLink {
     const k = nodeKey(n);
     let l = this.links.get(k);
     if (l === undefined) {
-      l = new NodeLink(k, this.ctx.endpoint(n), this, [...this.state.values()]);
+      l = new NodeLink(k, this.ctx.endpoint(n), this, this.state.replay);
       this.links.set(k, l);
       if (this.blocked) l.pause();
     }
@@ -127,8 +142,32 @@ export class FrontConn implements LinkHost, TxnHost {
     if (connected || link.tunnel) this.close();
   }
 
-  tunnelData(chunk: Buffer): void {
-    if (!this.sock.write(chunk)) this.block();
+  tunnelData(link: NodeLink, msg: Buffer): void {
+    this.stream.data(link, msg);
+  }
+
+  // ---------------------------------------------------------------- StreamHost
+
+  write(bytes: Buffer): void {
+    if (!this.closed && !this.sock.write(bytes)) this.block();
+  }
+
+  ended(held: Request | null, reset: boolean): void {
+    if (reset) {
+      this.txn.reset();
+      this.state.clear();
+    }
+    if (held !== null) this.handle(held);
+    this.pump();
+  }
+
+  resume(): void {
+    this.pump();
+  }
+
+  dropLink(l: NodeLink): void {
+    if (this.links.get(l.key) === l) this.links.delete(l.key);
+    l.close();
   }
 
   private block(): void {
@@ -151,7 +190,7 @@ export class FrontConn implements LinkHost, TxnHost {
 
   private pump(): void {
     for (;;) {
-      if (this.closed || this.ending || this.toTunnel !== null) return;
+      if (this.closed || this.ending || this.toStream !== null || this.stream.holding) return;
       let req: Request | null;
       try {
         req = this.framer.next();
@@ -163,7 +202,7 @@ export class FrontConn implements LinkHost, TxnHost {
         return;
       }
       if (req === null) return;
-      if (this.tunnel !== null) this.tunnel.write(req.raw);
+      if (this.stream.active) this.stream.request(req);
       else this.handle(req);
     }
   }
@@ -199,16 +238,16 @@ export class FrontConn implements LinkHost, TxnHost {
     if (!ok) this.block();
     if (this.out.length === 0) {
       if (this.ending) this.sock.end();
-      else if (this.toTunnel !== null) this.startTunnel();
+      else if (this.toStream !== null) this.startStream();
     }
   }
 
   private handle(req: Request): void {
     const name = req.name;
-    if (this.txn.open && !TXN_CONTROL.has(name)) return this.txn.queue(req);
+    if (this.txn.open && !TXN_CONTROL.has(name)) return this.txn.queue(name === 'select' && this.dbZero(req) ? SELECT_0 : req);
     switch (name) {
       case 'select':
-        return this.local(req.argc === 2 && argStr(req, 1) === '0' ? OK : encodeError(ErrorText.clusterSelect()));
+        return this.local(this.dbZero(req) ? OK : encodeError(ErrorText.clusterSelect()));
       case 'readonly':
       case 'readwrite':
       case 'asking':
@@ -221,17 +260,18 @@ export class FrontConn implements LinkHost, TxnHost {
         // RESP3 brings push messages on any node's connection at any time, which the replies'
         // order here (one FIFO per node) can't place: clients stay on RESP2.
         if (req.argc >= 2 && argStr(req, 1) !== '2') return this.local(encodeError(ErrorText.clusterNoResp3()));
-        return this.stateful(req, name);
+        return this.state.set(req, name);
       case 'auth':
-        return this.stateful(req, name);
+        return this.state.set(req, name);
       case 'client':
         if (req.argc >= 2 && argLower(req, 1) === 'tracking') return this.local(encodeError(ErrorText.clusterNoTracking()));
         if (req.argc >= 3 && CLIENT_STATE.has(argLower(req, 1))) {
-          return this.stateful(req, `client|${argLower(req, 1)}|${argLower(req, 1) === 'setinfo' ? argLower(req, 2) : ''}`);
+          return this.state.set(req, `client|${argLower(req, 1)}|${argLower(req, 1) === 'setinfo' ? argLower(req, 2) : ''}`);
         }
         return this.send(this.push(), req.raw, -2, 0);
       case 'reset':
-        return this.reset(req);
+        this.txn.reset();
+        return this.state.reset(req);
       case 'multi':
         return this.txn.multi();
       case 'exec':
@@ -251,9 +291,15 @@ export class FrontConn implements LinkHost, TxnHost {
       case 'monitor': {
         const n = this.defaultNode();
         if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
-        this.toTunnel = { req, node: n };
-        if (this.out.length === 0) this.startTunnel();
-        return;
+        return this.streamFrom(req, n);
+      }
+      case 'ssubscribe': {
+        // Shard channels hash like keys; the command table does not list them as keys.
+        const slot = req.argc < 2 ? -2 : commonSlot(channelsOf(req));
+        if (slot === -1) return this.local(encodeError(ErrorText.crossSlot()));
+        const n = slot >= 0 ? this.ctx.topo.nodeFor(slot) : this.defaultNode();
+        if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
+        return this.streamFrom(req, n);
       }
       case 'wait':
       case 'waitaof': {
@@ -272,19 +318,19 @@ export class FrontConn implements LinkHost, TxnHost {
     }
   }
 
+  /** SELECT 0, or SELECT of a db merged into 0 (--db-map): both are the cluster's one db. */
+  private dbZero(req: Request): boolean {
+    if (req.argc !== 2) return false;
+    const db = argStr(req, 1);
+    return db === '0' || (/^\d{1,5}$/.test(db) && this.ctx.mergedDbs.includes(Number(db)));
+  }
+
   private routeKeys(req: Request): void {
     const keys = this.ctx.table.keys(req);
     // Keys only the server can tell: the first master, whose MOVED (if any) says where.
     if (keys === null || keys.length === 0) return this.send(this.push(), req.raw, -2, 0);
     const slot = commonSlot(keys);
     if (slot >= 0) {
-      if (req.name === 'ssubscribe') {
-        const n = this.ctx.topo.nodeFor(slot);
-        if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
-        this.toTunnel = { req, node: n };
-        if (this.out.length === 0) this.startTunnel();
-        return;
-      }
       return this.send(this.push(), req.raw, slot, 0);
     }
     const step = SPLIT.get(req.name);
@@ -344,69 +390,33 @@ export class FrontConn implements LinkHost, TxnHost {
     });
   }
 
-  // ---------------------------------------------------------------- connection state
-
-  /** Every node (open now or later) must see it; the first master's reply is the client's. */
-  private stateful(req: Request, kind: string): void {
-    const n = this.defaultNode();
-    if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
-    const raw = Buffer.from(req.raw); // kept: the client's chunk is not
-    const first = this.link(n);
-    for (const l of this.links.values()) if (l !== first) l.send(raw, IGNORE);
-    const before = this.state.get(kind);
-    this.state.set(kind, raw);
-    const p = this.push();
-    first.send(raw, (r) => {
-      // Refused: nothing changed on the server, nor here.
-      if (r[0] === 0x2d && this.state.get(kind) === raw) {
-        if (before === undefined) this.state.delete(kind);
-        else this.state.set(kind, before);
-      }
-      this.done(p, r);
-    });
-  }
-
-  private reset(req: Request): void {
-    this.txn.reset();
-    this.state.clear();
-    const n = this.defaultNode();
-    if (n === null) return this.local(encodeError(ErrorText.slotUnserved()));
-    const first = this.link(n);
-    for (const l of this.links.values()) if (l !== first) l.send(req.raw, IGNORE);
-    const p = this.push();
-    first.send(req.raw, (r) => this.done(p, r));
-  }
-
-  // ---------------------------------------------------------------- every master, tunnels
+  // ---------------------------------------------------------------- every master, streams
 
   private keyspace(req: Request): void {
     const p = this.push();
-    const raw = Buffer.from(req.raw);
-    void allMasters({ ...req, raw }, {
+    void allMasters({ ...req, raw: Buffer.from(req.raw) }, {
       masters: () => this.ctx.topo.map.nodes.map(nodeKey),
-      call: (k, bytes) => this.link(this.nodeOf(k)).call(bytes),
+      call: (k, bytes) => this.link(this.ctx.topo.map.nodes.find((n) => nodeKey(n) === k)!).call(bytes),
     }).then((r) => this.done(p, r), (e: Error) => this.done(p, encodeError(`ERR rehome: ${e.message}`)));
   }
 
+  /** SCRIPT LOAD and the like on every master: the first error, else the first reply. */
   private everyMaster(req: Request): void {
     const p = this.push();
     const raw = Buffer.from(req.raw);
-    void Promise.all(this.ctx.topo.map.nodes.map((n) => this.link(n).call(raw))).then((rs) =>
-      this.done(p, rs.find((r) => r[0] === 0x2d) ?? rs[0] ?? OK),
-    );
+    void Promise.all(this.ctx.topo.map.nodes.map((n) => this.link(n).call(raw))).then((rs) => this.done(p, rs.find((r) => r[0] === 0x2d) ?? rs[0] ?? OK));
   }
 
-  private nodeOf(k: string): ClusterNode {
-    return this.ctx.topo.map.nodes.find((n) => nodeKey(n) === k)!;
+  /** The stream starts once every reply before it is out (the client's chunk is not kept). */
+  private streamFrom(req: Request, node: ClusterNode): void {
+    this.toStream = { req: { ...req, raw: Buffer.from(req.raw) }, node };
+    if (this.out.length === 0) this.startStream();
   }
 
-  private startTunnel(): void {
-    const t = this.toTunnel!;
-    this.toTunnel = null;
-    const l = this.link(t.node);
-    l.tunnel = true;
-    this.tunnel = l;
-    l.write(t.req.raw);
+  private startStream(): void {
+    const t = this.toStream!;
+    this.toStream = null;
+    this.stream.start(t.req, t.node);
     this.pump();
   }
 }

@@ -14,6 +14,7 @@ import { CommandTable } from '../commands/table.js';
 import type { FramerLimits } from '../resp/request-framer.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { FrontConn } from './front-conn.js';
+import { ReplicaWait } from './replica-wait.js';
 import { keySlot } from './slot.js';
 import { type ClusterNode, nodeClient, Topology, uncoveredSlots } from './topology.js';
 
@@ -22,6 +23,8 @@ export interface FrontOptions {
   /** How often the slot map is read again besides on MOVED (0: only on MOVED). */
   refreshMs: number;
   limits: FramerLimits;
+  /** --db-map: the old server's dbs merged into the cluster's db 0. */
+  mergedDbs?: readonly number[];
 }
 
 export class ClusterFront implements ClusterTargetHandle {
@@ -30,6 +33,7 @@ export class ClusterFront implements ClusterTargetHandle {
   private last: Awaited<ReturnType<ClusterFront['census']>> = [];
   private lastAt = 0;
   private censusTimer: NodeJS.Timeout | null = null;
+  private readonly replicas: ReplicaWait;
 
   private constructor(
     private readonly server: net.Server,
@@ -37,7 +41,9 @@ export class ClusterFront implements ClusterTargetHandle {
     /** What rehome dials instead of the cluster: the front, with the cluster's credentials. */
     readonly endpoint: Endpoint,
     private readonly timeoutMs: number,
-  ) {}
+  ) {
+    this.replicas = new ReplicaWait(topology, topology.seeds[0]!, timeoutMs);
+  }
 
   /** Reads the slot map from `seeds` and listens on a free loopback port. */
   static async start(seeds: Endpoint[], opts: FrontOptions): Promise<ClusterFront> {
@@ -55,6 +61,7 @@ export class ClusterFront implements ClusterTargetHandle {
       topo,
       table,
       limits: opts.limits,
+      mergedDbs: opts.mergedDbs ?? [],
       endpoint: (n: ClusterNode): Endpoint => ({
         host: n.host,
         port: n.port,
@@ -84,6 +91,14 @@ export class ClusterFront implements ClusterTargetHandle {
   /** The master a key's slot is served by now (MIGRATE's destination). */
   nodeForKey(key: string): ClusterNode | null {
     return this.topology.nodeFor(keySlot(key));
+  }
+
+  hasReplicas(node: { host: string; port: number }): boolean {
+    return this.replicas.hasReplicas(node);
+  }
+
+  replicated(node: { host: string; port: number }): Promise<void> {
+    return this.replicas.wait(node);
   }
 
   moved(slot: number, to: ClusterNode): void {
@@ -134,6 +149,7 @@ export class ClusterFront implements ClusterTargetHandle {
       slot_map_reads: t.refreshes,
       slot_map_error: t.lastError,
       front_connections: this.conns.size,
+      replica_waits: this.replicas.rounds,
     };
   }
 
@@ -147,6 +163,7 @@ export class ClusterFront implements ClusterTargetHandle {
 
   async close(): Promise<void> {
     this.topology.close();
+    this.replicas.close();
     if (this.censusTimer !== null) clearInterval(this.censusTimer);
     for (const c of [...this.conns]) c.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

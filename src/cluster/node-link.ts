@@ -23,8 +23,8 @@ export interface LinkHost {
    * (a node that went away) or never connected (a node that is down).
    */
   linkGone(link: NodeLink, reason: string, connected: boolean): void;
-  /** Raw bytes while the link is a tunnel (pub/sub, MONITOR). */
-  tunnelData(chunk: Buffer): void;
+  /** One whole message while the link carries a stream (pub/sub, MONITOR: front-stream.ts). */
+  tunnelData(link: NodeLink, msg: Buffer): void;
 }
 
 const IGNORE: ReplyFn = () => undefined;
@@ -37,7 +37,7 @@ export class NodeLink {
   private partial: Buffer[] | null = null;
   private gone = false;
   private connected = false;
-  /** Every byte from the node goes to the host as it is (subscribed or monitoring). */
+  /** Messages beyond the replies awaited go to the host (subscribed or monitoring). */
   tunnel = false;
 
   constructor(
@@ -84,7 +84,7 @@ export class NodeLink {
     this.sock.uncork();
   };
 
-  /** Sends bytes whose replies the tunnel carries (pub/sub, MONITOR). */
+  /** Sends bytes whose replies the stream carries (pub/sub, MONITOR). */
   write(bytes: Buffer): void {
     if (!this.gone) this.sock.write(bytes);
   }
@@ -108,10 +108,6 @@ export class NodeLink {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.tunnel && this.waiting.length === 0) {
-      this.host.tunnelData(chunk);
-      return;
-    }
     const ends = this.ends;
     ends.length = 0;
     try {
@@ -129,17 +125,16 @@ export class NodeLink {
         reply = Buffer.concat(this.partial);
         this.partial = null;
       }
+      // Replies to requests sent with a callback come first (a new link's replayed AUTH...);
+      // after them, a stream's messages (front-stream.ts) go to the host whole.
       const f = this.waiting.shift();
-      if (f === undefined) {
+      if (f !== undefined) f(reply);
+      else if (this.tunnel) this.host.tunnelData(this, reply);
+      else {
         this.fail(`unexpected reply from ${this.key}`);
         return;
       }
-      f(reply);
-      if (this.tunnel && this.waiting.length === 0 && end < chunk.length) {
-        // The subscribe's own reply is in: the rest is the stream.
-        this.host.tunnelData(chunk.subarray(end));
-        return;
-      }
+      if (this.gone) return;
     }
     if (s < chunk.length) (this.partial ??= []).push(chunk.subarray(s));
   }

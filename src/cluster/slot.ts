@@ -45,3 +45,24 @@ export function commonSlot(keys: readonly string[]): number {
   for (let i = 1; i < keys.length; i++) if (keySlot(keys[i]!) !== s) return -1;
   return s;
 }
+
+let tags: string[] | null = null;
+
+/** A short string that hashes to `slot` (for a key of rehome's own on a given master: `{tag}`). */
+export function slotTag(slot: number): string {
+  if (tags === null) {
+    // Every slot is hit within a few hundred thousand decimal strings (built once, in ms).
+    const t = new Array<string>(SLOTS);
+    let left = SLOTS;
+    for (let i = 0; left > 0; i++) {
+      const s = String(i);
+      const k = keySlot(s);
+      if (t[k] === undefined) {
+        t[k] = s;
+        left--;
+      }
+    }
+    tags = t;
+  }
+  return tags[slot]!;
+}

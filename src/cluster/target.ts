@@ -29,6 +29,9 @@ export async function withClusterTarget(config: ProxyConfig, limits: FramerLimit
     throw new RehomeError('ECLUSTER', `the old server ${describeEndpoint(config.source)} is a cluster node: a cluster as the old server is not supported (only as the new one)`);
   }
   if (!seedsAre.some(Boolean)) {
+    if (config.dbMap.length > 0) {
+      throw new RehomeError('ECLUSTER', `--db-map merges dbs into a cluster's db 0, but the new server ${describeEndpoint(config.target)} is not a cluster node: a standalone server keeps every db as it is`);
+    }
     if (config.targetSeeds.length > 0) {
       throw new RehomeError('ECLUSTER', `--target-cluster: none of ${seeds.map(describeEndpoint).join(', ')} answers as a cluster node (INFO cluster: cluster_enabled:1)`);
     }
@@ -40,6 +43,7 @@ export async function withClusterTarget(config: ProxyConfig, limits: FramerLimit
     connectTimeoutMs: config.connectTimeoutMs,
     refreshMs: SLOT_MAP_REFRESH_MS,
     limits,
+    mergedDbs: config.dbMap,
   });
   front.countEvery(2_000);
   return { ...config, target: front.endpoint, cluster: front, clusterSeed: config.target };

@@ -15,6 +15,8 @@ import { SLOTS } from './slot.js';
 export interface ClusterNode {
   host: string;
   port: number;
+  /** Replicas the slot map showed for it (not failed ones, where CLUSTER SHARDS says). */
+  replicas?: number;
 }
 
 /** Masters and, per slot, the index of its master in `nodes` (-1: no owner). */
@@ -89,9 +91,14 @@ function fromShards(reply: unknown[], asked: ClusterNode): Array<[number, number
   for (const shard of reply) {
     const s = pairs(shard as unknown[]);
     const slots = (s.get('slots') as unknown[]).map(Number);
-    const master = (s.get('nodes') as unknown[][]).map(pairs).find((n) => n.get('role') === 'master' && n.get('health') !== 'fail');
+    const nodes = (s.get('nodes') as unknown[][]).map(pairs);
+    const master = nodes.find((n) => n.get('role') === 'master' && n.get('health') !== 'fail');
     if (master === undefined) continue;
-    const node = addr(master.get('ip'), master.get('port') ?? master.get('tls-port'), asked);
+    const node: ClusterNode = {
+      ...addr(master.get('ip'), master.get('port') ?? master.get('tls-port'), asked),
+      // 'loading' too: Redis 7.0 reports its replicas so long after they synced.
+      replicas: nodes.filter((n) => n.get('role') === 'replica' && n.get('health') !== 'failed').length,
+    };
     for (let i = 0; i + 1 < slots.length; i += 2) out.push([slots[i]!, slots[i + 1]!, node]);
   }
   return out;
@@ -101,7 +108,7 @@ function fromSlots(reply: unknown[], asked: ClusterNode): Array<[number, number,
   return reply.map((r) => {
     const e = r as unknown[];
     const m = e[2] as unknown[];
-    return [Number(e[0]), Number(e[1]), addr(m[0], m[1], asked)] as [number, number, ClusterNode];
+    return [Number(e[0]), Number(e[1]), { ...addr(m[0], m[1], asked), replicas: Math.max(0, e.length - 3) }] as [number, number, ClusterNode];
   });
 }
 
@@ -168,6 +175,19 @@ export class Topology {
   close(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /** The known master at this address (with its replica count), or null. */
+  master(at: { host: string; port: number }): ClusterNode | null {
+    const k = nodeKey(at);
+    return this.map.nodes.find((n) => nodeKey(n) === k) ?? null;
+  }
+
+  /** A slot `node` serves now, or -1. */
+  slotOf(node: { host: string; port: number }): number {
+    const k = nodeKey(node);
+    const i = this.map.nodes.findIndex((n) => nodeKey(n) === k);
+    return i < 0 ? -1 : this.map.owner.indexOf(i);
   }
 
   /** The master serving `slot`, or null when none does. */

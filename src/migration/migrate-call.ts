@@ -20,6 +20,19 @@ export interface MigrateDestination {
   forKey?: (key: string) => { host: string; port: number } | null;
   /** A cluster target answered MIGRATE with MOVED: the slot map is out of date. */
   moved?: (slot: number, to: { host: string; port: number }) => void;
+  /** A cluster target: the db a source db's keys go to (0, or the db itself when not merged by --db-map). */
+  clusterDb?: (db: number) => number;
+  /**
+   * A cluster target: whether a master has replicas, and WAIT 1 on it (src/cluster/replica-wait.ts).
+   * Moves into such a master keep the source copies until a replica has the keys.
+   */
+  hasReplicas?: (node: { host: string; port: number }) => boolean;
+  replicated?: (node: { host: string; port: number }) => Promise<void>;
+  /**
+   * Reverse out of a cluster (the keys' source is the cluster, through its front): a key's slot.
+   * A batch is then one MIGRATE per slot, as the front runs a transaction on one slot only.
+   */
+  sourceSlot?: (key: string) => number;
 }
 
 /** MIGRATE found a claim key of one of its keys: the batch goes through the protocol instead. */
@@ -30,10 +43,12 @@ function notAscii(k: string): boolean {
   return NON_ASCII.test(k);
 }
 
-function migrateArgs(d: MigrateDestination, db: number, keys: ReadonlyArray<string | Buffer>): Array<string | Buffer | number> {
+function migrateArgs(d: MigrateDestination, destDb: number, keys: ReadonlyArray<string | Buffer>, copy: boolean): Array<string | Buffer | number> {
   const args: Array<string | Buffer | number> = [d.host, d.port];
   args.push(keys.length === 1 ? keys[0]! : '');
-  args.push(db, d.timeoutMs, ...migrateAuthArgs(d));
+  args.push(destDb, d.timeoutMs);
+  if (copy) args.push('COPY');
+  args.push(...migrateAuthArgs(d));
   if (keys.length > 1) {
     args.push('KEYS');
     for (const k of keys) args.push(k);
@@ -53,6 +68,10 @@ export async function migrateKeys(
   db: number,
   keys: readonly string[],
   timeoutMs?: number,
+  /** The db MIGRATE writes in (a cluster's 0 for a db merged by --db-map); default `db`. */
+  destDb: number = db,
+  /** COPY: the source keeps its copies (a cluster target deletes them once a replica has the keys). */
+  copy = false,
 ): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
   // Keys are latin1 strings (one char per byte). ioredis writes strings as UTF-8, which is the
   // same bytes for ASCII, and writes a command of strings in one piece (Buffers go piece by
@@ -60,7 +79,7 @@ export async function migrateKeys(
   const kb: Array<string | Buffer> = keys.some(notAscii)
     ? keys.map((k) => Buffer.from(k, 'latin1'))
     : (keys as string[]);
-  const args = migrateArgs(d, db, kb);
+  const args = migrateArgs(d, destDb, kb, copy);
   if (timeoutMs !== undefined) args[4] = timeoutMs;
   // A claim key (another process's proxy-side move) means K is present, only renamed: MIGRATE
   // would answer NOKEY for it. Checked in the same transaction, so nothing can slip between.

@@ -5,6 +5,14 @@
  * source (MIGRATE deletes only what the target took), so the same MIGRATE goes where the cluster
  * says, without REPLACE (nothing can be overwritten). Any other failure is thrown as it is: the
  * mover then probes every key (docs/DESIGN.md rule 4).
+ *
+ * A master with replicas: MIGRATE ... COPY, then WAIT for a replica (d.replicated), then DEL in
+ * the source. A plain MIGRATE deletes the source copy as soon as the master took the key, and a
+ * failover by kill before the master's replica got it would lose the key. With COPY the key is in
+ * both until a replica has it: a failure on the way (no replica confirms, the master dies) leaves
+ * it in both, or in the source alone if the promoted replica never got it, and the next move
+ * resolves it by rule 3 (the mover waits for a replica there too before deleting the source copy).
+ * Nothing writes the source copy meanwhile (rule 1), so the DEL deletes exactly what was copied.
  */
 import type { ControlPool } from '../upstream/control.js';
 import { type MigrateDestination, migrateKeys } from './migrate-call.js';
@@ -23,11 +31,18 @@ export async function migrateToCluster(
   timeoutMs?: number,
 ): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
   let moved = 0;
+  const destDb = d.clusterDb?.(db) ?? db;
   for (const [first, group] of groupByNode(keys, forKey)) {
     let to = first;
     for (let tries = 0; ; tries++) {
       try {
-        moved += (await migrateKeys(pool, { ...d, host: to.host, port: to.port }, db, group, timeoutMs)).moved;
+        const copy = d.replicated !== undefined && d.hasReplicas?.(to) === true;
+        const r = await migrateKeys(pool, { ...d, host: to.host, port: to.port }, db, group, timeoutMs, destDb, copy);
+        if (copy && r.moved > 0) {
+          await d.replicated!(to);
+          await deleteCopied(pool, db, group);
+        }
+        moved += r.moved;
         break;
       } catch (e) {
         const rd = redirectOf(e);
@@ -38,6 +53,41 @@ export async function migrateToCluster(
     }
   }
   return { reply: moved > 0 ? 'OK' : 'NOKEY', moved };
+}
+
+/**
+ * Reverse out of a cluster: MIGRATE runs on the cluster's masters through the front, which runs a
+ * transaction on one slot only, so a batch goes as one MIGRATE per slot (all at once on the
+ * pooled connection). The first error is thrown once every group has ended: the mover then
+ * probes every key (rule 4), the moved ones included.
+ */
+export async function migrateFromCluster(
+  pool: ControlPool,
+  d: MigrateDestination,
+  slotOf: (key: string) => number,
+  db: number,
+  keys: readonly string[],
+  timeoutMs?: number,
+): Promise<{ reply: 'OK' | 'NOKEY'; moved: number }> {
+  const bySlot = new Map<number, string[]>();
+  for (const k of keys) {
+    const s = slotOf(k);
+    const g = bySlot.get(s);
+    if (g === undefined) bySlot.set(s, [k]);
+    else g.push(k);
+  }
+  const rs = await Promise.allSettled([...bySlot.values()].map((g) => migrateKeys(pool, d, db, g, timeoutMs)));
+  let moved = 0;
+  for (const r of rs) {
+    if (r.status === 'rejected') throw r.reason;
+    moved += r.value.moved;
+  }
+  return { reply: moved > 0 ? 'OK' : 'NOKEY', moved };
+}
+
+/** The source copies of keys a replica now holds (latin1 strings, as the mover's keys are). */
+async function deleteCopied(pool: ControlPool, db: number, keys: readonly string[]): Promise<void> {
+  await pool.db(db).del(...keys.map((k) => Buffer.from(k, 'latin1')));
 }
 
 /** Keys grouped by the master their slot is on. */

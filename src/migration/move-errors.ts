@@ -1,15 +1,20 @@
+import { ReplicaNotConfirmed } from '../errors.js';
+
 /**
  * What went wrong with a move, by kind: the mover counts each kind (status, /metrics) and picks
  * the client's error from it.
  */
 
 /** Every kind of move error the mover counts (errorsByKind's keys; /metrics shows each from 0). */
-export const MOVE_ERROR_KINDS = ['oom', 'busykey', 'ioerr', 'timeout', 'source-unavailable', 'target-unavailable', 'path-down', 'error'] as const;
+export const MOVE_ERROR_KINDS = ['oom', 'busykey', 'ioerr', 'timeout', 'source-unavailable', 'target-unavailable', 'path-down', 'replica', 'error'] as const;
 
 export type MoveErrorKind = (typeof MOVE_ERROR_KINDS)[number];
 
 export function classify(err: unknown): { kind: MoveErrorKind; text: string } {
   const text = err instanceof Error ? err.message : String(err);
+  // A cluster master's replica did not confirm moved keys (before any text match: the message
+  // may name a connection error of the master, not of the source).
+  if (err instanceof ReplicaNotConfirmed) return { kind: 'replica', text };
   if (/OOM/.test(text)) return { kind: 'oom', text };
   if (/BUSYKEY/.test(text)) return { kind: 'busykey', text };
   if (/IOERR/.test(text)) return { kind: 'ioerr', text };

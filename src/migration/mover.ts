@@ -20,7 +20,7 @@ import { ErrorText, MoveError } from '../errors.js';
 import type { ControlPool } from '../upstream/control.js';
 import type { KnownAbsentCache } from './absent-cache.js';
 import { ClaimPresent, type MigrateDestination, migrateKeys } from './migrate-call.js';
-import { migrateToCluster } from './migrate-cluster.js';
+import { migrateFromCluster, migrateToCluster } from './migrate-cluster.js';
 import { type MigrateSweepHost, migrateSweepStep } from './migrate-sweep.js';
 import { classify, type MoveErrorKind, throwFirst, throwFor } from './move-errors.js';
 import { moveKeys } from './move-keys.js';
@@ -196,12 +196,16 @@ export class Mover {
     const pool = sweep && this.sweepSource ? this.sweepSource : this.source;
     const forKey = this.dest.forKey;
     if (forKey !== undefined) return migrateToCluster(pool, this.dest, forKey, db, keys, timeoutMs);
+    if (this.dest.sourceSlot !== undefined && keys.length > 1) return migrateFromCluster(pool, this.dest, this.dest.sourceSlot, db, keys, timeoutMs);
     return migrateKeys(pool, this.dest, db, keys, timeoutMs);
   }
 
-  /** A cluster target: the sweep script can't be used (it sends a batch to one address). */
+  /**
+   * A cluster on either side: the sweep script can't be used (into a cluster it sends a batch to
+   * one address; out of one it would run on one master only).
+   */
   get groupsByNode(): boolean {
-    return this.dest.forKey !== undefined;
+    return this.dest.forKey !== undefined || this.dest.sourceSlot !== undefined;
   }
 
   /** Moves one batch; resolves (never rejects) to the keys that could not be confirmed absent. */
@@ -369,7 +373,9 @@ export class Mover {
       }
       if (inTarget === 1) {
         // In both: a leftover of an interrupted move (identical: the source copy was frozen)
-        // or newer than a copy an old snapshot brought back. The target copy wins (rule 3).
+        // or newer than a copy an old snapshot brought back. The target copy wins (rule 3),
+        // once a cluster master's replica has it too (migrate-cluster.ts).
+        await this.replicated(key);
         await this.deleteFromSource(db, kb);
         this.stats.resolvedBoth++;
         markAbsent();
@@ -396,6 +402,20 @@ export class Mover {
       throw new MoveError('ESOURCE', ErrorText.sourceUnavailable(cause.text));
     }
     throw new MoveError('EMOVE', ErrorText.moveFailed(key, cause.text));
+  }
+
+  /** A cluster master with replicas: WAIT for one before the source copy of `key` goes. */
+  private async replicated(key: string): Promise<void> {
+    const { forKey, hasReplicas, replicated } = this.dest;
+    const node = forKey?.(key) ?? null;
+    if (node === null || replicated === undefined || hasReplicas?.(node) !== true) return;
+    try {
+      await replicated(node);
+    } catch (e) {
+      this.stats.failures++;
+      this.countError('replica');
+      throw new MoveError('EMOVE', ErrorText.moveFailed(key, classify(e).text));
+    }
   }
 
   private async deleteFromSource(db: number, kb: Buffer): Promise<void> {

@@ -50,6 +50,8 @@ export interface ProxyMoveOptions {
   target: ServerFeatures;
   /** A cluster target: a key's slot (publishes are grouped by slot: move-copy.ts). */
   slotOf?: ((key: Buffer) => number) | undefined;
+  /** A cluster target: WAIT for a replica of the masters published keys went to, before a release. */
+  replicated?: ((keys: readonly Buffer[]) => Promise<void>) | undefined;
   /** Clients' requests handled so far by this process: chunked copies give way while it grows (move-copy.ts). */
   clientRequests?: (() => number) | undefined;
 }
@@ -108,7 +110,7 @@ export class ProxyMove {
     readonly opts: ProxyMoveOptions,
   ) {
     this.copier = new Copier(source, target, opts);
-    this.durability = new TargetDurability(target, opts.waitAof);
+    this.durability = new TargetDurability(target, opts.waitAof, opts.replicated);
   }
 
   /**
@@ -179,7 +181,7 @@ export class ProxyMove {
     let outs: Outcome[];
     try {
       outs = await this.copier.publish(db, carried);
-      await this.durability.wait(db);
+      await this.durability.wait(db, carried.map((c) => c.names.key));
     } catch (e) {
       failAll(res, carried, e);
       return [];

@@ -158,7 +158,7 @@ export class ProxySweep {
     let ok: number;
     try {
       [ok, outs] = b.dump ? await this.publishDumps(b) : await this.publishCopies(b);
-      await this.proxy.durability.wait(b.db);
+      await this.proxy.durability.wait(b.db, b.keys);
     } catch (e) {
       for (const k of b.keys) b.res.fails.set(k.toString('latin1'), asMoveError(e, k));
       return b;

@@ -24,13 +24,17 @@ export class TargetDurability {
   constructor(
     private readonly target: ControlPool,
     private readonly mode: 'auto' | 'on' | 'off',
+    /** A cluster target: WAIT for a replica of each master the keys went to (cluster/replica-wait.ts). */
+    private readonly replicated?: (keys: readonly Buffer[]) => Promise<void>,
   ) {}
 
   /**
    * Resolves once the writes made so far on the target's pooled connection for `db` are in its
-   * AOF, where durability applies; rejects otherwise (the caller keeps its claims).
+   * AOF, where durability applies, and (a cluster target) `keys` are on a replica of their
+   * masters; rejects otherwise (the caller keeps its claims).
    */
-  async wait(db: number): Promise<void> {
+  async wait(db: number, keys: readonly Buffer[] = []): Promise<void> {
+    if (keys.length > 0 && this.replicated !== undefined) await this.replicated(keys);
     if (this.mode === 'off' || !(await this.applies())) return;
     this.waits++;
     const r = (await this.target.db(db).call('WAITAOF', '1', '0', String(WAIT_MS))) as [number, number];

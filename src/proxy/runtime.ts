@@ -11,6 +11,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
+import { clusterDb } from '../cluster/db-map.js';
+import { replicaWaiter } from '../cluster/replica-wait.js';
 import { keySlot } from '../cluster/slot.js';
 import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
@@ -498,15 +500,24 @@ export class Runtimes {
       target,
       // A cluster target (not the old server in reverse): publish scripts name one slot's keys.
       slotOf: !reverse && config.cluster !== undefined ? (k: Buffer) => keySlot(k.toString('latin1')) : undefined,
+      replicated: !reverse && config.cluster !== undefined ? replicaWaiter(config.cluster) : undefined,
       clientRequests: () => this.host.counters.commands,
     });
     // A cluster target: MIGRATE goes to the master of each key's slot (reverse moves keys into
     // the old server, a standalone one).
     const cluster = !reverse ? config.cluster : undefined;
+    const outOfCluster = reverse && config.cluster !== undefined;
     const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
       host: dest.host,
       port: dest.port,
-      ...(cluster !== undefined ? { forKey: (k: string) => cluster.nodeForKey(k), moved: (slot: number, to: { host: string; port: number }) => cluster.moved(slot, to) } : {}),
+      ...(cluster !== undefined ? {
+        forKey: (k: string) => cluster.nodeForKey(k),
+        moved: (slot: number, to: { host: string; port: number }) => cluster.moved(slot, to),
+        clusterDb: (db: number) => clusterDb(config.dbMap, db),
+        hasReplicas: (n: { host: string; port: number }) => cluster.hasReplicas(n),
+        replicated: (n: { host: string; port: number }) => cluster.replicated(n),
+      } : {}),
+      ...(outOfCluster ? { sourceSlot: (k: string) => keySlot(k) } : {}),
       ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
       ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
       timeoutMs: config.migrateTimeoutMs,

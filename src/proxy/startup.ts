@@ -239,6 +239,7 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
     apply: config.onConflict !== null,
     moveMethod: config.moveMethod,
     cluster: config.cluster,
+    mergedDbs: config.dbMap,
     // reverse is probed when a rollback starts (Pair.methodFor)
     probeReverse: false,
   });
@@ -266,9 +267,9 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
  * moves and writes of the old phase can still change what these checks see.
  */
 export async function switchPreconditions(config: ProxyConfig, to: SwitchablePhase, from: PhaseName | null): Promise<void> {
-  if (to === 'reverse' && config.cluster !== undefined) {
-    // The reverse sweeper would scan one master of the cluster and call the whole cluster empty.
-    throw new RehomeError('EPHASE', 'cannot switch to reverse: moving keys back out of a cluster is not supported yet (the new server is a cluster); a rollback is a new migration with the cluster as --source, which is not supported either');
+  if (to === 'reverse' && config.cluster !== undefined && config.dbMap.length > 0) {
+    // The cluster does not know which of the merged dbs a key came from.
+    throw new RehomeError('EPHASE', `cannot switch to reverse: --db-map merged db ${config.dbMap.join(', ')} into the cluster's db 0, and the cluster does not know which db each key came from; a rollback is a new migration per db`);
   }
   if (to === 'hold') {
     // Keys there would vanish for clients, and come back at the next migrate.
@@ -291,6 +292,7 @@ export async function switchPreconditions(config: ProxyConfig, to: SwitchablePha
       apply: false,
       moveMethod: config.moveMethod,
       cluster: config.cluster,
+      mergedDbs: config.dbMap,
       probeReverse: false,
     });
     const first = pre.findings.find((f) => f.level === 'fail');

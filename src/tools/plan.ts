@@ -25,6 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { type ClusterTargetHandle, parseOnConflict, parseSourceTarget } from '../config.js';
+import { parseDbMap } from '../cluster/db-map.js';
 import { ConfigError, showKey } from '../errors.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
@@ -51,7 +52,7 @@ import {
   type DbKey,
   type ServerConn,
 } from './scan-both.js';
-import { checkClusterTarget, openClusterFront } from './plan-cluster.js';
+import { checkClusterTarget, checkMergedDbs, openClusterFront } from './plan-cluster.js';
 import { checkUsers } from './plan-users.js';
 import { findUnmovable, unmovableFinding } from './plan-unmovable.js';
 
@@ -106,6 +107,8 @@ export interface PlanOptions {
   maxListed?: number;
   /** The target is a cluster, reached through the cluster front at `target` (src/cluster/). */
   cluster?: ClusterTargetHandle | undefined;
+  /** --db-map: the source dbs merged into the cluster's db 0. */
+  mergedDbs?: readonly number[];
 }
 
 export interface PlanResult {
@@ -271,7 +274,12 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
 
     if (opts.cluster !== undefined) {
       phase = 'cluster';
-      await checkClusterTarget(opts.cluster, sourceKeysPerDb, (level, message, details) => add('cluster', level, message, details));
+      const addCluster = (level: FindingLevel, message: string, details?: string[]): void => add('cluster', level, message, details);
+      await checkClusterTarget(opts.cluster, addCluster);
+      await checkMergedDbs(opts.source, opts.mergedDbs ?? [], sourceKeysPerDb, addCluster);
+      // A merged db's keys meet the cluster's db 0 (the front takes SELECT N as SELECT 0).
+      const inZero = targetKeys.get(0) ?? 0;
+      if (inZero > 0) for (const db of opts.mergedDbs ?? []) targetKeys.set(db, inZero);
     }
 
     // memory: will the source's data fit under the target's maxmemory?
@@ -605,6 +613,10 @@ exist in both servers (conflicts). Exit code 0: no failure; 1: a failure; 2: bad
   --source URL                    the old instance
   --target URL                    the new instance
   --target-from-source host:port  the target's address as the source dials it for MIGRATE
+  --target-cluster host:port,...  more seed nodes of a cluster as the new server (plan reads the
+                                  slot map from the first that answers)
+  --db-map N:0                    a cluster target: the old server's db N merged into db 0
+                                  (repeatable); plan FAILs on key names in two merged dbs
   --on-conflict source|target     which copy of a key in both servers to keep; without --apply
                                   plan only reports what it would delete
   --apply                         with --on-conflict, resolve the conflicts now: 'source' deletes
@@ -620,6 +632,7 @@ exist in both servers (conflicts). Exit code 0: no failure; 1: a failure; 2: bad
 /** The plan command line. Returns the exit code (0 no failure, 1 a failure, 2 usage). */
 export async function runPlanCli(argv: string[]): Promise<number> {
   let opts: PlanOptions;
+  let seeds: Array<{ host: string; port: number }> = [];
   try {
     const { values } = parseArgs({
       args: argv,
@@ -627,6 +640,8 @@ export async function runPlanCli(argv: string[]): Promise<number> {
         source: { type: 'string' },
         target: { type: 'string' },
         'target-from-source': { type: 'string' },
+        'target-cluster': { type: 'string' },
+        'db-map': { type: 'string', multiple: true },
         ...SERVER_TLS_FLAGS,
         'on-conflict': { type: 'string' },
         apply: { type: 'boolean' },
@@ -649,7 +664,9 @@ export async function runPlanCli(argv: string[]): Promise<number> {
       targetFromSource: tfs !== undefined ? parseHostPort('--target-from-source', tfs) : null,
       onConflict: oc,
       apply: values.apply === true,
+      mergedDbs: parseDbMap(values['db-map']),
     };
+    seeds = (values['target-cluster'] ?? '').split(',').filter((x) => x.trim() !== '').map((x) => parseHostPort('--target-cluster', x.trim()));
     if (opts.targetFromSource && opts.targetFromSource.port === 0) {
       throw new ConfigError('--target-from-source: port 0 is not an address');
     }
@@ -658,8 +675,12 @@ export async function runPlanCli(argv: string[]): Promise<number> {
     return 2;
   }
   // A cluster as the new server: plan talks to it through the cluster front, as the proxy does.
-  const front = await openClusterFront(opts.target).catch(() => null);
+  const front = await openClusterFront(opts.target, seeds, opts.mergedDbs).catch(() => null);
   if (front !== null) opts = { ...opts, target: front.endpoint, cluster: front };
+  else if (seeds.length > 0 || (opts.mergedDbs ?? []).length > 0) {
+    process.stderr.write(`rehome plan: ${seeds.length > 0 ? '--target-cluster' : '--db-map'}: none of the new server's addresses answers as a cluster node (INFO cluster: cluster_enabled:1)\n`);
+    return 2;
+  }
   try {
     const r = await plan(opts);
     process.stdout.write(formatPlanReport(r));

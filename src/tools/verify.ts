@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { parseSourceTarget } from '../config.js';
 import { RehomeError, showKey } from '../errors.js';
+import { parseDbMap } from '../cluster/db-map.js';
 import { openClusterFront } from './plan-cluster.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { PHASE_KEY } from '../phase/phase.js';
@@ -195,6 +196,8 @@ both servers. Exit code 0: safe to cut over; 1: not yet (or a server could not b
   --source-tls-ca-cert-file, --source-tls-cert-file, --source-tls-key-file, --source-tls-sni,
   --target-tls-ca-cert-file, --target-tls-cert-file, --target-tls-key-file, --target-tls-sni
                  TLS to a rediss:// server: its CA, rehome's client certificate and key, SNI
+  --db-map N:0   a cluster as the new server with the old server's db N merged into db 0
+                 (as the proxy was given it): db N is checked against the cluster's db 0
   --scope PATTERN, --scope-db N
                  a canary's scope (as rehome phase migrate takes it): only its keys must be
                  gone from the source; the keys outside it are counted (not a cut-over check)
@@ -205,6 +208,7 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
   let source: Endpoint;
   let target: Endpoint;
   let scope: Scope;
+  let mergedDbs: number[];
   try {
     const { values } = parseArgs({
       args: argv,
@@ -214,6 +218,7 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
         ...SERVER_TLS_FLAGS,
         scope: { type: 'string', multiple: true },
         'scope-db': { type: 'string', multiple: true },
+        'db-map': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: false,
@@ -224,6 +229,7 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
       return 0;
     }
     ({ source, target } = parseSourceTarget(values));
+    mergedDbs = parseDbMap(values['db-map']);
     // Checked against the server's db count by parseScope; 1<<16 here only for the syntax.
     scope = parseScope((values.scope ?? []).map((p) => Buffer.from(p, 'utf8').toString('latin1')), values['scope-db'] ?? [], 1 << 16);
   } catch (e) {
@@ -232,7 +238,7 @@ export async function runVerifyCli(argv: string[]): Promise<number> {
   }
   let r: VerifyResult;
   // A cluster as the new server: checked through the cluster front, and every master answers.
-  const front = await openClusterFront(target).catch(() => null);
+  const front = await openClusterFront(target, [], mergedDbs).catch(() => null);
   let nodesOk = true;
   try {
     r = await verify({ source, target: front?.endpoint ?? target, scope });

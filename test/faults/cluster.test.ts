@@ -6,7 +6,7 @@
  * runs, and a master failover (3 masters + 3 replicas, CLUSTER FAILOVER) while it runs.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { replicaOf, startCluster, type TestCluster } from '../helpers/cluster.js';
 import { startProxy, type ProxyHandle } from '../helpers/proxy.js';
 import { type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
 import { serverBinary } from '../helpers/servers.js';
@@ -141,17 +141,3 @@ describe.skipIf(TLS_RUN)('migration into a cluster', () => {
     await check(results, payloads);
   }, 120_000);
 });
-
-async function replicaOf(c: TestCluster, master: RedisServer): Promise<RedisServer> {
-  const m = master.client();
-  const id = String(await m.call('CLUSTER', 'MYID'));
-  m.disconnect();
-  for (const n of c.replicas) {
-    const x = n.client();
-    const nodes = String(await x.call('CLUSTER', 'NODES'));
-    x.disconnect();
-    const me = nodes.split('\n').find((l) => l.includes('myself'));
-    if (me?.split(' ')[3] === id) return n;
-  }
-  throw new Error(`no replica of ${master.port}`);
-}

@@ -21,11 +21,11 @@ export interface TestCluster {
   readonly url: string;
   /** The servers that are masters now (CLUSTER NODES of a live node). */
   currentMasters(): Promise<RedisServer[]>;
-  /** An ioredis Cluster client (for checks straight on the cluster). */
+  /** An ioredis Cluster client (for checks straight on the cluster), seeded with the live nodes. */
   client(): InstanceType<typeof Redis.Cluster>;
   /** Keys over every current master. */
   dbsize(): Promise<number>;
-  /** Waits until every live node reports cluster_state:ok and the same slot owners. */
+  /** Waits until every live node reports cluster_state:ok and the same slot owners, and every live replica has synced. */
   waitOk(timeoutMs?: number): Promise<void>;
   /** Moves `slots` slots from one master to another with `redis-cli --cluster reshard`. */
   reshard(from: RedisServer, to: RedisServer, slots: number): Promise<void>;
@@ -107,7 +107,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
       throw new Error('no cluster node answers');
     },
     client() {
-      const c = new Redis.Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }], { redisOptions: { maxRetriesPerRequest: 3 } });
+      // Seeded with every live node: the first may be a master a test killed.
+      const seeds = nodes.filter((n) => n.running).map((n) => ({ host: '127.0.0.1', port: n.port }));
+      const c = new Redis.Cluster(seeds, { redisOptions: { maxRetriesPerRequest: 3 } });
       c.on('error', () => {});
       clients.push(c);
       return c;
@@ -135,6 +137,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
           try {
             const info = String(await c.call('CLUSTER', 'INFO'));
             if (!info.includes('cluster_state:ok')) ok = false;
+            // A replica counts once it has synced (its master lists it, and WAIT can count it).
+            const repl = String(await c.info('replication'));
+            if (repl.includes('role:slave') && !repl.includes('master_link_status:up')) ok = false;
             const slots = (await c.call('CLUSTER', 'SLOTS')) as Array<[number, number, [string, number]]>;
             views.push(slots.map((s) => `${s[0]}-${s[1]}@${s[2][1]}`).sort().join(','));
           } catch {
@@ -167,4 +172,17 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<TestClust
     throw e;
   }
   return cluster;
+}
+
+/** The replica of `master` among the cluster's replicas (CLUSTER NODES: its master's id). */
+export async function replicaOf(c: TestCluster, master: RedisServer): Promise<RedisServer> {
+  const id = await nodeId(master);
+  for (const n of c.replicas) {
+    const x = n.client();
+    const nodes = String(await x.call('CLUSTER', 'NODES'));
+    x.disconnect();
+    const me = nodes.split('\n').find((l) => l.includes('myself'));
+    if (me?.split(' ')[3] === id) return n;
+  }
+  throw new Error(`no replica of ${master.port}`);
 }

@@ -212,7 +212,7 @@ describe('cluster target', () => {
     for (const k of keys.slice(0, 20)) expect(await clusterGet(k)).toBe(`v-${k}`);
   });
 
-  it('phases: hold -> migrate -> drained with a cluster as the new server; reverse is refused', async () => {
+  it('phases: hold -> migrate -> drained -> reverse -> hold with a cluster as the new server', async () => {
     await seed(100);
     const admin = `127.0.0.1:${await freePort()}`;
     proxy = await startProxy({ source, target: cl.url, sweep: true, args: ['--phase', 'hold', '--admin', admin, '--progress', 'off'] });
@@ -230,9 +230,26 @@ describe('cluster target', () => {
     expect(await clusterGet('in-hold')).toBe('1');
     type St = { phase: string };
     await waitFor(async () => (await fetchStatus<St>(admin)).phase === 'drained', 'drained', 20_000, 200);
+    // Some keys written on the cluster only, on every master, then everything comes home.
+    for (let i = 0; i < 30; i++) await c2.set(`late:${i}`, String(i));
+    const rev = await runCli(['phase', 'reverse', '--admin', admin], 30_000);
+    expect(rev.code, rev.stdout + rev.stderr).toBe(0);
+    expect(await c2.get('late:7')).toBe('7'); // moved back on first touch
+    await waitFor(async () => (await fetchStatus<St>(admin)).phase === 'hold', 'the reverse sweep to bring every key home', 30_000, 200);
+    expect(await cl.dbsize()).toBe(0);
+    const back = source.client();
+    expect(await back.dbsize()).toBe(100 + 1 + 30 + 1); // the seeded keys, in-hold, late:*, the phase key
+    expect(await back.get('late:29')).toBe('29');
+    expect(await back.get('key:42')).toBe('v-key:42');
+    back.disconnect();
+  });
+
+  it('reverse is refused when --db-map merged dbs into the cluster (they cannot be split apart again)', async () => {
+    const admin = `127.0.0.1:${await freePort()}`;
+    proxy = await startProxy({ source, target: cl.url, args: ['--phase', 'migrate', '--db-map', '2:0', '--admin', admin, '--progress', 'off'] });
     const rev = await runCli(['phase', 'reverse', '--admin', admin], 30_000);
     expect(rev.code).not.toBe(0);
-    expect(rev.stdout + rev.stderr).toMatch(/moving keys back out of a cluster is not supported/);
+    expect(rev.stdout + rev.stderr).toMatch(/cannot switch to reverse: --db-map merged db 2 into the cluster's db 0/);
   });
 
   it('--target-cluster: more seeds, used when --target does not answer', async () => {
