@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { freePort } from '../dist/util/free-port.js';
@@ -393,4 +394,43 @@ export async function commandCalls(port, name) {
   const text = await c.info('commandstats');
   c.disconnect();
   return Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, 'm').exec(text)?.[1] ?? 0);
+}
+
+/**
+ * A pipelined DUMP/RESTORE client copy of every key from one server to another (what RedisShake's
+ * scan mode does): SCAN COUNT 1000, DUMP + PTTL of the batch in one pipeline, RESTORE of it in one
+ * pipeline, two batches in flight. The reference the move benchmarks compare rehome with.
+ */
+export async function clientCopy(srcPort, tgtPort) {
+  const s = new Redis({ port: srcPort, host: '127.0.0.1' });
+  const t = new Redis({ port: tgtPort, host: '127.0.0.1' });
+  const t0 = performance.now();
+  let cursor = '0';
+  let copied = 0;
+  let prev = Promise.resolve();
+  do {
+    const [next, keys] = await s.scanBuffer(cursor, 'COUNT', 1000);
+    cursor = String(next);
+    if (keys.length === 0) continue;
+    const p = s.pipeline();
+    for (const k of keys) p.dumpBuffer(k).pttl(k);
+    const r = await p.exec();
+    const w = t.pipeline();
+    keys.forEach((k, i) => {
+      const payload = r[2 * i][1];
+      const pttl = Number(r[2 * i + 1][1]);
+      if (payload) w.restore(k, pttl > 0 ? pttl : 0, payload);
+    });
+    // Two batches in flight: the next SCAN/DUMP overlaps this RESTORE.
+    await prev;
+    prev = w.exec().then((res) => {
+      for (const [err] of res) if (err) throw err;
+      copied += keys.length;
+    });
+  } while (cursor !== '0');
+  await prev;
+  const secs = (performance.now() - t0) / 1000;
+  s.disconnect();
+  t.disconnect();
+  return { keys: copied, secs, rate: copied / secs };
 }

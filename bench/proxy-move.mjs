@@ -22,47 +22,12 @@
  * load than wall-clock time. The summary gives medians over the rounds and the ratio of the
  * medians. The issue's target: dump >= 1.0x the reference.
  */
-import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import os from 'node:os';
-import { cpuSeconds, fill, flags, fmt, median, sleep, startRedis, startRehome } from './lib.mjs';
+import { clientCopy, cpuSeconds, fill, flags, fmt, median, sleep, startRedis, startRehome } from './lib.mjs';
 
 const opt = flags({ keys: Number(process.env.BENCH_KEYS ?? 500000), size: 100, 'sweep-budget-ms': 20, rounds: 1, methods: 'dump,copy' });
 const N = opt.keys;
-
-async function clientCopy(srcPort, tgtPort) {
-  const s = new Redis({ port: srcPort, host: '127.0.0.1' });
-  const t = new Redis({ port: tgtPort, host: '127.0.0.1' });
-  const t0 = performance.now();
-  let cursor = '0';
-  let copied = 0;
-  let prev = Promise.resolve();
-  do {
-    const [next, keys] = await s.scanBuffer(cursor, 'COUNT', 1000);
-    cursor = String(next);
-    if (keys.length === 0) continue;
-    const p = s.pipeline();
-    for (const k of keys) p.dumpBuffer(k).pttl(k);
-    const r = await p.exec();
-    const w = t.pipeline();
-    keys.forEach((k, i) => {
-      const payload = r[2 * i][1];
-      const pttl = Number(r[2 * i + 1][1]);
-      if (payload) w.restore(k, pttl > 0 ? pttl : 0, payload);
-    });
-    // Two batches in flight: the next SCAN/DUMP overlaps this RESTORE.
-    await prev;
-    prev = w.exec().then((res) => {
-      for (const [err] of res) if (err) throw err;
-      copied += keys.length;
-    });
-  } while (cursor !== '0');
-  await prev;
-  const secs = (performance.now() - t0) / 1000;
-  s.disconnect();
-  t.disconnect();
-  return { keys: copied, secs, rate: copied / secs };
-}
 
 async function rehomeSweep(srcPort, tgtPort, method) {
   const rh = await startRehome({ source: srcPort, target: tgtPort, args: ['--move-method', method, '--sweep-budget-ms', String(opt['sweep-budget-ms'])] });

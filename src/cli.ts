@@ -9,6 +9,7 @@ import { ADMIN_TOKEN_ENV, buildConfig, DEFAULT_CLIENT_LIMITS, DEFAULTS } from '.
 import { ConfigError, RehomeError } from './errors.js';
 import { createOutput, type Output } from './log.js';
 import type { RehomeProxy } from './proxy/server.js';
+import { showProgress } from './progress.js';
 import { SERVER_TLS_FLAGS } from './tls-config.js';
 import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
 import { type FleetAnnouncement, linesUntilAnnounced, onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
@@ -16,6 +17,7 @@ import { type FleetAnnouncement, linesUntilAnnounced, onPrimaryMessage, runPrima
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
        rehome plan --source URL --target URL [--target-from-source host:port] [--target-cluster h:p,...] [--db-map N:0] [--on-conflict source|target [--apply]]
        rehome verify --source URL --target URL
+       rehome import --rdb FILE | --aof DIR --target URL [--allow-nonempty-target] [--server-bin PATH] (see rehome import --help)
        rehome status --admin [host:]port [--admin-token TOKEN] [--json]
        rehome sweeper pause|resume|rate KEYS_PER_SEC --admin [host:]port [--admin-token TOKEN]
        rehome phase hold|migrate|reverse --admin [host:]port [--admin-token TOKEN]
@@ -115,6 +117,7 @@ const SUBCOMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<numb
   phase: async () => (await import('./admin/status-cli.js')).runPhaseCli,
   plan: async () => (await import('./tools/plan.js')).runPlanCli,
   verify: async () => (await import('./tools/verify.js')).runVerifyCli,
+  import: async () => (await import('./tools/import.js')).runImportCli,
 };
 
 async function main(): Promise<void> {
@@ -214,7 +217,7 @@ async function main(): Promise<void> {
     if (e instanceof RehomeError) fail(1, e.message);
     fail(1, (e as Error).message);
   }
-  const stopProgress = await showProgress(proxy, config.progress);
+  const stopProgress = await showProgress(proxy, config.progress, log);
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
@@ -244,64 +247,6 @@ async function main(): Promise<void> {
     if (workerLines) workerLines.afterAnnounced(() => stop('drained (--exit-when-drained)'));
     else stop('drained (--exit-when-drained)');
   });
-}
-
-/** A progress bar on a terminal, a log line every few seconds otherwise. Returns a stopper. */
-async function showProgress(proxy: RehomeProxy, mode: 'bar' | 'log' | 'off'): Promise<() => void> {
-  if (mode === 'off' || (proxy.phases === null && proxy.migration.phase === 'drained')) return () => {};
-  // With phases the migration is replaced on every switch: read the current one each time.
-  if (proxy.phases !== null) mode = 'log';
-  const m = proxy.migration;
-  if (mode === 'bar') {
-    const { default: cliProgress } = await import('cli-progress');
-    const bar = new cliProgress.SingleBar(
-      {
-        format: 'rehome [{bar}] {percentage}% | {value}/{total} keys | {rate} keys/s | ETA {eta_s} | {sweeper}',
-        stream: process.stderr,
-        hideCursor: true,
-      },
-      cliProgress.Presets.shades_classic,
-    );
-    bar.start(Math.max(1, m.initialKeys), 0, { rate: 0, eta_s: '?', sweeper: m.sweeper?.state ?? 'off' });
-    const t = setInterval(() => {
-      const total = Math.max(m.initialKeys, m.remainingTotal, 1);
-      bar.setTotal(total);
-      bar.update(Math.max(0, total - m.remainingTotal), {
-        rate: Math.round(m.rate),
-        eta_s: m.etaSeconds === null ? '?' : `${m.etaSeconds}s`,
-        sweeper: m.sweeper?.state ?? 'off',
-      });
-    }, 500);
-    t.unref();
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      clearInterval(t);
-      if (m.phase === 'drained') bar.update(Math.max(m.initialKeys, 1));
-      bar.stop();
-    };
-  }
-  const t = setInterval(() => {
-    const m = proxy.migration;
-    const st = proxy.mover.stats;
-    const phase = proxy.phases ? `phase ${proxy.phaseName} (epoch ${proxy.phases.state.epoch}); ` : '';
-    // A canary: its scope's progress (drained or not, the keys outside it, keys coming back).
-    const scope = (proxy.status().scope as { summary: string } | null)?.summary;
-    if (scope) {
-      log(`progress: ${phase}${scope}; ${proxy.clients} clients`);
-      return;
-    }
-    if (proxy.phases && m.phase === 'drained') {
-      log(`progress: ${phase}nothing to move; ${proxy.clients} clients`);
-      return;
-    }
-    log(
-      `progress: ${phase}${m.remainingTotal} keys left in the source of ${m.initialKeys}; moved ${st.keysMovedOnTouch} on touch, ${st.keysMovedBySweeper} by the sweeper; ${Math.round(m.rate)} keys/s; ETA ${m.etaSeconds ?? '?'} s; sweeper ${m.sweeper?.state ?? 'off'}; ${proxy.clients} clients`,
-    );
-  }, 5_000);
-  t.unref();
-  return () => clearInterval(t);
 }
 
 main().catch((e: Error) => fail(1, e.message));

@@ -91,6 +91,12 @@ export const ErrorText = {
     `CROSSSCOPE rehome: '${cmd}' inside MULTI or WATCH names '${showKey(key)}', outside the migration's scope ${scope}; transactions run on the new server and may use only keys in scope`,
   scopeTracking: (key: string, scope: string) =>
     `CROSSSCOPE rehome: '${showKey(key)}' is outside the migration's scope ${scope}, and client-side caching (CLIENT TRACKING) is kept only for keys in scope; turn tracking off for this connection or widen the scope`,
+  /** A script or function without keys wrote (it runs read-only in a canary: scope-scripts.ts). */
+  scopeKeylessScript: (cmd: string, scope: string) =>
+    `CROSSSCOPE rehome: '${cmd}' declares no keys, so it runs read-only on the new server during a canary migration (scope ${scope}), and it writes (or the new server has no ${cmd}_RO); declare the keys it writes`,
+  /** SCRIPT/FUNCTION changes run on both servers in a canary; the old one refused (its error first). */
+  scopeOldRefused: (error: string) =>
+    `${error} (rehome: the new server ran it, the old server, which serves the keys outside the canary's scope, refused it)`,
   oldUnavailable: (where: string, detail: string) =>
     `TRYAGAIN rehome: the old server ${where} is unavailable for keys outside the scope (${detail})`,
   sortPattern: () =>

@@ -302,7 +302,7 @@ export class Runtimes {
     const { config, pair } = this.host;
     const rec = state.scope;
     const routing: ScopeRouting = {
-      scope: rec.scope, returning: [...rec.returning], back: null, old: config.source,
+      scope: rec.scope, returning: [...rec.returning], cameBack: [...rec.returning], back: null, old: config.source,
       connectTimeoutMs: config.connectTimeoutMs, counters: new ScopeCounters(),
     };
     if (rec.returning.length === 0) return { routing, back: null, pools: [] };

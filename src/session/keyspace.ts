@@ -4,13 +4,12 @@
  * order and earlier writes apply). A key only moves source -> target, so this order sees every
  * key at least once; duplicates are removed.
  *
- *   KEYS       source KEYS, then target KEYS; union
+ *   KEYS       source KEYS, then target KEYS (then, in a canary while keys come back, source KEYS
+ *              again); union
  *   DBSIZE     sum
  *   RANDOMKEY  one side, picked with probability proportional to its size
- *   SCAN       one cursor: odd cursors (and 0) walk the source, even cursors >= 2 the target
- *                 client cursor 0          -> source cursor 0
- *                 client cursor 2c+1       -> source cursor c     (source returns 0 -> client gets 2)
- *                 client cursor 2c+2       -> target cursor c     (target returns 0 -> client gets 0)
+ *   SCAN       one cursor: the source, then the target, then (in a canary while keys come back
+ *              after a narrowing) the source again for those keys: keyspace-scan.ts
  *   INFO       the Keyspace section summed per db
  *   FLUSHDB / FLUSHALL   applied to the source, then to the target
  *   SWAPDB     refused while keys move (it would put keys into a source db: docs/DESIGN.md rule 1)
@@ -29,12 +28,12 @@ import { ErrorText, RehomeError } from '../errors.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import { decodeReply } from '../resp/decode.js';
 import { encodeBulk, encodeBulkArray, encodeError } from '../resp/encode.js';
-import { argBuf, argStr, encodeRequest, type Request } from '../resp/request-framer.js';
-import { arrayElements } from '../resp/reply-scanner.js';
+import { argBuf, type Request } from '../resp/request-framer.js';
 import { isText, textLike, textOf } from '../resp/resp3.js';
 import { Entry } from './entry.js';
+import { comesBack, scan } from './keyspace-scan.js';
 import {
-  check, dropFromDb0, hiddenCount, hiddenRandomKey, hideReservedArray, intReply, isReservedBuf,
+  check, dropFromDb0, hiddenCount, hiddenRandomKey, intReply,
   isReservedReply, KEEP_PHASE_SCRIPT, keepingPhaseKey, mergeKeyspaceInfo, RANDOMKEY_SCRIPT, restArgs, sameCounts,
   sourceDbsize, sourceError, sourceKeyspace, wantsKeyspace,
 } from './keyspace-hidden.js';
@@ -44,8 +43,6 @@ import type { SessionPort } from './port.js';
 
 export { infoInMulti, queuedInMulti } from './keyspace-plain.js';
 export { wantsKeyspace } from './keyspace-hidden.js';
-
-const MAX_CURSOR = (1n << 64n) - 1n;
 
 /** How often a count is read again while the source count keeps changing under it. */
 const COUNT_ATTEMPTS = 100;
@@ -103,6 +100,20 @@ function keys(s: SessionPort, req: Request): void {
     const fromTarget = decodeReply(reply) as Buffer[];
     return encodeBulkArray(union(fromSource, fromTarget));
   };
+  const db = s.conn.db;
+  if (comesBack(s.ctx.scope, db)) {
+    // A canary while keys come back new -> old: the old server is read once more after the new
+    // one, as SCAN walks it again (keyspace-scan.ts has the argument).
+    const pattern = Buffer.from(argBuf(req, 1));
+    e.post = async (merged) => {
+      e.hook = null; // (the reply goes through complete() again)
+      if (merged[0] !== 0x2a) return merged;
+      const again = await s.ctx.source.db(db).callBuffer('KEYS', pattern).catch((err: unknown) => {
+        throw sourceError(err);
+      });
+      return encodeBulkArray(union(decodeReply(merged) as Buffer[], again as Buffer[]));
+    };
+  }
   s.enqueue(e);
 }
 
@@ -118,70 +129,6 @@ function union(a: Buffer[], b: Buffer[]): Buffer[] {
     }
   }
   return out;
-}
-
-function scan(s: SessionPort, req: Request): void {
-  if (req.argc < 2) return s.forwardPlain(req);
-  if (s.ctx.mover.drained && s.ctx.hideSide === 'target') {
-    // hold: the old server's own cursors, rehome's phase key left out of each page.
-    const e = new Entry(req);
-    e.hook = (reply) => {
-      const els = arrayElements(reply);
-      if (els === null || els.length !== 2) return reply;
-      return Buffer.concat([Buffer.from('*2\r\n'), els[0]!, hideReservedArray(els[1]!)]);
-    };
-    s.enqueue(e);
-    return;
-  }
-  const cur = argStr(req, 1);
-  if (!/^\d{1,20}$/.test(cur) || BigInt(cur) > MAX_CURSOR) {
-    s.localReply(req, encodeError(ErrorText.invalidCursor()));
-    return;
-  }
-  const c = BigInt(cur);
-  const rest = restArgs(req, 2);
-  const e = new Entry(req);
-  if (s.ctx.mover.drained && (c === 0n || c % 2n === 1n)) {
-    // Nothing left in the source: a walk that would start there starts on the target.
-    forwardTargetScan(e, 0n, rest, s.ctx.hideSide === 'target');
-  } else if (c === 0n || c % 2n === 1n) {
-    const srcCursor = c === 0n ? 0n : (c - 1n) / 2n;
-    e.local = true;
-    const db = s.conn.db;
-    e.pre = check(s, ['SCAN', 'rehome-check'], ErrorText.invalidCursor())
-      .then(() => s.ctx.source.db(db).callBuffer('SCAN', srcCursor.toString(), ...rest))
-      .then(
-        (r) => {
-          const [nextBuf, found] = r as [Buffer, Buffer[]];
-          const next = BigInt(nextBuf.toString('latin1'));
-          const out = next === 0n ? 2n : next * 2n + 1n;
-          if (out > MAX_CURSOR) throw new RehomeError('ECURSOR', ErrorText.tooBigCursor());
-          const shown = s.ctx.hideSide === 'source' ? found.filter((k) => !isReservedBuf(k)) : found;
-          e.reply = Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), encodeBulkArray(shown)]);
-        },
-        (err) => {
-          throw sourceError(err);
-        },
-      );
-  } else {
-    forwardTargetScan(e, (c - 2n) / 2n, rest, s.ctx.hideSide === 'target');
-  }
-  s.enqueue(e);
-}
-
-/** Sends the SCAN to the target (through the client's connection) and re-encodes its cursor. */
-function forwardTargetScan(e: Entry, tgtCursor: bigint, rest: Buffer[], hide: boolean): void {
-  e.bytes = encodeRequest([Buffer.from('SCAN'), Buffer.from(tgtCursor.toString()), ...rest]).raw;
-  e.hook = (reply) => {
-    const els = arrayElements(reply);
-    if (els === null || els.length !== 2) return reply;
-    const cursorVal = decodeReply(els[0]!) as Buffer;
-    const next = BigInt(cursorVal.toString('latin1'));
-    const out = next === 0n ? 0n : next * 2n + 2n;
-    if (out > MAX_CURSOR) return encodeError(ErrorText.tooBigCursor());
-    const keysEl = hide ? hideReservedArray(els[1]!) : els[1]!;
-    return Buffer.concat([Buffer.from('*2\r\n'), encodeBulk(out.toString()), keysEl]);
-  };
 }
 
 function dbsize(s: SessionPort, req: Request): void {

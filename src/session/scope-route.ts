@@ -7,7 +7,9 @@
  *                                      the scope by a narrowing may still be on the new server:
  *                                      the reverse mover brings it home first (the return rules)
  *   keys on both sides              -> -CROSSSCOPE naming one key of each side and the scope
- *   no keys, keyspace-wide commands -> unchanged (their merged meaning over both servers)
+ *   no keys, keyspace-wide commands -> unchanged (their merged meaning over both servers), but
+ *                                      scripts without keys run read-only and script/library
+ *                                      changes go to both servers (scope-scripts.ts)
  *
  * Why no key is served from two places: a key's side depends only on its name, its db and the
  * scope in force, and the scope changes only with the epoch (a fenced switch), so every process
@@ -30,6 +32,7 @@ import { getKeys, sortUsesPatterns } from './gate.js';
 import { OldSide } from './old-side.js';
 import type { SessionHandle, SessionPort } from './port.js';
 import type { ScopeRouting } from './scope-routing.js';
+import { routeKeyless } from './scope-scripts.js';
 
 /** What routing needs of the session besides the port: running a command alone (dispatch.ts). */
 interface RoutePort extends SessionPort {
@@ -68,8 +71,9 @@ export function routeByScope(s: RoutePort, req: Request, c: Classified): boolean
   if (r === null) return false;
   const keys = c.keys;
   if (keys === null) return routeUnknown(s, req, r);
+  if (keys.length === 0) return routeKeyless(s, req, r, () => sideOf(s, r));
   // (The gate refuses these: reserved keys, and SORT's patterns, which name keys on either side.)
-  if (keys.length === 0 || keys.some(isReserved)) return false;
+  if (keys.some(isReserved)) return false;
   if ((req.name === 'sort' || req.name === 'sort_ro') && sortUsesPatterns(req)) return false;
   const refs = keyRefs(s, req, keys);
   const { side, pair } = classify(r.scope, refs);

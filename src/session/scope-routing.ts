@@ -53,6 +53,11 @@ export interface ScopeRouting {
   readonly scope: Scope;
   /** Scopes whose keys may still be on the new server although out of scope now (narrowed). */
   returning: Scope[];
+  /**
+   * The scopes that were returning when the epoch began, kept after `returning` is emptied: a
+   * SCAN begun while keys came back must still look for them on the old server (keyspace-scan.ts).
+   */
+  readonly cameBack: readonly Scope[];
   /** The reverse mover (new -> old) for keys coming back; null when nothing is returning. */
   back: Mover | null;
   readonly old: Endpoint;

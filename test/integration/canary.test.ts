@@ -7,49 +7,17 @@
  */
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { fetchStatus, noKeyInBoth, useAdminProxies, type AdminProxy } from '../helpers/admin.js';
+import { noKeyInBoth, useAdminProxies } from '../helpers/admin.js';
+import { dataKeys, newHoldsOnly, phaseCli, waitAll } from '../helpers/canary.js';
 import { usePair } from '../helpers/fixture.js';
 import { keysByDb } from '../helpers/invariant.js';
 import { runCli } from '../helpers/proxy.js';
 import { encodeCommand } from '../helpers/resp.js';
-import { errorOf, sleep, waitFor } from '../helpers/util.js';
+import { errorOf, sleep } from '../helpers/util.js';
 import { checkCounters, seedCounters, startCounterWorkload } from '../helpers/workload.js';
 
 const ctx = usePair({ autoProxy: false });
 const startAdminProxy = useAdminProxies();
-
-type Json = Record<string, any>;
-
-async function phaseCli(ap: AdminProxy, to: string, ...flags: string[]): Promise<Json> {
-  const r = await runCli(['phase', to, '--admin', ap.admin, ...flags]);
-  expect(r.code, r.stderr + r.stdout).toBe(0);
-  return JSON.parse(r.stdout) as Json;
-}
-
-/** Waits until `f` holds for every process's /status. */
-async function waitAll(aps: AdminProxy[], what: string, f: (st: Json) => boolean, timeoutMs = 40_000): Promise<Json[]> {
-  try {
-    return await waitFor(async () => {
-      const all = await Promise.all(aps.map((a) => fetchStatus<Json>(a.admin)));
-      return all.every(f) ? all : null;
-    }, what, timeoutMs, 150);
-  } catch (e) {
-    const st = await fetchStatus<Json>(aps[0]!.admin).catch(() => null);
-    throw new Error(`${(e as Error).message}\nlast status: ${JSON.stringify(st?.scope ?? st)}\n${aps.map((a) => a.proxy.stderr.slice(-2500)).join('\n---\n')}`);
-  }
-}
-
-/** The data keys of a server (db 0), rehome's own left out. */
-async function dataKeys(port: number): Promise<string[]> {
-  const m = await keysByDb(port, [0]);
-  return (m.get(0) ?? []).filter((k) => !k.startsWith('__rehome:'));
-}
-
-/** Asserts every key on the new server has one of the prefixes. */
-async function newHoldsOnly(port: number, prefixes: string[]): Promise<void> {
-  const stray = (await dataKeys(port)).filter((k) => !prefixes.some((p) => k.startsWith(p)));
-  expect(stray.slice(0, 10), `keys on the new server outside ${prefixes.join(', ')}`).toEqual([]);
-}
 
 describe('canary migration by scope', () => {
   it('migrates one prefix, widens twice, narrows once, then migrates all; nothing lost, no key out of scope on the new server', async () => {
