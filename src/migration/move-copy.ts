@@ -28,6 +28,8 @@ export interface Carried {
   leaseEnd: number;
   /** The claim key's DUMP, when the claim script took it. */
   payload: Buffer | null;
+  /** A string's value, when the claim script took it (the type-aware copy has nothing to read then). */
+  value?: Buffer | null;
 }
 
 /** What a publish said: OK, EXISTS, MARKED, EXPIRED, LATE, or FAIL and why. */
@@ -45,10 +47,49 @@ export interface CopyOptions {
    * batch is published one slot at a time.
    */
   slotOf?: ((key: Buffer) => number) | undefined;
+  /** Clients' requests this process has handled so far (a count that only grows): a chunked copy gives way while it grows. */
+  clientRequests?: (() => number) | undefined;
 }
 
-/** Elements per chunk at most: each is a Buffer to parse and send, in one turn of the event loop. */
-const CHUNK_ITEMS = 2_000;
+/**
+ * Elements per chunk at most: each is a Buffer to parse and send in one turn of the event loop,
+ * and a command for the target to run in one script, while other clients' commands wait. 1000
+ * keeps either about a millisecond (a sorted set's ZADD of 1000 members into millions).
+ */
+const CHUNK_ITEMS = 1_000;
+
+/** Lets the I/O that came in meanwhile (clients' requests and replies) through before the next chunk. */
+const yieldToClients = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Longest a chunked copy rests between two chunks while clients are active. */
+const GIVE_WAY_MAX_MS = 20;
+
+/**
+ * While clients' requests keep coming, a chunked copy rests between chunks as long as the last
+ * chunk took (at most GIVE_WAY_MAX_MS): rehome and both servers then spend at most about half
+ * their time on the big key, and a client's command rarely finds one of them in the middle of a
+ * chunk. With no client, chunks follow each other at once.
+ */
+class GiveWay {
+  private seen: number;
+  private since = performance.now();
+
+  constructor(private readonly requests: (() => number) | undefined) {
+    this.seen = requests?.() ?? 0;
+  }
+
+  async next(): Promise<void> {
+    const took = performance.now() - this.since;
+    const now = this.requests?.() ?? 0;
+    const busy = now !== this.seen;
+    this.seen = now;
+    if (busy) await sleep(Math.min(GIVE_WAY_MAX_MS, Math.max(1, took)));
+    else await yieldToClients();
+    this.since = performance.now();
+  }
+}
 
 /** Staging keys of an abandoned copy disappear after this long without a chunk. */
 const STAGING_TTL_MS = 10 * 60_000;
@@ -116,7 +157,7 @@ export class Copier {
 
   /** The type-aware copy: one-chunk keys in one batched script, longer ones staged one by one. */
   private async copy(db: number, keys: readonly Carried[]): Promise<Outcome[]> {
-    const reads = await Promise.all(keys.map((c) => this.read(db, c)));
+    const reads = await Promise.all(keys.map((c) => (c.value != null ? taken(c.value) : this.read(db, c))));
     const out: Outcome[] = new Array<Outcome>(keys.length);
     const ones: number[] = [];
     const later: Array<Promise<void>> = [];
@@ -179,7 +220,9 @@ export class Copier {
     let leaseEnd = c.leaseEnd;
     let renewed = Date.now();
     let i = 0;
+    const giveWay = new GiveWay(this.opts.clientRequests);
     const put = async (chunk: CopyChunk): Promise<string | null> => {
+      await giveWay.next();
       const r = (await tgt.callBuffer('EVAL', STAGE_SCRIPT, 2, staging, count, String(i), String(STAGING_TTL_MS), ...encodeChunk(chunk))) as [Buffer, number];
       if (r[0].toString() !== 'OK') return `FAIL staging holds ${r[1]} chunks, expected ${i}`;
       i++;
@@ -210,6 +253,11 @@ export class Copier {
     if (payload === null) return `FAIL the claim of token ${c.tok} is gone`;
     return (await this.publishDumps(db, [{ ...c, payload }]))[0]!;
   }
+}
+
+/** A string the claim script read already: one chunk, as stringChunks would make it. */
+function taken(value: Buffer): Read {
+  return { kind: 'one', chunk: [{ name: 'SET', args: [value] }] };
 }
 
 /** A chunk as the scripts' arguments: name, subcommand ('' if none), argument count, arguments, per command. */

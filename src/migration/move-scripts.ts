@@ -133,7 +133,7 @@ return out`;
 /**
  * Target: publishes keys copied in one chunk each (steps 4-5 in one script: the chunk goes into
  * the staging key, which is renamed to K at once; a command that fails drops the staging key, so
- * K never holds half a value). KEYS: K, M, staging per key. ARGV: window ms, then per key:
+ * K never holds half a value; a chunk that is one SET, a string, writes K itself). KEYS: K, M, staging per key. ARGV: window ms, then per key:
  * deadline, lease end, the chunk's command count, then per command: name, subcommand (or empty), argument count,
  * arguments. Returns per key what PUBLISH_DUMP_SCRIPT does.
  */
@@ -152,6 +152,20 @@ for i = 1, #KEYS, 3 do
   elseif call('EXISTS', m) == 1 then out[#out + 1] = 'MARKED'
   elseif now > le + window then out[#out + 1] = 'LATE'
   elseif d >= 0 and d <= now then call('SET', m, '1'); counted(MARKERS, 1); out[#out + 1] = 'EXPIRED'
+  elseif n == 1 and ARGV[first] == 'SET' and ARGV[first + 1] == '' and ARGV[first + 2] == '1' then
+    -- a string in one SET: K is written at once (one command writes all or nothing), the marker
+    -- first and dropped if the SET fails, as PUBLISH_DUMP_SCRIPT does
+    local r = redis.pcall('SET', m, '1')
+    if not (type(r) == 'table' and r.err) then
+      r = redis.pcall('SET', k, ARGV[first + 3])
+      if type(r) == 'table' and r.err then call('DEL', m) end
+    end
+    if type(r) == 'table' and r.err then out[#out + 1] = 'FAIL ' .. r.err
+    else
+      if d >= 0 then call('PEXPIREAT', k, ARGV[first - 3]) end
+      counted(MARKERS, 1)
+      out[#out + 1] = 'OK'
+    end
   else
     call('DEL', s)
     local at, err = first, nil

@@ -52,6 +52,8 @@ export interface ProxyMoveOptions {
   slotOf?: ((key: Buffer) => number) | undefined;
   /** A cluster target: WAIT for a replica of the masters published keys went to, before a release. */
   replicated?: ((keys: readonly Buffer[]) => Promise<void>) | undefined;
+  /** Clients' requests handled so far by this process: chunked copies give way while it grows (move-copy.ts). */
+  clientRequests?: (() => number) | undefined;
 }
 
 export const PROXY_MOVE_DEFAULTS = {

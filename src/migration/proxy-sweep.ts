@@ -2,7 +2,8 @@
  * The sweeper's steps with a proxy-side method (`--move-method dump|copy`): the protocol of
  * proxy-move.ts over whole batches, with two batches in flight, as a pipelined client copy has:
  *
- *   step k   source: release batch k-2, then SCAN + claim (+ DUMP) batch k     one script
+ *   step k   source: release batch k-2, then SCAN + claim (+ DUMP, or a        one script
+ *                    string's value for the type-aware copy) batch k
  *            target: publish batch k-1                                         at the same time
  *
  * Folding step 6 of one batch into the claim script of a later one saves a source round trip per
@@ -37,7 +38,9 @@ interface Batch {
   leaseEnd: number;
   /** Deadlines of keys with a TTL, by index. */
   deadlines: Map<number, string>;
-  payloads: Buffer[] | null;
+  /** DUMPs (the dump method), or strings' values with nil for other types (the type-aware copy). */
+  payloads: Array<Buffer | null>;
+  dump: boolean;
   res: ProxyMoveResult;
   /** Indexes of keys whose outcome lets the claim go. */
   release: number[];
@@ -100,7 +103,7 @@ export class ProxySweep {
     const [next, keys, tok, dls, payloads, big, bigSizes, claims, heldUs, size, leaseEnd, touched, used, gone] = r;
     if (rel) done(this.settle(rel));
     const prev = this.publishing;
-    this.publishing = keys.length > 0 ? this.publish(this.batch(db, keys, tok.toString(), Number(leaseEnd), dls, dump ? payloads : null)) : null;
+    this.publishing = keys.length > 0 ? this.publishSoon(this.batch(db, keys, tok.toString(), Number(leaseEnd), dls, payloads, dump)) : null;
     this.publishingToken = keys.length > 0 ? tok.toString() : '';
     if (prev) this.published = await prev;
     if (next.toString() === '0') await this.flush(done);
@@ -132,13 +135,21 @@ export class ProxySweep {
     }
   }
 
-  private batch(db: number, keys: Buffer[], token: string, leaseEnd: number, dls: Array<number | Buffer>, payloads: Buffer[] | null): Batch {
+  private batch(db: number, keys: Buffer[], token: string, leaseEnd: number, dls: Array<number | Buffer>, payloads: Array<Buffer | null>, dump: boolean): Batch {
     const deadlines = new Map<number, string>();
     for (let i = 0; i < dls.length; i += 2) deadlines.set(Number(dls[i]) - 1, dls[i + 1]!.toString());
     let settle!: (fails: Map<string, Error>) => void;
     const joined = new Promise<Map<string, Error>>((resolve) => (settle = resolve));
     this.host.track(db, keys.map((k) => k.toString('latin1')), joined);
-    return { db, keys, token, leaseEnd, deadlines, payloads, res: { moved: 0, absent: 0, fails: new Map() }, release: [], settle };
+    return { db, keys, token, leaseEnd, deadlines, payloads, dump, res: { moved: 0, absent: 0, fails: new Map() }, release: [], settle };
+  }
+
+  /**
+   * publish() once the sweeper has sent its next step: building a batch's publish takes the event
+   * loop a while (every key and payload serialized), and the source would wait idle for that.
+   */
+  private publishSoon(b: Batch): Promise<Batch> {
+    return new Promise((resolve) => setImmediate(() => resolve(this.publish(b))));
   }
 
   /** Steps 4-5 for a batch; books each outcome. Never rejects: a failed publish fails every key. */
@@ -146,7 +157,7 @@ export class ProxySweep {
     let outs: Map<number, Outcome>;
     let ok: number;
     try {
-      [ok, outs] = b.payloads !== null ? await this.publishDumps(b) : await this.publishCopies(b);
+      [ok, outs] = b.dump ? await this.publishDumps(b) : await this.publishCopies(b);
       await this.proxy.durability.wait(b.db, b.keys);
     } catch (e) {
       for (const k of b.keys) b.res.fails.set(k.toString('latin1'), asMoveError(e, k));
@@ -173,7 +184,7 @@ export class ProxySweep {
 
   /** The dump method: one target script, outcomes other than OK by index. */
   private async publishDumps(b: Batch): Promise<[number, Map<number, Outcome>]> {
-    const args: Array<string | Buffer> = [String(this.proxy.opts.lateWindowMs), String(b.leaseEnd), ...b.payloads!];
+    const args: Array<string | Buffer> = [String(this.proxy.opts.lateWindowMs), String(b.leaseEnd), ...(b.payloads as Buffer[])];
     for (const [i, d] of b.deadlines) args.push(String(i + 1), d);
     const [ok, pairs] = (await this.proxy.target.db(b.db).callBuffer('EVAL', PUBLISH_BATCH_SCRIPT, b.keys.length, ...b.keys, ...args)) as [number, Array<number | Buffer>];
     const outs = new Map<number, Outcome>();
@@ -183,7 +194,7 @@ export class ProxySweep {
 
   /** The type-aware copy, key by key through the copier (proxy-move.ts's path). */
   private async publishCopies(b: Batch): Promise<[number, Map<number, Outcome>]> {
-    const carried: Carried[] = b.keys.map((k, i) => ({ names: moveKeys(k), tok: b.token, deadline: b.deadlines.get(i) ?? '-1', leaseEnd: b.leaseEnd, payload: null }));
+    const carried: Carried[] = b.keys.map((k, i) => ({ names: moveKeys(k), tok: b.token, deadline: b.deadlines.get(i) ?? '-1', leaseEnd: b.leaseEnd, payload: null, value: b.payloads[i] ?? null }));
     const all = await this.proxy.copier.publish(b.db, carried);
     const outs = new Map<number, Outcome>();
     let ok = 0;

@@ -29,6 +29,22 @@ local function touchedSince(prev, prevGone)
 end`;
 
 /**
+ * The source's own CPU time in microseconds (`INFO cpu`: its main thread where the server tells,
+ * else the whole process), or -1 when INFO does not say. A step's size is judged by the work it
+ * gave the source: on a loaded machine the wall clock also counts the time the server waited for
+ * a core, which would shrink every batch and multiply the round trips (each waiting for a core in
+ * turn) exactly when CPU is scarce.
+ */
+const CPU_LUA = `
+local function cpuUs()
+  local s = redis.call('INFO', 'cpu')
+  local sys = string.match(s, 'used_cpu_sys_main_thread:([%d%.]+)') or string.match(s, 'used_cpu_sys:([%d%.]+)')
+  local usr = string.match(s, 'used_cpu_user_main_thread:([%d%.]+)') or string.match(s, 'used_cpu_user:([%d%.]+)')
+  if not sys or not usr then return -1 end
+  return (tonumber(sys) + tonumber(usr)) * 1000000
+end`;
+
+/**
  * Step 6 for a batch: `releaseBatch(tok, from)` deletes the claim key and record of each key in
  * ARGV[from..] whose record still holds `tok`, and returns how many. A claim whose token changed
  * was taken over (this process stalled past its lease): its new mover releases it.
@@ -45,7 +61,8 @@ local function releaseBatch(tok, from)
 end`;
 
 /**
- * Source, the sweeper's step. ARGV: cursor, count, owner, lease ms, big-key bytes, dump ('1'),
+ * Source, the sweeper's step. ARGV: cursor, count, owner, lease ms, big-key bytes, dump ('1': the
+ * payloads are DUMPs; else a string's value, or nil for another type, which the type-aware copy reads),
  * small count, previous size, touches recent ('1'), previous gone, then the batch to release:
  * its token, the token of the batch being published (its claim keys are not handed back), the
  * SCAN MATCH pattern ('' for none: a canary's scope), and the keys to release. In order: the touches-first signal (SWEEP_SCRIPT's rule: keys that
@@ -53,10 +70,11 @@ end`;
  * whose record still holds the token), then one SCAN step claiming (and DUMPing) every small key.
  * Returns {cursor, claimed keys, their token, {index, deadline} pairs for keys with a TTL,
  * payloads, big keys, their sizes, claim keys' K found (moved one by one through the protocol),
- * microseconds held, DBSIZE after, the claims' lease end, keys touched since the previous step,
+ * microseconds held (the source's CPU time, or its clock where that is less: CPU_LUA), DBSIZE after, the claims' lease end, keys touched since the previous step,
  * the SCAN count used, keys gone so far}.
  */
-export const SWEEP_CLAIM_SCRIPT = `${LIB}${OWN_KEY_LUA}${TOUCHES_LUA}${RELEASE_LUA}
+export const SWEEP_CLAIM_SCRIPT = `${LIB}${OWN_KEY_LUA}${TOUCHES_LUA}${RELEASE_LUA}${CPU_LUA}
+local cpu0 = cpuUs()
 local owner, lease, big, dump = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local others = touchedSince(tonumber(ARGV[8]), tonumber(ARGV[10]))
 local released = releaseBatch(ARGV[11], 14)
@@ -77,7 +95,9 @@ for _, k in ipairs(r[2]) do
         if c[1] == 'CLAIMED' then
           keys[#keys + 1] = k
           if c[3] ~= '-1' then dls[#dls + 1] = #keys; dls[#dls + 1] = c[3] end
-          if dump then pls[#pls + 1] = call('DUMP', ck) end
+          if dump then pls[#pls + 1] = call('DUMP', ck)
+          elseif call('TYPE', ck)['ok'] == 'string' then pls[#pls + 1] = call('GET', ck)
+          else pls[#pls + 1] = false end
         elseif c[1] ~= 'ABSENT' then
           claims[#claims + 1] = k
         end
@@ -96,6 +116,7 @@ if #claims > 0 and ARGV[12] ~= '' then
 end
 local t = call('TIME')
 local held = (tonumber(t[1]) * 1000000 + tonumber(t[2])) - nowUs
+if cpu0 >= 0 then held = math.min(held, math.max(0, math.floor(cpuUs() - cpu0))) end
 return {r[1], keys, fmt(nowUs), dls, pls, bigs, sizes, claims, held, call('DBSIZE'), now + lease, others, tonumber(count), gone()}`;
 
 /**

@@ -501,6 +501,7 @@ export class Runtimes {
       // A cluster target (not the old server in reverse): publish scripts name one slot's keys.
       slotOf: !reverse && config.cluster !== undefined ? (k: Buffer) => keySlot(k.toString('latin1')) : undefined,
       replicated: !reverse && config.cluster !== undefined ? replicaWaiter(config.cluster) : undefined,
+      clientRequests: () => this.host.counters.commands,
     });
     // A cluster target: MIGRATE goes to the master of each key's slot (reverse moves keys into
     // the old server, a standalone one).

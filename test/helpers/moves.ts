@@ -112,6 +112,8 @@ export async function moveEverything(
 ): Promise<MovesRun> {
   const s = connect(source);
   const t = connect(target);
+  // Stopped on the way out: a proxy left running outlives the test's servers and keeps retrying.
+  let proxy: Awaited<ReturnType<typeof startProxy>> | undefined;
   try {
     const counters = opts.counters ?? 2_000;
     const bases = await seedCounters(s, { counters, seed: 15 });
@@ -119,7 +121,7 @@ export async function moveEverything(
     const typed = await seedTypes(s, opts.strings ?? false);
     const before = new Map<string, Reading | null>();
     for (const k of typed) before.set(k.toString('hex'), await readKey(s, k));
-    const proxy = await startProxy({
+    proxy = await startProxy({
       source,
       target,
       sweep: true,
@@ -146,5 +148,6 @@ export async function moveEverything(
   } finally {
     s.disconnect();
     t.disconnect();
+    await proxy?.stop().catch(() => undefined);
   }
 }

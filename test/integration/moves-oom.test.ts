@@ -76,3 +76,28 @@ for (const method of ['copy', 'dump'] as const) {
     });
   });
 }
+
+describe('the target out of memory when the type-aware copy publishes strings (written straight to K)', () => {
+  const ctx = usePair({ autoProxy: false });
+
+  it('no key and no marker land in the target; the client gets the OOM error; once there is room, every string moves once', async () => {
+    const s = ctx.source.client();
+    const t = ctx.target.client();
+    await seedStrings(s, 0, 300);
+    await t.config('SET', 'maxmemory-policy', 'noeviction');
+    await t.config('SET', 'maxmemory', '1');
+    const sp = await startAdmin(ctx, ['--move-method', 'copy', '--force']);
+    const c = sp.proxy.client();
+    await expect(c.get('k:7')).rejects.toThrow(/^OOM rehome: target out of memory, key 'k:7' stays in the source/);
+    // Every publish so far was refused before it wrote: neither a key nor a marker.
+    expect(await t.dbsize()).toBe(0);
+    expect(await s.dbsize()).toBeGreaterThanOrEqual(300);
+
+    await t.config('SET', 'maxmemory', '0');
+    await waitDrained<Status>(sp, 60_000);
+    await expectStrings(t, 0, 300);
+    expect(await c.get('k:7')).toBe('v-0-7');
+    await noKeyInBoth(ctx, [sp]);
+    c.disconnect();
+  });
+});

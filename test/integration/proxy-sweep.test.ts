@@ -75,6 +75,84 @@ for (const method of ['dump', 'copy'] as const) {
   });
 }
 
+/** `calls` of one command in the server's INFO commandstats (0 when it never ran). */
+async function calls(c: Redis, name: string): Promise<number> {
+  return Number(new RegExp(`^cmdstat_${name}:calls=(\\d+)`, 'm').exec(await c.info('commandstats'))?.[1] ?? 0);
+}
+
+describe('proxy-side sweep (--move-method copy): strings ride in the claim step', () => {
+  const ctx = usePair({ autoProxy: false });
+
+  it('carries each string in the step script (no read of its own), byte for byte with its TTL to the ms; other types are read', async () => {
+    const s = ctx.source.client();
+    await seedStrings(s, 0, 3_000);
+    const bin = Buffer.from([0, 255, 13, 10, 0x7b, 0x7d, 1]);
+    await s.set(bin, Buffer.concat([bin, bin]));
+    await s.set('empty', '');
+    await s.set('ttl', 'x'.repeat(500));
+    await s.pexpireat('ttl', Date.now() + 3_600_000);
+    const deadline = await s.pexpiretime('ttl');
+    await s.rpush('list', 'a', 'b', '');
+    await s.hset('hash', 'f', 'v');
+    await s.config('RESETSTAT');
+    const sp = await startAdmin(ctx, ['--move-method', 'copy']);
+    await waitDrained(sp, 60_000);
+    const t = ctx.target.client();
+    await expectStrings(t, 0, 3_000);
+    expect(await t.getBuffer(bin)).toEqual(Buffer.concat([bin, bin]));
+    expect(await t.get('empty')).toBe('');
+    expect(await t.get('ttl')).toBe('x'.repeat(500));
+    expect(await t.pexpiretime('ttl')).toBe(deadline);
+    expect(await t.lrange('list', 0, -1)).toEqual(['a', 'b', '']);
+    expect(await t.hgetall('hash')).toEqual({ f: 'v' });
+    // The type-aware reader asks TYPE and GETRANGE for a string it reads itself.
+    expect(await calls(s, 'getrange'), 'strings read apart from the step').toBe(0);
+    expect(await calls(s, 'lrange'), 'the list read by the type-aware reader').toBeGreaterThan(0);
+  });
+});
+
+describe('a big key in chunks while a client keeps sending requests', () => {
+  const ctx = usePair({ autoProxy: false });
+
+  for (const method of ['migrate', 'copy'] as const) {
+    it(`--move-method ${method}: the copy gives way between chunks but finishes, whole`, async () => {
+      const s = ctx.source.client();
+      const members: Array<string | number> = [];
+      for (let i = 0; i < 60_000; i++) members.push(i % 97, `member:${i}`);
+      for (let i = 0; i < members.length; i += 20_000) await s.zadd('zbig', ...members.slice(i, i + 20_000));
+      await seedStrings(s, 0, 200);
+      const sp = await startAdmin(ctx, ['--move-method', method, '--big-key-mb', '1']);
+      const c = sp.proxy.client();
+      let stop = false;
+      let reads = 0;
+      const reader = (async () => {
+        while (!stop) {
+          const i = reads++ % 200;
+          expect(await c.get(`k:${i}`)).toBe(`v-0-${i}`);
+        }
+      })();
+      const st = await waitDrained<{ phase: string; big_keys: { listed: Array<{ key: string; ok: boolean }> } }>(sp, 90_000);
+      stop = true;
+      await reader;
+      expect(st.big_keys.listed, 'zbig moved alone, in chunks').toEqual([expect.objectContaining({ key: 'zbig', ok: true })]);
+      expect(reads).toBeGreaterThan(0);
+      const t = ctx.target.client();
+      expect(await t.zcard('zbig')).toBe(60_000);
+      expect(await t.zrange('zbig', 0, 2, 'WITHSCORES')).toEqual(await expectedHead());
+      expect(await t.zscore('zbig', 'member:59999')).toBe(String(59_999 % 97));
+      c.disconnect();
+    });
+  }
+});
+
+/** The first three members of zbig with their scores, as the seed above writes them. */
+async function expectedHead(): Promise<string[]> {
+  const all: Array<[string, number]> = [];
+  for (let i = 0; i < 60_000; i++) if (i % 97 === 0) all.push([`member:${i}`, 0]);
+  all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return all.slice(0, 3).flatMap(([m, sc]) => [m, String(sc)]);
+}
+
 describe('proxy-side sweep: batches in flight end at a pause', () => {
   const ctx = usePair({ autoProxy: false });
 
