@@ -186,3 +186,25 @@ export async function replicaOf(c: TestCluster, master: RedisServer): Promise<Re
   }
   throw new Error(`no replica of ${master.port}`);
 }
+
+/** Empties the old server and every master serving slots: between tests that share one cluster. */
+export async function flushClusterPair(cl: TestCluster, source: RedisServer): Promise<void> {
+  const s = source.client();
+  await s.flushall();
+  s.disconnect();
+  for (const m of await cl.currentMasters()) {
+    const c = m.client();
+    await c.flushall();
+    c.disconnect();
+  }
+}
+
+/** GET straight from the cluster (a cluster-aware client), bypassing rehome. */
+export async function getFromCluster(cl: TestCluster, key: string): Promise<string | null> {
+  const c = cl.client();
+  try {
+    return await c.get(key);
+  } finally {
+    c.disconnect();
+  }
+}

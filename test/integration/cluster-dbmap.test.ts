@@ -3,7 +3,7 @@
  * plan's cluster checks from any seed: --target-cluster, or --target naming any one master.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster, flushClusterPair, getFromCluster } from '../helpers/cluster.js';
 import { runCli, startProxy, type ProxyHandle } from '../helpers/proxy.js';
 import { freePort, type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
 import { waitFor } from '../helpers/util.js';
@@ -23,14 +23,7 @@ afterAll(async () => {
 afterEach(async () => {
   await proxy?.stop();
   proxy = null;
-  const s = source.client();
-  await s.flushall();
-  s.disconnect();
-  for (const m of await cl.currentMasters()) {
-    const c = m.client();
-    await c.flushall();
-    c.disconnect();
-  }
+  await flushClusterPair(cl, source);
 });
 
 async function seedDb(db: number, keys: string[]): Promise<void> {
@@ -41,14 +34,7 @@ async function seedDb(db: number, keys: string[]): Promise<void> {
   s.disconnect();
 }
 
-async function clusterGet(key: string): Promise<string | null> {
-  const c = cl.client();
-  try {
-    return await c.get(key);
-  } finally {
-    c.disconnect();
-  }
-}
+const clusterGet = (key: string): Promise<string | null> => getFromCluster(cl, key);
 
 const names = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 

@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster, flushClusterPair, getFromCluster } from '../helpers/cluster.js';
 import { fetchStatus } from '../helpers/admin.js';
 import { runCli, startProxy, type ProxyHandle } from '../helpers/proxy.js';
 import { freePort, type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
@@ -27,24 +27,10 @@ afterAll(async () => {
 afterEach(async () => {
   await proxy?.stop();
   proxy = null;
-  const s = source.client();
-  await s.flushall();
-  s.disconnect();
-  for (const m of await cl.currentMasters()) {
-    const c = m.client();
-    await c.flushall();
-    c.disconnect();
-  }
+  await flushClusterPair(cl, source);
 });
 
-async function clusterGet(key: string): Promise<string | null> {
-  const c = cl.client();
-  try {
-    return await c.get(key);
-  } finally {
-    c.disconnect();
-  }
-}
+const clusterGet = (key: string): Promise<string | null> => getFromCluster(cl, key);
 
 async function seed(n: number): Promise<string[]> {
   const s = source.client();
