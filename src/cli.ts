@@ -117,7 +117,7 @@ const SUBCOMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<numb
   phase: async () => (await import('./admin/status-cli.js')).runPhaseCli,
   plan: async () => (await import('./tools/plan.js')).runPlanCli,
   verify: async () => (await import('./tools/verify.js')).runVerifyCli,
-  import: async () => (await import('./tools/import.js')).runImportCli,
+  import: async () => (await import('./import/import.js')).runImportCli,
 };
 
 async function main(): Promise<void> {

@@ -1,6 +1,6 @@
 /** Typed configuration, defaults, and validation with clear messages. */
 import { ConfigError } from './errors.js';
-import { parseDbMap } from './cluster/db-map.js';
+import { parseDbMap } from './db-map.js';
 import { DEFAULT_FRAMER_LIMITS, type FramerLimits } from './resp/request-framer.js';
 import { type ClientTlsConfig, parseClientTls, type RawServerTlsOptions, type RawTlsOptions, withServerTls } from './tls-config.js';
 import { type Endpoint, describeEndpoint, isLoopback, parseHostPort, parseRedisUrl } from './upstream/endpoint.js';

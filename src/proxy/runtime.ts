@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import { clusterDb } from '../cluster/db-map.js';
+import { clusterDb } from '../db-map.js';
 import { replicaWaiter } from '../cluster/replica-wait.js';
 import { keySlot } from '../cluster/slot.js';
 import { CommandTable } from '../commands/table.js';

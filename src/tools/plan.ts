@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { type ClusterTargetHandle, parseOnConflict, parseSourceTarget } from '../config.js';
-import { parseDbMap } from '../cluster/db-map.js';
+import { parseDbMap } from '../db-map.js';
 import { ConfigError, showKey } from '../errors.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { parseSourceTarget } from '../config.js';
 import { RehomeError, showKey } from '../errors.js';
-import { parseDbMap } from '../cluster/db-map.js';
+import { parseDbMap } from '../db-map.js';
 import { openClusterFront } from './plan-cluster.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { PHASE_KEY } from '../phase/phase.js';

@@ -3,8 +3,8 @@
  * AOF manifests, and which binary reads which RDB version (the integration tests load real files).
  */
 import { describe, expect, it } from 'vitest';
-import { maxRdbOf, parseServerVersion, readsRdb, serversFor, type ServerBinary } from '../../src/tools/import-binaries.js';
-import { parseManifest, rdbVersionOf } from '../../src/tools/import-input.js';
+import { maxRdbOf, parseServerVersion, readsRdb, serversFor, type ServerBinary } from '../../src/import/import-binaries.js';
+import { parseManifest, rdbVersionOf } from '../../src/import/import-input.js';
 
 const bin = (engine: ServerBinary['engine'], version: string): ServerBinary => ({ path: `/x/${engine}-${version}`, engine, version, maxRdb: maxRdbOf(engine, version) });
 

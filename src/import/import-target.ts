@@ -14,7 +14,7 @@ import { dropMarkers } from '../migration/drop-markers.js';
 import { MARKER_PATTERN } from '../migration/move-keys.js';
 import type { Logger } from '../proxy/server.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
-import { closeServer, describeCounts, keyspace, openServer, plural, scanDb, sumCounts, toRecord, type ServerConn } from './scan-both.js';
+import { closeServer, describeCounts, keyspace, openServer, plural, scanDb, sumCounts, toRecord, type ServerConn } from '../tools/scan-both.js';
 
 /** Whether any db holds a key that is not rehome's. */
 async function holdsData(c: ServerConn, dbs: Iterable<number>): Promise<boolean> {

@@ -26,8 +26,8 @@ import { describeBinary, findServerBinaries, probeBinary, readsRdb, serversDir, 
 import { describeInput, type ImportInput } from './import-input.js';
 import { LoadError, startThrowaway, type ThrowawayServer } from './import-server.js';
 import { checkTarget } from './import-target.js';
-import { plural } from './scan-both.js';
-import { formatVerifyReport, verify } from './verify.js';
+import { plural } from '../tools/scan-both.js';
+import { formatVerifyReport, verify } from '../tools/verify.js';
 
 const IMPORT_USAGE = `usage: rehome import --rdb FILE | --aof DIR|FILE --target redis://[user:pass@]host:port [options]
 

@@ -1,12 +1,12 @@
 /**
  * `--db-map N:0`: a cluster has db 0 only, so the old server's db N is merged into it. The cluster
- * front then takes `SELECT N` as `SELECT 0` (front-conn.ts): a client, the mover's probes and the
+ * front then takes `SELECT N` as `SELECT 0` (cluster/front-conn.ts): a client, the mover's probes and the
  * proxy-side move in db N all reach db 0 of the cluster, while the old server is still read in
- * db N; MIGRATE names destination db 0 (migrate-cluster.ts). Keys of the same name in two merged
+ * db N; MIGRATE names destination db 0 (migration/migrate-cluster.ts). Keys of the same name in two merged
  * dbs would meet in one key (the first move wins, rule 3 deletes the other's source copy): `plan`
  * FAILs on them (tools/plan-cluster.ts).
  */
-import { ConfigError } from '../errors.js';
+import { ConfigError } from './errors.js';
 
 /** The parsed flags: the source dbs merged into the cluster's db 0 (0 itself is not listed). */
 export function parseDbMap(values: readonly string[] | string | undefined): number[] {
