@@ -198,7 +198,11 @@ describe('--client-query-buffer-limit', () => {
 
 describe('--client-output-buffer-limit', () => {
   const VALUE = 1024 * 1024;
-  const GETS = 1000; // 1 GB of replies
+  // 150 MB of replies: far past the limit plus what the sockets' kernel buffers take (a few MB),
+  // and past the RSS bound below, so a proxy that held every reply fails. (1 GB made the target
+  // itself spend over 20 s building its output buffer on a loaded machine, before the proxy could
+  // see a byte of it.)
+  const GETS = 150;
 
   async function seedBig(): Promise<void> {
     const t = ctx.target.client();
