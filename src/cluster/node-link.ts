@@ -9,6 +9,7 @@ import type net from 'node:net';
 import { ErrorText } from '../errors.js';
 import { encodeError } from '../resp/encode.js';
 import { ReplyScanner } from '../resp/reply-scanner.js';
+import { SpanningReply } from '../resp/spanning-reply.js';
 import { connectSocket, connectedEvent } from '../upstream/connect.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
@@ -34,7 +35,7 @@ export class NodeLink {
   private readonly waiting = new Deque<ReplyFn>();
   private readonly scanner = new ReplyScanner();
   private readonly ends: number[] = [];
-  private partial: Buffer[] | null = null;
+  private readonly spanning = new SpanningReply();
   private gone = false;
   private connected = false;
   /** Messages beyond the replies awaited go to the host (subscribed or monitoring). */
@@ -118,13 +119,8 @@ export class NodeLink {
     }
     let s = 0;
     for (const end of ends) {
-      let reply = chunk.subarray(s, end);
+      const reply = this.spanning.take(chunk, s, end);
       s = end;
-      if (this.partial !== null) {
-        this.partial.push(reply);
-        reply = Buffer.concat(this.partial);
-        this.partial = null;
-      }
       // Replies to requests sent with a callback come first (a new link's replayed AUTH...);
       // after them, a stream's messages (front-stream.ts) go to the host whole.
       const f = this.waiting.shift();
@@ -136,7 +132,7 @@ export class NodeLink {
       }
       if (this.gone) return;
     }
-    if (s < chunk.length) (this.partial ??= []).push(chunk.subarray(s));
+    if (s < chunk.length) this.spanning.hold(chunk.subarray(s));
   }
 
   private fail(reason: string): void {

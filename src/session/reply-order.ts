@@ -19,6 +19,7 @@
 import type net from 'node:net';
 import { encodeError } from '../resp/encode.js';
 import { ReplyScanner } from '../resp/reply-scanner.js';
+import { SpanningReply } from '../resp/spanning-reply.js';
 import { pushKind, SUBSCRIBE_ACKS } from '../resp/resp3.js';
 import { Deque } from '../util/deque.js';
 import { type Entry, St } from './entry.js';
@@ -47,8 +48,8 @@ export interface ReplyHost {
 export class ReplyOrder {
   readonly out = new Deque<Entry>();
   private readonly scanner = new ReplyScanner();
-  /** Pieces of a target reply that spans chunks (not streamed). */
-  private partial: Buffer[] | null = null;
+  /** A target reply that spans chunks (not streamed). */
+  private readonly spanning = new SpanningReply();
   private readonly ends: number[] = [];
   /** A reply continues from the previous chunk, and whether it is a push. */
   private continuing = false;
@@ -92,7 +93,7 @@ export class ReplyOrder {
           this.write(chunk.subarray(run, s));
           run = -1;
         }
-        const push = this.takeReply(chunk, s, end);
+        const push = this.spanning.take(chunk, s, end);
         s = end;
         const ack = SUBSCRIBE_ACKS.has(pushKind(push) ?? '');
         if (ack) host.onSubscribeAck(push);
@@ -119,14 +120,14 @@ export class ReplyOrder {
           this.write(chunk.subarray(run, s));
           run = -1;
         }
-        host.onStreamReply(entry, this.takeReply(chunk, s, end));
+        host.onStreamReply(entry, this.spanning.take(chunk, s, end));
         s = end;
         continue;
       }
       up.shift();
-      if (entry.hook === null && entry.post === null && !entry.swallow && !entry.silent && this.out.peek() === entry && (this.partial === null || entry.streaming)) {
+      if (entry.hook === null && entry.post === null && !entry.swallow && !entry.silent && this.out.peek() === entry && (this.spanning.empty || entry.streaming)) {
         if (run < 0) run = s;
-        this.partial = null;
+        this.spanning.drop();
         this.out.shift();
         entry.state = St.Done;
         if (entry.t0 !== 0) host.ctx.observeLatency((performance.now() - entry.t0) / 1000);
@@ -142,7 +143,7 @@ export class ReplyOrder {
           this.write(chunk.subarray(run, s));
           run = -1;
         }
-        this.complete(entry, this.takeReply(chunk, s, end));
+        this.complete(entry, this.spanning.take(chunk, s, end));
       }
       s = end;
     }
@@ -154,11 +155,11 @@ export class ReplyOrder {
       const head = up.peek();
       this.continuingPush = this.scanner.topType === 0x3e;
       if (!this.continuingPush && head !== undefined && !head.stream && head.hook === null && head.post === null && !head.swallow && !head.silent &&
-          this.out.peek() === head && (this.partial === null || head.streaming)) {
+          this.out.peek() === head && (this.spanning.empty || head.streaming)) {
         head.streaming = true;
         this.write(piece);
       } else {
-        (this.partial ??= []).push(piece);
+        this.spanning.hold(piece);
       }
     }
     client.uncork();
@@ -166,18 +167,9 @@ export class ReplyOrder {
     if (this.out.length === 0) host.afterFlush();
   }
 
-  private takeReply(chunk: Buffer, s: number, end: number): Buffer {
-    const piece = chunk.subarray(s, end);
-    const partial = this.partial;
-    if (partial === null) return piece;
-    this.partial = null;
-    partial.push(piece);
-    return Buffer.concat(partial);
-  }
-
   /** Drops a reply being assembled (the connection it came on is gone). */
   dropPartial(): void {
-    this.partial = null;
+    this.spanning.drop();
     this.continuing = false;
   }
 
@@ -201,9 +193,7 @@ export class ReplyOrder {
    * are at most --max-pending-per-client of them, each one of the proxy's own short replies.
    */
   private heldReplyBytes(): number {
-    let n = this.host.client.writableLength;
-    if (this.partial !== null) for (const p of this.partial) n += p.length;
-    return n;
+    return this.host.client.writableLength + this.spanning.bytes;
   }
 
   complete(e: Entry, reply: Buffer): void {

@@ -28,6 +28,7 @@
 import type net from 'node:net';
 import { encodeRequest, PING_REQUEST } from '../resp/request-framer.js';
 import { ReplyScanner } from '../resp/reply-scanner.js';
+import { SpanningReply } from '../resp/spanning-reply.js';
 import { connectSocket, connectedEvent } from '../upstream/connect.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
 import { Deque } from '../util/deque.js';
@@ -80,7 +81,7 @@ export class SharedLane {
   private scanner = new ReplyScanner();
   private readonly ends: number[] = [];
   /** Pieces of a reply that spans chunks. */
-  private partial: Buffer[] | null = null;
+  private readonly spanning = new SpanningReply();
   /** Requests queued for the next write, and their total size. */
   private parts: Buffer[] = [];
   private partsBytes = 0;
@@ -240,13 +241,8 @@ export class SharedLane {
     let s = 0;
     for (let k = 0; k < ends.length; k++) {
       const end = ends[k]!;
-      let reply = chunk.subarray(s, end);
+      const reply = this.spanning.take(chunk, s, end);
       s = end;
-      if (this.partial !== null) {
-        this.partial.push(reply);
-        reply = Buffer.concat(this.partial);
-        this.partial = null;
-      }
       const owner = this.owners.shift();
       const e = this.entries.shift();
       if (owner === undefined) {
@@ -269,7 +265,7 @@ export class SharedLane {
       }
       owner.laneReply(e, reply);
     }
-    if (s < chunk.length && this.sock !== null) (this.partial ??= []).push(chunk.subarray(s));
+    if (s < chunk.length && this.sock !== null) this.spanning.hold(chunk.subarray(s));
     for (const c of corked) c.uncork();
     corked.length = 0;
   }
@@ -284,7 +280,7 @@ export class SharedLane {
     const sock = this.sock;
     this.sock = null;
     this.state = LaneState.Idle;
-    this.partial = null;
+    this.spanning.drop();
     this.parts = [];
     this.partsBytes = 0;
     this.scanner = new ReplyScanner();
