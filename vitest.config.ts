@@ -29,6 +29,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     exclude: versionsNamed ? configDefaults.exclude : [...configDefaults.exclude, 'test/versions/**'],
+    globalSetup: versionsNamed ? ['test/helpers/versions-setup.ts'] : [],
     // Hang guards, not speed checks: generous, as tests share two cores with other runs.
     testTimeout: 60_000,
     hookTimeout: 60_000,
