@@ -12,8 +12,7 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { deadline, expectGone, expectSame, fingerprint, portOpen, runImport, seed, throwaway, useImport, type Held } from '../helpers/import.js';
 import { CLI_PATH, runCli } from '../helpers/proxy.js';
-import { trackProcess, type RedisServer } from '../helpers/redis.js';
-import { serverBinary } from '../helpers/servers.js';
+import { REDIS_SERVER, trackProcess, type RedisServer } from '../helpers/redis.js';
 import { BINARY, snapshot } from '../helpers/typed-data.js';
 import { waitFor } from '../helpers/util.js';
 
@@ -150,7 +149,7 @@ describe('rehome import', () => {
     writeFileSync(cut, readFileSync(file).subarray(0, 40_000));
     const target = await server();
     const before = importDirs();
-    const r = await runImport(['--rdb', cut], target, ['--server-bin', serverBinary('redis-7.0')!]);
+    const r = await runImport(['--rdb', cut], target, ['--server-bin', REDIS_SERVER]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Redis 7\.0\.\d+ could not load it: .*(Short read|Unexpected EOF|Internal error in RDB)/);
     expect(r.stderr).toMatch(/no server could load/);
