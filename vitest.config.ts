@@ -6,12 +6,12 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 const verbose = Boolean(process.env.VERBOSE);
 
 // The version matrix (test/versions: servers of other versions and engines) is its own run, `npm
-// run test:versions`, which CI calls too. vitest drops excluded files before it applies the file
-// filters of the command line, so test/versions is excluded only when the command line does not
-// name it: `vitest run test/versions/FOO.test.ts` runs that file. REHOME_VERSIONS=1 includes it
-// in any run.
+// run test:versions`, which CI calls too: the default run excludes it. A run whose command line
+// names test/versions (a path, or a filter such as `versions/import`), or REHOME_VERSIONS=1,
+// includes it and starts by saying which server binaries it found (vitest runs a file named by its
+// path even when excluded, but a filter that is not a path matches only included files).
 const versionsNamed =
-  Boolean(process.env.REHOME_VERSIONS) || process.argv.slice(2).some((a) => a.replaceAll('\\', '/').includes('test/versions'));
+  Boolean(process.env.REHOME_VERSIONS) || process.argv.slice(2).some((a) => /(^|\/)versions(\/|$)/.test(a.replaceAll('\\', '/')));
 
 /**
  * The fault suite's files are small but take the longest: start them first, or on a fresh checkout
