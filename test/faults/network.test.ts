@@ -28,13 +28,13 @@ describe('faults: connections and the target', () => {
     await runScenario(ctx, SEED, 'client-kill', {
       async faults(env) {
         for (const where of env.deal(['source', 'target', 'both'] as const, reps(3, 6))) {
-          await sleep(env.between(250, 900));
+          await env.rest(250, 900);
           const n =
             (where !== 'target' ? await killNormalClients(ctx.source) : 0) +
             (where !== 'source' ? await killNormalClients(ctx.target) : 0);
           env.log(`CLIENT KILL TYPE normal on ${where}: ${n} connections killed`);
         }
-        await sleep(env.between(300, 800));
+        await env.rest(300, 800);
       },
     });
   }, 150_000);
@@ -43,7 +43,7 @@ describe('faults: connections and the target', () => {
     await runScenario(ctx, SEED, 'target-sigstop', {
       async faults(env) {
         for (let i = 0; i < reps(2, 3); i++) {
-          await sleep(env.between(400, 1200));
+          await env.rest(400, 1200);
           const ms = env.between(700, 1800);
           ctx.target.kill('SIGSTOP');
           env.log(`target SIGSTOP for ${ms} ms (--migrate-timeout-ms 500)`);
@@ -51,7 +51,7 @@ describe('faults: connections and the target', () => {
           ctx.target.kill('SIGCONT');
           env.log('target SIGCONT');
         }
-        await sleep(env.between(300, 1000));
+        await env.rest(300, 1000);
       },
       async heal() {
         ctx.target.kill('SIGCONT');
@@ -73,7 +73,7 @@ describe('faults: connections and the target', () => {
           { kind: 'reset' },
         ];
         for (const m of env.deal(modes, reps(modes.length, 6))) {
-          await sleep(env.between(200, 600));
+          await env.rest(200, 600);
           r.setMode(m);
           env.log(`relay: ${describeMode(m)}`);
           await sleep(env.between(400, 1200));
@@ -81,7 +81,7 @@ describe('faults: connections and the target', () => {
           env.log('relay: pass');
         }
         env.log(`relay stats ${JSON.stringify(r.stats)}`);
-        await sleep(env.between(300, 800));
+        await env.rest(300, 800);
       },
       async heal() {
         r.setMode({ kind: 'pass' });
@@ -93,7 +93,7 @@ describe('faults: connections and the target', () => {
     await runScenario(ctx, SEED, 'target-oom', {
       async faults(env) {
         for (let i = 0; i < reps(1, 2); i++) {
-          await sleep(env.between(400, 1200));
+          await env.rest(400, 1200);
           await setTargetMaxmemory('1');
           const ms = env.between(600, 1500);
           env.log(`target maxmemory 1 byte (noeviction) for ${ms} ms`);
@@ -101,7 +101,7 @@ describe('faults: connections and the target', () => {
           await setTargetMaxmemory('0');
           env.log('target maxmemory 0 (no limit)');
         }
-        await sleep(env.between(300, 1000));
+        await env.rest(300, 1000);
       },
       async heal() {
         ctx.target.kill('SIGCONT');

@@ -32,14 +32,14 @@ describe('faults: processes', () => {
     await runScenario(ctx, SEED, 'proxy-sigkill', {
       async faults(env) {
         for (let i = 0; i < reps(2, 3); i++) {
-          await sleep(env.between(400, 1500));
+          await env.rest(400, 1500);
           await env.proxies[0]!.kill();
           env.log('proxy 0 SIGKILL');
           await sleep(env.between(0, 500));
           await env.proxies[0]!.start();
           env.log('proxy 0 restarted (--on-conflict target)');
         }
-        await sleep(env.between(300, 1000));
+        await env.rest(300, 1000);
       },
     });
   }, 150_000);
@@ -49,11 +49,11 @@ describe('faults: processes', () => {
     await runScenario(ctx, SEED, 'source-restart', {
       async faults(env) {
         for (let i = 0; i < reps(1, 2); i++) {
-          await sleep(env.between(600, 1500));
+          await env.rest(600, 1500);
           runId = await restartSource(env);
           await resumeSweepersAfterRestart(env, runId);
         }
-        await sleep(env.between(300, 1000));
+        await env.rest(300, 1000);
       },
       async heal() {
         if (!ctx.source.running) await ctx.source.restart({ keepData: true });
@@ -66,7 +66,7 @@ describe('faults: processes', () => {
       proxies: 2,
       async faults(env) {
         for (const step of env.deal(['kill', 'client-kill'] as const, reps(2, 3))) {
-          await sleep(env.between(400, 1200));
+          await env.rest(400, 1200);
           if (step === 'kill') {
             const p = env.pick(env.proxies);
             await p.kill();
@@ -79,7 +79,7 @@ describe('faults: processes', () => {
             env.log(`CLIENT KILL TYPE normal on the source: ${n} killed (sweeper lease dropped)`);
           }
         }
-        await sleep(env.between(300, 1000));
+        await env.rest(300, 1000);
       },
     });
   }, 150_000);
