@@ -42,7 +42,7 @@ describe('faults: connections and the target', () => {
   it('target stopped (SIGSTOP) past MIGRATE timeout, then continued (SIGCONT)', async () => {
     await runScenario(ctx, SEED, 'target-sigstop', {
       async faults(env) {
-        for (let i = 0; i < reps(2, 3); i++) {
+        for (let i = 0; i < reps(1, 3); i++) {
           await env.rest(400, 1200);
           const ms = env.between(700, 1800);
           ctx.target.kill('SIGSTOP');
