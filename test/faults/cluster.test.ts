@@ -49,7 +49,10 @@ async function migrate(
   const before = await src.dbsize();
   await during(cl!);
   const after = await src.dbsize();
-  await sleep(300);
+  // The proxy follows the new topology: INCRs are acknowledged again after the change (counted,
+  // not timed: a loaded machine may take seconds).
+  const ackedByThen = work.ackedSoFar();
+  await waitFor(() => work.ackedSoFar() >= ackedByThen + 100 || null, '100 INCRs acknowledged after the change', 30_000, 20);
   const results = await work.stop();
   console.log(`[cluster] seed ${seed}: old server held ${before} keys when the change began, ${after} when it ended; ` +
     `${results.totals.acked} INCRs acked, ${results.totals.unknown} unknown ${JSON.stringify(results.totals.unknownByCause)}`);
