@@ -260,7 +260,7 @@ export interface ScenarioOptions {
   sweepRate?: number;
   /** Counters (default 1,500, long 8,000). */
   counters?: number;
-  /** Payload keys, a quarter of them in db 3 (default 2,000, long 16,000). */
+  /** Payload keys, a quarter of them in db 3 (default 1,000, long 16,000). */
   payloads?: number;
   clients?: number;
   /** The fault schedule; it must leave the servers healthy when it returns. */
@@ -319,7 +319,7 @@ export async function runScenario(
     rest: (lo, hi) => sleep(Math.round(between(lo, hi) * (LONG_FAULTS ? 1 : SHORT_REST))),
   };
   const nCounters = opts.counters ?? reps(1_500, 8_000);
-  const nPayloads = opts.payloads ?? reps(2_000, 16_000);
+  const nPayloads = opts.payloads ?? reps(1_000, 16_000);
   let workload: ReturnType<typeof startCounterWorkload> | null = null;
   let results: CounterResults | null = null;
   const fail = async (e: unknown): Promise<never> => {
