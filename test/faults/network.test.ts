@@ -4,7 +4,7 @@
  * timeout, a fault-injecting relay on the source -> target path, the target out of memory.
  * See harness.ts for the workload and the checks.
  */
-import { afterEach, describe, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { describeMode, startFaultRelay, type FaultRelay, type RelayMode } from '../helpers/fault-relay.js';
 import { sleep } from '../helpers/util.js';
 import { faultSeed, killNormalClients, reps, runScenario, setMaxmemory, useFaultPair } from './harness.js';
@@ -90,7 +90,7 @@ describe('faults: connections and the target', () => {
   }, 150_000);
 
   it('target out of memory (maxmemory, noeviction), then memory raised', async () => {
-    await runScenario(ctx, SEED, 'target-oom', {
+    const report = await runScenario(ctx, SEED, 'target-oom', {
       async faults(env) {
         for (let i = 0; i < reps(1, 2); i++) {
           await env.rest(400, 1200);
@@ -108,5 +108,7 @@ describe('faults: connections and the target', () => {
         await setTargetMaxmemory('0');
       },
     });
+    // The limit took effect: INCRs on keys already in the target were refused with OOM.
+    expect(Object.keys(report.workload.unknownByCause).filter((k) => k.startsWith('OOM'))).not.toEqual([]);
   }, 150_000);
 });

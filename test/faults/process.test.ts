@@ -3,7 +3,7 @@
  * killed with SIGKILL and restarted, the source killed and restarted (appendfsync always, so it
  * loses nothing), two proxies on the same pair. See harness.ts for the workload and the checks.
  */
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sleep, waitFor } from '../helpers/util.js';
 import { faultSeed, killNormalClients, reps, resumeSweepersAfterRestart, runScenario, type FaultEnv, useFaultPair } from './harness.js';
 
@@ -30,7 +30,7 @@ async function restartSource(env: FaultEnv): Promise<string> {
 describe('faults: processes', () => {
   // Once in the short version: two-proxies below and mixed.test.ts kill and restart a proxy too.
   it('proxy killed with SIGKILL and restarted, once (long: three times)', async () => {
-    await runScenario(ctx, SEED, 'proxy-sigkill', {
+    const report = await runScenario(ctx, SEED, 'proxy-sigkill', {
       async faults(env) {
         for (let i = 0; i < reps(1, 3); i++) {
           await env.rest(400, 1500);
@@ -43,6 +43,8 @@ describe('faults: processes', () => {
         await env.rest(300, 1000);
       },
     });
+    // The kill reached the clients: each of the 8 had its connection closed and dialled again.
+    expect(report.workload.connects).toBeGreaterThanOrEqual(16);
   }, 150_000);
 
   it('source killed and restarted from its AOF (appendfsync always); sweeper resumed over HTTP', async () => {
