@@ -14,6 +14,11 @@
  * design does (one shared server connection, rehome's framer and reply scanner, nothing else), to
  * separate what rehome costs per request from what Node costs.
  *
+ * --drained adds an endpoint 'rehome-drained': rehome with its sweeper on, which finds the empty
+ * source empty and is drained at once. Its data path is the steady state's without the look-up of
+ * each request's keys in the known-absent cache (a drained rehome no longer asks it): the
+ * difference between 'rehome' and 'rehome-drained' is what that look-up costs.
+ *
  * --compare PATH adds an endpoint 'compare': rehome (one process) run from another build's
  * cli.js, e.g. the previous commit's dist/ copied inside this checkout (so it finds node_modules),
  * measured in the same rounds as the current build.
@@ -67,6 +72,7 @@ const opt = flags({
   'load-wait': 600,
   compare: '',
   floor: false,
+  drained: false,
   tls: false,
   resp3: false,
 });
@@ -158,6 +164,18 @@ async function steadyState(quiet) {
   if (opt.floor) {
     floor = await startNodeFloor(target.port);
     endpoints.push({ name: 'node-floor', port: floor.port, proc: floor });
+  }
+  if (opt.drained) {
+    // The sweeper finds the empty source empty and declares the migration drained at once: the
+    // same data path without the known-absent cache's look-up of every request's keys.
+    const rh = await startRehome({ source: source.port, target: target.port, args: [], admin: true });
+    const t0 = performance.now();
+    while ((await getJson(rh.adminPort, '/status')).phase !== 'drained') {
+      if (performance.now() - t0 > 20_000) throw new Error('rehome-drained did not drain an empty source within 20 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    rehomes.push({ name: 'rehome-drained', rh, workers: 1 });
+    endpoints.push({ name: 'rehome-drained', port: rh.port, proc: rh });
   }
   if (opt.compare) {
     const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'], cli: opt.compare });

@@ -1,34 +1,29 @@
 /**
  * Keys known to be absent from the source, per db. Safe to remember because the source only ever
- * loses keys during a migration (docs/DESIGN.md rule 1): once absent, a key stays absent.
+ * loses keys during a migration (docs/DESIGN.md rule 1): once absent, a key stays absent. Every
+ * request with keys asks it while keys move, so its look-up is built for speed (absent-table.ts).
  */
-import { LRUCache } from 'lru-cache';
+import { AbsentTable } from './absent-table.js';
 
-/** A bounded LRU, per db, of keys confirmed absent from the source. */
+/** A bounded table, per db, of keys confirmed absent from the source (absent-table.ts). */
 export class KnownAbsentCache {
-  private dbs: Array<LRUCache<string, true> | undefined> = [];
+  private dbs: Array<AbsentTable | undefined> = [];
 
   constructor(readonly maxPerDb: number) {}
 
-  private lru(db: number): LRUCache<string, true> {
-    let c = this.dbs[db];
-    if (!c) {
-      // Bounded by count through maxSize (every entry weighs 1), not `max`: with `max` the cache
-      // preallocates arrays for every slot, ~150 ms for the default million, spent on the first
-      // key confirmed absent in each db while every client and the sweeper wait.
-      c = new LRUCache<string, true>({ maxSize: this.maxPerDb, sizeCalculation: () => 1 });
-      this.dbs[db] = c;
-    }
-    return c;
-  }
-
   has(db: number, key: string): boolean {
-    const c = this.dbs[db];
-    return c !== undefined && c.get(key) === true;
+    const t = this.dbs[db];
+    return t !== undefined && t.has(key);
   }
 
   add(db: number, key: string): void {
-    if (this.maxPerDb > 0) this.lru(db).set(key, true);
+    if (this.maxPerDb === 0) return;
+    let t = this.dbs[db];
+    if (t === undefined) {
+      t = new AbsentTable(this.maxPerDb);
+      this.dbs[db] = t;
+    }
+    t.add(key);
   }
 
   clear(): void {

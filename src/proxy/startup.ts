@@ -83,16 +83,17 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
   try {
     // Only for a migration: hold moves nothing yet, and a switch to migrate runs them then.
     const s = phases?.state;
-    let probed: MethodChoice | null = null;
+    let pre: PlanResult | null = null;
     if (preflight && (!s || s.phase === 'migrate' || (s.phase === 'fencing' && s.next === 'migrate'))) {
-      probed = (await runPreflight(config, log)).methods.forward;
+      pre = await runPreflight(config, log);
     }
     const authRequired = {
       old: await needsAuth('source', config.source, config.connectTimeoutMs),
       new: await needsAuth('target', config.target, config.connectTimeoutMs),
     };
-    const databases = await targetDatabases(config);
-    const methodFor = moveMethods(config, probed);
+    // The plan read it already (a connection less at start), unless it could not.
+    const databases = pre?.targetDatabases ?? (await targetDatabases(config));
+    const methodFor = moveMethods(config, pre?.methods.forward ?? null);
     return { versions: { source: src.version, target: tgt.version }, authRequired, databases, phases, methodFor };
   } catch (e) {
     await phases?.close();

@@ -122,6 +122,8 @@ export interface PlanResult {
   conflicts: { total: number; listed: DbKey[]; resolved: number };
   /** Source keys per db (INFO keyspace, before any resolution), only dbs with keys. */
   sourceKeysPerDb: Record<number, number>;
+  /** The target's `databases` (CONFIG GET); null where not read (denied, or plan stopped before). */
+  targetDatabases: number | null;
   /** How keys move old -> new and new -> old (reverse); null where not probed. */
   methods: { forward: MethodChoice | null; reverse: MethodChoice | null };
 }
@@ -182,11 +184,13 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
   const conflicts: PlanResult['conflicts'] = { total: 0, listed: [], resolved: 0 };
   const methods: PlanResult['methods'] = { forward: null, reverse: null };
   let sourceKeysPerDb: Record<number, number> = {};
+  let targetDatabases: number | null = null;
   const result = (): PlanResult => ({
     findings,
     hardFailure: findings.some((f) => f.level === 'fail'),
     conflicts,
     sourceKeysPerDb,
+    targetDatabases,
     methods,
   });
 
@@ -239,7 +243,8 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     const targetKeys = withoutPhaseKey(parseKeyspace(tText), tPhase);
     sourceKeysPerDb = toRecord(sourceKeys);
     const srcTotal = sumCounts(sourceKeysPerDb);
-    let tDatabases = await configDatabases(t);
+    targetDatabases = await configDatabases(t);
+    let tDatabases = targetDatabases;
     if (tDatabases === null) {
       add('keyspace', 'warn', "could not read the target's databases setting (CONFIG GET denied): assuming 16");
       tDatabases = 16;

@@ -11,8 +11,9 @@
  * (timings are the schedule's; what the servers do within them may differ run to run).
  *
  * Two lengths: the default (npm test) is the short one, REHOME_FAULTS=long (npm run test:faults)
- * the long one. Both run every scenario with the same kinds of faults; the short one seeds fewer
- * keys and repeats each fault fewer times (reps()).
+ * the long one. Both run every scenario with the same kinds of faults, each lasting as long; the
+ * short one seeds fewer keys (and sweeps them slower, so keys are still moving when the faults end),
+ * repeats some faults fewer times (reps()) and halves the quiet time between them (FaultEnv.rest()).
  */
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
@@ -41,6 +42,13 @@ export const LONG_FAULTS = process.env.REHOME_FAULTS === 'long';
 export function reps(short: number, long: number): number {
   return LONG_FAULTS ? long : short;
 }
+
+/**
+ * The short version's quiet time between faults, as a share of the long one's. A fault's own length
+ * (a SIGSTOP past MIGRATE's timeout, a relay mode, an out-of-memory spell) is never scaled: that is
+ * what makes it take effect.
+ */
+const SHORT_REST = 0.5;
 
 /** The run's seed: REHOME_FAULT_SEED when set, else random; logged once per file. */
 export function faultSeed(file: string): number {
@@ -233,6 +241,11 @@ export interface FaultEnv {
    * least items.length steps has every kind of fault, however short.
    */
   deal<T>(items: readonly T[], n: number): T[];
+  /**
+   * Waits a quiet time between faults: between(lo, hi) ms in the long version, SHORT_REST of it in
+   * the short one (the same draw from the PRNG in both, so a seed replays the same schedule).
+   */
+  rest(lo: number, hi: number): Promise<void>;
 }
 
 export interface ScenarioOptions {
@@ -242,12 +255,12 @@ export interface ScenarioOptions {
   proxyArgs?: string[];
   /**
    * Sweeper keys/s while faults run (lifted afterwards); sized so the drain overlaps the faults
-   * (default 1,000, long 2,500).
+   * (default 500, long 2,500).
    */
   sweepRate?: number;
-  /** Counters (default 3,000, long 8,000). */
+  /** Counters (default 1,500, long 8,000). */
   counters?: number;
-  /** Payload keys, a quarter of them in db 3 (default 6,000, long 16,000). */
+  /** Payload keys, a quarter of them in db 3 (default 1,000, long 16,000). */
   payloads?: number;
   clients?: number;
   /** The fault schedule; it must leave the servers healthy when it returns. */
@@ -289,22 +302,24 @@ export async function runScenario(
     // A restarted proxy may find the leftover of a move cut off mid-way: the target copy wins
     // (docs/DESIGN.md rule 3), as the README tells an operator to do.
     '--on-conflict', 'target',
-    '--sweep-rate', String(opts.sweepRate ?? reps(1_000, 2_500)),
+    '--sweep-rate', String(opts.sweepRate ?? reps(500, 2_500)),
     ...(opts.proxyArgs ?? []),
   ];
   const proxies: ManagedProxy[] = [];
+  const between = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
   const env: FaultEnv = {
     ctx,
     seed,
     rnd,
     proxies,
     log,
-    between: (lo, hi) => lo + Math.floor(rnd() * (hi - lo + 1)),
+    between,
     pick: (items) => items[Math.floor(rnd() * items.length)]!,
     deal: (items, n) => deal(rnd, items, n),
+    rest: (lo, hi) => sleep(Math.round(between(lo, hi) * (LONG_FAULTS ? 1 : SHORT_REST))),
   };
-  const nCounters = opts.counters ?? reps(3_000, 8_000);
-  const nPayloads = opts.payloads ?? reps(6_000, 16_000);
+  const nCounters = opts.counters ?? reps(1_500, 8_000);
+  const nPayloads = opts.payloads ?? reps(1_000, 16_000);
   let workload: ReturnType<typeof startCounterWorkload> | null = null;
   let results: CounterResults | null = null;
   const fail = async (e: unknown): Promise<never> => {
@@ -351,14 +366,15 @@ export async function runScenario(
       bases,
       commandTimeoutMs: 4_000,
     });
-    await sleep(env.between(200, 600));
+    await env.rest(200, 600);
 
     try {
       await opts.faults(env);
     } finally {
       await opts.heal?.(env);
     }
-    log('faults over');
+    // Keys still in the source when the faults end: the faults ran while the sweeper was moving keys.
+    log(`faults over; ${await sourceKeys(ctx.source)} keys left in the source`);
     await sleep(300);
     results = await workload.stop();
     workload = null;
@@ -421,6 +437,17 @@ export async function runScenario(
     if (workload) await workload.stop().catch(() => {});
     await opts.heal?.(env).catch(() => {});
     await Promise.all(proxies.map((p) => p.stop().catch(() => {})));
+  }
+}
+
+/** Keys in the source, every db (INFO keyspace, so no SELECT on a shared connection). */
+async function sourceKeys(ref: PairContext['source']): Promise<number> {
+  const c = faultConnection(ref);
+  try {
+    const info = await c.info('keyspace');
+    return [...info.matchAll(/^db\d+:keys=(\d+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
+  } finally {
+    c.disconnect();
   }
 }
 

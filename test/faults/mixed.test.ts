@@ -82,7 +82,7 @@ describe('faults: a randomized schedule', () => {
           env.log('relay: pass (before a restart)');
         };
         for (const step of env.deal(STEPS, reps(STEPS.length, 8))) {
-          await sleep(env.between(100, 600));
+          await env.rest(100, 600);
           switch (step) {
             case 'proxy-kill': {
               const p = env.pick(env.proxies);
@@ -147,7 +147,7 @@ describe('faults: a randomized schedule', () => {
         }
         r.setMode({ kind: 'pass' });
         env.log(`relay: pass; stats ${JSON.stringify(r.stats)}`);
-        await sleep(env.between(200, 800));
+        await env.rest(200, 800);
       },
       async heal() {
         ctx.target.kill('SIGCONT');

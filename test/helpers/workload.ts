@@ -187,7 +187,11 @@ class CounterConnection {
  * Starts the counter workload; stop() ends it (in-flight INCRs finish or time out) and returns the
  * tallies. The clients run until stop(), whatever happens to the servers behind `urls`.
  */
-export function startCounterWorkload(opts: CounterWorkloadOptions): { stop(): Promise<CounterResults> } {
+export function startCounterWorkload(opts: CounterWorkloadOptions): {
+  /** INCRs acknowledged so far (while it runs). */
+  ackedSoFar(): number;
+  stop(): Promise<CounterResults>;
+} {
   const prefix = opts.prefix ?? 'ctr:';
   const db = opts.db ?? 0;
   const timeoutMs = opts.commandTimeoutMs ?? 5_000;
@@ -264,6 +268,7 @@ export function startCounterWorkload(opts: CounterWorkloadOptions): { stop(): Pr
 
   const loops = Array.from({ length: opts.clients }, (_, c) => runClient(c));
   return {
+    ackedSoFar: () => totals.acked,
     async stop() {
       stopped = true;
       await Promise.all(loops);
