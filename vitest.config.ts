@@ -1,9 +1,17 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 // VERBOSE=1: every test by name, and what every test printed. By default a passing run prints one
 // line per file (tests over 10 s with their time), and a failing test what it printed.
 const verbose = Boolean(process.env.VERBOSE);
+
+// The version matrix (test/versions: servers of other versions and engines) is its own run, `npm
+// run test:versions`, which CI calls too: the default run excludes it. A run whose command line
+// names test/versions (a path, or a filter such as `versions/import`), or REHOME_VERSIONS=1,
+// includes it and starts by saying which server binaries it found (vitest runs a file named by its
+// path even when excluded, but a filter that is not a path matches only included files).
+const versionsNamed =
+  Boolean(process.env.REHOME_VERSIONS) || process.argv.slice(2).some((a) => /(^|\/)versions(\/|$)/.test(a.replaceAll('\\', '/')));
 
 /**
  * The fault suite's files are small but take the longest: start them first, or on a fresh checkout
@@ -20,6 +28,8 @@ class FaultsFirst extends BaseSequencer {
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    exclude: versionsNamed ? configDefaults.exclude : [...configDefaults.exclude, 'test/versions/**'],
+    globalSetup: versionsNamed ? ['test/helpers/versions-setup.ts'] : [],
     // Hang guards, not speed checks: generous, as tests share two cores with other runs.
     testTimeout: 60_000,
     hookTimeout: 60_000,

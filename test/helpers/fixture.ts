@@ -96,3 +96,19 @@ export function useReferenceRedis(): { readonly server: RedisServer } {
     },
   };
 }
+
+/**
+ * Starts redis-servers for one test at a time: each one `server()` starts is stopped after the
+ * test that started it. `binary` null is Debian's redis-server.
+ */
+export function useServers(): (binary?: string | null, args?: string[], more?: Pick<StartRedisOptions, 'username' | 'password'>) => Promise<RedisServer> {
+  const open: RedisServer[] = [];
+  afterEach(async () => {
+    await stopAll(...open.splice(0));
+  });
+  return async (binary = null, args = [], more = {}) => {
+    const s = await startRedis({ ...(binary ? { binary } : {}), args, ...more });
+    open.push(s);
+    return s;
+  };
+}

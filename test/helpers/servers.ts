@@ -15,6 +15,8 @@ export const SERVERS_DIR = process.env.REHOME_SERVERS ?? path.resolve(PROJECT, '
 /** The engines and versions tests can ask for; 'redis-7.0' is Debian's default binary. */
 export type ServerName = 'redis-6.2.16' | 'redis-7.0' | 'redis-7.2.6' | 'redis-7.4.1' | 'valkey-8.0.1';
 
+const ALL: ServerName[] = ['redis-6.2.16', 'redis-7.0', 'redis-7.2.6', 'redis-7.4.1', 'valkey-8.0.1'];
+
 /** Path of a server binary, or null when it is not on this machine. */
 export function serverBinary(name: ServerName): string | null {
   if (name === 'redis-7.0') return existsSync(REDIS_SERVER) ? REDIS_SERVER : null;
@@ -44,4 +46,16 @@ export function serverBinaries<N extends ServerName>(...names: N[]): Record<N, s
     console.log(line);
   }
   return null;
+}
+
+/**
+ * One line for the start of a version-matrix run: which binaries it found and which it lacks.
+ * The per-test notices above are console output, which a passing run does not show (vitest's
+ * `silent: 'passed-only'`); this line is printed by the run itself (test/helpers/versions-setup.ts).
+ */
+export function serversSummary(): string {
+  const missing = ALL.filter((n) => serverBinary(n) === null);
+  const found = ALL.filter((n) => !missing.includes(n));
+  if (missing.length === 0) return `version matrix: all of ${found.join(', ')} found (under ${SERVERS_DIR})`;
+  return `version matrix: found ${found.join(', ') || 'none'}; skipping the tests that need ${missing.join(', ')}: not found under ${SERVERS_DIR} (set REHOME_SERVERS)`;
 }

@@ -1,159 +1,22 @@
 /**
  * `rehome import` (issue 15 item 5): RDB and AOF files written by real servers, loaded by a
  * throwaway server of a version that reads them, moved into the target, and checked byte for byte
- * against the server that wrote them, as it was before it saved. Version binaries come from
- * REHOME_SERVERS; a case whose binary is missing skips with a one-line notice.
+ * against the server that wrote them, as it was before it saved. Files of other versions (Redis
+ * 6.2, Redis 7.4 into Valkey 8) are in test/versions/import.test.ts (`npm run test:versions`).
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { deadline, expectGone, expectSame, fingerprint, portOpen, runImport, seed, throwaway, useImport, type Held } from '../helpers/import.js';
 import { CLI_PATH, runCli } from '../helpers/proxy.js';
-import { startRedis, stopAll, trackProcess, type RedisServer } from '../helpers/redis.js';
-import { serverBinaries, serverBinary } from '../helpers/servers.js';
-import { BINARY, comparable, seedEveryType, snapshot } from '../helpers/typed-data.js';
-import { seedTypes } from '../helpers/moves.js';
+import { REDIS_SERVER, trackProcess, type RedisServer } from '../helpers/redis.js';
+import { BINARY, snapshot } from '../helpers/typed-data.js';
 import { waitFor } from '../helpers/util.js';
 
-const open: RedisServer[] = [];
-afterEach(async () => {
-  await stopAll(...open.splice(0));
-});
-const scratch = mkdtempSync(path.join(os.tmpdir(), 'rehome-import-test-'));
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-async function server(binary: string | null = null, args: string[] = []): Promise<RedisServer> {
-  const s = await startRedis({ ...(binary ? { binary } : {}), args });
-  open.push(s);
-  return s;
-}
-
-/** One key as the server that wrote it held it: everything observable, and its absolute expiry. */
-interface Held {
-  db: number;
-  key: Buffer;
-  snap: Record<string, unknown>;
-  /** PEXPIRETIME (now + PTTL on 6.2), -1 without a TTL. */
-  deadline: number;
-}
-
-async function deadline(c: Redis, k: Buffer): Promise<number> {
-  const pttl = await c.pttl(k);
-  if (pttl < 0) return -1;
-  try {
-    return Number(await c.call('PEXPIRETIME', k));
-  } catch {
-    return Date.now() + pttl;
-  }
-}
-
-/**
- * Writes every type (binary names and values, empty-ish cases) in db 0, keys with TTLs to the
- * millisecond in db 2, binary keys with TTLs in db 7; returns each key as the server holds it.
- */
-async function seed(s: RedisServer): Promise<Held[]> {
-  const held: Held[] = [];
-  const record = async (db: number, keys: Buffer[]) => {
-    const c = s.client(db);
-    for (const key of keys) held.push({ db, key, snap: await snapshot(c, key), deadline: await deadline(c, key) });
-  };
-  await record(0, await seedEveryType(s.client(0)));
-  await record(2, await seedTypes(s.client(2)));
-  const c7 = s.client(7);
-  const bin: Buffer[] = [];
-  for (let i = 0; i < 50; i++) {
-    const k = Buffer.concat([BINARY, Buffer.from(`:${i}`)]);
-    await c7.set(k, Buffer.concat([Buffer.from(`v${i}`), BINARY]), 'PXAT', Date.now() + 7_200_000 + i * 13);
-    bin.push(k);
-  }
-  await record(7, bin);
-  return held;
-}
-
-/** Every key in the target as it was in the server that wrote the file; TTLs within `tolMs`. */
-async function expectSame(target: RedisServer, held: Held[], tolMs: number): Promise<void> {
-  for (const h of held) {
-    const c = target.client(h.db);
-    const [want, got] = comparable(h.snap, await snapshot(c, h.key));
-    expect(got, `db${h.db} ${h.key.toString('hex')}`).toEqual(want);
-    const d = await deadline(c, h.key);
-    if (h.deadline < 0) expect(d, `db${h.db} ${h.key.toString('hex')} has no TTL`).toBe(-1);
-    else expect(Math.abs(d - h.deadline), `db${h.db} ${h.key.toString('hex')} deadline ${d} vs ${h.deadline}`).toBeLessThanOrEqual(tolMs);
-  }
-  const per = new Map<number, number>();
-  for (const h of held) if (h.snap.type !== 'none') per.set(h.db, (per.get(h.db) ?? 0) + 1);
-  for (const [db, n] of per) expect(await target.client(db).dbsize(), `db${db} holds only the file's keys`).toBe(n);
-}
-
-/** Hash of every file under `p` (a file or a directory), to show import wrote none of them. */
-function fingerprint(p: string): string {
-  const h = createHash('sha256');
-  const walk = (q: string) => {
-    if (readdirSafe(q) === null) {
-      h.update(q).update(readFileSync(q));
-      return;
-    }
-    for (const n of readdirSafe(q)!.sort()) walk(path.join(q, n));
-  };
-  walk(p);
-  return h.digest('hex');
-}
-
-function readdirSafe(p: string): string[] | null {
-  try {
-    return readdirSync(p);
-  } catch {
-    return null;
-  }
-}
-
-/** Seeds a server of `binary`, saves it, stops it; the RDB (copied out) and what it held. */
-async function rdbFrom(binary: string | null): Promise<{ file: string; held: Held[] }> {
-  const s = await server(binary);
-  const held = await seed(s);
-  await s.stop({ save: true });
-  const dir = mkdtempSync(path.join(scratch, 'rdb-'));
-  const file = path.join(dir, 'dump.rdb');
-  copyFileSync(path.join(s.dir, 'dump.rdb'), file);
-  return { file, held };
-}
-
-/** Imports and checks the exit code and that nothing was written next to the input. */
-async function runImport(input: string[], target: RedisServer, more: string[] = [], env: Record<string, string> = {}) {
-  const watched = input[1]!;
-  const before = fingerprint(path.dirname(watched));
-  const r = await runCli(['import', ...input, '--target', target.url, '--progress', 'log', ...more], 180_000, env);
-  expect(fingerprint(path.dirname(watched)), 'the input and its directory are untouched').toBe(before);
-  return r;
-}
-
-/** The throwaway server's port and directory, from the "loaded ... on 127.0.0.1:P (dir D)" line. */
-function throwaway(stderr: string): { port: number; dir: string } {
-  const m = /throwaway server on 127\.0\.0\.1:(\d+) \(dir (\S+)\)/.exec(stderr);
-  expect(m, stderr).not.toBeNull();
-  return { port: Number(m![1]), dir: m![2]! };
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.on('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
-
-async function expectGone(stderr: string): Promise<void> {
-  const t = throwaway(stderr);
-  expect(existsSync(t.dir), `${t.dir} removed`).toBe(false);
-  expect(await portOpen(t.port), `throwaway server on ${t.port} stopped`).toBe(false);
-}
+const { server, scratch, rdbFrom } = useImport();
 
 describe('rehome import', () => {
   it('--help names the command and its flags; the main --help lists it', async () => {
@@ -231,63 +94,6 @@ describe('rehome import', () => {
     await expectSame(target, held, 0);
   }, 240_000);
 
-  const v74 = serverBinaries('redis-7.4.1', 'valkey-8.0.1');
-  describe.skipIf(!v74)('Redis 7.4.1 RDB (version 12)', () => {
-    it('-> Valkey 8.0.1: loaded by Redis 7.4.1, moved by the type-aware copy, TTLs to the ms', async () => {
-      const { file, held } = await rdbFrom(v74!['redis-7.4.1']);
-      const target = await server(v74!['valkey-8.0.1']);
-      const r = await runImport(['--rdb', file], target);
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stderr).toMatch(/\(RDB version 12\) with Redis 7\.4\.1/);
-      expect(r.stderr).toMatch(/moves old -> new by copy/);
-      await expectSame(target, held, 0);
-      await expectGone(r.stderr);
-    }, 240_000);
-
-    it('-> Valkey 8.0.1 with a hash whose fields have TTLs (Valkey has none): refused before any key moves, the key named', async () => {
-      const s = await server(v74!['redis-7.4.1']);
-      await s.client(0).set('plain', 'v');
-      await s.client(0).hset('fields-ttl', 'a', '1', 'b', '2');
-      await s.client(0).call('HPEXPIRE', 'fields-ttl', 3_600_000, 'FIELDS', 1, 'a');
-      await s.stop({ save: true });
-      const file = path.join(mkdtempSync(path.join(scratch, 'hfe-')), 'dump.rdb');
-      copyFileSync(path.join(s.dir, 'dump.rdb'), file);
-      const target = await server(v74!['valkey-8.0.1']);
-      const r = await runImport(['--rdb', file], target);
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/FAIL .*can't hold[\s\S]*'fields-ttl'/);
-      expect(await target.client(0).dbsize()).toBe(0);
-      await expectGone(r.stderr);
-    }, 240_000);
-
-    it('with only Redis 7.0 here: fails naming the version it needs and what was found, before any server starts', async () => {
-      const { file } = await rdbFrom(v74!['redis-7.4.1']);
-      const target = await server();
-      const empty = mkdtempSync(path.join(scratch, 'no-servers-'));
-      const r = await runImport(['--rdb', file], target, [], { REHOME_SERVERS: empty, PATH: path.dirname(serverBinary('redis-7.0')!) });
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/no server here reads RDB version 12 .*found Redis 7\.0\.\d+ .*reads RDB up to version 10.*--server-bin/);
-      expect(r.stderr).not.toMatch(/loading/);
-      const forced = await runImport(['--rdb', file], target, ['--server-bin', serverBinary('redis-7.0')!]);
-      expect(forced.code).toBe(1);
-      expect(forced.stderr).toMatch(/--server-bin Redis 7\.0\.\d+ .* cannot read RDB version 12/);
-      expect(await target.client(0).dbsize()).toBe(0);
-    }, 240_000);
-  });
-
-  const v62 = serverBinaries('redis-6.2.16');
-  describe.skipIf(!v62)('Redis 6.2 RDB (version 9)', () => {
-    it('-> Redis 7.0: loaded by Redis 6.2 (the oldest that reads it)', async () => {
-      const { file, held } = await rdbFrom(v62!['redis-6.2.16']);
-      const target = await server();
-      const r = await runImport(['--rdb', file], target);
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stderr).toMatch(/\(RDB version 9\) with Redis 6\.2\.16 .*also able: Redis 7\.0/);
-      // 6.2 has no PEXPIRETIME: the deadlines were read as now + PTTL.
-      await expectSame(target, held, 1_000);
-    }, 240_000);
-  });
-
   it('an AOF directory of Redis 7.0 (base RDB and incremental commands) -> Redis 7.0; the directory untouched', async () => {
     const s = await server(null, ['--appendonly', 'yes', '--appendfsync', 'always']);
     const held = await seed(s);
@@ -343,7 +149,7 @@ describe('rehome import', () => {
     writeFileSync(cut, readFileSync(file).subarray(0, 40_000));
     const target = await server();
     const before = importDirs();
-    const r = await runImport(['--rdb', cut], target, ['--server-bin', serverBinary('redis-7.0')!]);
+    const r = await runImport(['--rdb', cut], target, ['--server-bin', REDIS_SERVER]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Redis 7\.0\.\d+ could not load it: .*(Short read|Unexpected EOF|Internal error in RDB)/);
     expect(r.stderr).toMatch(/no server could load/);

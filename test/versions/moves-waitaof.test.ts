@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { expectStrings, seedStrings } from '../helpers/admin.js';
 import { startProxy, type ProxyHandle } from '../helpers/proxy.js';
 import { startRedis, stopAll, type RedisServer } from '../helpers/redis.js';
-import { serverBinary } from '../helpers/servers.js';
+import { serverBinaries } from '../helpers/servers.js';
 import { waitFor } from '../helpers/util.js';
 
 const open: RedisServer[] = [];
@@ -22,7 +22,7 @@ async function waitaofCalls(s: RedisServer): Promise<number> {
   return Number(/cmdstat_waitaof:calls=(\d+)/.exec(await s.client().info('commandstats'))?.[1] ?? 0);
 }
 
-const v72 = serverBinary('redis-7.2.6');
+const v72 = serverBinaries('redis-7.2.6')?.['redis-7.2.6'];
 describe.skipIf(!v72)('--move-wait-aof auto (target Redis 7.2.6)', () => {
   for (const aof of ['yes', 'no'] as const) {
     it(`appendonly ${aof}: ${aof === 'yes' ? 'every release waits for the target AOF' : 'no WAITAOF'}; every key moves`, async () => {
