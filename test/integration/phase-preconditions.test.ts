@@ -65,11 +65,13 @@ async function switchInWindow(
     // The emptiness check needs nothing from the old server, so it has run once the new server
     // sees its INFO keyspace; the fence itself is still held back by the pause. (A switch that
     // checked only inside the fence would send no INFO yet: go on after a while, and the key
-    // simply lands before the fence.)
+    // simply lands before the fence.) The while is long: on a loaded machine the check came
+    // after the 3 s this waited before, the key landed before it, and the switch was refused
+    // by the check outside the fence instead of the one inside it.
     await waitFor(
       () => mon.commands.some((a) => a[0]?.toLowerCase() === 'info' && a[1]?.toLowerCase() === 'keyspace'),
       'the emptiness check on the new server',
-      3_000,
+      20_000,
       5,
     ).catch(() => undefined);
     await inWindow();
