@@ -117,14 +117,18 @@ export class AbsentTable {
     }
   }
 
-  /** Writes `key` into the first empty slot of its probe run (there is one: load < 1). */
+  /** The first empty slot of the probe run of hash `h` (there is one: the load stays below 1). */
+  private emptySlot(h: number): number {
+    let s = h & this.mask;
+    while (this.words[s * (SLOT / 4)] !== 0) s = (s + 1) & this.mask;
+    return s;
+  }
+
+  /** Writes `key` into the first empty slot of its probe run. */
   private place(key: string, h: number): void {
-    const words = this.words;
-    const mask = this.mask;
-    let s = h & mask;
-    while (words[s * (SLOT / 4)] !== 0) s = (s + 1) & mask;
+    const s = this.emptySlot(h);
     const at = s * SLOT;
-    words[s * (SLOT / 4)] = h;
+    this.words[s * (SLOT / 4)] = h;
     this.bytes[at + LEN] = key.length; // reference bit clear: not asked for yet
     for (let i = 0; i < key.length; i++) this.bytes[at + LEN + 1 + i] = key.charCodeAt(i);
     this.used++;
@@ -143,9 +147,7 @@ export class AbsentTable {
     for (let s = 0; s < old.length / SLOT; s++) {
       const h = oldWords[s * (SLOT / 4)]!;
       if (h === 0) continue;
-      let d = h & this.mask;
-      while (this.words[d * (SLOT / 4)] !== 0) d = (d + 1) & this.mask;
-      this.bytes.set(old.subarray(s * SLOT, (s + 1) * SLOT), d * SLOT);
+      this.bytes.set(old.subarray(s * SLOT, (s + 1) * SLOT), this.emptySlot(h) * SLOT);
       this.used++;
     }
   }
