@@ -97,16 +97,34 @@ function parseAdminArgs(sub: Sub, argv: string[]): Parsed {
   }
 }
 
+/** How long the admin endpoint may take to accept the connection: past it, it is not reachable. */
+const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * How long an accepted request may take to be answered. A phase switch answers when the fleet has
+ * switched: the gentle drain, the fence, the checks on both servers (each bounded by the servers'
+ * command timeout) take seconds, more on a loaded machine. Waiting only the connect timeout, the
+ * command said "cannot reach" while the switch went on.
+ */
+const ANSWER_TIMEOUT_MS = 60_000;
+
 function request(method: string, at: { host: string; port: number }, path: string, token: string | null): Promise<{ code: number; body: string }> {
   return new Promise((resolve, reject) => {
     const headers = token === null ? {} : { authorization: `Bearer ${token}` };
-    const req = http.request({ method, host: at.host, port: at.port, path, headers, timeout: 5_000 }, (res) => {
+    const req = http.request({ method, host: at.host, port: at.port, path, headers, timeout: CONNECT_TIMEOUT_MS }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
       res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
     });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
+    let connected = false;
+    req.on('socket', (sock) => {
+      sock.once('connect', () => {
+        connected = true;
+        sock.setTimeout(ANSWER_TIMEOUT_MS);
+      });
+    });
+    req.on('timeout', () =>
+      req.destroy(new Error(connected ? `connected, but no answer within ${ANSWER_TIMEOUT_MS / 1000} s` : 'timed out')));
     req.on('error', reject);
     req.end();
   });

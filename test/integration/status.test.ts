@@ -5,6 +5,7 @@
  * The source is seeded before each proxy starts (a sweeper that starts on an empty source declares
  * the migration drained at once).
  */
+import http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import {
   fetchStatus,
@@ -173,6 +174,26 @@ describe('GET /status and `rehome status`', () => {
     const r7 = await runCli(['sweeper', 'pause', '--admin', dead]);
     expect(r7.code).toBe(1);
     expect(r7.stderr).toMatch(/cannot reach/);
+  });
+
+  it('a phase switch answered after the connect timeout (5 s) is waited for, not reported unreachable', async () => {
+    // A stand-in for an admin endpoint whose switch takes 6 s (on a loaded machine the fence and
+    // the checks on both servers do): a real switch can't be made that slow on demand.
+    const slow = http.createServer((req, res) => {
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(`${JSON.stringify({ from: 'hold', to: 'migrate', epoch: 2, path: req.url })}\n`);
+      }, 6_000);
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => slow.listen(port, '127.0.0.1', resolve));
+    try {
+      const r = await runCli(['phase', 'migrate', '--admin', `127.0.0.1:${port}`], 30_000);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ to: 'migrate', path: '/phase?to=migrate' });
+    } finally {
+      await new Promise((resolve) => slow.close(resolve));
+    }
   });
 
   it('with --no-sweep: sweeper state "disabled", sweeper control refused (HTTP 409, CLI exit 1)', async () => {
