@@ -183,14 +183,14 @@ describe('sweeper: drain', () => {
 
   it('drains every type in dbs 0, 2 and 5 while 4 clients write through the proxy', async () => {
     const s = ctx.source.client();
-    const snap = await seedAllTypes(s, { dbs: [0, 2, 5], n: 100, ttlMs: 600_000 });
+    const snap = await seedAllTypes(s, { dbs: [0, 2, 5], n: 50, ttlMs: 600_000 });
     const dbs = [0, 2, 5, 0];
     const extra = await seedWriterKeys(s, 4, dbs);
     const seeded = snap.records.length + extra;
     expect(await sourceKeys(s)).toBe(seeded);
 
-    // About 2.5 s of sweeping, so the writers overlap the migration.
-    const sp = await sweepProxy(ctx, ['--sweep-rate', '1500']);
+    // About 2.5 s of sweeping (1,884 keys), so the writers overlap the migration.
+    const sp = await sweepProxy(ctx, ['--sweep-rate', '750']);
     const writers = startWriters([sp.proxy], 4, dbs);
     const started = Date.now();
     let st: Status;
@@ -670,7 +670,8 @@ describe('sweeper: touches first', () => {
   const ctx = usePair({ autoProxy: false });
 
   it('takes small steps while clients touch unmoved keys, full ones when nobody does', async () => {
-    const N = 40_000;
+    // Enough for the reader to touch unmoved keys: the sweep takes small steps from its first touch.
+    const N = 15_000;
     await seedStrings(ctx.source.client(), 0, N);
     const sp = await sweepProxy(ctx);
     const c = sp.proxy.client();
