@@ -360,6 +360,9 @@ describe('--progress', () => {
     expect(offP.proxy.stderr).not.toMatch(/progress:/);
     // No progress bar either: --progress off writes no bar characters.
     expect(offP.proxy.stderr).not.toMatch(/rehome \[/);
+    // Stopped first: the check reads the two servers one after the other, and a key a running
+    // sweeper moves in between would show in both.
+    await Promise.all([logP.proxy.stop('SIGTERM', 3_000), offP.proxy.stop('SIGTERM', 3_000)]);
     await noKeyInBoth(ctx, [logP, offP]);
   });
 });
