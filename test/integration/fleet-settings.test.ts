@@ -320,7 +320,7 @@ describe('a source restart pauses the fleet\'s sweeper', () => {
     }
     expect(await old.hget(PHASE_KEY, 'sweep:paused')).toMatch(/^source restarted/);
     await sleep(500);
-    await expectStill(old, 1_500, 'keys left the old server while the fleet is paused for the restart');
+    await expectStill(old, 1_000, 'keys left the old server while the fleet is paused for the restart');
 
     const r = await sweeperCli(b, 'resume');
     expect(r.fleet.paused).toBe(false);
