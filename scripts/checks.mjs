@@ -1,28 +1,10 @@
 /**
- * `npm test`'s first step: the build, the cycle check and the typecheck at once, each one's output
- * printed whole once it ends; exits 1 if any failed. They read the same sources and none reads
- * what another writes (the typecheck emits nothing, madge reads src/), and run one after another
- * they left one of the two cores idle for about half a minute before vitest could start.
+ * The build, the cycle check and the typecheck at once, each one's output printed whole once it
+ * ends; exits 1 if any failed. They read the same sources and none reads what another writes (the
+ * typecheck emits nothing, madge reads src/). `npm test` runs them beside the tests instead
+ * (scripts/test.mjs).
  */
-import { spawn } from 'node:child_process';
+import { report, runScript } from './npm-run.mjs';
 
-const STEPS = ['build', 'check:cycles', 'typecheck'];
-
-function run(script) {
-  return new Promise((resolve) => {
-    const p = spawn('npm', ['run', '--silent', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (out += d));
-    p.on('close', (code) => resolve({ script, code, out }));
-  });
-}
-
-let failed = false;
-for (const r of await Promise.all(STEPS.map(run))) {
-  const ok = r.code === 0;
-  failed ||= !ok;
-  process.stdout.write(`${ok ? 'ok  ' : 'FAIL'} npm run ${r.script}\n`);
-  if (!ok || process.env.VERBOSE) process.stdout.write(r.out.endsWith('\n') || r.out === '' ? r.out : `${r.out}\n`);
-}
-process.exit(failed ? 1 : 0);
+const ok = report(await Promise.all(['build', 'check:cycles', 'typecheck'].map((s) => runScript(s))));
+process.exit(ok ? 0 : 1);

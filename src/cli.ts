@@ -3,7 +3,6 @@
  * rehome's command line: flags -> config -> start; exit codes; signals.
  * Exit codes: 0 clean stop, 1 runtime failure (unreachable server, port in use), 2 bad usage.
  */
-import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { ADMIN_TOKEN_ENV, buildConfig, DEFAULT_CLIENT_LIMITS, DEFAULTS } from './config.js';
 import { ConfigError, RehomeError } from './errors.js';
@@ -12,7 +11,7 @@ import type { RehomeProxy } from './proxy/server.js';
 import { showProgress } from './progress.js';
 import { SERVER_TLS_FLAGS } from './tls-config.js';
 import { describeEndpoint, isLoopback } from './upstream/endpoint.js';
-import { type FleetAnnouncement, linesUntilAnnounced, onPrimaryMessage, runPrimary, toPrimary, workerConfig, workerSlot } from './workers.js';
+import type { FleetAnnouncement } from './workers.js';
 
 const USAGE = `usage: rehome --source redis://[user:pass@]host:port --target redis://[user:pass@]host:port [options]
        rehome plan --source URL --target URL [--target-from-source host:port] [--target-cluster h:p,...] [--db-map N:0] [--on-conflict source|target [--apply]]
@@ -189,17 +188,20 @@ async function main(): Promise<void> {
     if (e instanceof ConfigError) fail(2, e.message);
     throw e;
   }
-  const slot = workerSlot();
+  // node:cluster and the fleet's code only for --workers (its workers run with the same flags): a
+  // single process would pay their loading at every start for nothing.
+  const fleet = config.workers > 1 ? await import('./workers.js') : null;
+  const slot = fleet?.workerSlot() ?? null;
   out = createOutput(config.logFormat, slot?.id ?? null);
-  if (slot !== null) workerLines = linesUntilAnnounced((line, fields) => out.log(line, fields));
-  if (config.workers > 1 && !cluster.isWorker) await runPrimary(config, out);
-  if (slot !== null) config = workerConfig(config, slot);
+  if (fleet && slot !== null) workerLines = fleet.linesUntilAnnounced((line, fields) => out.log(line, fields));
+  if (fleet && slot === null) await fleet.runPrimary(config, out);
+  if (fleet && slot !== null) config = fleet.workerConfig(config, slot);
   // Printed from inside start, before the runtime's held log lines: a small dataset can be
   // migrated before start returns, and its "migration complete" must not come first.
   const listening = (p: RehomeProxy) => {
     const addr = p.address();
     // In a --workers fleet the primary prints this line once every worker listens.
-    if (slot !== null) toPrimary({ rehome: 'listening', host: addr.host, port: addr.port });
+    if (fleet && slot !== null) fleet.toPrimary({ rehome: 'listening', host: addr.host, port: addr.port });
     else out.listening(describeEndpoint(addr));
     const admin = p.adminAddress();
     if (admin && config.admin) {
@@ -234,14 +236,14 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   // As Redis does with its TLS files: new connections get the certificate as it is on disk now.
   if (config.tls) process.on('SIGHUP', () => proxy.reloadTls());
-  if (slot !== null) {
+  if (fleet && slot !== null) {
     // Another worker's sweeper found the source empty (only sent without phases: see workers.ts).
-    onPrimaryMessage((m) => {
+    fleet.onPrimaryMessage((m) => {
       if (m.rehome === 'drained' && proxy.phases === null) proxy.migration.setDrained();
     });
   }
   proxy.onDrained(() => {
-    toPrimary({ rehome: 'drained', phases: proxy.phases !== null });
+    fleet?.toPrimary({ rehome: 'drained', phases: proxy.phases !== null });
     stopProgress();
     if (!config.exitWhenDrained) return;
     if (workerLines) workerLines.afterAnnounced(() => stop('drained (--exit-when-drained)'));

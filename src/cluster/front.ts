@@ -10,6 +10,7 @@
  */
 import net from 'node:net';
 import type { ClusterTargetHandle } from '../config.js';
+import { commandReply } from '../commands/fetch.js';
 import { CommandTable } from '../commands/table.js';
 import type { FramerLimits } from '../resp/request-framer.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -53,7 +54,7 @@ export class ClusterFront implements ClusterTargetHandle {
     const c = nodeClient(seed, topo.map.nodes[0]!, opts.connectTimeoutMs * 2);
     let table: CommandTable;
     try {
-      table = new CommandTable((await c.call('COMMAND')) as unknown[]);
+      table = new CommandTable(await commandReply(c));
     } finally {
       c.disconnect();
     }

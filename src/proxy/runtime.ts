@@ -14,6 +14,7 @@ import os from 'node:os';
 import { clusterDb } from '../db-map.js';
 import { replicaWaiter } from '../cluster/replica-wait.js';
 import { keySlot } from '../cluster/slot.js';
+import { commandReply } from '../commands/fetch.js';
 import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
@@ -596,7 +597,7 @@ export class Runtimes {
     const k = describeEndpoint(pool.endpoint);
     let t = this.tables.get(k);
     if (!t) {
-      t = new CommandTable((await pool.db(0).call('COMMAND')) as unknown[]);
+      t = new CommandTable(await commandReply(pool.db(0)));
       this.tables.set(k, t);
     }
     return t;
