@@ -103,9 +103,9 @@ describe('SCAN and KEYS through rehome while keys come back after a narrowing', 
 
   it('every full SCAN returns every key while thousands come back by the sweep and by touches', async () => {
     const nIn = 300;
-    const nBack = 3000;
-    // Slow enough that the keys come back during many scans.
-    const ap = await narrowed(nIn, nBack, ['--sweep-rate', '300']);
+    const nBack = 2000;
+    // Slow enough that the keys come back during many scans (about 4 s; a full scan takes tens of ms).
+    const ap = await narrowed(nIn, nBack, ['--sweep-rate', '500']);
     const want = expected(nIn, nBack);
     const scanner = ap.proxy.client();
     const toucher = ap.proxy.client();
@@ -143,8 +143,9 @@ describe('SCAN and KEYS through rehome while keys come back after a narrowing', 
 
   it('every KEYS returns every key while thousands come back', async () => {
     const nIn = 200;
-    const nBack = 5000;
-    const ap = await narrowed(nIn, nBack, ['--sweep-rate', '1000']);
+    const nBack = 2000;
+    // About 3 s of keys coming back, many KEYS calls meanwhile.
+    const ap = await narrowed(nIn, nBack, ['--sweep-rate', '700']);
     const want = expected(nIn, nBack);
     const c = ap.proxy.client();
     const neu = connect(ctx.target);

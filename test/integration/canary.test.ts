@@ -13,7 +13,7 @@ import { usePair } from '../helpers/fixture.js';
 import { keysByDb } from '../helpers/invariant.js';
 import { runCli } from '../helpers/proxy.js';
 import { encodeCommand } from '../helpers/resp.js';
-import { errorOf, sleep } from '../helpers/util.js';
+import { errorOf, waitFor } from '../helpers/util.js';
 import { checkCounters, seedCounters, startCounterWorkload } from '../helpers/workload.js';
 
 const ctx = usePair({ autoProxy: false });
@@ -33,7 +33,8 @@ describe('canary migration by scope', () => {
     const ws = (['a', 'b', 'c'] as const).map((p, i) =>
       startCounterWorkload({ urls, clients: 3, counters: N, prefix: `${p}:`, seed: 10 + i, bases: bases[p] }));
     const port = ctx.target.port;
-    await sleep(300);
+    // Every prefix's clients under way before the first switch.
+    await waitFor(() => ws.every((w) => w.ackedSoFar() > 20) || null, 'the workloads under way', 30_000, 20);
 
     // 1. One prefix.
     let sw = await phaseCli(aps[0]!, 'migrate', '--scope', 'a:*');
@@ -93,7 +94,9 @@ describe('canary migration by scope', () => {
     sw = await phaseCli(aps[1]!, 'migrate');
     expect(sw).toMatchObject({ scope: 'everything' });
     await waitAll(aps, 'drained', (s) => s.phase === 'drained');
-    await sleep(300);
+    // Traffic in the drained phase too, before the tallies.
+    const ackedAtDrain = ws.map((w) => w.ackedSoFar());
+    await waitFor(() => ws.every((w, i) => w.ackedSoFar() > ackedAtDrain[i]! + 20) || null, 'the workloads served once drained', 30_000, 20);
     const results = await Promise.all(ws.map((w) => w.stop()));
     const neu: Redis = ctx.target.client();
     for (const r of results) {
@@ -186,7 +189,8 @@ describe('canary migration by scope', () => {
 
     const w = startCounterWorkload({ urls, clients: 6, counters: N, prefix: 'r:', seed: 23, bases });
     const wk = startCounterWorkload({ urls, clients: 2, counters: 200, prefix: 'keep:', seed: 24, bases: keep });
-    await sleep(500);
+    // Both workloads under way before the switch.
+    await waitFor(() => (w.ackedSoFar() > 20 && wk.ackedSoFar() > 5) || null, 'the workloads under way', 30_000, 20);
     const t0 = Date.now();
     const sw = await phaseCli(aps[1]!, 'migrate', '--scope', 'keep:*');
     expect(sw).toMatchObject({ scope: 'keep:*', returning: ['keep:*, r:*'] });

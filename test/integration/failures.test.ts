@@ -3,16 +3,25 @@
  * hung, malformed client input, partial multi-key MIGRATE failures, a killed proxy, a source
  * restarted from an old snapshot.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { usePair } from '../helpers/fixture.js';
 import { assertNoKeyInBoth, whereIs } from '../helpers/invariant.js';
 import { RawClient, show } from '../helpers/resp.js';
 import { startForwarder } from '../helpers/tcp.js';
 import { errorOf, settle, sleep, waitFor, withTimeout } from '../helpers/util.js';
 
-const ctx = usePair({ proxyArgs: ['--migrate-timeout-ms', '2000'] });
+const ctx = usePair({ proxyArgs: ['--migrate-timeout-ms', '2000'], autoProxy: false });
+
+/** A fresh proxy with the file's flags before each test of the calling describe (others start their own). */
+function useDefaultProxy(): void {
+  beforeEach(async () => {
+    await ctx.restartProxy();
+  });
+}
 
 describe('conflicts and partial failures', () => {
+  useDefaultProxy();
+
   it('BUSYKEY: a key in both is resolved in favour of the target (single key, with TTLs)', async () => {
     const s = ctx.source.client();
     const t = ctx.target.client();
@@ -122,6 +131,8 @@ describe('failed moves inside transactions and scripts', () => {
 });
 
 describe('servers down or hung', () => {
+  useDefaultProxy();
+
   it('source down: unknown keys fail with an error (no hang), moved keys are still served', async () => {
     const s = ctx.source.client();
     await s.mset('moved', 'm', 'unmoved', 'u');
@@ -252,8 +263,8 @@ describe('servers down or hung', () => {
     expect(await ctx.source.client().get('snap')).toBe('old');
     const v = await waitFor(async () => (await settle(c.get('snap'))).ok && (await c.get('snap')), 'GET after the source restart', 10_000, 200);
     expect(v).toBe('new');
-    // Give the proxy a moment to notice the restart, then touch again.
-    await sleep(1_500);
+    // Once the proxy has noticed the restart (its watch of the source's identity), touch again.
+    await waitFor(() => ctx.proxy.stderr.includes('the source restarted or failed over'), 'the proxy to notice the source restart', 30_000, 50);
     expect(await c.get('snap')).toBe('new');
     expect(await c.exists('snap')).toBe(1);
     await assertNoKeyInBoth(ctx.source, ctx.target).catch((e: Error) => {
@@ -263,6 +274,8 @@ describe('servers down or hung', () => {
 });
 
 describe('malformed client input', () => {
+  useDefaultProxy();
+
   async function expectProtocolError(payload: string): Promise<void> {
     const r = await ctx.proxy.raw();
     try {

@@ -77,16 +77,26 @@ describe('the gentle switch', () => {
     const bases = await seedCounters(old, { counters: 2_000, seed: 31 });
     await seedStrings(old, 1, 3_000);
     const aps = [await startAdminProxy(ctx, ['--phase', 'hold']), await startAdminProxy(ctx, ['--phase', 'hold'])];
-    const w = startCounterWorkload({ urls: aps.map((a) => a.proxy.url), clients: 8, counters: 2_000, seed: 5, bases });
+    // A held command waits for the whole fleet's switch, which takes seconds on a loaded machine:
+    // slow is not an error here (the strict clients have no timeout at all), a command never
+    // answered still is. The workload's default (5 s) counted such waits as unknown outcomes.
+    const w = startCounterWorkload({ urls: aps.map((a) => a.proxy.url), clients: 8, counters: 2_000, seed: 5, bases, commandTimeoutMs: 30_000 });
     const strict = [strictClient(aps[0]!.proxy.url, 'app-a'), strictClient(aps[1]!.proxy.url, 'app-b')];
-    await sleep(1_000);
+    // Every client under way before the first switch.
+    await waitFor(() => (w.ackedSoFar() > 200 && strict.every((s) => s.writes > 5)) || null, 'the clients under way', 30_000, 20);
+    // A switch every 2 s, counted from the start of one switch to the next (a switch itself takes
+    // a while: the CLI starts, the fleet drains its in-flight commands).
     const steps = ['migrate', 'reverse', 'migrate', 'reverse', 'migrate'];
     for (let i = 0; i < steps.length; i++) {
+      const next = Date.now() + 2_000;
       await phase(aps[i % 2]!, steps[i]!);
-      await sleep(2_000);
+      await sleep(Math.max(0, next - Date.now()));
     }
     for (const ap of aps) await waitPhase(ap, 'drained');
-    await sleep(300);
+    // Traffic in the drained phase too, before the tallies.
+    const acked = w.ackedSoFar();
+    const writes = strict.map((s) => s.writes);
+    await waitFor(() => (w.ackedSoFar() > acked + 100 && strict.every((s, i) => s.writes > writes[i]!)) || null, 'the clients served once drained', 30_000, 20);
     const res = await w.stop();
     for (const s of strict) await s.stop();
 
@@ -124,7 +134,10 @@ describe('the gentle switch', () => {
       () => 'answered',
       (e: Error) => `error: ${e.message}`,
     );
-    await sleep(200);
+    // The BLPOP is running on the old server (hold) before the switch.
+    const src = ctx.source.client();
+    await waitFor(async () => ((await src.call('CLIENT', 'LIST', 'TYPE', 'normal')) as string).includes('cmd=blpop') || null, 'BLPOP running', 30_000, 20);
+    src.disconnect();
     await phase(aps[0]!, 'migrate');
     expect(await pop).toMatch(/^error: /);
     expect(await idle.get('x')).toBe('1');

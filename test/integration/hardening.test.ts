@@ -4,7 +4,7 @@
  * left running for a client that is gone, counts that were not exact) and the replies that differed
  * from a direct connection. Each test failed before its fix.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { useAdminProxies } from '../helpers/admin.js';
 import { usePair } from '../helpers/fixture.js';
@@ -13,7 +13,14 @@ import { assertNoKeyInBoth, connect, whereIs } from '../helpers/invariant.js';
 import { RespError, parseReply } from '../helpers/resp.js';
 import { errorOf, sleep, waitFor } from '../helpers/util.js';
 
-const ctx = usePair();
+const ctx = usePair({ autoProxy: false });
+
+/** A fresh proxy before each test of the calling describe (the others start their own). */
+function useDefaultProxy(): void {
+  beforeEach(async () => {
+    await ctx.restartProxy();
+  });
+}
 
 /** An ACL user on the target denied `denied` (command names), and a direct client of it. */
 async function limitedUser(denied: string[]): Promise<Redis> {
@@ -31,6 +38,8 @@ async function deleteUser(): Promise<void> {
 }
 
 describe('rule 5: nothing is done in the source for a client the target would refuse', () => {
+  useDefaultProxy();
+
   const KEYSPACE_WIDE = ['flushall', 'flushdb', 'swapdb', 'scan', 'randomkey', 'keys', 'dbsize', 'info'];
 
   it('FLUSHALL, FLUSHDB, SCAN, KEYS, DBSIZE, RANDOMKEY and INFO get the target\'s own NOPERM and touch nothing', async () => {
@@ -72,6 +81,8 @@ describe('rule 5: nothing is done in the source for a client the target would re
 });
 
 describe('rule 6: connection state follows the server\'s OK', () => {
+  useDefaultProxy();
+
   it('a SELECT the server refuses (01, -1, +1, out of range, ACL) leaves the db where keys move', async () => {
     const s = ctx.source.client();
     await s.set('sel:k', 'old');
@@ -135,6 +146,8 @@ describe('rule 6: connection state follows the server\'s OK', () => {
 });
 
 describe('SWAPDB while keys move (rule 1)', () => {
+  useDefaultProxy();
+
   it('is refused with a clear error by every process, and nothing is swapped', async () => {
     const s = ctx.source.client();
     await s.set('sw:k', 'db0');
@@ -150,6 +163,8 @@ describe('SWAPDB while keys move (rule 1)', () => {
 });
 
 describe('reserved keys on every path', () => {
+  useDefaultProxy();
+
   it('SORT ... STORE, MOVE, COPY, and GETKEYS-found keys naming __rehome:* are refused', async () => {
     const s = ctx.source.client();
     await s.rpush('rl', '3', '1', '2');
@@ -170,6 +185,8 @@ describe('reserved keys on every path', () => {
 });
 
 describe('a client that goes away while blocked', () => {
+  useDefaultProxy();
+
   for (const how of ['closes', 'half-closes'] as const) {
     it(`${how}: nothing is popped for it afterwards`, async () => {
       const raw = await ctx.proxy.raw();
@@ -190,6 +207,8 @@ describe('a client that goes away while blocked', () => {
 });
 
 describe('replies as on a direct connection', () => {
+  useDefaultProxy();
+
   it('SORT GET without a star looks nothing up (nils) during a migration', async () => {
     const s = ctx.source.client();
     await s.rpush('sg', '2', '1');
@@ -241,6 +260,8 @@ describe('replies as on a direct connection', () => {
 });
 
 describe('MONITOR ends with its client', () => {
+  useDefaultProxy();
+
   it('a MONITOR client that half-closes is let go at once, as Redis does', async () => {
     const raw = await ctx.proxy.raw();
     raw.write('*1\r\n$7\r\nMONITOR\r\n');

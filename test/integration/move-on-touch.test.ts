@@ -3,13 +3,13 @@
  * it, with its TTL; multi-key commands move every key; the target copy wins over a source copy;
  * MIGRATE is used as docs/DESIGN.md says (once per key, KEYS form for several, never REPLACE).
  */
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { seedAllTypes } from '../helpers/data.js';
 import { usePair } from '../helpers/fixture.js';
 import { assertNoKeyInBoth, keysByDb, whereIs } from '../helpers/invariant.js';
 import { migrateKeys, startMonitor } from '../helpers/monitor.js';
 
-const ctx = usePair();
+const ctx = usePair({ autoProxy: false });
 
 async function expectAllInTarget(keys: string[], db = 0): Promise<void> {
   const where = await Promise.all(keys.map((k) => whereIs(ctx.source, ctx.target, k, db)));
@@ -19,6 +19,11 @@ async function expectAllInTarget(keys: string[], db = 0): Promise<void> {
 }
 
 describe('move on touch', () => {
+  // A fresh proxy (empty known-absent cache) for each test.
+  beforeEach(async () => {
+    await ctx.restartProxy();
+  });
+
   it('moves every type on first touch, in db 0 and db 3, keeping values and TTLs', async () => {
     const s = ctx.source.client();
     const snap = await seedAllTypes(s, { dbs: [0, 3], n: 2, ttlMs: 300_000 });
@@ -319,19 +324,6 @@ describe('move on touch', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
-  it('a tiny known-absent cache (--absent-cache-size 2) stays correct when entries are evicted', async () => {
-    const p = await ctx.restartProxy(['--absent-cache-size', '2']);
-    const s = ctx.source.client();
-    for (let i = 0; i < 10; i++) await s.set(`ev:${i}`, `v${i}`);
-    const c = p.client();
-    for (let round = 0; round < 3; round++) {
-      for (let i = 0; i < 10; i++) expect(await c.append(`ev:${i}`, '.')).toBe(`v${i}`.length + round + 1);
-    }
-    expect(await c.mget('ev:0', 'ev:9')).toEqual(['v0...', 'v9...']);
-    expect(await s.dbsize()).toBe(0);
-    await assertNoKeyInBoth(ctx.source, ctx.target);
-  });
-
   it('MIGRATE destination db follows the client db', async () => {
     const s = ctx.source.client(5);
     await s.set('in5', 'five');
@@ -348,6 +340,21 @@ describe('move on touch', () => {
     }
     expect(await whereIs(ctx.source, ctx.target, 'in5', 5)).toBe('target');
     expect(await whereIs(ctx.source, ctx.target, 'in5', 0)).toBe('none');
+    await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+});
+
+describe('move on touch with a tiny known-absent cache', () => {
+  it('a tiny known-absent cache (--absent-cache-size 2) stays correct when entries are evicted', async () => {
+    const p = await ctx.restartProxy(['--absent-cache-size', '2']);
+    const s = ctx.source.client();
+    for (let i = 0; i < 10; i++) await s.set(`ev:${i}`, `v${i}`);
+    const c = p.client();
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 10; i++) expect(await c.append(`ev:${i}`, '.')).toBe(`v${i}`.length + round + 1);
+    }
+    expect(await c.mget('ev:0', 'ev:9')).toEqual(['v0...', 'v9...']);
+    expect(await s.dbsize()).toBe(0);
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 });

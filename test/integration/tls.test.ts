@@ -251,7 +251,9 @@ describe('TLS to the servers (rediss://)', () => {
   it('moves keys on first touch and by the sweeper, every connection over TLS', async () => {
     const pair = await tlsPair();
     const seed = pair.source.client();
-    for (let i = 0; i < 200; i++) await seed.set(`k${i}`, `v${i}`);
+    const p0 = seed.pipeline();
+    for (let i = 0; i < 200; i++) p0.set(`k${i}`, `v${i}`);
+    await p0.exec();
     await seed.hset('h', 'f', 'v');
     await pair.source.client(3).set('in-db3', 'x');
 
@@ -260,7 +262,7 @@ describe('TLS to the servers (rediss://)', () => {
       source: pair.sourceUrl,
       target: pair.targetUrl,
       sweep: true,
-      args: [...pair.tlsArgs, '--target-from-source', `127.0.0.1:${pair.target.port}`, '--sweep-rate', '50'],
+      args: [...pair.tlsArgs, '--target-from-source', `127.0.0.1:${pair.target.port}`, '--sweep-rate', '200'],
     });
     proxies.push(p);
     const c = p.client();
@@ -292,8 +294,10 @@ describe('TLS to the servers (rediss://)', () => {
     expect(forced.stderr).toContain('pre-flight check failed: source cannot MIGRATE');
 
     const seed = pair.source.client();
-    for (let i = 0; i < 50; i++) await seed.set(`d${i}`, `v${i}`);
-    const p = await startProxy({ source: pair.sourceUrl, target: pair.targetUrl, sweep: true, args: [...pair.tlsArgs, '--sweep-rate', '20'] });
+    const p0 = seed.pipeline();
+    for (let i = 0; i < 50; i++) p0.set(`d${i}`, `v${i}`);
+    await p0.exec();
+    const p = await startProxy({ source: pair.sourceUrl, target: pair.targetUrl, sweep: true, args: [...pair.tlsArgs, '--sweep-rate', '50'] });
     proxies.push(p);
     expect(await p.client().get('d0')).toBe('v0');
     expect(await pair.target.client().get('d0')).toBe('v0');
