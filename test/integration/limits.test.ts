@@ -18,6 +18,17 @@ function proxyWith(...args: string[]): Promise<ProxyHandle> {
   return ctx.restartProxy(['--progress', 'off', ...args]);
 }
 
+/**
+ * Opens a client that sends nothing and waits until --timeout closes it. Every client whose last
+ * command came before this one connected has then been idle past the timeout as well, and was
+ * looked at by the same or an earlier check.
+ */
+async function idleWitnessClosed(proxy: ProxyHandle): Promise<void> {
+  const witness = await proxy.raw();
+  expect(await witness.waitClosed(15_000), 'a client that sends nothing, closed by --timeout').toBe(true);
+  witness.close();
+}
+
 /** A connection that sends what it is given and reads nothing until told to. */
 class NonReader {
   private received = 0;
@@ -198,11 +209,11 @@ describe('--client-query-buffer-limit', () => {
 
 describe('--client-output-buffer-limit', () => {
   const VALUE = 1024 * 1024;
-  // 150 MB of replies: far past the limit plus what the sockets' kernel buffers take (a few MB),
+  // 100 MB of replies: far past the limit plus what the sockets' kernel buffers take (a few MB),
   // and past the RSS bound below, so a proxy that held every reply fails. (1 GB made the target
   // itself spend over 20 s building its output buffer on a loaded machine, before the proxy could
   // see a byte of it.)
-  const GETS = 150;
+  const GETS = 100;
 
   async function seedBig(): Promise<void> {
     const t = ctx.target.client();
@@ -254,7 +265,7 @@ describe('--client-output-buffer-limit', () => {
     const proxy = await proxyWith('--client-output-buffer-limit', '0');
     const pid = proxy.proc.pid!;
     const before = rssBytes(pid);
-    const n = 150;
+    const n = 100; // 100 MB of replies: past the proxy's RSS bound below, were it to hold them
     const reader = await NonReader.connect(proxy.port);
     reader.write(Buffer.concat(Array.from({ length: n }, () => encodeCommand(['GET', 'big']))));
     // The replies pile up in the target, in the output buffer of this client's connection.
@@ -350,12 +361,13 @@ describe('--timeout', () => {
     expect((await sub.command('SUBSCRIBE', 'a', 'b')).toString()).toBe('>3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n');
     expect((await sub.readReply(5_000)).toString()).toBe('>3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n');
     expect((await shard.command('SSUBSCRIBE', 's')).toString()).toBe('>3\r\n$10\r\nssubscribe\r\n$1\r\ns\r\n:1\r\n');
-    await sleep(2_500);
+    // Both stay past the timeout; their next commands below fail if either was closed.
+    await idleWitnessClosed(proxy);
     expect(sub.closed, 'subscribed: not idle').toBe(false);
     expect(shard.closed, 'shard-subscribed: not idle').toBe(false);
     // One channel left: still subscribed.
     expect((await sub.command('UNSUBSCRIBE', 'a')).toString()).toBe('>3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n');
-    await sleep(2_500);
+    await idleWitnessClosed(proxy);
     expect(sub.closed, 'one channel left: not idle').toBe(false);
     expect((await sub.command('UNSUBSCRIBE', 'b')).toString()).toBe('>3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n');
     expect((await shard.command('SUNSUBSCRIBE')).toString()).toBe('>3\r\n$12\r\nsunsubscribe\r\n$1\r\ns\r\n:0\r\n');

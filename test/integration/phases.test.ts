@@ -228,7 +228,7 @@ describe('the fenced switch', () => {
 
   it('reverse after a partial migration brings every key back to the old server; migrate again moves them', async () => {
     const old = ctx.source.client();
-    await seedStrings(old, 0, 4_000);
+    await seedStrings(old, 0, 2_000);
     const bases = await seedCounters(old, { counters: 500, seed: 3, db: 1 });
     const aps = await Promise.all([0, 1].map(() => startAdminProxy(ctx, ['--phase', 'migrate', '--sweep-rate', '800'])));
     const w = startCounterWorkload({ urls: aps.map((a) => a.proxy.url), clients: 6, counters: 500, db: 1, seed: 5, bases });
@@ -241,7 +241,7 @@ describe('the fenced switch', () => {
     // reverse ends by itself in hold once the new server is empty.
     for (const ap of aps) await waitPhase(ap, 'hold', 2, 40_000);
     expect(await dataKeys(neu)).toBe(0);
-    await expectStrings(old, 0, 4_000);
+    await expectStrings(old, 0, 2_000);
     await noKeyInBoth(ctx, aps);
 
     r = await phaseCli(aps[1]!, 'migrate');
@@ -253,7 +253,7 @@ describe('the fenced switch', () => {
       return Number(await neu.get(k));
     });
     await neu.select(0);
-    await expectStrings(neu, 0, 4_000);
+    await expectStrings(neu, 0, 2_000);
     expect(await dataKeys(old)).toBe(0);
     await noKeyInBoth(ctx, aps);
     old.disconnect();

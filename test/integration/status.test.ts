@@ -154,24 +154,27 @@ describe('GET /status and `rehome status`', () => {
 
   it('CLI exit codes: unreachable admin -> 1, missing or bad arguments -> 2', async () => {
     const dead = `127.0.0.1:${await freePort()}`;
-    const r1 = await runCli(['status', '--admin', dead]);
+    // Independent runs: started together.
+    const [r1, r1j, r2, r3, r4, r5, r6, r7] = await Promise.all([
+      runCli(['status', '--admin', dead]),
+      runCli(['status', '--admin', dead, '--json']),
+      runCli(['status']),
+      runCli(['status', '--admin', dead, '--bogus']),
+      runCli(['sweeper', 'pause']),
+      runCli(['sweeper', 'rate', '--admin', dead]),
+      runCli(['sweeper', 'frobnicate', '--admin', dead]),
+      runCli(['sweeper', 'pause', '--admin', dead]),
+    ]);
     expect(r1.code).toBe(1);
     expect(r1.stderr).toMatch(/cannot reach/);
     expect(r1.stdout).toBe('');
-    const r1j = await runCli(['status', '--admin', dead, '--json']);
     expect(r1j.code).toBe(1);
-    const r2 = await runCli(['status']);
     expect(r2.code).toBe(2);
     expect(r2.stderr).toMatch(/--admin/);
-    const r3 = await runCli(['status', '--admin', dead, '--bogus']);
     expect(r3.code).toBe(2);
-    const r4 = await runCli(['sweeper', 'pause']);
     expect(r4.code).toBe(2);
-    const r5 = await runCli(['sweeper', 'rate', '--admin', dead]);
     expect(r5.code).toBe(2);
-    const r6 = await runCli(['sweeper', 'frobnicate', '--admin', dead]);
     expect(r6.code).toBe(2);
-    const r7 = await runCli(['sweeper', 'pause', '--admin', dead]);
     expect(r7.code).toBe(1);
     expect(r7.stderr).toMatch(/cannot reach/);
   });
@@ -270,9 +273,11 @@ describe('GET /metrics', () => {
       await c.set(`new:${i}`, 'x');
       await c.get(`new:${i}`);
     }
-    await sleep(1_300); // the remaining-keys figures refresh every second
-
-    const m2 = await getMetrics(ap.admin);
+    // The remaining-keys figures refresh every second: wait for db 3's, emptied by the touches.
+    const m2 = await waitFor(async () => {
+      const m = await getMetrics(ap.admin);
+      return metric(m, 'rehome_keys_remaining', { db: '3' }) === 0 ? m : null;
+    }, "db 3's remaining keys at 0 in /metrics", 10_000, 100);
     expect(metric(m2, 'rehome_keys_moved_total', { by: 'touch' })).toBe(100);
     expect(metric(m2, 'rehome_keys_moved_total', { by: 'sweeper' })).toBeGreaterThan(0);
     expect(metric(m2, 'rehome_commands_total') - metric(m1, 'rehome_commands_total')).toBeGreaterThanOrEqual(500);
@@ -355,6 +360,9 @@ describe('--progress', () => {
     expect(offP.proxy.stderr).not.toMatch(/progress:/);
     // No progress bar either: --progress off writes no bar characters.
     expect(offP.proxy.stderr).not.toMatch(/rehome \[/);
+    // Stopped first: the check reads the two servers one after the other, and a key a running
+    // sweeper moves in between would show in both.
+    await Promise.all([logP.proxy.stop('SIGTERM', 3_000), offP.proxy.stop('SIGTERM', 3_000)]);
     await noKeyInBoth(ctx, [logP, offP]);
   });
 });

@@ -183,14 +183,14 @@ describe('sweeper: drain', () => {
 
   it('drains every type in dbs 0, 2 and 5 while 4 clients write through the proxy', async () => {
     const s = ctx.source.client();
-    const snap = await seedAllTypes(s, { dbs: [0, 2, 5], n: 100, ttlMs: 600_000 });
+    const snap = await seedAllTypes(s, { dbs: [0, 2, 5], n: 50, ttlMs: 600_000 });
     const dbs = [0, 2, 5, 0];
     const extra = await seedWriterKeys(s, 4, dbs);
     const seeded = snap.records.length + extra;
     expect(await sourceKeys(s)).toBe(seeded);
 
-    // About 2.5 s of sweeping, so the writers overlap the migration.
-    const sp = await sweepProxy(ctx, ['--sweep-rate', '1500']);
+    // About 2.5 s of sweeping (1,884 keys), so the writers overlap the migration.
+    const sp = await sweepProxy(ctx, ['--sweep-rate', '750']);
     const writers = startWriters([sp.proxy], 4, dbs);
     const started = Date.now();
     let st: Status;
@@ -257,7 +257,7 @@ describe('sweeper: control', () => {
     expect(p1.body.sweeper).toBe('paused');
     await sleep(500); // the batch in flight may still finish
     const a = await s.dbsize();
-    await sleep(1_500);
+    await sleep(1_000);
     const b = await s.dbsize();
     // Soft: a failure here is reported but the rest of the test (drain, invariant) still runs.
     expect.soft(b, 'source DBSIZE while paused').toBe(a);
@@ -279,7 +279,7 @@ describe('sweeper: control', () => {
     expect(JSON.parse(r2.stdout).sweeper).toBe('paused');
     await sleep(500);
     const c = await s.dbsize();
-    await sleep(1_500);
+    await sleep(1_000);
     expect.soft(await s.dbsize(), 'source DBSIZE while paused (CLI)').toBe(c);
     st = await fetchStatus<Status>(sp.admin);
     expect(st.sweeper.state).toBe('paused');
@@ -424,12 +424,13 @@ describe('sweeper: several proxies on one pair', () => {
 
   it('two proxies started together, with writers going through both', async () => {
     const s = ctx.source.client();
-    const snap = await seedAllTypes(s, { dbs: [0, 4], n: 60 });
+    const snap = await seedAllTypes(s, { dbs: [0, 4], n: 30 });
     const dbs = [0, 4, 0, 4];
     const extra = await seedWriterKeys(s, 4, dbs);
+    // About 2.5 s of sweeping (804 keys), so the writers and readers overlap the migration.
     const [a, b] = await Promise.all([
-      sweepProxy(ctx, ['--sweep-rate', '600']),
-      sweepProxy(ctx, ['--sweep-rate', '600']),
+      sweepProxy(ctx, ['--sweep-rate', '300']),
+      sweepProxy(ctx, ['--sweep-rate', '300']),
     ]);
     const writers = startWriters([a.proxy, b.proxy], 4, dbs);
     // Readers through both proxies check seeded values while keys move.
@@ -670,7 +671,8 @@ describe('sweeper: touches first', () => {
   const ctx = usePair({ autoProxy: false });
 
   it('takes small steps while clients touch unmoved keys, full ones when nobody does', async () => {
-    const N = 40_000;
+    // Enough for the reader to touch unmoved keys: the sweep takes small steps from its first touch.
+    const N = 10_000;
     await seedStrings(ctx.source.client(), 0, N);
     const sp = await sweepProxy(ctx);
     const c = sp.proxy.client();
