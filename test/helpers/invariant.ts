@@ -61,19 +61,47 @@ export async function keysByDb(ref: ServerRef, dbs: readonly number[] = ALL_DBS)
   }
 }
 
-/** Keys present in both servers, as "db<n>:<key>" strings. */
+/**
+ * Keys present in both servers, as "db<n>:<key>" strings. The two listings run at once, so a key
+ * a sweeper moves between them shows in both: every such candidate is asked again, of the target
+ * then the source, and of the source then the target. A key moving old -> new meanwhile can't be
+ * seen in both when the target is asked first (it is in the target only after it left the
+ * source), nor one moving back when the source is asked first; a key really in both is in both
+ * whatever the order.
+ */
 export async function keysInBoth(
   source: ServerRef,
   target: ServerRef,
   dbs: readonly number[] = ALL_DBS,
 ): Promise<string[]> {
   const [s, t] = await Promise.all([keysByDb(source, dbs), keysByDb(target, dbs)]);
-  const both: string[] = [];
+  const candidates: Array<[number, string]> = [];
   for (const db of dbs) {
     const inTarget = new Set(t.get(db) ?? []);
-    for (const k of s.get(db) ?? []) if (inTarget.has(k)) both.push(`db${db}:${k}`);
+    for (const k of s.get(db) ?? []) if (inTarget.has(k)) candidates.push([db, k]);
   }
-  return both.sort();
+  if (candidates.length === 0) return [];
+  const a = await inBothAsked(candidates, target, source);
+  const b = await inBothAsked(candidates, source, target);
+  return candidates.filter((_, i) => a[i] && b[i]).map(([db, k]) => `db${db}:${k}`).sort();
+}
+
+/** For each key: whether `first`, then (after every answer of `first`) `second`, hold it. */
+async function inBothAsked(keys: Array<[number, string]>, first: ServerRef, second: ServerRef): Promise<boolean[]> {
+  const exists = async (ref: ServerRef): Promise<boolean[]> => {
+    const c = connect(ref);
+    try {
+      const p = c.pipeline();
+      for (const [db, k] of keys) p.select(db).exists(Buffer.from(k, 'latin1'));
+      const r = (await p.exec()) ?? [];
+      return keys.map((_, i) => r[2 * i + 1]?.[1] === 1);
+    } finally {
+      c.disconnect();
+    }
+  };
+  const one = await exists(first);
+  const two = await exists(second);
+  return one.map((x, i) => x && two[i]!);
 }
 
 /** Throws if any key is present in both the source and the target (in any of `dbs`). */
