@@ -3,6 +3,7 @@
  * one of them is stopped (and reaped) however the demo ends.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { freePort } from '../util/free-port.js';
@@ -37,6 +38,15 @@ export function ensureRedisServer(say: (line: string) => void): boolean {
     return false;
   }
   return true;
+}
+
+/** Whether a redis-server's log file says it has bound its port (written once, at start). */
+function saysReady(logFile: string): boolean {
+  try {
+    return readFileSync(logFile, 'latin1').includes('Ready to accept connections');
+  } catch {
+    return false;
+  }
 }
 
 /** True once a fresh connection to the port answers PING with +PONG. */
@@ -95,8 +105,11 @@ export class Children {
           { stdio: 'ignore' },
         ),
       );
+      const log = join(dir, `${name}.log`);
       for (let i = 0; i < 100 && p.exitCode === null; i++) {
-        if (await pings(port)) return { port, pid: p.pid! };
+        // Its own log line too: a PONG may come from another process that took the port first
+        // (this one then fails to bind it and exits).
+        if ((await pings(port)) && saysReady(log) && p.exitCode === null) return { port, pid: p.pid! };
         await new Promise((r) => setTimeout(r, 50));
       }
       await exited(p, 'SIGKILL', 0);

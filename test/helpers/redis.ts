@@ -156,9 +156,37 @@ function spawnServer(
   ];
   const p = spawn(binary, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   trackProcess(p);
-  p.stdout?.on('data', (d: Buffer) => logSink(d.toString()));
+  let tail = '';
+  p.stdout?.on('data', (d: Buffer) => {
+    const text = d.toString();
+    logSink(text);
+    if (!bound.has(p)) {
+      tail = (tail + text).slice(-400);
+      if (/Ready to accept connections/.test(tail)) bound.add(p);
+    }
+  });
   p.stderr?.on('data', (d: Buffer) => logSink(d.toString()));
   return p;
+}
+
+/**
+ * The servers that have said they listen. Answering PING is not enough to know a server is ours:
+ * two test files (in two vitest workers) can be handed the same free port at once; the second
+ * server fails to bind it and exits, but the first one answers its PINGs meanwhile, and both files
+ * would then share one server (one's FLUSHALL emptying the other's keys, one's stop leaving the
+ * other without a server). A server logs this line once it has bound its port.
+ */
+const bound = new WeakSet<ChildProcess>();
+
+/** Waits until `p` (just spawned on `port`) listens there itself and answers PING. */
+async function waitForOwnServer(p: ChildProcess, port: number, exited: () => boolean): Promise<void> {
+  await waitForRedis(port, 10_000, () => !exited());
+  const deadline = Date.now() + 10_000;
+  while (!bound.has(p)) {
+    if (exited()) throw new Error(`redis-server on port ${port} exited: the port is another server's`);
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} answers PING but never said it listens`);
+    await sleep(10);
+  }
 }
 
 function waitExit(p: ChildProcess, ms: number): Promise<boolean> {
@@ -194,7 +222,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     let exited = false;
     p.once('exit', () => (exited = true));
     try {
-      await waitForRedis(port, 10_000, () => !exited);
+      await waitForOwnServer(p, port, () => exited);
       proc = p;
     } catch (e) {
       lastErr = e;
@@ -290,7 +318,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
         let exited = false;
         p.once('exit', () => (exited = true));
         try {
-          await waitForRedis(port, 10_000, () => !exited);
+          await waitForOwnServer(p, port, () => exited);
           current = p;
           running = true;
           watch(p);
