@@ -18,14 +18,14 @@ const SCRIPT = "return cjson.encode(redis.call('COMMAND'))";
 
 /** The COMMAND reply of the server `c` is connected to, as arrays of strings and numbers. */
 export async function commandReply(c: Redis): Promise<unknown[]> {
-  let json: unknown;
+  let reply: unknown = null;
   try {
-    json = await c.call('EVAL', SCRIPT, '0');
+    const json = await c.call('EVAL', SCRIPT, '0');
+    if (typeof json === 'string') reply = fromScript(JSON.parse(json));
   } catch {
-    return (await c.call('COMMAND')) as unknown[];
+    // Refused (NOPERM, a script already running, scripting disabled...), or not JSON.
   }
-  const reply = typeof json === 'string' ? fromScript(JSON.parse(json)) : null;
-  // Anything else would be a server that answers the script in a way not known here.
+  // Anything but an array would be a server that answers the script in a way not known here.
   return Array.isArray(reply) ? reply : ((await c.call('COMMAND')) as unknown[]);
 }
 
