@@ -73,6 +73,8 @@ export interface PhaseState {
   by: string;
   /** The canary's scope in force and the scopes whose keys are coming back (scope-record.ts). */
   scope: ScopeRecord;
+  /** The epoch at which a sweeper found the scope drained (0: none); see SCOPE_DRAINED_SCRIPT. */
+  scopeDrained: number;
 }
 
 /** One process's view, as it reports it in the phase hash. */
@@ -119,7 +121,7 @@ const INIT_SCRIPT = `
 if redis.call('HEXISTS', KEYS[1], 'phase') == 0 then
   redis.call('HSET', KEYS[1], 'phase', ARGV[1], 'epoch', ARGV[4], 'next', '', 'since', ARGV[2], 'by', ARGV[3])
 end
-return redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'next', 'since', 'by', 'prev', 'scope', 'returning')`;
+return redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'next', 'since', 'by', 'prev', 'scope', 'returning', 'scopedrained')`;
 
 /**
  * Step 1: fencing with epoch+1, only if the epoch is still ARGV[1]. Returns the new epoch and
@@ -161,7 +163,19 @@ if cur[1] ~= 'migrate' or cur[2] ~= ARGV[1] or (cur[3] or '') ~= ARGV[2] then re
 redis.call('HSET', KEYS[1], 'returning', '')
 return 1`;
 
-const STATE_FIELDS = ['phase', 'epoch', 'next', 'since', 'by', 'prev', 'scope', 'returning'] as const;
+/**
+ * Records that a canary's scope has drained at epoch ARGV[1] (a sweeper's whole pass found none
+ * of its keys on the old server), if the phase is still migrate at that epoch. No process creates
+ * a key of the scope on the old server within the epoch, so it stays drained for every process
+ * until the next switch, whose new epoch makes the mark stale.
+ */
+const SCOPE_DRAINED_SCRIPT = `
+local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
+if cur[1] ~= 'migrate' or cur[2] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'scopedrained', ARGV[1])
+return 1`;
+
+const STATE_FIELDS = ['phase', 'epoch', 'next', 'since', 'by', 'prev', 'scope', 'returning', 'scopedrained'] as const;
 
 /** A phase processes act on (a stored value that is not one, e.g. '' or fencing, is null). */
 function settledPhase(p: string | null | undefined): PhaseName | null {
@@ -169,7 +183,7 @@ function settledPhase(p: string | null | undefined): PhaseName | null {
 }
 
 function parseState(r: Array<string | null>): PhaseState | null {
-  const [phase, epoch, next, since, by, prev, scope, returning] = r;
+  const [phase, epoch, next, since, by, prev, scope, returning, scopeDrained] = r;
   if (!phase || !epoch) return null;
   return {
     phase: phase as PhaseName,
@@ -179,6 +193,7 @@ function parseState(r: Array<string | null>): PhaseState | null {
     since: Number(since ?? 0),
     by: by ?? '',
     scope: scope || returning ? parseScopeRecord([scope, returning]) : NO_SCOPE,
+    scopeDrained: Number(scopeDrained ?? 0) || 0,
   };
 }
 
@@ -457,7 +472,8 @@ export class PhaseController {
   private update(s: PhaseState): void {
     const before = this.state;
     this.state = s;
-    if (before.epoch !== s.epoch || before.phase !== s.phase || before.next !== s.next || before.scope.returning.length !== s.scope.returning.length) {
+    if (before.epoch !== s.epoch || before.phase !== s.phase || before.next !== s.next || before.scope.returning.length !== s.scope.returning.length ||
+        before.scopeDrained !== s.scopeDrained) {
       for (const f of this.listeners) f(s);
     }
   }
@@ -518,7 +534,7 @@ export class PhaseController {
     const next = nextScopeRecord(lastActedPhase(cur), cur.scope, to, scope);
     const [e, prevText] = (await this.conn.eval(BEGIN_SCRIPT, 1, PHASE_KEY, String(cur.epoch), to, String(Date.now()), by, nextFields(next)[1]!, nextFields(next)[3]!)) as [number, string];
     const prev = settledPhase(prevText);
-    this.update({ phase: 'fencing', epoch: e, next: to, prev, since: Date.now(), by, scope: cur.scope });
+    this.update({ phase: 'fencing', epoch: e, next: to, prev, since: Date.now(), by, scope: cur.scope, scopeDrained: cur.scopeDrained });
     await this.conn.publish(PHASE_CHANNEL, String(e)).catch(() => 0);
     // Processes hear of the switch within a poll: that, on top of their own drain.
     if (drainMs > 0) await this.waitQuiet(e, drainMs + 2 * this.opts.pollMs);
@@ -598,6 +614,17 @@ export class PhaseController {
       await this.conn.eval(SET_SCRIPT, 1, PHASE_KEY, String(epoch), from, to, String(Date.now()), this.opts.id);
       await this.fresh();
       return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Records the scope drained at `epoch` for the fleet (SCOPE_DRAINED_SCRIPT); false if not. */
+  async markScopeDrained(epoch: number): Promise<boolean> {
+    try {
+      const set = (await this.conn.eval(SCOPE_DRAINED_SCRIPT, 1, PHASE_KEY, String(epoch))) === 1;
+      await this.fresh();
+      return set;
     } catch {
       return false;
     }

@@ -198,6 +198,17 @@ export class Runtimes {
     }
   }
 
+  /**
+   * Another process's sweeper found no key of the scope left at this epoch (phase.ts
+   * SCOPE_DRAINED_SCRIPT): the scope is drained for every process of the epoch, and this one's
+   * sweeper (on standby, or none with --no-sweep) need not find it again.
+   */
+  private takeScopeDrained(rt: Runtime, s: PhaseState): void {
+    if (rt.scoped === null || rt.phase !== 'migrate' || s.scopeDrained !== rt.epoch || rt.migration.phase === 'drained') return;
+    this.host.log(`scope ${describeScope(rt.scoped.routing.scope)} drained: found by another process's sweeper (epoch ${rt.epoch})`);
+    rt.migration.setDrained();
+  }
+
   /** The phase changed (seen by the poll, a fence check or this process's own switch). */
   private onPhaseChange(s: PhaseState): void {
     const rt = this.rt;
@@ -211,6 +222,7 @@ export class Runtimes {
       if (rt.phase === 'hold') void rt.migration.countWaiting(rt.ctx.target);
       return;
     }
+    if (rt !== null && s.phase === 'migrate' && s.epoch === rt.epoch) this.takeScopeDrained(rt, s);
     if (rt !== null && s.epoch === rt.epoch && s.phase === rt.phase) {
       // Keys that left the scope are all home (another process's return sweep said so).
       if (rt.scoped !== null && s.scope.returning.length === 0 && rt.scoped.routing.returning.length > 0) {
@@ -331,9 +343,13 @@ export class Runtimes {
   }
 
   private onRuntimeDrained(rt: Runtime): void {
-    // A canary's scope drained: the phase stays migrate (keys outside it are on the old server).
-    if (rt.scoped !== null) return;
     const phases = this.host.pair.phases;
+    if (rt.scoped !== null) {
+      // A canary's scope drained: the phase stays migrate (keys outside it are on the old
+      // server); the fleet hears it through the phase hash (onPhaseChange).
+      if (phases && rt.phase === 'migrate') void phases.markScopeDrained(rt.epoch);
+      return;
+    }
     if (phases && (rt.phase === 'migrate' || rt.phase === 'reverse')) {
       // Tell every process: the phase becomes drained (or hold after a reverse).
       void phases.markDrained(rt.epoch, rt.phase);
@@ -449,6 +465,8 @@ export class Runtimes {
       // In hold clients talk to the old server (the target here): count what a migrate would move.
       if (phase === 'hold') await rt.migration.countWaiting(pools.target);
       rt.migration.onDrained(() => this.onRuntimeDrained(rt));
+      // Found drained by the fleet before this runtime was built (a process started or restarted late).
+      if (phases !== null) this.takeScopeDrained(rt, phases.state);
       rt.keepalive = this.keepOwnConnectionsAlive(rt);
       return rt;
     } catch (e) {
