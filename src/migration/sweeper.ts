@@ -373,9 +373,12 @@ export class Sweeper {
     let cursor = '0';
     let prevSize = -1;
     let prevGone = -1;
+    // The rate counts the keys a step moved, paid before the next one: a scope's SCAN MATCH
+    // walks past many keys for each one it moves, and those cost the old server little.
+    let moved = 0;
     do {
       if (this.stopped || this.state !== 'sweeping') return seen;
-      await this.paceRate(this.batchSize);
+      await this.paceRate(moved);
       await this.giveWay();
       if (this.stopped || this.state !== 'sweeping') return seen;
       const n = this.batchSize;
@@ -394,6 +397,7 @@ export class Sweeper {
         throw e;
       }
       seen += step.seen;
+      moved = step.moved;
       cursor = step.cursor;
       prevSize = step.size;
       prevGone = step.gone;

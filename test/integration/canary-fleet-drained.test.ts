@@ -52,4 +52,16 @@ describe('scope drained, fleet-wide', () => {
     expect((await dataKeys(ctx.source.port)).filter((k) => k.startsWith('a:') || k.startsWith('b:'))).toEqual([]);
     await noKeyInBoth(ctx, [sweeping, quiet, late]);
   }, 60_000);
+
+  it('--sweep-rate paces the keys a scoped sweep moves, not the keys its SCAN MATCH walks past', async () => {
+    const old = ctx.source.client();
+    await seedCounters(old, { counters: 60, prefix: 'a:', seed: 3, db: 0 });
+    await seedCounters(old, { counters: 6000, prefix: 'b:', seed: 4, db: 0 });
+    // Paced by the keys walked, one pass over 6,060 keys at 100 keys/s would take a minute.
+    const ap = await startAdminProxy(ctx, ['--phase', 'hold', '--sweep-rate', '100']);
+    await phaseCli(ap, 'migrate', '--scope', 'a:*');
+    await waitAll([ap], 'the scope of 60 keys drained at 100 keys/s', (s) => s.scope?.drained === true, 20_000);
+    expect((await dataKeys(ctx.target.port)).length).toBe(60);
+    expect((await dataKeys(ctx.source.port)).length).toBe(6000);
+  }, 60_000);
 });
