@@ -42,7 +42,7 @@ import {
   type SweepReport,
   type SweepSettings,
 } from './fleet-record.js';
-import { NO_SCOPE, nextFields, nextScopeRecord, parseScopeRecord, type ScopeRecord } from './scope-record.js';
+import { NO_SCOPE, nextFields, nextScopeRecord, parseScopeRecord, SCOPE_DRAINED_SCRIPT, type ScopeRecord } from './scope-record.js';
 import { EVERYTHING, type Scope } from './scope.js';
 
 /** The reserved key; every key starting with RESERVED_PREFIX is hidden and never moved. */
@@ -73,7 +73,7 @@ export interface PhaseState {
   by: string;
   /** The canary's scope in force and the scopes whose keys are coming back (scope-record.ts). */
   scope: ScopeRecord;
-  /** The epoch at which a sweeper found the scope drained (0: none); see SCOPE_DRAINED_SCRIPT. */
+  /** The epoch at which a sweeper found the scope drained (0: none; scope-record.ts). */
   scopeDrained: number;
 }
 
@@ -161,18 +161,6 @@ const RETURNED_SCRIPT = `
 local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch', 'returning')
 if cur[1] ~= 'migrate' or cur[2] ~= ARGV[1] or (cur[3] or '') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'returning', '')
-return 1`;
-
-/**
- * Records that a canary's scope has drained at epoch ARGV[1] (a sweeper's whole pass found none
- * of its keys on the old server), if the phase is still migrate at that epoch. No process creates
- * a key of the scope on the old server within the epoch, so it stays drained for every process
- * until the next switch, whose new epoch makes the mark stale.
- */
-const SCOPE_DRAINED_SCRIPT = `
-local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
-if cur[1] ~= 'migrate' or cur[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'scopedrained', ARGV[1])
 return 1`;
 
 const STATE_FIELDS = ['phase', 'epoch', 'next', 'since', 'by', 'prev', 'scope', 'returning', 'scopedrained'] as const;
@@ -619,7 +607,7 @@ export class PhaseController {
     }
   }
 
-  /** Records the scope drained at `epoch` for the fleet (SCOPE_DRAINED_SCRIPT); false if not. */
+  /** Records the scope drained at `epoch` for the fleet (scope-record.ts); false if not. */
   async markScopeDrained(epoch: number): Promise<boolean> {
     try {
       const set = (await this.conn.eval(SCOPE_DRAINED_SCRIPT, 1, PHASE_KEY, String(epoch))) === 1;

@@ -6,6 +6,8 @@
  *                   are out of scope now: they left it by a narrowing, and move back home with the
  *                   reverse mover (until the return sweep finds none, then the list is emptied)
  *   nextscope, nextreturning   while fencing: what the switch will set at its step 4
+ *   scopedrained    the epoch at which a sweeper's whole pass found no key of the scope on the old
+ *                   server (SCOPE_DRAINED_SCRIPT); every process of that epoch takes it
  *
  * Both change only at step 4 of a fenced switch (so no two processes route one key differently:
  * every connection of the epoch before is killed first), except that `returning` may be emptied
@@ -16,6 +18,17 @@
 import { decodeScope, EVERYTHING, isEverything, type Scope, sameScope, widens, encodeScope } from './scope.js';
 
 export const SCOPE_FIELDS = ['scope', 'returning'] as const;
+
+/**
+ * Records that a canary's scope has drained at epoch ARGV[1], if the phase is still migrate at
+ * that epoch. No process creates a key of the scope on the old server within the epoch, so it
+ * stays drained for every process until the next switch, whose new epoch makes the mark stale.
+ */
+export const SCOPE_DRAINED_SCRIPT = `
+local cur = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
+if cur[1] ~= 'migrate' or cur[2] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'scopedrained', ARGV[1])
+return 1`;
 
 /** The scope in force and the scopes whose keys are coming back. */
 export interface ScopeRecord {

@@ -199,7 +199,7 @@ export class Runtimes {
   }
 
   /**
-   * Another process's sweeper found no key of the scope left at this epoch (phase.ts
+   * Another process's sweeper found no key of the scope left at this epoch (scope-record.ts
    * SCOPE_DRAINED_SCRIPT): the scope is drained for every process of the epoch, and this one's
    * sweeper (on standby, or none with --no-sweep) need not find it again.
    */

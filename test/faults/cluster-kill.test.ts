@@ -6,25 +6,14 @@
  * (MIGRATE ... COPY, or the proxy-side move's publish), waits for a replica (WAIT 1), and only
  * then deletes (releases) the old copies.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { keySlot } from '../../src/cluster/slot.js';
-import { replicaOf, startCluster, type TestCluster } from '../helpers/cluster.js';
-import { startProxy, type ProxyHandle } from '../helpers/proxy.js';
-import { type RedisServer, startRedis, stopAll } from '../helpers/redis.js';
+import { replicaOf, useClusterRig } from '../helpers/cluster.js';
+import { startProxy } from '../helpers/proxy.js';
+import type { RedisServer } from '../helpers/redis.js';
 import { waitFor } from '../helpers/util.js';
 
-let cl: TestCluster | null = null;
-let source: RedisServer | null = null;
-let proxy: ProxyHandle | null = null;
-
-afterEach(async () => {
-  await proxy?.stop();
-  await cl?.stop();
-  await stopAll(source ?? undefined);
-  proxy = null;
-  cl = null;
-  source = null;
-});
+const rig = useClusterRig();
 
 const TLS_RUN = process.env.REHOME_FAULT_TLS === '1';
 
@@ -41,7 +30,7 @@ async function slotsOf(node: RedisServer): Promise<Set<number>> {
 // MIGRATE (COPY, WAIT, DEL) and the proxy-side move (publish, WAIT, release).
 describe.skipIf(TLS_RUN).each(['migrate', 'dump'])('--move-method %s', (method) => {
 it('a master killed right after moves into it: its replica takes over and no moved key is lost', async () => {
-  [cl, source] = await Promise.all([startCluster({ replicas: 1 }), startRedis()]);
+  const { cl, source } = await rig.start({ replicas: 1 });
   const victim = cl.masters[0]!;
   const replica = await replicaOf(cl, victim);
   const mine = await slotsOf(victim);
@@ -56,7 +45,7 @@ it('a master killed right after moves into it: its replica takes over and no mov
 
   // A short lease: claims a killed move left behind are taken over soon by the drain below.
   const args = ['--move-method', method, '--move-lease-ms', '1000'];
-  proxy = await startProxy({ source, target: cl.url, args });
+  const proxy = (rig.proxy = await startProxy({ source, target: cl.url, args }));
   const c = proxy.client();
   expect(await c.get(all.find((k) => !mine.has(keySlot(k)))!)).not.toBeNull(); // the front is up
   // Cut the victim's replication link, then move keys into it: each GET answered is a key the
@@ -79,7 +68,7 @@ it('a master killed right after moves into it: its replica takes over and no mov
   const r = replica.client();
   await r.call('CLUSTER', 'FAILOVER', 'TAKEOVER').catch(() => undefined);
   r.disconnect();
-  await waitFor(async () => (await cl!.currentMasters()).includes(replica) || null, 'the replica to take over', 60_000, 100);
+  await waitFor(async () => (await cl.currentMasters()).includes(replica) || null, 'the replica to take over', 60_000, 100);
   await cl.waitOk();
   console.log('[cluster-kill] replica took over');
   await proxy.stop();
@@ -95,7 +84,7 @@ it('a master killed right after moves into it: its replica takes over and no mov
   }
   expect(lost.slice(0, 10), `moved keys lost with the killed master (${lost.length} of ${acked.length})`).toEqual([]);
   console.log(`[cluster-kill] checked; ${await s.dbsize()} keys left in the old server`);
-  proxy = await startProxy({ source, target: `redis://127.0.0.1:${replica.port}`, sweep: true, args });
+  rig.proxy = await startProxy({ source, target: `redis://127.0.0.1:${replica.port}`, sweep: true, args });
   await waitFor(async () => (await s.dbsize()) === 0, 'the old server to be drained', 60_000, 100);
   s.disconnect();
   const missing: string[] = [];

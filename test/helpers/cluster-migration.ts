@@ -6,10 +6,10 @@
  * cluster; the old server drained. Shared by the cluster fault scenarios and the version matrix's
  * Valkey cluster.
  */
-import { afterEach, expect } from 'vitest';
-import { startCluster, type ClusterOptions, type TestCluster } from './cluster.js';
-import { startProxy, type ProxyHandle } from './proxy.js';
-import { freePort, type RedisServer, startRedis, stopAll } from './redis.js';
+import { expect } from 'vitest';
+import { type ClusterOptions, type TestCluster, useClusterRig } from './cluster.js';
+import { startProxy } from './proxy.js';
+import { freePort } from './redis.js';
 import { sleep, waitFor } from './util.js';
 import {
   checkCounters, type CounterResults, payloadKey, payloadValue, type PayloadSet, seedCounters, seedPayloads, startCounterWorkload,
@@ -30,36 +30,25 @@ export interface ClusterMigration {
 }
 
 export function useClusterMigration(): ClusterMigration {
-  let cl: TestCluster | null = null;
-  let source: RedisServer | null = null;
-  let proxy: ProxyHandle | null = null;
-
-  afterEach(async () => {
-    await proxy?.stop();
-    await cl?.stop();
-    await stopAll(source ?? undefined);
-    proxy = null;
-    cl = null;
-    source = null;
-  });
+  const rig = useClusterRig();
 
   /** Seeds the old server, starts a sweeping proxy into the cluster and the counter workload. */
   async function migrate(
     seed: number,
     during: (c: TestCluster) => Promise<void>,
   ): Promise<{ results: CounterResults; payloads: PayloadSet }> {
-    const s = source!.client();
+    const s = rig.source!.client();
     const bases = await seedCounters(s, { counters: COUNTERS, seed });
     const payloads = await seedPayloads(s, { count: PAYLOADS, prefix: 'pay:', db: 0, seed, maxBytes: 2048 });
     s.disconnect();
     // A slow sweeper, so that the topology changes while keys are still moving.
     const admin = `127.0.0.1:${await freePort()}`;
-    proxy = await startProxy({ source: source!, target: cl!.url, sweep: true, args: ['--sweep-rate', '1500', '--admin', admin] });
+    const proxy = (rig.proxy = await startProxy({ source: rig.source!, target: rig.cl!.url, sweep: true, args: ['--sweep-rate', '1500', '--admin', admin] }));
     const work = startCounterWorkload({ urls: [proxy.url], clients: 8, counters: COUNTERS, seed, bases, commandTimeoutMs: 4_000 });
     await sleep(300);
-    const src = source!.client();
+    const src = rig.source!.client();
     const before = await src.dbsize();
-    await during(cl!);
+    await during(rig.cl!);
     const after = await src.dbsize();
     // The proxy follows the new topology: INCRs are acknowledged again after the change (counted,
     // not timed: a loaded machine may take seconds).
@@ -81,7 +70,7 @@ export function useClusterMigration(): ClusterMigration {
 
   /** The final checks, straight on the cluster and the old server. */
   async function check(results: CounterResults, payloads: PayloadSet): Promise<void> {
-    const c = cl!.client();
+    const c = rig.cl!.client();
     try {
       const summary = await checkCounters(results, async (k) => Number((await c.get(k)) ?? Number.NaN));
       expect(summary.acked).toBeGreaterThan(100);
@@ -91,21 +80,21 @@ export function useClusterMigration(): ClusterMigration {
         if (v === null || !v.equals(payloadValue(payloads, i))) bad.push(payloadKey(payloads, i).toString('latin1'));
       }
       expect(bad.slice(0, 10), `payload keys missing or changed (${bad.length})`).toEqual([]);
-      expect(await cl!.dbsize()).toBe(COUNTERS + PAYLOADS);
+      expect(await rig.cl!.dbsize()).toBe(COUNTERS + PAYLOADS);
     } finally {
       c.disconnect();
     }
-    const s = source!.client();
+    const s = rig.source!.client();
     expect(await s.dbsize()).toBe(0);
     s.disconnect();
   }
 
   return {
     async start(opts: ClusterOptions = {}) {
-      [cl, source] = await Promise.all([startCluster(opts), startRedis()]);
+      await rig.start(opts);
     },
     get cluster() {
-      return cl!;
+      return rig.cl!;
     },
     migrate,
     check,

@@ -7,6 +7,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
+import { afterEach } from 'vitest';
+import type { ProxyHandle } from './proxy.js';
 import { freePort, REDIS_CLI, type RedisServer, startRedis, stopAll } from './redis.js';
 import { sleep } from './util.js';
 
@@ -185,6 +187,38 @@ export async function replicaOf(c: TestCluster, master: RedisServer): Promise<Re
     if (me?.split(' ')[3] === id) return n;
   }
   throw new Error(`no replica of ${master.port}`);
+}
+
+/** A cluster and an old server a test starts, and the proxy between them: all stopped after each test. */
+export interface ClusterRig {
+  cl: TestCluster | null;
+  source: RedisServer | null;
+  proxy: ProxyHandle | null;
+  /** Starts the cluster and the old server at once. */
+  start(opts?: ClusterOptions): Promise<{ cl: TestCluster; source: RedisServer }>;
+}
+
+export function useClusterRig(): ClusterRig {
+  const rig: ClusterRig = {
+    cl: null,
+    source: null,
+    proxy: null,
+    async start(opts = {}) {
+      const [cl, source] = await Promise.all([startCluster(opts), startRedis()]);
+      rig.cl = cl;
+      rig.source = source;
+      return { cl, source };
+    },
+  };
+  afterEach(async () => {
+    await rig.proxy?.stop();
+    await rig.cl?.stop();
+    await stopAll(rig.source ?? undefined);
+    rig.proxy = null;
+    rig.cl = null;
+    rig.source = null;
+  });
+  return rig;
 }
 
 /** Empties the old server and every master serving slots: between tests that share one cluster. */
