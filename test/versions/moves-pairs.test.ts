@@ -7,39 +7,27 @@
 import { describe, expect, it } from 'vitest';
 import { useServers } from '../helpers/fixture.js';
 import { moveEverything } from '../helpers/moves.js';
-import { serverBinaries, serverBinary } from '../helpers/servers.js';
+import { serverBinaries, serverBinary, type ServerName } from '../helpers/servers.js';
 
 const server = useServers();
 
-const v74ToValkey = serverBinaries('redis-7.4.1', 'valkey-8.0.1');
-describe.skipIf(!v74ToValkey)('Redis 7.4.1 -> Valkey 8.0.1: Valkey refuses the RDB 12 payload', () => {
-  it('auto picks the type-aware copy; every type, and a migration under load loses nothing', async () => {
-    const source = await server(v74ToValkey!['redis-7.4.1']);
-    const target = await server(v74ToValkey!['valkey-8.0.1']);
-    const run = await moveEverything(source, target);
-    expect(run.method).toBe('copy');
-  }, 120_000);
-});
-
-const v74To70 = serverBinaries('redis-7.4.1', 'redis-7.0');
-describe.skipIf(!v74To70)('Redis 7.4.1 -> Redis 7.0 (older target, newer payload)', () => {
-  it('auto picks the type-aware copy', async () => {
-    const source = await server(v74To70!['redis-7.4.1']);
-    const target = await server(serverBinary('redis-7.0'));
-    const run = await moveEverything(source, target);
-    expect(run.method).toBe('copy');
-  }, 120_000);
-});
-
-const valkeyTo70 = serverBinaries('valkey-8.0.1', 'redis-7.0');
-describe.skipIf(!valkeyTo70)('Valkey 8.0.1 -> Redis 7.0 (the rollback direction of a Redis 7.0 -> Valkey 8 migration)', () => {
-  it('auto picks the type-aware copy (Redis 7.0 refuses Valkey 8 payloads)', async () => {
-    const source = await server(valkeyTo70!['valkey-8.0.1']);
-    const target = await server(serverBinary('redis-7.0'));
-    const run = await moveEverything(source, target);
-    expect(run.method).toBe('copy');
-  }, 120_000);
-});
+// Pairs whose target refuses the source's DUMP payloads: auto must pick the type-aware copy.
+const copyPairs: Array<[ServerName, ServerName, string, string]> = [
+  ['redis-7.4.1', 'valkey-8.0.1', 'Redis 7.4.1 -> Valkey 8.0.1: Valkey refuses the RDB 12 payload', 'auto picks the type-aware copy; every type, and a migration under load loses nothing'],
+  ['redis-7.4.1', 'redis-7.0', 'Redis 7.4.1 -> Redis 7.0 (older target, newer payload)', 'auto picks the type-aware copy'],
+  ['valkey-8.0.1', 'redis-7.0', 'Valkey 8.0.1 -> Redis 7.0 (the rollback direction of a Redis 7.0 -> Valkey 8 migration)', 'auto picks the type-aware copy (Redis 7.0 refuses Valkey 8 payloads)'],
+];
+for (const [from, to, title, name] of copyPairs) {
+  const bins = serverBinaries(from, to);
+  describe.skipIf(!bins)(title, () => {
+    it(name, async () => {
+      const source = await server(bins![from]);
+      const target = await server(bins![to]);
+      const run = await moveEverything(source, target);
+      expect(run.method).toBe('copy');
+    }, 120_000);
+  });
+}
 
 describe('MIGRATE pairs', () => {
   const v62To70 = serverBinaries('redis-6.2.16', 'redis-7.0');
