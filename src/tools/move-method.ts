@@ -32,6 +32,23 @@ const MIGRATE_UNUSABLE = /unknown command|NOPERM|no permissions|IOERR|payload ve
 /** Errors that say the target can't take the source's DUMP payloads (or DUMP/RESTORE are denied). */
 const PAYLOAD_REFUSED = /payload version|checksum|Bad data format|unknown command|NOPERM|no permissions|not allowed/i;
 
+/**
+ * The probes' MIGRATE (args: host, port, key, db, timeout, options), asked a second time after an
+ * IOERR. The source already redials a cached connection the target closed; what is left is a
+ * timeout, and a target that stalled once for the whole timeout (a busy or starved machine) is not
+ * one the source can't reach: seen refusing a phase switch's pre-flight check on a loaded machine.
+ * One that can't be reached fails twice. The second asks REPLACE: the first may have landed after
+ * its timeout (the probe key is rehome's own).
+ */
+export async function migrateOnceMore(from: ServerConn, args: Array<string | number>): Promise<string> {
+  try {
+    return String(await from.redis.call('MIGRATE', ...args));
+  } catch (e) {
+    if (!/^IOERR/.test(errText(e))) throw e;
+    return String(await from.redis.call('MIGRATE', ...args.slice(0, 5), 'REPLACE', ...args.slice(5)));
+  }
+}
+
 function errText(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
   return m.split('\n')[0] ?? m;
@@ -57,7 +74,7 @@ export async function probeMoveMethod(
     await from.redis.set(key, 'rehome move method probe', 'PX', PROBE_TTL_MS);
     let migrateWhy: string;
     try {
-      const r = String(await from.redis.call('MIGRATE', dest.host, dest.port, key, 0, MIGRATE_TIMEOUT_MS, 'COPY', ...migrateAuthArgs(toEp)));
+      const r = await migrateOnceMore(from, [dest.host, dest.port, key, 0, MIGRATE_TIMEOUT_MS, 'COPY', ...migrateAuthArgs(toEp)]);
       if (r === 'OK' && (await to.redis.exists(key)) === 1) {
         return { method: 'migrate', reason: `MIGRATE to ${describeEndpoint(dest)} works` };
       }

@@ -30,7 +30,7 @@ import { ConfigError, showKey } from '../errors.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
-import { probeMoveMethod, type MethodChoice } from './move-method.js';
+import { migrateOnceMore, probeMoveMethod, type MethodChoice } from './move-method.js';
 import {
   closeServer,
   configDatabases,
@@ -424,7 +424,7 @@ async function probeMigrate(
     let reply = '';
     let migrateError = '';
     try {
-      reply = String(await s.redis.call('MIGRATE', ...args));
+      reply = await migrateOnceMore(s, args);
     } catch (e) {
       migrateError = errText(e);
     }
