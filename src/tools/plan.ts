@@ -537,8 +537,8 @@ async function findConflicts(
     const scanSource = nSource < (targetKeys.get(db) ?? 0);
     for await (const page of scanDb(scanSource ? s : t, db)) {
       const keys = page.filter((k) => !k.subarray(0, probePrefix.length).equals(probePrefix));
-      // Most keys of the scanned side are not on the other: filter cheaply, then confirm in the
-      // safe order (target first, then source).
+      // Most keys of the scanned side are not on the other: filter cheaply, then confirm in
+      // both orders (keys may be moving meanwhile).
       const onOther = await existsEach(scanSource ? t : s, db, keys);
       const both = await confirmInBoth(s, t, db, keys.filter((_, i) => onOther[i]));
       if (both.length === 0) continue;

@@ -316,11 +316,12 @@ export async function* scanDb(c: ServerConn, db: number): AsyncGenerator<Buffer[
 }
 
 /**
- * Which of `keys` are in both servers in `db`. EXISTS on the target first, then on the source:
- * a key only ever leaves the source (nothing writes it there during a migration), so a key seen
- * in the target and afterwards still in the source was in both at the moment of the target
- * check, even with a proxy moving keys meanwhile. The reverse order could report a key that a
- * move carried across between the two checks.
+ * Which of `keys` are in both servers in `db`, safe to ask while proxies move keys. A key
+ * carried across between two EXISTS is seen in both when the side it leaves is asked first
+ * (a key moving old -> new when the source is asked first, one moving back at phase reverse when
+ * the target is). So each key is asked in both orders, and only one in both each time counts:
+ * a key moving one way can't be seen in both in the order that asks its destination first,
+ * while a key really in both is in both whatever the order.
  */
 export async function confirmInBoth(
   source: ServerConn,
@@ -328,10 +329,16 @@ export async function confirmInBoth(
   db: number,
   keys: readonly Buffer[],
 ): Promise<Buffer[]> {
+  const once = await inBothAsked(keys, db, target, source);
+  return inBothAsked(once, db, source, target);
+}
+
+/** Which of `keys` `first` holds and then (after all of first's answers) `second` holds too. */
+async function inBothAsked(keys: readonly Buffer[], db: number, first: ServerConn, second: ServerConn): Promise<Buffer[]> {
   if (keys.length === 0) return [];
-  const inTarget = await existsEach(target, db, keys);
-  const cand = keys.filter((_, i) => inTarget[i]);
+  const inFirst = await existsEach(first, db, keys);
+  const cand = keys.filter((_, i) => inFirst[i]);
   if (cand.length === 0) return [];
-  const inSource = await existsEach(source, db, cand);
-  return cand.filter((_, i) => inSource[i]);
+  const inSecond = await existsEach(second, db, cand);
+  return cand.filter((_, i) => inSecond[i]);
 }

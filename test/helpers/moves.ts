@@ -128,7 +128,12 @@ export async function moveEverything(
       args: ['--sweep-rate', String(opts.sweepRate ?? 1500), '--progress', 'off', ...(opts.args ?? [])],
     });
     const w = startCounterWorkload({ urls: [proxy.url], clients: 4, counters, seed: 16, bases });
-    await waitFor(async () => (await s.dbsize()) === 0, 'the source to be drained', 60_000, 100);
+    await waitFor(async () => (await s.dbsize()) === 0, 'the source to be drained', 60_000, 100).catch(async (e) => {
+      // What is left and what the proxy said is what a stuck move needs to be diagnosed.
+      const left = (await s.scan('0', 'COUNT', 100))[1];
+      const log = `${proxy?.stdout ?? ''}${proxy?.stderr ?? ''}`.slice(-4000);
+      throw new Error(`${(e as Error).message}; left on the source: ${left.join(', ')}\nproxy log (tail):\n${log}`);
+    });
     const res = await w.stop();
     expect(res.totals.acked).toBeGreaterThan(0);
     await checkCounters(res, async (k) => Number(await t.get(k)));
