@@ -99,6 +99,14 @@ const NO_MATCH = Buffer.alloc(0);
 /** rehome plan's throwaway probe keys: never swept. */
 const PROBE_PREFIX = Buffer.from(RESERVED_PREFIX);
 
+/**
+ * The pause after a step whose keys could not be moved: 0.5 s, doubling, at most 5 s. A step that
+ * fails costs the old server one batch, so trying every 5 s is cheap; a longer pause would leave
+ * an operator who has just made room on the new server waiting for the sweep to resume.
+ */
+export function nextBackoffMs(prevMs: number): number {
+  return Math.min(5_000, prevMs === 0 ? 500 : prevMs * 2);
+}
 
 /** Background mover of untouched keys; see the file comment. */
 export class Sweeper {
@@ -407,7 +415,7 @@ export class Sweeper {
         this.errors += step.failed;
         this.lastError = `${step.failed} keys could not be moved; they stay in the source for the next pass`;
         // The target refuses (out of memory, unreachable...): back off, up to 30 s.
-        this.backoffMs = Math.min(30_000, this.backoffMs === 0 ? 500 : this.backoffMs * 2);
+        this.backoffMs = nextBackoffMs(this.backoffMs);
         this.log(`sweeper: ${step.failed} keys not moved (${this.mover.lastErrorText}); backing off ${this.backoffMs} ms`);
         await this.sleep(this.backoffMs);
       } else {

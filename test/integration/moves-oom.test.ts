@@ -99,5 +99,5 @@ describe('the target out of memory when the type-aware copy publishes strings (w
     expect(await c.get('k:7')).toBe('v-0-7');
     await noKeyInBoth(ctx, [sp]);
     c.disconnect();
-  });
+  }, 90_000);
 });

@@ -30,7 +30,8 @@ for (const method of ['dump', 'copy'] as const) {
       // Enough for the reader to touch unmoved keys: the sweep takes small steps from its first touch.
       const N = 12_000;
       await seedStrings(ctx.source.client(), 0, N);
-      const sp = await sweepProxy();
+      // Paced, so that on a loaded machine the sweep does not end before the reader's first touch.
+      const sp = await sweepProxy(['--sweep-rate', '4000']);
       const c = sp.proxy.client();
       let reads = 0;
       let stop = false;
