@@ -27,19 +27,24 @@ export interface Output {
   fatal(msg: string): void;
 }
 
+/** Where text output goes: the process's stdout and stderr, or (a proxy run in a test) a capture. */
+export interface OutputSink {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+const PROCESS_STREAMS: OutputSink = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
 /** Text output: today's lines, unchanged. `worker` prefixes log lines in a --workers fleet. */
-function textOutput(worker: number | null): Output {
+function textOutput(worker: number | null, sink: OutputSink): Output {
   const prefix = worker === null ? '' : `worker ${worker}: `;
   return {
-    log: (line) => {
-      process.stderr.write(`${new Date().toISOString()} rehome: ${prefix}${line}\n`);
-    },
-    listening: (at) => {
-      process.stdout.write(`rehome: listening on ${at}\n`);
-    },
-    fatal: (msg) => {
-      process.stderr.write(`rehome: ${msg}\n`);
-    },
+    log: (line) => sink.stderr(`${new Date().toISOString()} rehome: ${prefix}${line}\n`),
+    listening: (at) => sink.stdout(`rehome: listening on ${at}\n`),
+    fatal: (msg) => sink.stderr(`rehome: ${msg}\n`),
   };
 }
 
@@ -82,7 +87,10 @@ function jsonOutput(worker: number | null): Output {
   };
 }
 
-/** The output for a format; `worker` is the --workers slot of this process, null outside a fleet. */
-export function createOutput(format: LogFormat, worker: number | null = null): Output {
-  return format === 'json' ? jsonOutput(worker) : textOutput(worker);
+/**
+ * The output for a format; `worker` is the --workers slot of this process, null outside a fleet.
+ * json writes to the process's own descriptors (pino), text to `sink`.
+ */
+export function createOutput(format: LogFormat, worker: number | null = null, sink: OutputSink = PROCESS_STREAMS): Output {
+  return format === 'json' ? jsonOutput(worker) : textOutput(worker, sink);
 }

@@ -145,13 +145,23 @@ async function probeDirection(config: ProxyConfig, which: 'forward' | 'reverse')
   }
 }
 
+/**
+ * This proxy's name in the fleet's phase record: host and pid, and a number from the second proxy
+ * of one process on (the test suite runs several in one process; each must count as a member).
+ */
+let proxiesStarted = 0;
+function fleetMemberId(): string {
+  proxiesStarted++;
+  return `${os.hostname()}:${process.pid}${proxiesStarted > 1 ? `:${proxiesStarted}` : ''}`;
+}
+
 /** The phase key on the old server decides; --phase creates it only where it is missing. */
 async function openPhases(config: ProxyConfig, log: Logger): Promise<PhaseController | null> {
   const phases = await PhaseController.open(
     {
       old: config.source,
       new: config.target,
-      id: `${os.hostname()}:${process.pid}`,
+      id: fleetMemberId(),
       pollMs: config.phasePollMs,
       connectTimeoutMs: config.connectTimeoutMs,
       sweepRate: config.sweepRate,
