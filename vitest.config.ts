@@ -45,7 +45,7 @@ export default defineConfig({
     isolate: false,
     sequence: { sequencer: FaultsFirst },
     // bench/test-cpu.mjs: where the run's CPU goes, by kind of process and by file.
-    setupFiles: process.env.REHOME_TEST_CPU ? ['test/helpers/cpu-account.ts'] : [],
+    setupFiles: ['test/helpers/setup.ts', ...(process.env.REHOME_TEST_CPU ? ['test/helpers/cpu-account.ts'] : [])],
     silent: verbose ? false : 'passed-only',
     reporters: verbose ? ['verbose'] : ['default'],
     slowTestThreshold: verbose ? 300 : 10_000,

@@ -64,6 +64,12 @@ export class ReplyOrder {
     return this.out.length;
   }
 
+  /** Whether all that is outstanding is an open stream with nothing of it waiting to be written. */
+  get onlyOpenStream(): boolean {
+    const e = this.out.peek();
+    return this.out.length === 1 && e !== undefined && e.stream && !e.streamEnded && e.pending === null;
+  }
+
   push(e: Entry): void {
     this.out.push(e);
   }

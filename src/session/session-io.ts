@@ -284,6 +284,9 @@ export abstract class SessionIo implements IdleClient, SessionHandle, SendHost, 
   shutdown(): void {
     if (this.dead) return;
     this.closing = true;
+    // A subscription has no end of its own: as on a half-close, the closing barrier marks where
+    // the replies the client asked for end, and the stream ends there.
+    if (this.conn.subscribed && !this.inputEnded && !this.pubsub.barrierPending) this.pubsub.startBarrier(null);
     if (!this.lingering) this.client.pause();
     this.flushOut();
   }

@@ -191,7 +191,8 @@ export class Session extends SessionIo implements DispatchPort, SendHost, ReplyH
         process.nextTick(() => this.pump());
       }
     }
-    if (this.closing && left === 0 && !this.dead) {
+    // MONITOR's stream has no end: closing, it goes once all before it is out.
+    if (this.closing && (left === 0 || (this.conn.monitoring && this.replies.onlyOpenStream)) && !this.dead) {
       this.client.end();
       this.upstream.destroy();
       this.linger();

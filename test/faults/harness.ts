@@ -161,6 +161,7 @@ export class ManagedProxy {
           target: certs ? `rediss://127.0.0.1:${this.tlsPorts().target}` : this.env.ctx.target,
           sweep: true,
           readyTimeoutMs: 30_000,
+          spawn: true, // faults kill and stop processes
           args: [
             '--listen', `127.0.0.1:${this.port}`,
             '--admin', this.admin,

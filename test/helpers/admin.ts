@@ -17,14 +17,15 @@ export interface AdminProxy {
 
 /**
  * Registers cleanup for the calling test file and returns a starter: a proxy (sweeper on unless
- * sweep is false, progress off unless args say otherwise) with an admin endpoint on a free port.
+ * sweep is false, progress off unless args say otherwise) with an admin endpoint on a free port;
+ * `spawn`: as a child process (test/helpers/proxy.ts).
  */
-export function useAdminProxies(): (ctx: PairContext, args?: string[], sweep?: boolean) => Promise<AdminProxy> {
+export function useAdminProxies(): (ctx: PairContext, args?: string[], sweep?: boolean, spawn?: boolean) => Promise<AdminProxy> {
   const running: ProxyHandle[] = [];
   afterEach(async () => {
     await Promise.all(running.splice(0).map((p) => p.stop('SIGTERM', 3_000)));
   });
-  return async (ctx, args = [], sweep = true) => {
+  return async (ctx, args = [], sweep = true, spawn = false) => {
     let lastErr: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       const admin = `127.0.0.1:${await freePort()}`;
@@ -34,6 +35,7 @@ export function useAdminProxies(): (ctx: PairContext, args?: string[], sweep?: b
           target: ctx.target,
           sweep,
           args: ['--admin', admin, ...(args.includes('--progress') ? [] : ['--progress', 'off']), ...args],
+          spawn,
         });
         running.push(proxy);
         return { proxy, admin };

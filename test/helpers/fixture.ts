@@ -12,8 +12,8 @@ export interface PairContext {
   readonly proxy: ProxyHandle;
   /** Starts an extra proxy on the same pair (stopped after the test); `sweep`: with its sweeper. */
   extraProxy(args?: string[], sweep?: boolean): Promise<ProxyHandle>;
-  /** Replaces the current proxy with a fresh one (new cache). */
-  restartProxy(args?: string[]): Promise<ProxyHandle>;
+  /** Replaces the current proxy with a fresh one (new cache); `spawn`: as a child process. */
+  restartProxy(args?: string[], spawn?: boolean): Promise<ProxyHandle>;
 }
 
 export interface PairOptions {
@@ -24,6 +24,8 @@ export interface PairOptions {
   autoProxy?: boolean;
   /** Flush both servers before each test (default true). */
   flush?: boolean;
+  /** Run its proxies as child processes (test/helpers/proxy.ts: pids, signals). */
+  spawn?: boolean;
 }
 
 export function usePair(opts: PairOptions = {}): PairContext {
@@ -48,7 +50,7 @@ export function usePair(opts: PairOptions = {}): PairContext {
     if (!target!.running) await target!.restart({ keepData: false });
     if (opts.flush !== false) await flushAll(source!, target!);
     if (opts.autoProxy !== false) {
-      proxy = await startProxy({ source: source!, target: target!, args: opts.proxyArgs ?? [] });
+      proxy = await startProxy({ source: source!, target: target!, args: opts.proxyArgs ?? [], spawn: opts.spawn ?? false });
     }
   });
   afterEach(async () => {
@@ -69,13 +71,13 @@ export function usePair(opts: PairOptions = {}): PairContext {
       return proxy;
     },
     async extraProxy(args?: string[], sweep = false) {
-      const p = await startProxy({ source: source!, target: target!, sweep, args: args ?? opts.proxyArgs ?? [] });
+      const p = await startProxy({ source: source!, target: target!, sweep, args: args ?? opts.proxyArgs ?? [], spawn: opts.spawn ?? false });
       extras.push(p);
       return p;
     },
-    async restartProxy(args?: string[]) {
+    async restartProxy(args?: string[], spawn = opts.spawn ?? false) {
       if (proxy) await proxy.stop('SIGTERM', 3_000);
-      proxy = await startProxy({ source: source!, target: target!, args: args ?? opts.proxyArgs ?? [] });
+      proxy = await startProxy({ source: source!, target: target!, args: args ?? opts.proxyArgs ?? [], spawn });
       return proxy;
     },
   };

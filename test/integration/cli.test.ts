@@ -23,7 +23,7 @@ async function deadPort(): Promise<number> {
 
 describe('CLI', () => {
   it('prints the listening line and serves on the announced port', async () => {
-    const p = await startProxy({ source: ctx.source, target: ctx.target });
+    const p = await startProxy({ spawn: true, source: ctx.source, target: ctx.target });
     try {
       expect(p.stdout).toMatch(/listening on 127\.0\.0\.1:\d+/);
       expect(p.port).toBeGreaterThan(0);
@@ -121,7 +121,7 @@ describe('CLI', () => {
   });
 
   it('SIGTERM: graceful exit 0, also with connected clients', async () => {
-    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--absent-cache-size', '1000', '--migrate-timeout-ms', '3000'] });
+    const p = await startProxy({ spawn: true, source: ctx.source, target: ctx.target, args: ['--absent-cache-size', '1000', '--migrate-timeout-ms', '3000'] });
     const c = p.client();
     await ctx.source.client().set('k', 'v');
     expect(await c.get('k')).toBe('v');
@@ -132,7 +132,7 @@ describe('CLI', () => {
   });
 
   it('SIGTERM while a client is blocked (BLPOP) exits 0 within --shutdown-timeout-ms', async () => {
-    const p = await startProxy({ source: ctx.source, target: ctx.target, args: ['--shutdown-timeout-ms', '1000'] });
+    const p = await startProxy({ spawn: true, source: ctx.source, target: ctx.target, args: ['--shutdown-timeout-ms', '1000'] });
     const c = p.client();
     const pending = c.blpop('never-filled', 30).catch((e: unknown) => e);
     await new Promise((r) => setTimeout(r, 200));
@@ -141,5 +141,23 @@ describe('CLI', () => {
     expect(e.code).toBe(0);
     await withTimeout(pending, 5_000, 'blocked client released');
     await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('SIGTERM with subscribed and MONITOR clients: they are closed once their replies are out, not kept until the timeout', async () => {
+    const p = await startProxy({ spawn: true, source: ctx.source, target: ctx.target, args: ['--shutdown-timeout-ms', '60000'] });
+    const sub = await p.raw();
+    expect(await sub.call('SUBSCRIBE', 'news')).toEqual(['subscribe', 'news', 1]);
+    const psub = await p.raw();
+    expect(await psub.call('PSUBSCRIBE', 'n*')).toEqual(['psubscribe', 'n*', 1]);
+    const mon = await p.raw();
+    expect(await mon.call('MONITOR')).toBe('OK');
+    const c = p.client();
+    expect(await c.publish('news', 'before')).toBe(2);
+    expect((await sub.readReply(5_000)).toString()).toContain('before');
+    p.proc.kill('SIGTERM');
+    // Nothing of theirs is in flight: a subscription has no end to wait for.
+    const e = await withTimeout(p.exited, 10_000, 'proxy exit after SIGTERM with subscribers (--shutdown-timeout-ms 60000)');
+    expect(e.code).toBe(0);
+    for (const x of [sub, psub, mon]) expect(await x.waitClosed(2_000)).toBe(true);
   });
 });

@@ -228,6 +228,7 @@ describe('servers down or hung', () => {
     const seed = s.pipeline();
     for (let i = 0; i < 300; i++) seed.set(`ctr:${i}`, '100');
     await seed.exec();
+    await ctx.restartProxy(undefined, true); // killed below: a process
     const c = ctx.proxy.client();
     const acked = new Set<number>();
     const pending = Array.from({ length: 300 }, (_, i) =>

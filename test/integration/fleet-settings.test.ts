@@ -145,8 +145,9 @@ describe('sweeper settings are the fleet\'s', () => {
     const old = ctx.source.client();
     const neu = ctx.target.client();
     await seedStrings(old, 0, 6_000);
-    const a = await startAdmin(ctx, ['--phase', 'migrate', '--sweep-rate', '300']);
-    const b = await startAdmin(ctx, ['--phase', 'migrate', '--sweep-rate', '300']);
+    // Processes: the sweeping one is killed below.
+    const a = await startAdmin(ctx, ['--phase', 'migrate', '--sweep-rate', '300'], true, true);
+    const b = await startAdmin(ctx, ['--phase', 'migrate', '--sweep-rate', '300'], true, true);
     const { sweeping, standby } = await roles(a, b);
     // Paused on the process that does not sweep.
     const p = await sweeperCli(standby, 'pause');
@@ -238,8 +239,9 @@ describe('fleet-wide status', () => {
     // About 30 s of sweep at 300 keys/s: the checks below run while it sweeps, even on a busy machine.
     await seedStrings(old, 0, 8_000);
     await seedStrings(old, 2, 1_000);
-    const a = await startAdmin(ctx, ['--phase', 'migrate', '--sweep-rate', '300']);
-    const b = await startAdmin(ctx, ['--phase', 'migrate', '--sweep-rate', '300']);
+    // Processes: the sweeping one is stopped (SIGSTOP) below.
+    const a = await startAdmin(ctx, ['--phase', 'migrate', '--sweep-rate', '300'], true, true);
+    const b = await startAdmin(ctx, ['--phase', 'migrate', '--sweep-rate', '300'], true, true);
     const { sweeping, standby, ids } = await roles(a, b);
     const sweeperId = ids.get(sweeping)!;
 

@@ -319,7 +319,7 @@ describe('RESET keeps the connection fenced', () => {
     const s = ctx.source.client();
     await s.set('r:a', 'old');
     const a = await startAdminProxy(ctx, ['--phase', 'migrate'], false);
-    const b = await startAdminProxy(ctx, ['--phase', 'migrate'], false);
+    const b = await startAdminProxy(ctx, ['--phase', 'migrate'], false, true); // stopped (SIGSTOP) below
     const raw = await b.proxy.raw();
     // The SET waits for its key to move; the RESET queues behind it.
     raw.write('*3\r\n$3\r\nSET\r\n$3\r\nr:a\r\n$3\r\nnew\r\n*1\r\n$5\r\nRESET\r\n');

@@ -18,6 +18,11 @@ function proxyWith(...args: string[]): Promise<ProxyHandle> {
   return ctx.restartProxy(['--progress', 'off', ...args]);
 }
 
+/** A proxy in its own process: the tests that measure its memory (RSS) read it by pid. */
+function processWith(...args: string[]): Promise<ProxyHandle> {
+  return ctx.restartProxy(['--progress', 'off', ...args], true);
+}
+
 /**
  * Opens a client that sends nothing and waits until --timeout closes it. Every client whose last
  * command came before this one connected has then been idle past the timeout as well, and was
@@ -179,7 +184,7 @@ describe('largest request (--proto-max-bulk-len)', () => {
 
 describe('--client-query-buffer-limit', () => {
   it('a client whose unfinished request passes the limit gets an error and is closed; memory stays bounded', async () => {
-    const proxy = await proxyWith('--client-query-buffer-limit', '1mb');
+    const proxy = await processWith('--client-query-buffer-limit', '1mb');
     const pid = proxy.proc.pid!;
     const other = proxy.client();
     // A request that fits is served.
@@ -223,7 +228,7 @@ describe('--client-output-buffer-limit', () => {
 
   it('a client that pipelines without reading is disconnected past the limit; the proxy\'s memory stays bounded', async () => {
     await seedBig();
-    const proxy = await proxyWith('--client-output-buffer-limit', '4mb');
+    const proxy = await processWith('--client-output-buffer-limit', '4mb');
     const pid = proxy.proc.pid!;
     const other = proxy.client();
     expect(await other.strlen('big')).toBe(VALUE);
@@ -262,7 +267,7 @@ describe('--client-output-buffer-limit', () => {
 
   it('with 0 (no limit) the proxy stops reading the target instead: the replies wait there, none lost', async () => {
     await seedBig();
-    const proxy = await proxyWith('--client-output-buffer-limit', '0');
+    const proxy = await processWith('--client-output-buffer-limit', '0');
     const pid = proxy.proc.pid!;
     const before = rssBytes(pid);
     const n = 100; // 100 MB of replies: past the proxy's RSS bound below, were it to hold them
@@ -285,7 +290,7 @@ describe('--client-output-buffer-limit', () => {
 
   it('with 0, a client flooding requests the proxy answers itself stops being read while it does not read', async () => {
     const admin = `127.0.0.1:${await freePort()}`;
-    const proxy = await proxyWith('--client-output-buffer-limit', '0', '--admin', admin);
+    const proxy = await processWith('--client-output-buffer-limit', '0', '--admin', admin);
     const handled = async () =>
       Number(/^rehome_commands_total (\d+)$/m.exec(await (await fetch(`http://${admin}/metrics`)).text())?.[1]);
     const pid = proxy.proc.pid!;

@@ -44,6 +44,7 @@ async function proxy(source: RedisServer, target: RedisServer, sweep: boolean, m
     target,
     sweep,
     args: ['--move-method', 'dump', '--big-key-mb', '1', '--move-lease-ms', String(LEASE_MS), '--progress', 'off', ...more],
+    spawn: true, // killed and stopped (SIGKILL, SIGSTOP)
   });
   proxies.push(p);
   return p;

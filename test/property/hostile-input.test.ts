@@ -208,7 +208,8 @@ let healthChecks = 0;
 beforeAll(async () => {
   ({ source, target } = await startPair());
   admin = `127.0.0.1:${await freePort()}`;
-  proxy = await startProxy({ source, target, args: ['--progress', 'off', '--admin', admin] });
+  // A process: its memory (RSS) is measured.
+  proxy = await startProxy({ source, target, args: ['--progress', 'off', '--admin', admin], spawn: true });
   healthy = proxy.client();
   await healthy.ping();
 });
