@@ -107,13 +107,30 @@ export class ProxySweep {
     this.publishingToken = keys.length > 0 ? tok.toString() : '';
     if (prev) this.published = await prev;
     if (next.toString() === '0') await this.flush(done);
-    failed += await this.host.sweepClaims(db, claims);
+    failed += await this.host.sweepClaims(db, this.notInFlight(claims));
     return {
       cursor: next.toString(), big, bigSizes, failed, heldMs: heldUs / 1000, moved, touched: Math.max(0, touched), count: used, gone,
       seen: keys.length + big.length + claims.length,
       // Claims moved one by one changed the db after the step: not clients' touches.
       size: claims.length > 0 ? -1 : size,
     };
+  }
+
+  /**
+   * The claims to move through the protocol now: not those of keys in this sweeper's batch still
+   * in flight. A client's touch can take over a key of a batch the sweeper claimed (its own
+   * claim, so at once), and that key's claim then shows up here with the touch's token; but the
+   * key stays joined to the batch (single-flight) until the batch is released, which the next
+   * step does: moving it now waited for this very step, and the sweep stopped for good (and a
+   * SIGTERM with it). The next pass finds the key if it is still claimed.
+   */
+  private notInFlight(claims: Buffer[]): Buffer[] {
+    // The step's claims were read before it claimed its own batch, and after it released the
+    // one before: only the batch published meanwhile can hold such a key.
+    const b = this.published;
+    if (claims.length === 0 || b === null) return claims;
+    const mine = new Set(b.keys.map((k) => k.toString('latin1')));
+    return claims.filter((k) => !mine.has(k.toString('latin1')));
   }
 
   /** Publishes what is claimed and releases what is published (a db's end, a pause, a stop). */

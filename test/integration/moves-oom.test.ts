@@ -94,7 +94,12 @@ describe('the target out of memory when the type-aware copy publishes strings (w
     expect(await s.dbsize()).toBeGreaterThanOrEqual(300);
 
     await t.config('SET', 'maxmemory', '0');
-    await waitDrained<Status>(sp, 60_000);
+    await waitDrained<Status>(sp, 60_000).catch(async (e: Error) => {
+      // Who holds the claims left is what a stuck drain needs to be diagnosed.
+      const records = await s.keys('__rehome:r*');
+      const sample = await Promise.all(records.slice(0, 5).map(async (r) => `${r} ${JSON.stringify(await s.hgetall(r))}`));
+      throw new Error(`${e.message}\n${records.length} claim records, e.g.:\n${sample.join('\n')}\nnow (source clock): ${(await s.time()).join('.')}`);
+    });
     await expectStrings(t, 0, 300);
     expect(await c.get('k:7')).toBe('v-0-7');
     await noKeyInBoth(ctx, [sp]);
