@@ -33,11 +33,12 @@ export default defineConfig({
     // Hang guards, not speed checks: generous, as tests share two cores with other runs.
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // Integration tests start their own redis-server and rehome processes on free ports and spend
-    // much of their time waiting on them (sweeps, fault schedules, pauses). Two files at once: with
-    // three, clean-clone runs on two cores failed on timing (admin requests timing out, closed
-    // connections counted late) in one run of five. `--maxWorkers N` overrides it.
-    maxWorkers: 2,
+    // Integration tests start their own redis-servers (and run rehome's proxy in the worker, or as
+    // a process where they need one) and spend much of their time waiting on them (sweeps, fault
+    // schedules, pauses): with two files at once the run kept the two cores busy 133% of the
+    // time, with three 164%. Three were flaky when every proxy was a process (about 40% more
+    // CPU). `--maxWorkers N` overrides it.
+    maxWorkers: 3,
     fileParallelism: true,
     // A worker process runs file after file, keeping the modules they share (ioredis, the
     // helpers) loaded: a fresh process per file cost about 0.5 s of CPU each. No test file mocks
