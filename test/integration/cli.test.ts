@@ -8,7 +8,7 @@ import { assertNoKeyInBoth } from '../helpers/invariant.js';
 import { runCli, startProxy } from '../helpers/proxy.js';
 import { freePort } from '../helpers/redis.js';
 import { occupyPort } from '../helpers/tcp.js';
-import { withTimeout } from '../helpers/util.js';
+import { sleep, waitFor, withTimeout } from '../helpers/util.js';
 
 const ctx = usePair({ autoProxy: false });
 
@@ -141,6 +141,30 @@ describe('CLI', () => {
     expect(e.code).toBe(0);
     await withTimeout(pending, 5_000, 'blocked client released');
     await assertNoKeyInBoth(ctx.source, ctx.target);
+  });
+
+  it('SIGTERM while the sweeper waits on a stopped old server: exit within the shutdown timeout, not the move timeout', async () => {
+    const s = ctx.source.client();
+    const seed = s.pipeline();
+    for (let i = 0; i < 20_000; i++) seed.set(`k:${i}`, 'v');
+    await seed.exec();
+    const p = await startProxy({
+      spawn: true, source: ctx.source, target: ctx.target, sweep: true,
+      args: ['--shutdown-timeout-ms', '1000', '--migrate-timeout-ms', '30000', '--sweep-rate', '2000', '--progress', 'off'],
+    });
+    await waitFor(async () => (await ctx.target.client().dbsize()) > 0, 'the sweep to start', 10_000, 20);
+    ctx.source.kill('SIGSTOP');
+    try {
+      await sleep(300); // a step is on its way to the stopped server
+      p.proc.kill('SIGTERM');
+      // The step's command would wait out its own timeout (31 s); a stopped process holds claims
+      // that lapse, as a killed one does, so the exit need not wait for it.
+      const e = await withTimeout(p.exited, 10_000, 'proxy exit after SIGTERM with the old server stopped (--shutdown-timeout-ms 1000)');
+      expect(e.code).toBe(0);
+      expect(p.stderr).toMatch(/did not stop within the shutdown timeout/);
+    } finally {
+      ctx.source.kill('SIGCONT');
+    }
   });
 
   it('SIGTERM with subscribed and MONITOR clients: they are closed once their replies are out, not kept until the timeout', async () => {
