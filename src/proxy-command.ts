@@ -261,6 +261,5 @@ export async function runProxyCommand(argv: string[], host: ProcessHost): Promis
       if (workerLines) workerLines.afterAnnounced(() => stop('drained (--exit-when-drained)'));
       else stop('drained (--exit-when-drained)');
     });
-
   }
 }

@@ -125,8 +125,9 @@ export class ProxySweep {
    * SIGTERM with it). The next pass finds the key if it is still claimed.
    */
   private notInFlight(claims: Buffer[]): Buffer[] {
-    // The step's claims were read before it claimed its own batch, and after it released the
-    // one before: only the batch published meanwhile can hold such a key.
+    // The script that found these claims also claimed the step's new batch (no touch can have
+    // taken a key of it over yet) and released the batch before the published one: only the
+    // published batch can hold such a key.
     const b = this.published;
     if (claims.length === 0 || b === null) return claims;
     const mine = new Set(b.keys.map((k) => k.toString('latin1')));

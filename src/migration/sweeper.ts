@@ -414,7 +414,7 @@ export class Sweeper {
       if (step.failed > 0) {
         this.errors += step.failed;
         this.lastError = `${step.failed} keys could not be moved; they stay in the source for the next pass`;
-        // The target refuses (out of memory, unreachable...): back off, up to 30 s.
+        // The target refuses (out of memory, unreachable...): back off (nextBackoffMs).
         this.backoffMs = nextBackoffMs(this.backoffMs);
         this.log(`sweeper: ${step.failed} keys not moved (${this.mover.lastErrorText}); backing off ${this.backoffMs} ms`);
         await this.sleep(this.backoffMs);

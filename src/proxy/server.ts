@@ -478,9 +478,12 @@ export class RehomeProxy {
       // another mover takes them over, and a MIGRATE is all or nothing in the old server.
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), Math.max(1_000, deadline - Date.now()))));
-      const gaveUp = await Promise.race([rest.then(() => false, () => false), late]);
-      clearTimeout(timer);
-      if (gaveUp) this.log('moves in flight did not stop within the shutdown timeout; leaving them (their claims lapse, and another process or the next start takes them over)');
+      const stopped = rest.then(() => false);
+      const gaveUp = await Promise.race([stopped, late]).finally(() => clearTimeout(timer));
+      if (gaveUp) {
+        stopped.catch(() => undefined); // what it says once the process has gone on is moot
+        this.log('moves in flight did not stop within the shutdown timeout; leaving them (their claims lapse, and another process or the next start takes them over)');
+      }
     })();
     return this.stopping;
   }
