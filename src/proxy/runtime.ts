@@ -36,6 +36,7 @@ import type { Carried } from '../session/carry.js';
 import type { Session, SessionContext } from '../session/session.js';
 import { SharedLanes } from '../session/shared-lane.js';
 import { type Logger, type MethodChoice, type MoveMethodName, type Pair, switchPreconditions } from './startup.js';
+import { settledWithin } from '../util/settled-within.js';
 
 /** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
 export type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
@@ -284,10 +285,7 @@ export class Runtimes {
     const drainMs = this.host.config.switchDrainMs;
     if (drainMs === 0) return 0;
     const sessions = [...rt.sessions];
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((r) => (timer = setTimeout(r, drainMs)));
-    await Promise.race([Promise.all([rt.migration.stop(), rt.scoped?.back?.stop(), ...sessions.map((s) => s.quiesce())]), late]);
-    clearTimeout(timer);
+    await settledWithin(Promise.all([rt.migration.stop(), rt.scoped?.back?.stop(), ...sessions.map((s) => s.quiesce())]), drainMs);
     let carried = 0;
     for (const s of sessions) {
       const c = s.detach();

@@ -22,6 +22,7 @@ import { withClusterTarget } from '../cluster/target.js';
 import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
 import { scopeFigures, scopeStatus } from './scope-status.js';
 import { createTlsServer, reloadTls } from './tls-listener.js';
+import { settledWithin } from '../util/settled-within.js';
 
 export type { Logger } from './startup.js';
 export type { ProxyObserver } from './runtime.js';
@@ -476,12 +477,7 @@ export class RehomeProxy {
       // A move waiting on a server that does not answer (stopped, cut off) would hold the exit
       // for its own timeout. Leaving it is what a killed process does: its claims lapse and
       // another mover takes them over, and a MIGRATE is all or nothing in the old server.
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), Math.max(1_000, deadline - Date.now()))));
-      const stopped = rest.then(() => false);
-      const gaveUp = await Promise.race([stopped, late]).finally(() => clearTimeout(timer));
-      if (gaveUp) {
-        stopped.catch(() => undefined); // what it says once the process has gone on is moot
+      if (!(await settledWithin(rest, Math.max(1_000, deadline - Date.now())))) {
         this.log('moves in flight did not stop within the shutdown timeout; leaving them (their claims lapse, and another process or the next start takes them over)');
       }
     })();

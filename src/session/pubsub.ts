@@ -104,15 +104,15 @@ export class PubSub {
     s.enqueue(e);
   }
 
-  /**
-   * Sends the barrier: a PING with a unique token. `req` (null: the client half-closed) is
-   * decided when its reply comes back through the stream.
-   */
   /** Whether a barrier's PING is out (its answer not yet back). */
   get barrierPending(): boolean {
     return this.barrierToken !== null;
   }
 
+  /**
+   * Sends the barrier: a PING with a unique token. `req` (null: the client half-closed) is
+   * decided when its reply comes back through the stream.
+   */
   startBarrier(req: Request | null): void {
     const s = this.s;
     if (req !== null) s.hold(req);
