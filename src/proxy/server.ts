@@ -21,6 +21,7 @@ import { Session } from '../session/session.js';
 import { withClusterTarget } from '../cluster/target.js';
 import { checkPair, holdLines, type Logger, type Pair } from './startup.js';
 import { scopeFigures, scopeStatus } from './scope-status.js';
+import { createPlainServer } from './plain-listener.js';
 import { createTlsServer, reloadTls } from './tls-listener.js';
 import { settledWithin } from '../util/settled-within.js';
 
@@ -98,8 +99,7 @@ export class RehomeProxy {
     });
     if (pair.phases) pair.phases.view = () => this.processView();
     this.fleet = pair.phases ? new FleetView(pair.phases, config, this.runtimes) : null;
-    // Half-open: a client that shuts down its sending side still gets every reply.
-    this.server = config.listen ? net.createServer({ allowHalfOpen: true }) : null;
+    this.server = config.listen ? createPlainServer((sock) => this.accept(sock)) : null;
     this.tlsServer = config.tls ? createTlsServer(config.tls, (sock) => this.accept(sock)) : null;
   }
 
@@ -163,7 +163,6 @@ export class RehomeProxy {
     const { server, tlsServer, config } = this;
     // A failure here is start's: abortStart unbinds whatever did bind.
     if (server && config.listen) {
-      server.on('connection', (sock) => this.accept(sock));
       await this.listenOn(server, config.listen, '');
     }
     if (tlsServer && config.tls) await this.listenOn(tlsServer, config.tls, 'TLS ');
