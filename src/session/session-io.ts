@@ -86,7 +86,14 @@ export abstract class SessionIo implements IdleClient, SessionHandle, SendHost, 
       },
     });
     client.setNoDelay(true);
-    client.on('data', (chunk: Buffer) => this.guard(() => this.onClientData(chunk)));
+    client.on('data', (chunk: Buffer) => {
+      // guard()'s work written out: this runs for every read, and a closure per read adds up.
+      try {
+        this.onClientData(chunk);
+      } catch (e) {
+        this.internalError(e);
+      }
+    });
     client.on('end', () => {
       this.inputEnded = true;
       // Redis frees a client as soon as it reads its end of stream, which ends a blocking command
@@ -147,9 +154,13 @@ export abstract class SessionIo implements IdleClient, SessionHandle, SendHost, 
     try {
       f();
     } catch (e) {
-      process.stderr.write(`${new Date().toISOString()} rehome: internal error on client ${this.id}, connection closed: ${(e as Error).stack ?? String(e)}\n`);
-      this.destroy();
+      this.internalError(e);
     }
+  }
+
+  private internalError(e: unknown): void {
+    process.stderr.write(`${new Date().toISOString()} rehome: internal error on client ${this.id}, connection closed: ${(e as Error).stack ?? String(e)}\n`);
+    this.destroy();
   }
 
   // ---------------------------------------------------------------- reading the client
@@ -221,6 +232,8 @@ export abstract class SessionIo implements IdleClient, SessionHandle, SendHost, 
       this.closing || this.quiet || this.held !== null || this.upstreamFull || this.own.fence.holding ||
       this.replies.length >= this.ctx.maxPending ||
       (this.clientBlocked && this.ctx.clientLimits.outputBufferLimit === 0);
+    // Only on a change: this runs after every read, and resume() is not free.
+    if (stop === this.client.isPaused()) return;
     if (stop) this.client.pause();
     else this.client.resume();
   }

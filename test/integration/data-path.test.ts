@@ -266,6 +266,26 @@ describe('data path', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
+  it('keeps every byte of many clients sending at once, in requests larger than one read', async () => {
+    // The plain port reads every client into one reused buffer (src/proxy/plain-listener.ts):
+    // what a read brought must be copied out before the next read, of any client, lands there.
+    const { randomBytes } = await import('node:crypto');
+    const clients = Array.from({ length: 8 }, () => ctx.proxy.client());
+    const values = clients.map((_, c) => Array.from({ length: 4 }, (_, i) => randomBytes(150_000 + 1_000 * c + i)));
+    await Promise.all(
+      clients.map(async (cl, c) => {
+        const p = cl.pipeline();
+        values[c]!.forEach((v, i) => p.set(`big:${c}:${i}`, v));
+        for (const [err] of (await p.exec())!) expect(err).toBeNull();
+      }),
+    );
+    const check = ctx.target.client();
+    for (let c = 0; c < clients.length; c++) {
+      for (let i = 0; i < 4; i++) expect((await check.getBuffer(`big:${c}:${i}`))!.equals(values[c]![i]!)).toBe(true);
+    }
+    check.disconnect();
+  });
+
   it('answers commands the server does not know exactly as the server does, also inside MULTI', async () => {
     await seedBoth();
     const diffs = await compareSequence([
