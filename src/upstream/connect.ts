@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { reusedRead } from '../util/reused-read.js';
 import type { Endpoint } from './endpoint.js';
 
 /**
@@ -28,7 +29,10 @@ export function tlsOptions(ep: Endpoint): tls.ConnectionOptions | undefined {
 /** Opens a socket to the endpoint, over TLS for rediss://. Wait for connectedEvent(ep) before trusting it. */
 export function connectSocket(ep: Endpoint): net.Socket {
   const t = tlsOptions(ep);
-  if (t === undefined) return net.connect({ host: ep.host, port: ep.port });
+  if (t === undefined) {
+    const sock: net.Socket = net.connect({ host: ep.host, port: ep.port, onread: reusedRead(() => sock) });
+    return sock;
+  }
   // Writes before the handshake completes are queued by the TLS socket and sent after it.
   return tls.connect({ ...t, host: ep.host, port: ep.port });
 }

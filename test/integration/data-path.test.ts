@@ -266,11 +266,13 @@ describe('data path', () => {
     await assertNoKeyInBoth(ctx.source, ctx.target);
   });
 
-  it('keeps every byte of many clients sending at once, in requests larger than one read', async () => {
-    // The plain port reads every client into one reused buffer (src/proxy/plain-listener.ts):
-    // what a read brought must be copied out before the next read, of any client, lands there.
+  it('keeps every byte of many clients at once, in requests and replies larger than one read', async () => {
+    // Every plain socket reads into one reused buffer (src/util/reused-read.ts): what a read
+    // brought must be copied out before the next read, of any socket, lands there. Half the
+    // clients SELECT (their own connection to the target), half use the shared one.
     const { randomBytes } = await import('node:crypto');
     const clients = Array.from({ length: 8 }, () => ctx.proxy.client());
+    await Promise.all(clients.filter((_, c) => c % 2 === 0).map((cl) => cl.select(0)));
     const values = clients.map((_, c) => Array.from({ length: 4 }, (_, i) => randomBytes(150_000 + 1_000 * c + i)));
     await Promise.all(
       clients.map(async (cl, c) => {
@@ -284,6 +286,15 @@ describe('data path', () => {
       for (let i = 0; i < 4; i++) expect((await check.getBuffer(`big:${c}:${i}`))!.equals(values[c]![i]!)).toBe(true);
     }
     check.disconnect();
+    // Read back through the proxy, every client at once, each reading another's keys.
+    const got = await Promise.all(
+      clients.map(async (cl, c) => {
+        const p = cl.pipeline();
+        for (let i = 0; i < 4; i++) p.getBuffer(`big:${(c + 1) % clients.length}:${i}`);
+        return (await p.exec())!.map(([, v]) => v as Buffer);
+      }),
+    );
+    got.forEach((vs, c) => vs.forEach((v, i) => expect(v.equals(values[(c + 1) % clients.length]![i]!)).toBe(true)));
   });
 
   it('answers commands the server does not know exactly as the server does, also inside MULTI', async () => {
