@@ -2,7 +2,8 @@
 /**
  * The floor of a Node.js proxy of rehome's design, for comparison in benchmarks: every client's
  * requests go over one shared connection to the server (rehome's shared lane), framed with
- * rehome's own request framer and reply scanner, written once per event-loop turn, and nothing
+ * rehome's own request framer and reply scanner, written once per event-loop turn, with rehome's
+ * sockets (the plain port and server connections reading into one reused buffer), and nothing
  * else: no gate, no command table, no ordering barrier, no limits. What rehome costs per request
  * beyond this is rehome's own work; what this costs beyond nutcracker is Node's.
  *
@@ -11,9 +12,10 @@
  * Then, e.g.: redis-benchmark -p LISTEN_PORT -c 50 -r 100000 -d 100 -t get -P 1, and read the
  * process's CPU from /proc/PID/stat around it.
  */
-import net from 'node:net';
+import { createPlainServer } from '../dist/proxy/plain-listener.js';
 import { RequestFramer } from '../dist/resp/request-framer.js';
 import { ReplyScanner } from '../dist/resp/reply-scanner.js';
+import { connectSocket } from '../dist/upstream/connect.js';
 
 const [listenPort, serverPort] = process.argv.slice(2).map(Number);
 if (!listenPort || !serverPort) {
@@ -21,7 +23,7 @@ if (!listenPort || !serverPort) {
   process.exit(2);
 }
 
-const server = net.connect(serverPort, '127.0.0.1');
+const server = connectSocket({ host: '127.0.0.1', port: serverPort });
 server.setNoDelay(true);
 const scanner = new ReplyScanner();
 /** Whose each outstanding reply is. */
@@ -63,7 +65,7 @@ server.on('error', (e) => {
   process.exit(1);
 });
 
-net.createServer((client) => {
+createPlainServer((client) => {
   client.setNoDelay(true);
   const framer = new RequestFramer();
   client.on('data', (chunk) => {
