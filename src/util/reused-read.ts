@@ -18,8 +18,10 @@ const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 export function reusedRead(sock: () => net.Socket): net.OnReadOpts {
   return {
     buffer: READ_BUFFER,
-    callback: (n, buf) => {
-      sock().emit('data', Buffer.from(buf.subarray(0, n)));
+    callback: (n) => {
+      const chunk = Buffer.allocUnsafe(n);
+      READ_BUFFER.copy(chunk, 0, 0, n);
+      sock().emit('data', chunk);
       return true; // pausing is the socket's pause(), as for any socket
     },
   };
