@@ -23,7 +23,8 @@ export function createPlainServer(accept: (sock: net.Socket) => void): net.Serve
   return net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => accept(withReusedBuffer(sock)));
 }
 
-function withReusedBuffer(accepted: net.Socket): net.Socket {
+/** The accepted socket, moved to one that reads into the reused buffer (exported for its test). */
+export function withReusedBuffer(accepted: net.Socket): net.Socket {
   const shell = accepted as unknown as WithHandle;
   const handle = shell._handle;
   if (handle === null || typeof handle !== 'object') return resumed(accepted);
