@@ -35,7 +35,7 @@ import type { SessionFence } from '../phase/phase.js';
 import type { Carried } from '../session/carry.js';
 import type { Session, SessionContext } from '../session/session.js';
 import { SharedLanes } from '../session/shared-lane.js';
-import { type Logger, type MethodChoice, type MoveMethodName, type Pair, switchPreconditions } from './startup.js';
+import { type Logger, type MethodChoice, type MoveMethodName, type Pair, type ProbeConns, probeConns, switchPreconditions } from './startup.js';
 import { settledWithin } from '../util/settled-within.js';
 
 /** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
@@ -319,7 +319,7 @@ export class Runtimes {
     if (rec.returning.length === 0) return { routing, back: null, pools: [] };
     const pools = this.openPools(epoch, config.target, config.source);
     try {
-      const choice = await pair.methodFor('reverse');
+      const choice = await pair.methodFor('return', () => this.probeConns(pools));
       routing.back = this.newMover(pools, config.source, true, choice.method, await this.features(pools.target));
       const label = rec.returning.map(describeScope).join(' | ');
       // Every key on the new server outside the scope is one that left it: sweep those.
@@ -372,20 +372,20 @@ export class Runtimes {
     const scope = parseScope(flags.patterns, flags.dbs, this.host.pair.databases);
     // hold's check needs nothing from the phase of before, and refuses even when the phase is
     // hold already: keys on the new server are worth an error then too.
-    if (to === 'hold') await switchPreconditions(config, to, null);
+    if (to === 'hold') await switchPreconditions(config, to, null, false);
     const cur = (await c.fresh()) ?? c.state;
     // The same phase with the same scope: nothing to switch (a new scope is a switch: widen, narrow).
     if (cur.phase === to && (to !== 'migrate' || sameScope(cur.scope.scope, scope))) {
       return { from: cur.phase, to: cur.phase, epoch: cur.epoch, killed: 0, scope: describeScope(cur.scope.scope), returning: cur.scope.returning.map(describeScope) };
     }
-    if (to !== 'hold') await switchPreconditions(config, to, lastActedPhase(cur));
+    if (to !== 'hold') await switchPreconditions(config, to, lastActedPhase(cur), false);
     // A key may cross again (back after a reverse or a narrowed scope, then forward): the
     // proxy-side move's markers of earlier crossings go, on the server the new phase publishes
     // into (both at a scope switch), inside the fence (drop-markers.ts).
     const scoped = !isEverything(scope) || !isEverything(cur.scope.scope) || cur.scope.returning.length > 0;
     const dropOn = scoped ? [config.source, config.target] : to === 'migrate' ? [config.target] : to === 'reverse' ? [config.source] : [];
     const check = async (prev: PhaseName | null) => {
-      await switchPreconditions(config, to, prev);
+      await switchPreconditions(config, to, prev, true);
       if (dropOn.length === 0) return;
       const n = (await Promise.all(dropOn.map((ep) => dropMarkers(ep, config.connectTimeoutMs)))).reduce((a, b) => a + b, 0);
       if (n > 0) this.host.log(`phase switch to ${to}: ${n} publish-once markers of earlier moves deleted (a key may cross again)`);
@@ -412,7 +412,7 @@ export class Runtimes {
       const table = await this.table(pools.target);
       // Keys move only in migrate and reverse: hold and drained never probe the pair.
       const moving = phase === 'migrate' || phase === 'reverse';
-      const choice = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward') : null;
+      const choice = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward', () => this.probeConns(pools)) : null;
       const mover = this.newMover(pools, targetEndpoint, reverse, choice?.method ?? 'migrate', await this.features(pools.target));
       const phases = pair.phases;
       const fence: SessionFence | null = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
@@ -490,6 +490,12 @@ export class Runtimes {
     // sweeper batch (mover.ts).
     const sweepSource = pool(sourceEndpoint, 'source', 'sweep');
     return { source, target, sweepSource, all: [source, target, sweepSource] };
+  }
+
+  /** A direction's probe runs on the runtime's pools: killed by the next switch (ProbeConns). */
+  private probeConns(pools: ReturnType<Runtimes['openPools']>): ProbeConns {
+    // MIGRATE's own timeout (5 s, asked twice after an IOERR) fits under it.
+    return probeConns(pools.source, pools.target, this.host.config.connectTimeoutMs + 10_000);
   }
 
   private newMover(

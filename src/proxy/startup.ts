@@ -11,7 +11,7 @@ import { PhaseController, type PhaseName, type SwitchablePhase } from '../phase/
 import { PING_REQUEST } from '../resp/request-framer.js';
 import { probeMoveMethod, type MethodChoice, type MoveMethodName } from '../tools/move-method.js';
 import { formatPlanReport, plan, type PlanResult } from '../tools/plan.js';
-import { closeServer, describeRole, openServer, type Role } from '../tools/scan-both.js';
+import { closeServer, describeRole, openServer, type Role, type ServerConn } from '../tools/scan-both.js';
 import { connectSocket, connectedEvent } from '../upstream/connect.js';
 import { ControlPool } from '../upstream/control.js';
 import type { Endpoint } from '../upstream/endpoint.js';
@@ -52,9 +52,48 @@ export interface Pair {
   databases: number;
   /** The fleet's shared phase; null: no phases, a proxy that always migrates. */
   phases: PhaseController | null;
-  /** How keys move old -> new (migrate) and new -> old (reverse): --move-method, or auto's probe. */
-  methodFor(direction: 'forward' | 'reverse'): Promise<MethodChoice>;
+  /**
+   * How keys move old -> new (migrate), new -> old (reverse), and new -> old while others move
+   * old -> new (return: a canary's narrowing): --move-method, or auto's probe on `open`'s
+   * connections.
+   */
+  methodFor(direction: Direction, open: () => ProbeConns): Promise<MethodChoice>;
 }
+
+export type Direction = 'forward' | 'reverse' | 'return';
+
+/**
+ * The two servers a direction's probe uses: the one keys move out of and the one they move into,
+ * on connections of the runtime's pools. Named for its epoch and checked against the phase, they
+ * are killed by the next switch before any process moves keys the other way, so a probe that
+ * outlasts its phase never MIGRATEs against the moves of the next one (docs/DESIGN.md, "One
+ * direction at a time").
+ */
+export interface ProbeConns {
+  from: ServerConn;
+  to: ServerConn;
+  close(): Promise<void>;
+}
+
+/** ProbeConns on dedicated connections of the pools (`from`: the pool of the server keys leave). */
+export function probeConns(from: ControlPool, to: ControlPool, timeoutMs: number): ProbeConns {
+  const conn = (p: ControlPool): ServerConn => ({ role: p.role, endpoint: p.endpoint, redis: p.dedicated(0, timeoutMs), authWarning: null });
+  const a = conn(from);
+  const b = conn(to);
+  return {
+    from: a,
+    to: b,
+    close: async () => {
+      await Promise.all([a, b].map((c) => c.redis.quit().catch(() => c.redis.disconnect())));
+    },
+  };
+}
+
+/**
+ * Keys coming back never MIGRATE: keys of the scope MIGRATE the other way at the same time.
+ * (Where the forward moves use no MIGRATE either, this costs the faster path, not correctness.)
+ */
+const RETURN_NO_MIGRATE = 'keys of the scope MIGRATE old -> new at the same time, and a MIGRATE each way at once holds both servers until its timeout';
 
 /**
  * Checks the pair and opens its phases. `preflight` false skips the checks of `rehome plan`. On
@@ -104,44 +143,46 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
 /**
  * --move-method, or with auto the method each direction's probe picks (as `rehome plan` reports
  * it): MIGRATE, then DUMP/RESTORE, then the type-aware copy. A direction is probed when a runtime
- * first moves keys that way (never in hold: the new server is not touched there), once; the
- * pre-flight plan's probe of old -> new is reused. A probe that is inconclusive (an error that
- * says nothing about the method, such as a target out of memory) keeps MIGRATE, as rehome did
- * before it had other methods.
+ * first moves keys that way (never in hold: the new server is not touched there), on the
+ * runtime's connections (ProbeConns); the pre-flight plan's probe of old -> new is reused. A
+ * probe that is inconclusive (an error that says nothing about the method, such as a target out
+ * of memory, or its connection cut by a phase switch) keeps MIGRATE, as rehome did before it had
+ * other methods, and the next runtime probes again. Keys coming back (return) never MIGRATE.
  */
 function moveMethods(config: ProxyConfig, probed: MethodChoice | null): Pair['methodFor'] {
   const forced = config.moveMethod;
-  if (forced !== 'auto') return () => Promise.resolve({ method: forced, reason: `--move-method ${forced}` });
-  const chosen = new Map<'forward' | 'reverse', Promise<MethodChoice>>();
-  if (probed !== null) chosen.set('forward', Promise.resolve(probed));
-  return (which) => {
-    let p = chosen.get(which);
-    if (p === undefined) {
-      p = probeDirection(config, which).catch((e: Error) => ({
-        method: 'migrate' as const,
-        reason: `the probe was inconclusive (${e.message.split('\n')[0]})`,
-      }));
-      chosen.set(which, p);
+  const chosen = new Map<Direction, MethodChoice>();
+  if (probed !== null) chosen.set('forward', probed);
+  return async (which, open) => {
+    if (forced !== 'auto') {
+      if (which === 'return' && forced === 'migrate') return { method: 'dump', reason: `--move-method migrate, but ${RETURN_NO_MIGRATE}` };
+      return { method: forced, reason: `--move-method ${forced}` };
     }
-    return p;
+    const known = chosen.get(which);
+    if (known !== undefined) return known;
+    try {
+      const c = await probeDirection(config, which, open);
+      chosen.set(which, c);
+      return c;
+    } catch (e) {
+      return { method: which === 'return' ? 'dump' : 'migrate', reason: `the probe was inconclusive (${(e as Error).message.split('\n')[0]})` };
+    }
   };
 }
 
-/** One direction's probe: old -> new (forward) or new -> old (reverse, roles swapped). */
-async function probeDirection(config: ProxyConfig, which: 'forward' | 'reverse'): Promise<MethodChoice> {
-  const opts = { connectTimeoutMs: config.connectTimeoutMs, commandTimeoutMs: config.connectTimeoutMs + 10_000 };
-  const [s, t] = await Promise.all([openServer('source', config.source, opts), openServer('target', config.target, opts)]);
+/** One direction's probe: old -> new (forward) or new -> old (reverse and return). */
+async function probeDirection(config: ProxyConfig, which: Direction, open: () => ProbeConns): Promise<MethodChoice> {
+  const { from, to, close } = open();
   try {
     if (which === 'forward') {
       const dest = config.targetFromSource ?? config.target;
       const cluster = config.cluster;
-      return await probeMoveMethod(s, t, cluster ? (k) => cluster.nodeForKey(k) : { host: dest.host, port: dest.port }, config.target);
+      return await probeMoveMethod(from, to, cluster ? (k) => cluster.nodeForKey(k) : { host: dest.host, port: dest.port }, config.target);
     }
     const dest = config.sourceFromTarget ?? config.source;
-    return await probeMoveMethod(t, s, { host: dest.host, port: dest.port }, config.source);
+    return await probeMoveMethod(from, to, { host: dest.host, port: dest.port }, config.source, which === 'return' ? RETURN_NO_MIGRATE : null);
   } finally {
-    closeServer(s);
-    closeServer(t);
+    await close();
   }
 }
 
@@ -251,8 +292,9 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
     moveMethod: config.moveMethod,
     cluster: config.cluster,
     mergedDbs: config.dbMap,
-    // reverse is probed when a rollback starts (Pair.methodFor)
-    probeReverse: false,
+    // Only in migrate (or none): keys move old -> new, if at all. Reverse is probed when a
+    // rollback starts (Pair.methodFor).
+    migrateProbes: 'forward',
   });
   if (pre.findings.some((f) => f.level !== 'ok')) {
     const report = formatPlanReport(pre).trimEnd().split('\n');
@@ -275,9 +317,10 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
 /**
  * Refuses a switch to `to` from the phase the fleet acts on (`from`; null when unknown: every
  * check applies). Its answer decides only inside the fence (switchTo's step 3): before it,
- * moves and writes of the old phase can still change what these checks see.
+ * moves and writes of the old phase can still change what these checks see. Before the fence
+ * (`inFence` false) no MIGRATE is probed: the fleet may still move keys the other way.
  */
-export async function switchPreconditions(config: ProxyConfig, to: SwitchablePhase, from: PhaseName | null): Promise<void> {
+export async function switchPreconditions(config: ProxyConfig, to: SwitchablePhase, from: PhaseName | null, inFence: boolean): Promise<void> {
   if (to === 'reverse' && config.cluster !== undefined && config.dbMap.length > 0) {
     // The cluster does not know which of the merged dbs a key came from.
     throw new RehomeError('EPHASE', `cannot switch to reverse: --db-map merged db ${config.dbMap.join(', ')} into the cluster's db 0, and the cluster does not know which db each key came from; a rollback is a new migration per db`);
@@ -304,7 +347,7 @@ export async function switchPreconditions(config: ProxyConfig, to: SwitchablePha
       moveMethod: config.moveMethod,
       cluster: config.cluster,
       mergedDbs: config.dbMap,
-      probeReverse: false,
+      migrateProbes: inFence ? 'forward' : 'none',
     });
     const first = pre.findings.find((f) => f.level === 'fail');
     if (pre.hardFailure) {

@@ -29,6 +29,7 @@ import { parseDbMap } from '../db-map.js';
 import { ConfigError, showKey } from '../errors.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
 import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
+import { movingNow } from '../phase/moving-now.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
 import { migrateOnceMore, probeMoveMethod, type MethodChoice } from './move-method.js';
 import {
@@ -94,8 +95,13 @@ export interface PlanOptions {
    * a failure only for migrate); auto (or absent) uses the probe's choice.
    */
   moveMethod?: 'auto' | MethodChoice['method'];
-  /** Probe new -> old too (default true; the proxy probes it when a rollback starts). */
-  probeReverse?: boolean;
+  /**
+   * Which MIGRATE probes may run. 'auto' (the default, `rehome plan`): each direction unless keys
+   * may be moving the other way (phase/moving-now.ts); 'forward': old -> new only (the proxy's
+   * checks, made where keys move old -> new or nothing moves; it probes new -> old itself when a
+   * rollback starts); 'none': no MIGRATE (a phase switch's check before its fence).
+   */
+  migrateProbes?: 'auto' | 'forward' | 'none';
   /** Which copy of a key in both servers to keep; null/absent: conflicts are a failure. */
   onConflict?: 'source' | 'target' | null;
   /**
@@ -335,7 +341,8 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
 
     // migrate + restore: the probe key round trip.
     phase = 'migrate';
-    const probe = await probeMigrate(s, t, opts, add);
+    const free = await freeDirections(opts, s, tgtTotal > 0);
+    const probe = await probeMigrate(s, t, opts, add, free.forward);
 
     // version: reported after the RESTORE probe, which is the real test of payload compatibility.
     phase = 'version';
@@ -356,7 +363,7 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     await checkUsers(s, t, add);
     // method: how keys move each way; a refused MIGRATE or RESTORE is then only a warning.
     phase = 'method';
-    await chooseMethods(s, t, opts, methods, add);
+    await chooseMethods(s, t, opts, methods, add, free);
     const forced = opts.moveMethod !== undefined && opts.moveMethod !== 'auto' ? opts.moveMethod : null;
     softenRefusals(findings, forced ?? methods.forward?.method ?? null, forced !== null);
     // types: what the type-aware copy can't rebuild on the target (plan-unmovable.ts).
@@ -391,6 +398,7 @@ async function probeMigrate(
   t: ServerConn,
   opts: PlanOptions,
   add: (check: PlanCheck, level: FindingLevel, message: string) => void,
+  notForward: string | null,
 ): Promise<ProbeOutcome> {
   const id = randomBytes(8).toString('hex');
   const probeKey = `${PROBE_PREFIX}${id}`;
@@ -420,31 +428,35 @@ async function probeMigrate(
       dumpError = errText(e);
     }
 
-    const args: Array<string | number> = [dest.host, dest.port, probeKey, 0, MIGRATE_TIMEOUT_MS, 'COPY', ...migrateAuthArgs(opts.target)];
-    let reply = '';
-    let migrateError = '';
-    try {
-      reply = await migrateOnceMore(s, args);
-    } catch (e) {
-      migrateError = errText(e);
-    }
-    if (migrateError !== '') {
-      const hint = overTls(opts)
-        ? ` (${MIGRATE_TLS_NOTE})`
-        : opts.targetFromSource
-          ? ''
-          : ' (if the source reaches the target under another address, pass --target-from-source host:port)';
-      add('migrate', 'fail', `source cannot MIGRATE to the target at ${destText}: ${migrateError}${hint}`);
-    } else if (reply !== 'OK') {
-      add('migrate', 'fail', `MIGRATE of the probe key to ${destText} answered ${reply}`);
-    } else if ((await t.redis.exists(probeKey)) !== 1) {
-      add(
-        'migrate',
-        'fail',
-        `MIGRATE to ${destText} succeeded but the probe key did not arrive in the target ${describeEndpoint(opts.target)}: ${destText} is another server`,
-      );
+    if (notForward !== null) {
+      add('migrate', 'warn', `MIGRATE old -> new not probed: ${notForward}`);
     } else {
-      add('migrate', 'ok', `source can MIGRATE to the target at ${destText}`);
+      const args: Array<string | number> = [dest.host, dest.port, probeKey, 0, MIGRATE_TIMEOUT_MS, 'COPY', ...migrateAuthArgs(opts.target)];
+      let reply = '';
+      let migrateError = '';
+      try {
+        reply = await migrateOnceMore(s, args);
+      } catch (e) {
+        migrateError = errText(e);
+      }
+      if (migrateError !== '') {
+        const hint = overTls(opts)
+          ? ` (${MIGRATE_TLS_NOTE})`
+          : opts.targetFromSource
+            ? ''
+            : ' (if the source reaches the target under another address, pass --target-from-source host:port)';
+        add('migrate', 'fail', `source cannot MIGRATE to the target at ${destText}: ${migrateError}${hint}`);
+      } else if (reply !== 'OK') {
+        add('migrate', 'fail', `MIGRATE of the probe key to ${destText} answered ${reply}`);
+      } else if ((await t.redis.exists(probeKey)) !== 1) {
+        add(
+          'migrate',
+          'fail',
+          `MIGRATE to ${destText} succeeded but the probe key did not arrive in the target ${describeEndpoint(opts.target)}: ${destText} is another server`,
+        );
+      } else {
+        add('migrate', 'ok', `source can MIGRATE to the target at ${destText}`);
+      }
     }
 
     if (payload === null) {
@@ -466,13 +478,35 @@ async function probeMigrate(
   }
 }
 
-/** Probes the move method old -> new and new -> old (roles swapped) and reports both. */
+/** Why MIGRATE must not be probed old -> new and new -> old now; null where it may be. */
+interface FreeDirections {
+  forward: string | null;
+  reverse: string | null;
+}
+
+const BOTH_HELD = 'a MIGRATE each way at once holds both servers until its timeout';
+
+/** Which MIGRATE probes may run (PlanOptions.migrateProbes). `newHoldsKeys`: data keys on the target. */
+async function freeDirections(opts: PlanOptions, s: ServerConn, newHoldsKeys: boolean): Promise<FreeDirections> {
+  const mode = opts.migrateProbes ?? 'auto';
+  if (mode === 'none') return { forward: 'a phase switch checks MIGRATE inside its fence only', reverse: 'a phase switch checks MIGRATE inside its fence only' };
+  const rollback = 'the proxy probes it when a rollback starts';
+  if (mode === 'forward') return { forward: null, reverse: rollback };
+  const m = await movingNow(s.redis, newHoldsKeys);
+  return {
+    forward: m.reverse ? `keys are moving new -> old (${m.why}), and ${BOTH_HELD}; run plan again in hold or once drained` : null,
+    reverse: m.forward ? `keys are moving old -> new (${m.why}), and ${BOTH_HELD}; ${rollback}` : null,
+  };
+}
+
+/** Probes the move method old -> new and new -> old (roles swapped) where free, and reports both. */
 async function chooseMethods(
   s: ServerConn,
   t: ServerConn,
   opts: PlanOptions,
   methods: PlanResult['methods'],
   add: (check: PlanCheck, level: FindingLevel, message: string) => void,
+  free: FreeDirections,
 ): Promise<void> {
   const cluster = opts.cluster;
   const toTarget = cluster !== undefined
@@ -483,7 +517,13 @@ async function chooseMethods(
     ['old -> new', s, t, toTarget, opts.target],
     ['new -> old (reverse, a rollback)', t, s, toSource, opts.source],
   ] as const;
-  for (const [dir, from, to, dest, ep] of opts.probeReverse === false ? dirs.slice(0, 1) : dirs) {
+  for (const [dir, from, to, dest, ep] of dirs) {
+    const notHere = dir === 'old -> new' ? free.forward : free.reverse;
+    if (notHere !== null) {
+      // Unprobed old -> new leaves the migration's method unknown; new -> old waits for a rollback.
+      add('method', dir === 'old -> new' ? 'warn' : 'ok', `how keys move ${dir} not probed: ${notHere}`);
+      continue;
+    }
     try {
       const c = await probeMoveMethod(from, to, dest, ep);
       if (dir === 'old -> new') methods.forward = c;

@@ -9,6 +9,8 @@ import { withTimeout } from './util.js';
 export interface Monitor {
   /** Every command seen (args as strings), in execution order. */
   readonly commands: string[][];
+  /** Who sent each of `commands` (same index): the client's address, or 'lua' inside a script. */
+  readonly senders: string[];
   /** The MIGRATE commands seen. */
   migrates(): string[][];
   /** Resolves once every command executed on the server before this call has been observed. */
@@ -22,17 +24,20 @@ let syncCounter = 0;
 
 export async function startMonitor(server: RedisServer): Promise<Monitor> {
   const commands: string[][] = [];
+  const senders: string[] = [];
   const seen = new Set<string>();
-  const mon = await monitorSocket(server, (args) => {
+  const mon = await monitorSocket(server, (args, sender) => {
     if (args[0]?.toUpperCase() === 'ECHO' && args[1]?.startsWith('__rehome_monitor_sync_')) {
       seen.add(args[1]);
       return;
     }
     commands.push(args);
+    senders.push(sender);
   });
   const pinger = server.client(0);
   return {
     commands,
+    senders,
     migrates: () => commands.filter((a) => a[0]?.toUpperCase() === 'MIGRATE'),
     async sync() {
       const token = `__rehome_monitor_sync_${process.pid}_${++syncCounter}`;
@@ -47,6 +52,7 @@ export async function startMonitor(server: RedisServer): Promise<Monitor> {
     },
     clear() {
       commands.length = 0;
+      senders.length = 0;
     },
     async stop() {
       mon.destroy();
@@ -68,7 +74,7 @@ export function migrateKeys(args: readonly string[]): string[] {
  * its parser when the server's first monitor line arrives in the same chunk as MONITOR's OK: an
  * uncaught exception that failed whichever test ran then.) Resolves once MONITOR is on.
  */
-function monitorSocket(server: RedisServer, onCommand: (args: string[]) => void): Promise<net.Socket> {
+function monitorSocket(server: RedisServer, onCommand: (args: string[], sender: string) => void): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(server.port, server.host);
     const oks = server.password !== undefined ? 2 : 1;
@@ -96,8 +102,10 @@ function monitorSocket(server: RedisServer, onCommand: (args: string[]) => void)
           if (++seenOks === oks) resolve(sock);
           continue;
         }
+        // +<time> [<db> <address or lua>] "ARG" ...
         const start = line.indexOf('] ');
-        if (line.startsWith('+') && start >= 0) onCommand(parseQuoted(line.slice(start + 2)));
+        const open = line.indexOf(' [');
+        if (line.startsWith('+') && start >= 0) onCommand(parseQuoted(line.slice(start + 2)), line.slice(open + 2, start).split(' ')[1] ?? '');
       }
     });
   });

@@ -33,7 +33,7 @@ describe.skipIf(!pair)('plan: keys the target cannot hold (Redis 7.4.1 -> 7.0)',
     await s3.hset('ttl:db3', 'f', 'v');
     await s3.call('HPEXPIRE', 'ttl:db3', 600_000, 'FIELDS', 1, 'f');
 
-    const r = await plan({ source: parseRedisUrl('source', source.url), target: parseRedisUrl('target', target.url), maxListed: 3, probeReverse: false });
+    const r = await plan({ source: parseRedisUrl('source', source.url), target: parseRedisUrl('target', target.url), maxListed: 3, migrateProbes: 'forward' });
     expect(r.methods.forward?.method).toBe('copy');
     const f = r.findings.find((x) => x.check === 'types');
     expect(f, JSON.stringify(r.findings)).toBeDefined();
@@ -51,7 +51,7 @@ describe.skipIf(!pair)('plan: keys the target cannot hold (Redis 7.4.1 -> 7.0)',
     const target = await startRedis({ binary: serverBinary('redis-7.0')! });
     open.push(source, target);
     await source.client().hset('plain', 'a', '1');
-    const r = await plan({ source: parseRedisUrl('source', source.url), target: parseRedisUrl('target', target.url), probeReverse: false });
+    const r = await plan({ source: parseRedisUrl('source', source.url), target: parseRedisUrl('target', target.url), migrateProbes: 'forward' });
     const f = r.findings.find((x) => x.check === 'types');
     expect(f?.level).toBe('ok');
     expect(f?.message).toMatch(/no module loaded and no hash with field TTLs/);

@@ -1,0 +1,42 @@
+/**
+ * Which way keys may be moving between the pair right now, as the old server's phase key tells
+ * it. A MIGRATE against that direction would meet one of rehome's: each server waits, inside its
+ * MIGRATE, for the other to run the RESTORE, and both answer nobody until MIGRATE's timeout
+ * (docs/DESIGN.md, "One direction at a time"). `rehome plan` probes only the directions left free.
+ */
+import type { Redis } from 'ioredis';
+import { PHASE_KEY } from './phase.js';
+
+export interface MovingNow {
+  /** Keys may be moving old -> new (by MIGRATE on the old server). */
+  forward: boolean;
+  /** Keys may be moving new -> old (by MIGRATE on the new server). */
+  reverse: boolean;
+  /** Why, for a report: e.g. 'phase migrate'. */
+  why: string;
+}
+
+/**
+ * `old` is a connection to the old server on db 0; `newHoldsKeys`, whether the new server holds
+ * data keys (without a phase key, the only sign of a migration under way).
+ */
+export async function movingNow(old: Redis, newHoldsKeys: boolean): Promise<MovingNow> {
+  const phase = (await old.hget(PHASE_KEY, 'phase')) as string | null;
+  switch (phase) {
+    case null:
+      // A proxy without phases only ever migrates old -> new.
+      return newHoldsKeys
+        ? { forward: true, reverse: false, why: 'the new server holds keys and there is no phase key: a migration may be under way' }
+        : { forward: false, reverse: false, why: 'no migration under way' };
+    case 'migrate':
+      // Keys coming back after a canary narrowing move by DUMP/RESTORE, not MIGRATE.
+      return { forward: true, reverse: false, why: 'phase migrate' };
+    case 'reverse':
+      return { forward: false, reverse: true, why: 'phase reverse' };
+    case 'fencing':
+      // A switch's own checks may probe the way it switches to.
+      return { forward: true, reverse: true, why: 'a phase switch is under way' };
+    default:
+      return { forward: false, reverse: false, why: `phase ${phase}` };
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * A MIGRATE each way at once holds both servers: each waits, inside its MIGRATE, for the other
+ * to run the RESTORE, until MIGRATE's timeout (docs/DESIGN.md, "One direction at a time"). So
+ * nothing rehome runs may MIGRATE against the direction keys are moving in:
+ *   - a switch's pre-flight check outside the fence (the fleet still moves keys the other way);
+ *   - a direction's move-method probe: it runs on connections named for the runtime's epoch,
+ *     which the next switch kills before any process moves keys the other way;
+ *   - keys coming back after a canary narrowing move by DUMP/RESTORE, since keys of the scope
+ *     move forward by MIGRATE at the same time;
+ *   - `rehome plan` during a migration probes only the direction keys move in.
+ * Each is observed with MONITOR on the server whose MIGRATE would collide.
+ */
+import { describe, expect, it } from 'vitest';
+import { fetchStatus, useAdminProxies, type AdminProxy } from '../helpers/admin.js';
+import { phaseCli, waitAll } from '../helpers/canary.js';
+import { usePair } from '../helpers/fixture.js';
+import { startMonitor, type Monitor } from '../helpers/monitor.js';
+import { runCli } from '../helpers/proxy.js';
+import { waitFor } from '../helpers/util.js';
+
+const ctx = usePair({ autoProxy: false });
+const startAdminProxy = useAdminProxies();
+
+async function settled(ap: AdminProxy, phase: string): Promise<void> {
+  await waitFor(async () => ((await fetchStatus<{ phase: string }>(ap.admin)).phase === phase ? true : null), `phase ${phase}`, 20_000, 50);
+}
+
+/** Reads k:0 .. k:n-1 through the proxy: each moves to the new server. */
+async function touch(ap: AdminProxy, n: number): Promise<void> {
+  const c = ap.proxy.client();
+  for (let i = 0; i < n; i++) expect(await c.get(`k:${i}`)).toBe(`v${i}`);
+  c.disconnect();
+}
+
+/** Index of the switch's first step on the old server: the script that sets phase=fencing. */
+function fencingAt(mon: Monitor): number {
+  return mon.commands.findIndex((a) => a[0]?.toUpperCase() === 'HSET' && a[2] === 'phase' && a[3] === 'fencing');
+}
+
+function migrateIndexes(mon: Monitor): number[] {
+  const out: number[] = [];
+  mon.commands.forEach((a, i) => {
+    if (a[0]?.toUpperCase() === 'MIGRATE') out.push(i);
+  });
+  return out;
+}
+
+/** The name each client address gave itself (CLIENT SETNAME as MONITOR saw it). */
+function namesByAddress(mon: Monitor): Map<string, string> {
+  const names = new Map<string, string>();
+  mon.commands.forEach((a, i) => {
+    if (a[0]?.toUpperCase() === 'CLIENT' && a[1]?.toUpperCase() === 'SETNAME') names.set(mon.senders[i]!, a[2] ?? '');
+  });
+  return names;
+}
+
+describe('one direction at a time', () => {
+  it('a switch from reverse to migrate sends no MIGRATE to the old server before its fence', async () => {
+    const old = ctx.source.client();
+    for (let i = 0; i < 200; i++) await old.set(`k:${i}`, `v${i}`);
+    // No sweeper: keys move on touch only, so the reverse phase lasts (drained, it becomes hold).
+    const ap = await startAdminProxy(ctx, ['--phase', 'migrate'], false);
+    await touch(ap, 50);
+    await phaseCli(ap, 'reverse');
+    await settled(ap, 'reverse');
+    const mon = await startMonitor(ctx.source);
+    try {
+      await phaseCli(ap, 'migrate');
+      await mon.sync();
+      const fence = fencingAt(mon);
+      expect(fence, 'the switch began on the old server').toBeGreaterThanOrEqual(0);
+      const early = migrateIndexes(mon).filter((i) => i < fence).map((i) => mon.commands[i]!.slice(0, 4).join(' '));
+      expect(early, 'MIGRATE on the old server while the fleet still moved keys new -> old').toEqual([]);
+    } finally {
+      await mon.stop();
+    }
+    const c = ap.proxy.client();
+    expect(await c.get('k:7')).toBe('v7');
+    c.disconnect();
+    old.disconnect();
+  }, 60_000);
+
+  it("a direction's probe MIGRATEs only on a connection named for the runtime's epoch", async () => {
+    const old = ctx.source.client();
+    for (let i = 0; i < 50; i++) await old.set(`k:${i}`, `v${i}`);
+    const ap = await startAdminProxy(ctx, ['--phase', 'migrate'], false);
+    await touch(ap, 20);
+    const mon = await startMonitor(ctx.target);
+    try {
+      await phaseCli(ap, 'reverse');
+      await settled(ap, 'reverse');
+      await waitFor(() => /moves new -> old \(reverse\) by/.test(ap.proxy.stderr) || null, 'the reverse runtime chose its method', 20_000, 50);
+      await mon.sync();
+      const names = namesByAddress(mon);
+      const probes = migrateIndexes(mon)
+        .filter((i) => mon.commands[i]!.some((a) => a.startsWith('__rehome:method-probe:')))
+        .map((i) => ({ from: mon.senders[i]!, name: names.get(mon.senders[i]!) ?? '(no name)' }));
+      expect(probes.length, 'the reverse probe ran on the new server').toBeGreaterThan(0);
+      for (const p of probes) expect(p.name, `probe MIGRATE from ${p.from}`).toMatch(/^rehome-e\d+-/);
+    } finally {
+      await mon.stop();
+    }
+    old.disconnect();
+  }, 60_000);
+
+  it('keys coming back after a narrowing move without MIGRATE while keys of the scope MIGRATE forward', async () => {
+    const old = ctx.source.client();
+    const m = old.multi();
+    for (const p of ['s:', 'o:']) for (let i = 0; i < 300; i++) m.set(`${p}${i}`, `${p}v${i}`);
+    await m.exec();
+    const ap = await startAdminProxy(ctx, ['--phase', 'hold']);
+    await phaseCli(ap, 'migrate', '--scope', 's:*', '--scope', 'o:*');
+    await waitAll([ap], 'scope drained', (s) => s.scope?.drained === true);
+    const mon = await startMonitor(ctx.target);
+    try {
+      await phaseCli(ap, 'migrate', '--scope', 's:*');
+      await waitAll([ap], 'o: keys home', (s) => s.scope?.returning?.length === 0);
+      await mon.sync();
+      const back = migrateIndexes(mon).map((i) => `${mon.senders[i]} ${mon.commands[i]!.slice(0, 4).join(' ')}`);
+      expect(back, 'MIGRATE on the new server while keys of the scope MIGRATE to it').toEqual([]);
+    } finally {
+      await mon.stop();
+    }
+    const c = ap.proxy.client();
+    expect(await c.get('o:42')).toBe('o:v42');
+    expect(await ctx.source.client().exists('o:42')).toBe(1);
+    c.disconnect();
+    old.disconnect();
+  }, 90_000);
+
+  it('rehome plan during a migration probes MIGRATE only in the direction keys move', async () => {
+    const old = ctx.source.client();
+    for (let i = 0; i < 50; i++) await old.set(`k:${i}`, `v${i}`);
+    // No sweeper: the migration stays under way (drained, nothing moves and both are probed).
+    const ap = await startAdminProxy(ctx, ['--phase', 'migrate'], false);
+    await touch(ap, 10);
+    const mon = await startMonitor(ctx.target);
+    try {
+      const r = await runCli(['plan', '--source', ctx.source.url, '--target', ctx.target.url]);
+      await mon.sync();
+      expect(migrateIndexes(mon).map((i) => mon.commands[i]!.slice(0, 4).join(' ')), `MIGRATE new -> old during a migration; plan said:\n${r.stdout}`).toEqual([]);
+      expect(r.stdout).toMatch(/keys move old -> new by migrate/);
+      expect(r.stdout).toMatch(/new -> old .*not probed: keys are moving old -> new \(phase migrate\)/);
+    } finally {
+      await mon.stop();
+    }
+    old.disconnect();
+  }, 60_000);
+});
