@@ -7,10 +7,10 @@
 import os from 'node:os';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
-import { PhaseController, type PhaseName, type SwitchablePhase } from '../phase/phase.js';
+import { fencedName, PhaseController, type PhaseName, type SwitchablePhase } from '../phase/phase.js';
 import { PING_REQUEST } from '../resp/request-framer.js';
 import { probeMoveMethod, type MethodChoice, type MoveMethodName } from '../tools/move-method.js';
-import { formatPlanReport, plan, type PlanResult } from '../tools/plan.js';
+import { formatPlanReport, plan, type PlanOptions, type PlanResult } from '../tools/plan.js';
 import { closeServer, describeRole, openServer, type Role, type ServerConn } from '../tools/scan-both.js';
 import { connectSocket, connectedEvent } from '../upstream/connect.js';
 import { ControlPool } from '../upstream/control.js';
@@ -124,7 +124,10 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
     const s = phases?.state;
     let pre: PlanResult | null = null;
     if (preflight && (!s || s.phase === 'migrate' || (s.phase === 'fencing' && s.next === 'migrate'))) {
-      pre = await runPreflight(config, log);
+      // In migrate the probe goes the way keys move, on connections the next switch kills (the
+      // epoch's name, checked once named); while fencing, the switch's own check probes.
+      const fence = phases && s?.phase === 'migrate' ? { name: fencedName(s.epoch, 'plan'), check: () => phases.verify(s.epoch) } : undefined;
+      pre = await runPreflight(config, log, s?.phase === 'fencing' ? 'none' : 'forward', fence);
     }
     const authRequired = {
       old: await needsAuth('source', config.source, config.connectTimeoutMs),
@@ -281,7 +284,7 @@ async function targetDatabases(config: ProxyConfig): Promise<number> {
 }
 
 /** The pre-flight checks of `rehome plan`, conflicts resolved as --on-conflict says. */
-async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResult> {
+async function runPreflight(config: ProxyConfig, log: Logger, migrateProbes: 'forward' | 'none', fence: PlanOptions['fence']): Promise<PlanResult> {
   const pre = await plan({
     source: config.source,
     target: config.target,
@@ -292,9 +295,9 @@ async function runPreflight(config: ProxyConfig, log: Logger): Promise<PlanResul
     moveMethod: config.moveMethod,
     cluster: config.cluster,
     mergedDbs: config.dbMap,
-    // Only in migrate (or none): keys move old -> new, if at all. Reverse is probed when a
-    // rollback starts (Pair.methodFor).
-    migrateProbes: 'forward',
+    // Reverse is probed when a rollback starts (Pair.methodFor).
+    migrateProbes,
+    ...(fence ? { fence } : {}),
   });
   if (pre.findings.some((f) => f.level !== 'ok')) {
     const report = formatPlanReport(pre).trimEnd().split('\n');

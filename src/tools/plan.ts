@@ -102,6 +102,11 @@ export interface PlanOptions {
    * rollback starts); 'none': no MIGRATE (a phase switch's check before its fence).
    */
   migrateProbes?: 'auto' | 'forward' | 'none';
+  /**
+   * A proxy's pre-flight in a phase: its connections are named for the epoch (so the next switch
+   * kills them, probes and all) and checked against the phase once named, before any probe.
+   */
+  fence?: { name: string; check(): Promise<void> };
   /** Which copy of a key in both servers to keep; null/absent: conflicts are a failure. */
   onConflict?: 'source' | 'target' | null;
   /**
@@ -205,10 +210,8 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
   let phase: PlanCheck = 'connect';
   try {
     // connect: both, so one report names every unreachable server.
-    const opened = await Promise.allSettled([
-      openServer('source', opts.source, { commandTimeoutMs: MIGRATE_TIMEOUT_MS + 25_000 }),
-      openServer('target', opts.target, { commandTimeoutMs: MIGRATE_TIMEOUT_MS + 25_000 }),
-    ]);
+    const open = { commandTimeoutMs: MIGRATE_TIMEOUT_MS + 25_000, ...(opts.fence ? { name: opts.fence.name } : {}) };
+    const opened = await Promise.allSettled([openServer('source', opts.source, open), openServer('target', opts.target, open)]);
     for (const [i, r] of opened.entries()) {
       const role = i === 0 ? 'source' : 'target';
       const ep = i === 0 ? opts.source : opts.target;
@@ -230,6 +233,7 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     }
     const s = source;
     const t = target;
+    await opts.fence?.check();
 
     // server: INFO (default sections: server, memory, keyspace, ...) of both.
     phase = 'server';

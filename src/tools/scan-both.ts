@@ -26,6 +26,8 @@ export interface OpenOptions {
   connectTimeoutMs?: number;
   /** Longest wait for any one command (MIGRATE's own timeout must fit under it). */
   commandTimeoutMs?: number;
+  /** CLIENT SETNAME (default rehome-tools-<role>); a proxy's pre-flight names it for its epoch. */
+  name?: string;
 }
 
 /** A key found in some db. */
@@ -69,7 +71,7 @@ export async function openServer(role: Role, ep: Endpoint, opts: OpenOptions = {
     maxRetriesPerRequest: 0,
     enableReadyCheck: false,
     retryStrategy: () => null,
-    connectionName: `rehome-tools-${role}`,
+    connectionName: opts.name ?? `rehome-tools-${role}`,
   });
   // Errors surface on the commands that fail; an unhandled 'error' event would be fatal. The
   // socket error (ECONNREFUSED, ETIMEDOUT, ...) is kept: connect() itself only says the

@@ -103,6 +103,26 @@ describe('one direction at a time', () => {
     old.disconnect();
   }, 60_000);
 
+  it("a proxy starting in migrate probes on connections named for the fleet's epoch", async () => {
+    const old = ctx.source.client();
+    for (let i = 0; i < 20; i++) await old.set(`k:${i}`, `v${i}`);
+    await startAdminProxy(ctx, ['--phase', 'migrate'], false);
+    const mon = await startMonitor(ctx.source);
+    try {
+      await startAdminProxy(ctx, ['--phase', 'migrate'], false);
+      await mon.sync();
+      const names = namesByAddress(mon);
+      const probes = migrateIndexes(mon)
+        .filter((i) => mon.commands[i]!.some((a) => a.startsWith('__rehome:plan-probe:')))
+        .map((i) => names.get(mon.senders[i]!) ?? '(no name)');
+      expect(probes.length, "the second proxy's pre-flight probed MIGRATE").toBeGreaterThan(0);
+      for (const name of probes) expect(name).toMatch(/^rehome-e1-plan$/);
+    } finally {
+      await mon.stop();
+    }
+    old.disconnect();
+  }, 60_000);
+
   it('keys coming back after a narrowing move without MIGRATE while keys of the scope MIGRATE forward', async () => {
     const old = ctx.source.client();
     const m = old.multi();
