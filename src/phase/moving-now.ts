@@ -1,8 +1,9 @@
 /**
- * Which way keys may be moving between the pair right now, as the old server's phase key tells
- * it. A MIGRATE against that direction would meet one of rehome's: each server waits, inside its
- * MIGRATE, for the other to run the RESTORE, and both answer nobody until MIGRATE's timeout
- * (docs/DESIGN.md, "One direction at a time"). `rehome plan` probes only the directions left free.
+ * Which way keys may be moving by MIGRATE between the pair right now, as the old server's phase
+ * key tells it (moves by DUMP/RESTORE hold neither server). A MIGRATE against that direction
+ * would meet one of rehome's: each server waits, inside its MIGRATE, for the other to run the
+ * RESTORE, and both answer nobody until MIGRATE's timeout (docs/DESIGN.md, "One direction at a
+ * time"). `rehome plan` probes only the directions left free.
  */
 import type { Redis } from 'ioredis';
 import { PHASE_KEY } from './phase.js';
@@ -21,7 +22,7 @@ export interface MovingNow {
  * data keys (without a phase key, the only sign of a migration under way).
  */
 export async function movingNow(old: Redis, newHoldsKeys: boolean): Promise<MovingNow> {
-  const phase = (await old.hget(PHASE_KEY, 'phase')) as string | null;
+  const [phase, returning] = (await old.hmget(PHASE_KEY, 'phase', 'returning')) as Array<string | null>;
   switch (phase) {
     case null:
       // A proxy without phases only ever migrates old -> new.
@@ -29,7 +30,9 @@ export async function movingNow(old: Redis, newHoldsKeys: boolean): Promise<Movi
         ? { forward: true, reverse: false, why: 'the new server holds keys and there is no phase key: a migration may be under way' }
         : { forward: false, reverse: false, why: 'no migration under way' };
     case 'migrate':
-      // Keys coming back after a canary narrowing move by DUMP/RESTORE, not MIGRATE.
+      // A narrowed canary: keys that left the scope come back by MIGRATE; those of the scope
+      // then move by DUMP/RESTORE (proxy/runtime.ts, keysComeBack).
+      if (returning) return { forward: false, reverse: true, why: 'phase migrate, keys that left the scope coming back' };
       return { forward: true, reverse: false, why: 'phase migrate' };
     case 'reverse':
       return { forward: false, reverse: true, why: 'phase reverse' };

@@ -81,6 +81,21 @@ export interface ScopedParts {
   pools: ControlPool[];
 }
 
+/**
+ * A canary narrowed: keys that left the scope come back new -> old by MIGRATE on the new server
+ * while keys of the scope still leave the old one. A MIGRATE each way at once holds both servers
+ * until its timeout (docs/DESIGN.md, "One direction at a time"), so in such an epoch keys of the
+ * scope move by DUMP/RESTORE through rehome instead (MIGRATE's pairs take those payloads).
+ */
+function keysComeBack(phase: RuntimePhase, state: PhaseState | null): boolean {
+  return phase === 'migrate' && state !== null && state.scope.returning.length > 0;
+}
+
+function withoutMigrate(c: MethodChoice): MethodChoice {
+  if (c.method !== 'migrate') return c;
+  return { method: 'dump', reason: `${c.reason}, but keys that left the scope come back by MIGRATE meanwhile, and a MIGRATE each way at once holds both servers` };
+}
+
 /** The log line that names a runtime's move method. */
 export function movesLine(m: NonNullable<Runtime['moves']>): string {
   return `moves ${m.reverse ? 'new -> old (reverse)' : 'old -> new'} by ${m.choice.method}: ${m.choice.reason}`;
@@ -319,7 +334,7 @@ export class Runtimes {
     if (rec.returning.length === 0) return { routing, back: null, pools: [] };
     const pools = this.openPools(epoch, config.target, config.source);
     try {
-      const choice = await pair.methodFor('return', () => this.probeConns(pools));
+      const choice = await pair.methodFor('reverse', () => this.probeConns(pools));
       routing.back = this.newMover(pools, config.source, true, choice.method, await this.features(pools.target));
       const label = rec.returning.map(describeScope).join(' | ');
       // Every key on the new server outside the scope is one that left it: sweep those.
@@ -412,7 +427,8 @@ export class Runtimes {
       const table = await this.table(pools.target);
       // Keys move only in migrate and reverse: hold and drained never probe the pair.
       const moving = phase === 'migrate' || phase === 'reverse';
-      const choice = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward', () => this.probeConns(pools)) : null;
+      const probed = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward', () => this.probeConns(pools)) : null;
+      const choice = probed !== null && keysComeBack(phase, state) ? withoutMigrate(probed) : probed;
       const mover = this.newMover(pools, targetEndpoint, reverse, choice?.method ?? 'migrate', await this.features(pools.target));
       const phases = pair.phases;
       const fence: SessionFence | null = phases ? { epoch, verify: () => phases.verify(epoch) } : null;

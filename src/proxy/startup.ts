@@ -53,14 +53,13 @@ export interface Pair {
   /** The fleet's shared phase; null: no phases, a proxy that always migrates. */
   phases: PhaseController | null;
   /**
-   * How keys move old -> new (migrate), new -> old (reverse), and new -> old while others move
-   * old -> new (return: a canary's narrowing): --move-method, or auto's probe on `open`'s
-   * connections.
+   * How keys move old -> new (migrate) and new -> old (reverse): --move-method, or auto's probe
+   * on `open`'s connections.
    */
   methodFor(direction: Direction, open: () => ProbeConns): Promise<MethodChoice>;
 }
 
-export type Direction = 'forward' | 'reverse' | 'return';
+export type Direction = 'forward' | 'reverse';
 
 /**
  * The two servers a direction's probe uses: the one keys move out of and the one they move into,
@@ -88,12 +87,6 @@ export function probeConns(from: ControlPool, to: ControlPool, timeoutMs: number
     },
   };
 }
-
-/**
- * Keys coming back never MIGRATE: keys of the scope MIGRATE the other way at the same time.
- * (Where the forward moves use no MIGRATE either, this costs the faster path, not correctness.)
- */
-const RETURN_NO_MIGRATE = 'keys of the scope MIGRATE old -> new at the same time, and a MIGRATE each way at once holds both servers until its timeout';
 
 /**
  * Checks the pair and opens its phases. `preflight` false skips the checks of `rehome plan`. On
@@ -125,9 +118,11 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
     let pre: PlanResult | null = null;
     if (preflight && (!s || s.phase === 'migrate' || (s.phase === 'fencing' && s.next === 'migrate'))) {
       // In migrate the probe goes the way keys move, on connections the next switch kills (the
-      // epoch's name, checked once named); while fencing, the switch's own check probes.
+      // epoch's name, checked once named); none while keys come back new -> old by MIGRATE (a
+      // narrowed canary) or while fencing (the switch's own check probes).
       const fence = phases && s?.phase === 'migrate' ? { name: fencedName(s.epoch, 'plan'), check: () => phases.verify(s.epoch) } : undefined;
-      pre = await runPreflight(config, log, s?.phase === 'fencing' ? 'none' : 'forward', fence);
+      const probes = s?.phase === 'fencing' || (s?.scope.returning.length ?? 0) > 0 ? 'none' : 'forward';
+      pre = await runPreflight(config, log, probes, fence);
     }
     const authRequired = {
       old: await needsAuth('source', config.source, config.connectTimeoutMs),
@@ -150,17 +145,14 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
  * runtime's connections (ProbeConns); the pre-flight plan's probe of old -> new is reused. A
  * probe that is inconclusive (an error that says nothing about the method, such as a target out
  * of memory, or its connection cut by a phase switch) keeps MIGRATE, as rehome did before it had
- * other methods, and the next runtime probes again. Keys coming back (return) never MIGRATE.
+ * other methods, and the next runtime probes again.
  */
 function moveMethods(config: ProxyConfig, probed: MethodChoice | null): Pair['methodFor'] {
   const forced = config.moveMethod;
   const chosen = new Map<Direction, MethodChoice>();
   if (probed !== null) chosen.set('forward', probed);
   return async (which, open) => {
-    if (forced !== 'auto') {
-      if (which === 'return' && forced === 'migrate') return { method: 'dump', reason: `--move-method migrate, but ${RETURN_NO_MIGRATE}` };
-      return { method: forced, reason: `--move-method ${forced}` };
-    }
+    if (forced !== 'auto') return { method: forced, reason: `--move-method ${forced}` };
     const known = chosen.get(which);
     if (known !== undefined) return known;
     try {
@@ -168,12 +160,12 @@ function moveMethods(config: ProxyConfig, probed: MethodChoice | null): Pair['me
       chosen.set(which, c);
       return c;
     } catch (e) {
-      return { method: which === 'return' ? 'dump' : 'migrate', reason: `the probe was inconclusive (${(e as Error).message.split('\n')[0]})` };
+      return { method: 'migrate', reason: `the probe was inconclusive (${(e as Error).message.split('\n')[0]})` };
     }
   };
 }
 
-/** One direction's probe: old -> new (forward) or new -> old (reverse and return). */
+/** One direction's probe: old -> new (forward) or new -> old (reverse, roles swapped). */
 async function probeDirection(config: ProxyConfig, which: Direction, open: () => ProbeConns): Promise<MethodChoice> {
   const { from, to, close } = open();
   try {
@@ -183,7 +175,7 @@ async function probeDirection(config: ProxyConfig, which: Direction, open: () =>
       return await probeMoveMethod(from, to, cluster ? (k) => cluster.nodeForKey(k) : { host: dest.host, port: dest.port }, config.target);
     }
     const dest = config.sourceFromTarget ?? config.source;
-    return await probeMoveMethod(from, to, { host: dest.host, port: dest.port }, config.source, which === 'return' ? RETURN_NO_MIGRATE : null);
+    return await probeMoveMethod(from, to, { host: dest.host, port: dest.port }, config.source);
   } finally {
     await close();
   }
