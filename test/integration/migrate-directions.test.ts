@@ -12,7 +12,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { fetchStatus, useAdminProxies, type AdminProxy } from '../helpers/admin.js';
-import { phaseCli, waitAll } from '../helpers/canary.js';
+import { phaseCli } from '../helpers/canary.js';
 import { usePair } from '../helpers/fixture.js';
 import { startMonitor, type Monitor } from '../helpers/monitor.js';
 import { runCli } from '../helpers/proxy.js';
