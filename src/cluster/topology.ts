@@ -37,6 +37,8 @@ export function nodeClient(seed: Endpoint, node: ClusterNode, timeoutMs: number)
     ...ioredisTls(seed),
     lazyConnect: true,
     enableReadyCheck: false,
+    // No handshake to wait for (see namedRedis in upstream/control.ts).
+    disableClientInfo: true,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
     connectTimeout: timeoutMs,

@@ -26,10 +26,10 @@
  * abandoned: the phase of before is set again under the new epoch (nothing was done in between
  * that it does not allow).
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { RehomeError } from '../errors.js';
 import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
-import { ioredisTls } from '../upstream/connect.js';
+import { namedRedis } from '../upstream/control.js';
 import {
   changeFields,
   NO_SETTINGS,
@@ -191,21 +191,7 @@ export function lastActedPhase(s: PhaseState): PhaseName | null {
 }
 
 function connect(ep: Endpoint, name: string, timeoutMs: number): Redis {
-  const c = new Redis({
-    host: ep.host,
-    port: ep.port,
-    ...ioredisTls(ep),
-    ...(ep.username !== undefined ? { username: ep.username } : {}),
-    ...(ep.password !== undefined ? { password: ep.password } : {}),
-    connectionName: name,
-    connectTimeout: timeoutMs,
-    commandTimeout: timeoutMs,
-    maxRetriesPerRequest: 1,
-    enableReadyCheck: false,
-    retryStrategy: (times: number) => Math.min(times * 100, 1000),
-  });
-  c.on('error', () => {});
-  return c;
+  return namedRedis(ep, name, { connectTimeoutMs: timeoutMs, commandTimeoutMs: timeoutMs, retry: (times: number) => Math.min(times * 100, 1000) });
 }
 
 /** Reads the phase hash once (null: no phase key on this server). */

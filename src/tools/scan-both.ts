@@ -72,6 +72,8 @@ export async function openServer(role: Role, ep: Endpoint, opts: OpenOptions = {
     enableReadyCheck: false,
     retryStrategy: () => null,
     connectionName: opts.name ?? `rehome-tools-${role}`,
+    // Less of a handshake for ioredis to wait for (see namedRedis in upstream/control.ts).
+    disableClientInfo: true,
   });
   // Errors surface on the commands that fail; an unhandled 'error' event would be fatal. The
   // socket error (ECONNREFUSED, ETIMEDOUT, ...) is kept: connect() itself only says the

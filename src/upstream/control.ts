@@ -7,6 +7,7 @@
  * reconnect, is named for the pool's epoch and then checked against the shared phase before
  * ioredis may use it: a connection that fails the check is never used.
  */
+import { Socket as NetSocket } from 'node:net';
 import type net from 'node:net';
 import { AbstractConnector, Redis } from 'ioredis';
 import { connectSocket, connectedEvent, ioredisTls } from './connect.js';
@@ -54,6 +55,7 @@ export function namedSocket(ep: Endpoint, name: string, timeoutMs: number): Prom
       reject(e);
     };
     const timer = setTimeout(() => fail(new Error(`connect to ${ep.host}:${ep.port} timed out`)), timeoutMs);
+    const closed = () => fail(new Error('connection closed'));
     const onData = (d: Buffer) => {
       buf += d.toString('latin1');
       for (let nl = buf.indexOf('\r\n'); nl >= 0 && got < cmds.length; nl = buf.indexOf('\r\n')) {
@@ -66,40 +68,96 @@ export function namedSocket(ep: Endpoint, name: string, timeoutMs: number): Prom
         clearTimeout(timer);
         sock.removeListener('data', onData);
         sock.removeListener('error', fail);
+        sock.removeListener('close', closed);
         resolve(sock);
       }
     };
     sock.on('data', onData);
     sock.once('error', fail);
+    sock.once('close', closed);
     sock.once(connectedEvent(ep), () => sock.write(cmds.map(encode).join('')));
   });
 }
 
-/** An ioredis connector that hands over only named, checked sockets. */
-function fencedConnector(ep: Endpoint, fence: Fence, timeoutMs: number): new (o: unknown) => AbstractConnector {
-  return class FencedConnector extends AbstractConnector {
+/** An ioredis connector that hands over only sockets it has named and, with a check, checked. */
+function namedConnector(ep: Endpoint, name: string, check: (() => Promise<void>) | null, timeoutMs: number): new (o: unknown) => AbstractConnector {
+  return class NamedConnector extends AbstractConnector {
     constructor(_o: unknown) {
       super(2_000);
     }
 
+    /**
+     * A socket that failed before it was named comes back destroyed: ioredis then reconnects by
+     * its retryStrategy, as for a connection that drops. A failed check (the phase moved on)
+     * rejects: ioredis ends the connection for good, and it is never used.
+     */
     connect(): Promise<net.Socket> {
       this.connecting = true;
-      return namedSocket(ep, fence.name, timeoutMs).then(async (sock) => {
-        this.stream = sock;
-        try {
-          await fence.check();
-        } catch (e) {
-          sock.destroy();
-          throw e;
-        }
-        if (!this.connecting) {
-          sock.destroy();
-          throw new Error('Connection is closed.');
-        }
-        return sock;
-      });
+      return namedSocket(ep, name, timeoutMs).then(
+        async (sock) => {
+          this.stream = sock;
+          try {
+            await check?.();
+          } catch (e) {
+            sock.destroy();
+            throw e;
+          }
+          if (!this.connecting) {
+            sock.destroy();
+            throw new Error('Connection is closed.');
+          }
+          return sock;
+        },
+        (err: Error) => {
+          this.firstError = err;
+          const dead = new NetSocket();
+          dead.destroy();
+          return dead;
+        },
+      );
     }
   };
+}
+
+export interface NamedRedisOptions {
+  db?: number;
+  connectTimeoutMs: number;
+  /** Longest wait for one command (none: as long as it takes). */
+  commandTimeoutMs?: number | undefined;
+  /** ioredis's retryStrategy: the delay before reconnect number `times`, or null to give up. */
+  retry: (times: number) => number | null;
+  /** Runs once the socket is named, before ioredis may use it (a fence); rejects to refuse it. */
+  check?: (() => Promise<void>) | undefined;
+}
+
+/**
+ * An ioredis connection of rehome's own, named `name` (CLIENT SETNAME) on every (re)connect.
+ *
+ * Why the socket is named (and authenticated) before ioredis gets it, and ioredis sends no
+ * CLIENT SETNAME or SETINFO of its own: ioredis marks a connection ready only once those
+ * replies arrive, and when the server drops the connection before they do (a CLIENT KILL, a
+ * restart) at the second failed attempt in a row, it still marks that dead connection ready
+ * later, and from then on refuses to reconnect: every command waited in its queue for good.
+ * With nothing to wait for, it is ready at once, before any socket event can intervene.
+ */
+export function namedRedis(ep: Endpoint, name: string, o: NamedRedisOptions): Redis {
+  const c = new Redis({
+    host: ep.host,
+    port: ep.port,
+    ...ioredisTls(ep),
+    Connector: namedConnector(ep, name, o.check ?? null, o.connectTimeoutMs) as never,
+    disableClientInfo: true,
+    ...(o.db !== undefined ? { db: o.db } : {}),
+    connectTimeout: o.connectTimeoutMs,
+    ...(o.commandTimeoutMs !== undefined ? { commandTimeout: o.commandTimeoutMs } : {}),
+    maxRetriesPerRequest: 1,
+    enableReadyCheck: false,
+    lazyConnect: false,
+    retryStrategy: o.retry,
+  });
+  // Errors surface on the commands that fail; the 'error' event would otherwise be fatal.
+  c.on('error', () => {});
+  return c;
 }
 
 /** Lazily created per-db ioredis connections to one server. */
@@ -134,30 +192,14 @@ export class ControlPool {
   }
 
   private create(db: number, commandTimeoutMs: number | undefined): Redis {
-    const ep = this.endpoint;
     const fence = this.fence;
-    const c = new Redis({
-      host: ep.host,
-      port: ep.port,
-      ...ioredisTls(ep),
-      ...(fence
-        ? { Connector: fencedConnector(ep, fence, this.opts.connectTimeoutMs) as never }
-        : {
-            ...(ep.username !== undefined ? { username: ep.username } : {}),
-            ...(ep.password !== undefined ? { password: ep.password } : {}),
-            connectionName: `rehome-control-${this.role}`,
-          }),
+    return namedRedis(this.endpoint, fence ? fence.name : `rehome-control-${this.role}`, {
       db,
-      connectTimeout: this.opts.connectTimeoutMs,
-      ...(commandTimeoutMs !== undefined ? { commandTimeout: commandTimeoutMs } : {}),
-      maxRetriesPerRequest: 1,
-      enableReadyCheck: false,
-      lazyConnect: false,
-      retryStrategy: (times: number) => (this.closed ? null : Math.min(times * 100, 1000)),
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      commandTimeoutMs,
+      retry: (times: number) => (this.closed ? null : Math.min(times * 100, 1000)),
+      check: fence ? () => fence.check() : undefined,
     });
-    // Errors surface on the commands that fail; the 'error' event would otherwise be fatal.
-    c.on('error', () => {});
-    return c;
   }
 
   async close(): Promise<void> {
