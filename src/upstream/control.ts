@@ -35,9 +35,10 @@ function encode(args: readonly string[]): string {
 
 /**
  * Opens a socket and runs AUTH (when the endpoint has credentials) and CLIENT SETNAME on it,
- * waiting for each +OK. Rejects with the server's error or on timeout.
+ * waiting for each +OK. Rejects with the server's error or on timeout. Unless the name is
+ * `required` (a fence), a refused CLIENT SETNAME (CLIENT denied by ACL) leaves it unnamed.
  */
-export function namedSocket(ep: Endpoint, name: string, timeoutMs: number): Promise<net.Socket> {
+export function namedSocket(ep: Endpoint, name: string, timeoutMs: number, required = true): Promise<net.Socket> {
   const cmds: string[][] = [];
   if (ep.password !== undefined) {
     cmds.push(ep.username !== undefined ? ['AUTH', ep.username, ep.password] : ['AUTH', ep.password]);
@@ -62,7 +63,8 @@ export function namedSocket(ep: Endpoint, name: string, timeoutMs: number): Prom
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 2);
         got++;
-        if (line[0] !== '+') return fail(new Error(line.slice(1)));
+        const unnamed = !required && got === cmds.length && line[0] === '-';
+        if (line[0] !== '+' && !unnamed) return fail(new Error(line.slice(1)));
       }
       if (got === cmds.length) {
         clearTimeout(timer);
@@ -93,7 +95,7 @@ function namedConnector(ep: Endpoint, name: string, check: (() => Promise<void>)
      */
     connect(): Promise<net.Socket> {
       this.connecting = true;
-      return namedSocket(ep, name, timeoutMs).then(
+      return namedSocket(ep, name, timeoutMs, check !== null).then(
         async (sock) => {
           this.stream = sock;
           try {
