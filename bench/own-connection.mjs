@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
- * What a client pays for its own connection: redis-benchmark SET and GET at pipeline 1 through
- * one rehome, for clients on the shared connection (db 0) and for clients that SELECT another db
- * (`--dbnum`), which pins them to their own connection to the target, against the target directly,
- * in the same rounds. Steady state: an empty source, `--no-sweep`, every key of `-r` touched once
- * in both dbs before the rounds (known absent).
+ * What clients in another db pay: redis-benchmark SET and GET at pipeline 1 through one rehome,
+ * for clients on the shared connection of db 0 and for clients that SELECT another db
+ * (`--dbnum`: that db's shared connection), against the target directly, in the same rounds.
+ * `--compare CLI` adds the same SELECT clients through another build of rehome (one where SELECT
+ * pinned a client to its own connection: what the per-db shared connections saved). Steady state:
+ * an empty source, `--no-sweep`, every key of `-r` touched once in both dbs before the rounds
+ * (known absent).
  *
- *   node bench/own-connection.mjs [--rounds 5] [--requests 150000] [--clients 50] [--random 100000] [--db 1]
+ *   node bench/own-connection.mjs [--rounds 5] [--requests 150000] [--clients 50] [--random 100000] [--db 1] [--compare CLI]
  *
  * Prints medians of requests/s and p99, and the CPU per request of rehome and of the target.
  * (nutcracker serves db 0 only, so it is not in this comparison.)
@@ -15,13 +17,14 @@ import { spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { cpuSeconds, flags, fmt, median, startRedis, startRehome } from './lib.mjs';
 
-const opt = flags({ rounds: 5, requests: 150_000, clients: 50, random: 100_000, db: 1 });
+const opt = flags({ rounds: 5, requests: 150_000, clients: 50, random: 100_000, db: 1, compare: '' });
 
 const target = await startRedis('target');
 const source = await startRedis('source');
 const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'] });
-for (const db of [0, opt.db]) {
-  const c = new Redis({ port: rh.port, host: '127.0.0.1', db });
+const other = opt.compare === '' ? null : await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'], cli: opt.compare });
+for (const [db, port] of [[0, rh.port], [opt.db, rh.port], ...(other ? [[opt.db, other.port]] : [])]) {
+  const c = new Redis({ port, host: '127.0.0.1', db });
   for (let s = 0; s < opt.random; s += 1000) {
     const p = c.pipeline();
     for (let i = s; i < Math.min(opt.random, s + 1000); i++) p.get(`key:${String(i).padStart(12, '0')}`);
@@ -33,7 +36,8 @@ for (const db of [0, opt.db]) {
 const endpoints = [
   { name: 'direct', port: target.port, db: 0, pid: null },
   { name: 'rehome, shared connection (db 0)', port: rh.port, db: 0, pid: rh.pid },
-  { name: `rehome, own connection (SELECT ${opt.db})`, port: rh.port, db: opt.db, pid: rh.pid },
+  { name: `rehome, SELECT ${opt.db} (its shared connection)`, port: rh.port, db: opt.db, pid: rh.pid },
+  ...(other ? [{ name: `compare build, SELECT ${opt.db}`, port: other.port, db: opt.db, pid: other.pid }] : []),
 ];
 
 function bench(e, test) {

@@ -41,6 +41,10 @@ export function select(s: SessionPort, req: Request): void {
   changesState(s, e, (ok) => {
     if (ok && n !== null) conn.db = n;
   });
+  // A valid index, outside MULTI, before the client has a connection of its own: on that db's
+  // shared lane (the same server answers it; the own connection selects the db when it opens).
+  // An index the server may refuse goes to the own connection, for the server's own error.
+  if (n !== null && !conn.inMulti) s.selectOnLane(e, n);
   s.enqueue(e);
 }
 

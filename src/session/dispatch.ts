@@ -54,11 +54,12 @@ const REFUSED = new Map<string, string>([
 
 /**
  * Commands after which a client's own connection carries state that its later commands depend
- * on: the db, a transaction or WATCH, authentication and protocol, pub/sub, MONITOR, client-side
- * caching, reply mode. Such a client is pinned to its own connection for good.
+ * on: a transaction or WATCH, authentication and protocol, pub/sub, MONITOR, client-side
+ * caching, reply mode. Such a client is pinned to its own connection for good. (The db is not
+ * among them: each db has lanes of its own, shared-lane.ts.)
  */
 const PINNING = new Set([
-  'select', 'auth', 'hello', 'reset', 'multi', 'watch', 'subscribe', 'psubscribe', 'ssubscribe',
+  'auth', 'hello', 'reset', 'multi', 'watch', 'subscribe', 'psubscribe', 'ssubscribe',
   'readonly', 'readwrite', 'asking', 'monitor',
 ]);
 const PINNING_CLIENT = new Set(['tracking', 'caching', 'reply', 'no-evict', 'no-touch']);

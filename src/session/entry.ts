@@ -55,6 +55,8 @@ export class Entry {
   share: ShareKind = ShareKind.No;
   /** Sent on the client's shared lane, not its own connection. */
   shared = false;
+  /** A SELECT sent on a shared lane: the db it selects, whose lane it takes (-1: the client's db). */
+  laneDb = -1;
   /**
    * The proxy's own ordering barrier (send-queue.ts): nothing after it is sent until every
    * command of this client on that connection (the shared lane or its own) has its reply.

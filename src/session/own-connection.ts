@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import { connectSocket, connectedEvent } from '../upstream/connect.js';
-import { PING_REQUEST } from '../resp/request-framer.js';
+import { encodeRequest, PING_REQUEST } from '../resp/request-framer.js';
 import { type FenceHost, OwnFence } from './fence.js';
 import type { ConnectionView, SessionContext } from './port.js';
 
@@ -75,6 +75,8 @@ export class OwnConnection {
       if (placeholder.isPaused()) this.socket.pause();
       // Without AUTH the connection is named now; with AUTH once the client has authenticated.
       if (this.ctx.fence !== null && this.conn.authed) this.fence.start();
+      // The client's db, selected on a shared lane before this connection existed.
+      if (this.conn.db !== 0) this.host.sendInternal(encodeRequest(['SELECT', String(this.conn.db)]).raw, () => undefined);
       for (const info of this.deferredInfo) this.host.sendInternal(info, () => undefined);
       this.deferredInfo = [];
     }

@@ -151,6 +151,11 @@ export interface SessionPort {
   sendRaw(bytes: Buffer): void;
   /** Writes queued bytes to the target now. */
   flushUp(): void;
+  /**
+   * Sends the SELECT entry `e` (of db `db`) on that db's shared lane if the client has no
+   * connection of its own yet; false (and nothing changed) otherwise.
+   */
+  selectOnLane(e: Entry, db: number): boolean;
   /** Holds `req`: it is dispatched again by release(). */
   hold(req: Request): void;
   /** Dispatches the held request on the next tick, if nothing else holds it. */

@@ -231,7 +231,7 @@ export class ReplyOrder {
 
   /** The target's reply to a command sent on the shared lane. */
   laneReply(e: Entry, reply: Buffer): void {
-    if (this.out.peek() === e) {
+    if (this.out.peek() === e && e.hook === null) {
       this.out.shift();
       e.state = St.Done;
       if (!e.silent) this.write(reply);

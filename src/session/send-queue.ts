@@ -20,7 +20,7 @@ import { encodeRequest } from '../resp/request-framer.js';
 import { Deque } from '../util/deque.js';
 import { Entry, St } from './entry.js';
 import type { ConnectionView } from './port.js';
-import type { LaneOwner, SharedLane } from './shared-lane.js';
+import type { LaneOwner, SharedLane, SharedLanes } from './shared-lane.js';
 
 /** A wrong-arity command: queued inside MULTI, it makes the target abort the EXEC. */
 const POISON = Buffer.from('*1\r\n$3\r\nGET\r\n');
@@ -73,14 +73,29 @@ export class SendQueue {
   /** Something was sent on the own connection since the last keepalive check. */
   ownActive = false;
 
+  /** The db of the lane the last shared request went to. */
+  private sharedDb = 0;
+
   constructor(
     private readonly host: SendHost,
-    private readonly lane: SharedLane | null,
+    /** The runtime's lanes, or null when this client has none (no lanes, or AUTH needed). */
+    private readonly lanes: SharedLanes | null,
+    private readonly id: number,
   ) {}
+
+  /** The client's lane in `db`. */
+  private lane(db: number): SharedLane {
+    return this.lanes!.pick(this.id, db);
+  }
+
+  /** The db whose lane `e` goes on: its SELECT's, or the client's (the same as when routed). */
+  private sharedDbOf(e: Entry): number {
+    return e.laneDb >= 0 ? e.laneDb : this.host.conn.db;
+  }
 
   /** Sends `e` now if nothing waits before it, else queues it behind. */
   add(e: Entry): void {
-    if (this.lane !== null && !e.local && e.failed === null) this.route(e);
+    if (this.lanes !== null && !e.local && e.failed === null) this.route(e);
     if (!e.shared && !e.local && e.failed === null) this.waitForOwn(e);
     if (e.pre === null && this.waiting.length === 0) {
       this.send(e);
@@ -110,21 +125,25 @@ export class SendQueue {
   }
 
   /**
-   * Chooses the connection for a request: the shared lane for shareable commands of a client
-   * that is not pinned, its own connection otherwise, with a barrier at each change. A WAIT
-   * after writes on the lane gets WAIT_PRELUDE.
+   * Chooses the connection for a request: the shared lane of the client's db for shareable
+   * commands of a client that is not pinned, its own connection otherwise, with a barrier at each
+   * change (from one db's lane to another's too). A WAIT after writes on the lane gets
+   * WAIT_PRELUDE. Requests after a SELECT wait for its reply (connection-state.ts), so the db a
+   * request is routed in is the one it is sent in.
    */
   private route(e: Entry): void {
     let kind = ShareKind.No;
-    if (!this.host.conn.pinned && e.req !== null && e.hook === null && e.bytes === null && !e.inMulti) kind = e.share;
+    if (!this.host.conn.pinned && e.req !== null && (e.hook === null || e.laneDb >= 0) && e.bytes === null && !e.inMulti) kind = e.share;
     const shared = kind !== ShareKind.No;
-    if (shared !== this.onShared) {
-      this.onShared = shared;
+    const db = e.laneDb >= 0 ? e.laneDb : this.host.conn.db;
+    if (shared !== this.onShared || (shared && db !== this.sharedDb)) {
       const b = new Entry(null);
-      b.barrier = shared ? 'own' : 'shared';
+      b.barrier = shared && this.onShared ? 'shared' : shared ? 'own' : 'shared';
       b.swallow = true;
+      this.onShared = shared;
       this.addInternal(b);
     }
+    if (shared) this.sharedDb = db;
     if (shared) {
       e.shared = true;
       if (kind === ShareKind.Write) this.sharedWrites = true;
@@ -208,7 +227,7 @@ export class SendQueue {
     p.shared = true;
     p.onReply = f;
     this.sharedInFlight++;
-    this.lane!.send(this.host, p, bytes);
+    this.lane(this.host.conn.db).send(this.host, p, bytes);
   }
 
   private busyOn(which: 'shared' | 'own'): boolean {
@@ -292,7 +311,7 @@ export class SendQueue {
     e.state = St.Forwarded;
     if (e.shared) {
       this.sharedInFlight++;
-      this.lane!.send(host, e, e.req!.raw);
+      this.lane(this.sharedDbOf(e)).send(host, e, e.req!.raw);
       return;
     }
     this.up.push(e);

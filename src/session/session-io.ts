@@ -67,10 +67,10 @@ export abstract class SessionIo implements IdleClient, SessionHandle, SendHost, 
     carried: Carried | null = null,
   ) {
     this.id = id;
-    const lane = ctx.lanes === null || ctx.targetAuthRequired ? null : ctx.lanes.pick(id);
-    this.conn = new ConnectionView(!ctx.targetAuthRequired, lane === null || carried?.pinned === true);
+    const lanes = ctx.lanes === null || ctx.targetAuthRequired ? null : ctx.lanes;
+    this.conn = new ConnectionView(!ctx.targetAuthRequired, lanes === null || carried?.pinned === true);
     this.framer = carried?.framer ?? new RequestFramer(ctx.limits);
-    this.sendQ = new SendQueue(this, lane);
+    this.sendQ = new SendQueue(this, lanes, id);
     this.replies = new ReplyOrder(this, this.sendQ);
     this.own = new OwnConnection({
       ctx,
@@ -116,7 +116,7 @@ export abstract class SessionIo implements IdleClient, SessionHandle, SendHost, 
     });
     if (ctx.clientLimits.idleTimeoutMs > 0) trackActivity(client, this);
     // Without a lane every command needs the own connection: open it now.
-    if (lane === null) this.own.open();
+    if (lanes === null) this.own.open();
   }
 
   /** SendHost: the own connection's socket (connected once open() was called). */

@@ -122,6 +122,13 @@ export class Session extends SessionIo implements DispatchPort, SendHost, ReplyH
     return true;
   }
 
+  selectOnLane(e: Entry, db: number): boolean {
+    if (this.own.opened || this.conn.pinned) return false;
+    e.laneDb = db;
+    this.dispatchShare = ShareKind.Read;
+    return true;
+  }
+
   sendRaw(bytes: Buffer): void {
     this.sendQ.sendBytes(bytes);
   }

@@ -16,7 +16,8 @@
  * Replies come back in request order, so a FIFO of (client, entry) says whose each reply is.
  * A client keeps its own connection too, for its commands that are not shareable; it moves
  * between the two in order (send-queue.ts), and after a command that gives its connection state
- * (SELECT, MULTI, AUTH...) it uses only its own connection.
+ * (MULTI, AUTH, HELLO...) it uses only its own connection. Each db has lanes of its own, opened
+ * when a client first uses that db (SELECT): a client's db is the one state a lane can share.
  *
  * A lane is named (CLIENT SETNAME rehome-e<epoch>-shared.<n>) and, with phases, the phase is
  * read after the name is set and before any client's command is sent (the fence of
@@ -73,7 +74,7 @@ export class SharedLane {
   private state = LaneState.Idle;
   /** Whose each outstanding reply is (null: the lane's own request, named in `internal`). */
   private readonly owners = new Deque<LaneOwner | null>();
-  private readonly internal = new Deque<'name' | 'ping'>();
+  private readonly internal = new Deque<'name' | 'select' | 'ping'>();
   /** Something was sent since the last keep-alive tick. */
   private active = false;
   private keepalive: NodeJS.Timeout | null = null;
@@ -99,6 +100,7 @@ export class SharedLane {
     private readonly fence: SessionFence | null,
     private readonly counters: LaneCounters,
     private readonly keepaliveMs: number,
+    private readonly db: number,
   ) {}
 
   /** Sends a client's request; its reply goes to owner.laneReply (or laneFailed). */
@@ -165,11 +167,18 @@ export class SharedLane {
     };
     sock.on('error', (err) => gone(err.message));
     sock.on('close', () => gone('connection closed'));
-    // The name goes first; client requests wait until it is set and the fence is checked.
+    // The name goes first; client requests wait until it is set and the fence is checked. A
+    // lane of another db selects it right behind the name, so it runs before any of them.
     this.owners.push(null);
     this.entries.push(null);
     this.internal.push('name');
     sock.write(encodeRequest([Buffer.from('CLIENT'), Buffer.from('SETNAME'), Buffer.from(this.name, 'latin1')]).raw);
+    if (this.db !== 0) {
+      this.owners.push(null);
+      this.entries.push(null);
+      this.internal.push('select');
+      sock.write(encodeRequest([Buffer.from('SELECT'), Buffer.from(String(this.db))]).raw);
+    }
   }
 
   /** The reply to the lane's own CLIENT SETNAME. */
@@ -252,7 +261,11 @@ export class SharedLane {
       if (owner === null || e === null || e === undefined) {
         // The keep-alive PING's answer needs nothing; an error to it only says the server is
         // busy or loading, which the next client command will meet and report.
-        if (this.internal.shift() === 'name') this.onNamed(reply);
+        const what = this.internal.shift();
+        if (what === 'name') this.onNamed(reply);
+        // The server refuses the db (a cluster takes only db 0): clients' SELECTs of it get its
+        // own error, as on a direct connection.
+        else if (what === 'select' && reply[0] === 0x2d) this.fail(`SELECT ${this.db}: ${reply.toString('latin1', 1, reply.length - 2)}`, Buffer.from(reply));
         if (this.sock === null) break; // the lane failed
         continue;
       }
@@ -270,10 +283,14 @@ export class SharedLane {
     corked.length = 0;
   }
 
-  /** The connection is gone: every command in flight gets an error; the next send reconnects. */
-  private fail(reason: string): void {
-    // A connection closed with nothing in flight (the target's idle timeout) is no failure.
-    if (this.owners.length > 0) {
+  /**
+   * The connection is gone: every command in flight gets an error; the next send reconnects.
+   * With `refusal` (the server refused the lane's SELECT), a client's SELECT of this db gets it.
+   */
+  private fail(reason: string, refusal: Buffer | null = null): void {
+    // A connection closed with nothing in flight (the target's idle timeout) is no failure, nor
+    // is a db the server refuses.
+    if (this.owners.length > 0 && refusal === null) {
       this.counters.sharedFailures++;
       this.lastFailure = reason;
     }
@@ -291,25 +308,52 @@ export class SharedLane {
     for (let i = 0; i < owners.length; i++) {
       const o = owners[i];
       const e = entries[i];
-      if (o !== null && o !== undefined && e !== null && e !== undefined) o.laneFailed(e, reason);
+      if (o === null || o === undefined || e === null || e === undefined) continue;
+      if (refusal !== null && e.laneDb === this.db) o.laneReply(e, refusal);
+      else o.laneFailed(e, reason);
     }
   }
 }
 
-/** The lanes of one runtime; a client uses lane (id mod count). */
+/**
+ * The lanes of one runtime: `count` per db, db 0's made at once, another db's when a client first
+ * uses it (named rehome[-e<epoch>]-shared-db<n>.<i>); a client uses lane (id mod count) of its db.
+ */
 export class SharedLanes {
-  readonly lanes: SharedLane[];
+  /** Every lane, db 0's first. */
+  readonly lanes: SharedLane[] = [];
+  private readonly byDb = new Map<number, SharedLane[]>();
+  private readonly base: string;
+  private closed: string | null = null;
 
-  constructor(count: number, endpoint: Endpoint, fence: SessionFence | null, private readonly counters: LaneCounters, keepaliveMs: number) {
-    const base = fence === null ? 'rehome-shared' : `rehome-e${fence.epoch}-shared`;
-    this.lanes = Array.from({ length: count }, (_, i) => new SharedLane(endpoint, `${base}.${i + 1}`, fence, counters, keepaliveMs));
+  constructor(
+    private readonly count: number,
+    private readonly endpoint: Endpoint,
+    private readonly fence: SessionFence | null,
+    private readonly counters: LaneCounters,
+    private readonly keepaliveMs: number,
+  ) {
+    this.base = fence === null ? 'rehome-shared' : `rehome-e${fence.epoch}-shared`;
+    this.ofDb(0);
   }
 
-  pick(id: number): SharedLane {
-    return this.lanes[id % this.lanes.length]!;
+  pick(id: number, db: number): SharedLane {
+    const lanes = this.byDb.get(db) ?? this.ofDb(db);
+    return lanes[id % lanes.length]!;
+  }
+
+  private ofDb(db: number): SharedLane[] {
+    const name = db === 0 ? this.base : `${this.base}-db${db}`;
+    const lanes = Array.from({ length: this.count }, (_, i) => new SharedLane(this.endpoint, `${name}.${i + 1}`, this.fence, this.counters, this.keepaliveMs, db));
+    this.byDb.set(db, lanes);
+    this.lanes.push(...lanes);
+    // A db first used after the runtime was retired: its lanes refuse as the others do.
+    if (this.closed !== null) for (const l of lanes) l.close(this.closed);
+    return lanes;
   }
 
   close(reason: string): void {
+    this.closed ??= reason;
     for (const l of this.lanes) l.close(reason);
   }
 

@@ -269,10 +269,11 @@ describe('data path', () => {
   it('keeps every byte of many clients at once, in requests and replies larger than one read', async () => {
     // Every plain socket reads into one reused buffer (src/util/reused-read.ts): what a read
     // brought must be copied out before the next read, of any socket, lands there. Half the
-    // clients SELECT (their own connection to the target), half use the shared one.
+    // clients are pinned to their own connection to the target (CLIENT NO-EVICT), half use the
+    // shared one.
     const { randomBytes } = await import('node:crypto');
     const clients = Array.from({ length: 8 }, () => ctx.proxy.client());
-    await Promise.all(clients.filter((_, c) => c % 2 === 0).map((cl) => cl.select(0)));
+    await Promise.all(clients.filter((_, c) => c % 2 === 0).map((cl) => cl.call('CLIENT', 'NO-EVICT', 'ON')));
     const values = clients.map((_, c) => Array.from({ length: 4 }, (_, i) => randomBytes(150_000 + 1_000 * c + i)));
     await Promise.all(
       clients.map(async (cl, c) => {

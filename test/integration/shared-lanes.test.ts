@@ -108,7 +108,7 @@ describe('shared connections to the target', () => {
       const rehomeRows = before.filter((r) => r.cmd !== 'restore');
       // The shared connection, rehome's control connections, nothing per client.
       expect(rehomeRows.length, JSON.stringify(rehomeRows)).toBeLessThanOrEqual(7);
-      // A client that needs connection state gets its own connection then, and behaves as before.
+      // A client in another db travels on that db's shared connection: one more in all.
       const c = clients[7]!;
       expect(await c.select(1)).toBe('OK');
       expect(await c.set('in-db1', 'x')).toBe('OK');
@@ -116,10 +116,55 @@ describe('shared connections to the target', () => {
       const t1 = ctx.target.client(1);
       expect(await t1.get('in-db1')).toBe('x');
       t1.disconnect();
+      // A client that needs connection state gets its own connection then, and behaves as before.
+      expect(await c.call('CLIENT', 'NO-EVICT', 'ON')).toBe('OK');
+      expect(await c.get('in-db1')).toBe('x');
+      expect((await targetClients()).filter((r) => r.cmd !== 'restore').length).toBe(rehomeRows.length + 2);
     } finally {
       for (const c of clients) c.disconnect();
     }
   }, 60_000);
+
+  it('clients that SELECT a db share that db\'s connections; their own opens in their db when needed', async () => {
+    const { proxy, admin } = await adminProxy(ctx, [], false);
+    // ioredis sends SELECT 2 as it connects (the db in the URL).
+    const clients: Redis[] = Array.from({ length: 40 }, () => proxy.client({ db: 2 }));
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let j = 0; j < 20; j++) {
+          expect(await c.set(`d2:${i}:${j}`, `v${j}`)).toBe('OK');
+          expect(await c.incr(`d2n:${i}`)).toBe(j + 1);
+        }
+      }),
+    );
+    const rows = (await targetClients()).filter((r) => r.cmd !== 'restore');
+    const lanes = rows.filter((r) => /^rehome-shared/.test(r.name));
+    expect(lanes.map((r) => r.name).sort(), JSON.stringify(rows)).toEqual(['rehome-shared-db2.1']);
+    expect(rows.length, JSON.stringify(rows)).toBeLessThanOrEqual(6);
+    const t2 = ctx.target.client(2);
+    expect(await t2.get('d2:39:19')).toBe('v19');
+    expect(await t2.get('d2n:0')).toBe('20');
+    const t0 = ctx.target.client(0);
+    expect(await t0.exists('d2:0:0')).toBe(0);
+    // A command that needs the client's own connection runs in the client's db there, and the
+    // shared connection keeps its db for the next ones; SELECT back to 0 uses db 0's.
+    const c = clients[3]!;
+    expect(await c.call('CLIENT', 'NO-EVICT', 'ON')).toBe('OK');
+    expect(await c.call('DEBUG', 'OBJECT', 'd2:3:0')).toMatch(/^Value at:/);
+    expect(await c.get('d2:3:5')).toBe('v5');
+    expect(await c.select(0)).toBe('OK');
+    expect(await c.get('d2:3:5')).toBeNull();
+    expect(await c.set('in-db0', 'y')).toBe('OK');
+    expect(await t0.get('in-db0')).toBe('y');
+    // An index the server refuses: its own error, and the client stays in its db.
+    await expect(clients[4]!.select(99)).rejects.toThrow(/DB index is out of range/);
+    expect(await clients[4]!.get('d2:4:1')).toBe('v1');
+    const st = (await statusOf(admin)).shared_connections as { connections: number; failures: number };
+    expect(st.failures).toBe(0);
+    for (const x of clients) x.disconnect();
+    t2.disconnect();
+    t0.disconnect();
+  });
 
   it('keeps order when a client moves to its own connection mid-pipeline', async () => {
     const proxy = await plainProxy();

@@ -118,7 +118,7 @@ describe('target at its maxclients', () => {
       // the reply says why (rehome's words, or the target's own if the command was on its way),
       // then the client's connection closes.
       const raw = await ctx.proxy.raw();
-      raw.write('*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n');
+      raw.write('*1\r\n$5\r\nMULTI\r\n');
       expect((await raw.readReply(5_000)).toString()).toMatch(/^-(TRYAGAIN rehome: target unavailable \(cannot connect to 127\.0\.0\.1:\d+: )?ERR max number of clients reached/);
       expect(await raw.waitClosed(5_000)).toBe(true);
       const raw2 = await ctx.proxy.raw();
