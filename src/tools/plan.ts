@@ -8,7 +8,8 @@
  *   keyspace   keys per db of the source; the target has every db the source uses
  *   memory     the source's used_memory fits in the target's free room under maxmemory
  *   eviction   the target's maxmemory-policy is noeviction
- *   migrate    the source can MIGRATE to the target's address (a throwaway probe key)
+ *   migrate    the source can MIGRATE to the target's address (a throwaway probe key; plan-moves.ts,
+ *              which probes MIGRATE only in a direction keys are not moving against)
  *   restore    the target RESTOREs the source's DUMP payload (and the versions, to explain why not)
  *   version    the versions of both servers
  *   users      the users applications log in as on the source exist on the target (plan-users.ts)
@@ -21,17 +22,16 @@
  * that resolve conflicts. Resolve conflicts before any proxy serves clients: a DEL of the target
  * copy races with a proxy that is moving the same key.
  */
-import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { type ClusterTargetHandle, parseOnConflict, parseSourceTarget } from '../config.js';
 import { parseDbMap } from '../db-map.js';
 import { ConfigError, showKey } from '../errors.js';
 import { SERVER_TLS_FLAGS } from '../tls-config.js';
-import { describeEndpoint, migrateAuthArgs, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
-import { movingNow } from '../phase/moving-now.js';
+import { describeEndpoint, parseHostPort, type Endpoint } from '../upstream/endpoint.js';
 import { PHASE_KEY, RESERVED_PREFIX } from '../phase/phase.js';
-import { migrateOnceMore, probeMoveMethod, type MethodChoice } from './move-method.js';
+import type { MethodChoice } from './move-method.js';
+import { chooseMethods, freeDirections, MIGRATE_TIMEOUT_MS, probeMigrate } from './plan-moves.js';
 import {
   closeServer,
   configDatabases,
@@ -139,22 +139,6 @@ export interface PlanResult {
   methods: { forward: MethodChoice | null; reverse: MethodChoice | null };
 }
 
-/**
- * MIGRATE has no TLS options: the source dials the target in plain TCP unless it runs with
- * `tls-cluster yes` (and then with its own tls-cert-file). So over rediss:// it is used only where
- * the probe key proved it works.
- */
-const MIGRATE_TLS_NOTE =
-  'MIGRATE does not use TLS unless the source runs with tls-cluster yes: set that on the source, or give --target-from-source a plain-TCP address of the target the source can reach';
-
-function overTls(opts: PlanOptions): boolean {
-  return opts.source.tls !== undefined || opts.target.tls !== undefined;
-}
-
-/** Names a probe key; keys with this prefix are never reported as conflicts. */
-export const PROBE_PREFIX = '__rehome:plan-probe:';
-const PROBE_TTL_MS = 10_000;
-const MIGRATE_TIMEOUT_MS = 5_000;
 const DEFAULT_MAX_LISTED = 100;
 
 function errText(e: unknown): string {
@@ -179,11 +163,6 @@ function num(inf: Map<string, string>, field: string): number | null {
   if (v === undefined || v.trim() === '') return null;
   const n = Number(v);
   return Number.isFinite(n) ? n : null;
-}
-
-/** Outcome of the probe-key round trip: MIGRATE and RESTORE. */
-interface ProbeOutcome {
-  restore: 'ok' | 'refused' | 'untested';
 }
 
 /** Runs the pre-flight checks. Never throws for a server problem: that is a 'fail' finding. */
@@ -389,153 +368,6 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
   } finally {
     closeServer(source);
     closeServer(target);
-  }
-}
-
-/**
- * SET a throwaway key on the source (short PX), DUMP it, MIGRATE ... COPY it to the target's
- * address, check it arrived, RESTORE the DUMP under another throwaway name on the target; then
- * delete every probe key on both servers.
- */
-async function probeMigrate(
-  s: ServerConn,
-  t: ServerConn,
-  opts: PlanOptions,
-  add: (check: PlanCheck, level: FindingLevel, message: string) => void,
-  notForward: string | null,
-): Promise<ProbeOutcome> {
-  const id = randomBytes(8).toString('hex');
-  const probeKey = `${PROBE_PREFIX}${id}`;
-  // A cluster: the master of the probe key's slot.
-  const dest = opts.cluster?.nodeForKey(probeKey) ?? opts.targetFromSource ?? { host: opts.target.host, port: opts.target.port };
-  const destText = describeEndpoint(dest);
-  const restoreKey = `${PROBE_PREFIX}${id}:restore`;
-  const out: ProbeOutcome = { restore: 'untested' };
-  try {
-    await Promise.all([s.redis.select(0), t.redis.select(0)]);
-    try {
-      await s.redis.set(probeKey, 'rehome plan probe', 'PX', PROBE_TTL_MS);
-    } catch (e) {
-      const msg = errText(e);
-      if (/^READONLY/.test(msg)) {
-        add('migrate', 'fail', `source is read-only (${msg}): rehome removes keys from the source, so it must be the primary`);
-      } else {
-        add('migrate', 'warn', `could not write a probe key on the source (${msg}): MIGRATE and RESTORE not tested`);
-      }
-      return out;
-    }
-    let payload: Buffer | null = null;
-    let dumpError = '';
-    try {
-      payload = (await s.redis.callBuffer('DUMP', probeKey)) as Buffer | null;
-    } catch (e) {
-      dumpError = errText(e);
-    }
-
-    if (notForward !== null) {
-      add('migrate', 'warn', `MIGRATE old -> new not probed: ${notForward}`);
-    } else {
-      const args: Array<string | number> = [dest.host, dest.port, probeKey, 0, MIGRATE_TIMEOUT_MS, 'COPY', ...migrateAuthArgs(opts.target)];
-      let reply = '';
-      let migrateError = '';
-      try {
-        reply = await migrateOnceMore(s, args);
-      } catch (e) {
-        migrateError = errText(e);
-      }
-      if (migrateError !== '') {
-        const hint = overTls(opts)
-          ? ` (${MIGRATE_TLS_NOTE})`
-          : opts.targetFromSource
-            ? ''
-            : ' (if the source reaches the target under another address, pass --target-from-source host:port)';
-        add('migrate', 'fail', `source cannot MIGRATE to the target at ${destText}: ${migrateError}${hint}`);
-      } else if (reply !== 'OK') {
-        add('migrate', 'fail', `MIGRATE of the probe key to ${destText} answered ${reply}`);
-      } else if ((await t.redis.exists(probeKey)) !== 1) {
-        add(
-          'migrate',
-          'fail',
-          `MIGRATE to ${destText} succeeded but the probe key did not arrive in the target ${describeEndpoint(opts.target)}: ${destText} is another server`,
-        );
-      } else {
-        add('migrate', 'ok', `source can MIGRATE to the target at ${destText}`);
-      }
-    }
-
-    if (payload === null) {
-      add('restore', 'warn', `could not DUMP the probe key on the source (${dumpError || 'no payload'}): RESTORE not tested`);
-      return out;
-    }
-    try {
-      await t.redis.call('RESTORE', restoreKey, PROBE_TTL_MS, payload);
-      out.restore = 'ok';
-      add('restore', 'ok', "target can RESTORE the source's payload format");
-    } catch (e) {
-      out.restore = 'refused';
-      add('restore', 'fail', `target cannot RESTORE the source's payload format: ${errText(e)}`);
-    }
-    return out;
-  } finally {
-    // Best effort: the probe keys expire on their own within PROBE_TTL_MS anyway.
-    await Promise.allSettled([s.redis.del(probeKey), t.redis.del(probeKey, restoreKey)]);
-  }
-}
-
-/** Why MIGRATE must not be probed old -> new and new -> old now; null where it may be. */
-interface FreeDirections {
-  forward: string | null;
-  reverse: string | null;
-}
-
-const BOTH_HELD = 'a MIGRATE each way at once holds both servers until its timeout';
-
-/** Which MIGRATE probes may run (PlanOptions.migrateProbes). `newHoldsKeys`: data keys on the target. */
-async function freeDirections(opts: PlanOptions, s: ServerConn, newHoldsKeys: boolean): Promise<FreeDirections> {
-  const mode = opts.migrateProbes ?? 'auto';
-  if (mode === 'none') return { forward: 'a phase switch checks MIGRATE inside its fence only', reverse: 'a phase switch checks MIGRATE inside its fence only' };
-  const rollback = 'the proxy probes it when a rollback starts';
-  if (mode === 'forward') return { forward: null, reverse: rollback };
-  const m = await movingNow(s.redis, newHoldsKeys);
-  return {
-    forward: m.reverse ? `keys are moving new -> old (${m.why}), and ${BOTH_HELD}; run plan again in hold or once drained` : null,
-    reverse: m.forward ? `keys are moving old -> new (${m.why}), and ${BOTH_HELD}; ${rollback}` : null,
-  };
-}
-
-/** Probes the move method old -> new and new -> old (roles swapped) where free, and reports both. */
-async function chooseMethods(
-  s: ServerConn,
-  t: ServerConn,
-  opts: PlanOptions,
-  methods: PlanResult['methods'],
-  add: (check: PlanCheck, level: FindingLevel, message: string) => void,
-  free: FreeDirections,
-): Promise<void> {
-  const cluster = opts.cluster;
-  const toTarget = cluster !== undefined
-    ? (k: string) => cluster.nodeForKey(k)
-    : (opts.targetFromSource ?? { host: opts.target.host, port: opts.target.port });
-  const toSource = opts.sourceFromTarget ?? { host: opts.source.host, port: opts.source.port };
-  const dirs = [
-    ['old -> new', s, t, toTarget, opts.target],
-    ['new -> old (reverse, a rollback)', t, s, toSource, opts.source],
-  ] as const;
-  for (const [dir, from, to, dest, ep] of dirs) {
-    const notHere = dir === 'old -> new' ? free.forward : free.reverse;
-    if (notHere !== null) {
-      // Unprobed old -> new leaves the migration's method unknown; new -> old waits for a rollback.
-      add('method', dir === 'old -> new' ? 'warn' : 'ok', `how keys move ${dir} not probed: ${notHere}`);
-      continue;
-    }
-    try {
-      const c = await probeMoveMethod(from, to, dest, ep);
-      if (dir === 'old -> new') methods.forward = c;
-      else methods.reverse = c;
-      add('method', 'ok', `keys move ${dir} by ${c.method}: ${c.reason}`);
-    } catch (e) {
-      add('method', 'warn', `could not probe how keys move ${dir}: ${errText(e)}`);
-    }
   }
 }
 

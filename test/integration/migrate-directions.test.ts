@@ -32,6 +32,18 @@ async function touch(ap: AdminProxy, n: number): Promise<void> {
   c.disconnect();
 }
 
+/**
+ * `n` keys on the old server and a proxy in migrate without a sweeper, through which the first
+ * `touched` moved: the migration stays under way (drained, nothing would move any more).
+ */
+async function migrating(n: number, touched: number): Promise<{ old: ReturnType<typeof ctx.source.client>; ap: AdminProxy }> {
+  const old = ctx.source.client();
+  for (let i = 0; i < n; i++) await old.set(`k:${i}`, `v${i}`);
+  const ap = await startAdminProxy(ctx, ['--phase', 'migrate'], false);
+  await touch(ap, touched);
+  return { old, ap };
+}
+
 /** Index of the switch's first step on the old server: the script that sets phase=fencing. */
 function fencingAt(mon: Monitor): number {
   return mon.commands.findIndex((a) => a[0]?.toUpperCase() === 'HSET' && a[2] === 'phase' && a[3] === 'fencing');
@@ -56,11 +68,8 @@ function namesByAddress(mon: Monitor): Map<string, string> {
 
 describe('one direction at a time', () => {
   it('a switch from reverse to migrate sends no MIGRATE to the old server before its fence', async () => {
-    const old = ctx.source.client();
-    for (let i = 0; i < 200; i++) await old.set(`k:${i}`, `v${i}`);
     // No sweeper: keys move on touch only, so the reverse phase lasts (drained, it becomes hold).
-    const ap = await startAdminProxy(ctx, ['--phase', 'migrate'], false);
-    await touch(ap, 50);
+    const { old, ap } = await migrating(200, 50);
     await phaseCli(ap, 'reverse');
     await settled(ap, 'reverse');
     const mon = await startMonitor(ctx.source);
@@ -81,10 +90,7 @@ describe('one direction at a time', () => {
   }, 60_000);
 
   it("a direction's probe MIGRATEs only on a connection named for the runtime's epoch", async () => {
-    const old = ctx.source.client();
-    for (let i = 0; i < 50; i++) await old.set(`k:${i}`, `v${i}`);
-    const ap = await startAdminProxy(ctx, ['--phase', 'migrate'], false);
-    await touch(ap, 20);
+    const { old, ap } = await migrating(50, 20);
     const mon = await startMonitor(ctx.target);
     try {
       await phaseCli(ap, 'reverse');
@@ -165,11 +171,7 @@ describe('one direction at a time', () => {
   }, 90_000);
 
   it('rehome plan during a migration probes MIGRATE only in the direction keys move', async () => {
-    const old = ctx.source.client();
-    for (let i = 0; i < 50; i++) await old.set(`k:${i}`, `v${i}`);
-    // No sweeper: the migration stays under way (drained, nothing moves and both are probed).
-    const ap = await startAdminProxy(ctx, ['--phase', 'migrate'], false);
-    await touch(ap, 10);
+    const { old } = await migrating(50, 10);
     const mon = await startMonitor(ctx.target);
     try {
       const r = await runCli(['plan', '--source', ctx.source.url, '--target', ctx.target.url]);
