@@ -8,35 +8,27 @@
  * rebuild after a phase change (one at a time, in order), the fleet-wide switch this process
  * asks for, and the end of a drain. The sweeper of each runtime follows the fleet's sweeper
  * settings (stored with the phase), not the start-up flags, so they outlive every rebuild.
+ * What a runtime is made of (connections, mover, migration) comes from runtime-parts.ts.
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import { clusterDb } from '../db-map.js';
-import { replicaWaiter } from '../cluster/replica-wait.js';
-import { keySlot } from '../cluster/slot.js';
-import { commandReply } from '../commands/fetch.js';
-import { CommandTable } from '../commands/table.js';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
-import { KnownAbsentCache } from '../migration/absent-cache.js';
-import { Migration, type MigrationOptions } from '../migration/migration.js';
-import { Mover } from '../migration/mover.js';
-import { PROXY_MOVE_DEFAULTS, ProxyMove } from '../migration/proxy-move.js';
-import { type ServerFeatures, serverFeatures } from '../migration/typed-copy-features.js';
-import { fencedName, lastActedPhase, type PhaseName, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
+import type { Migration } from '../migration/migration.js';
+import { lastActedPhase, type PhaseName, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
 import { dropMarkers } from '../migration/drop-markers.js';
-import { describeScope, isEverything, NO_SCOPE_FLAGS, parseScope, sameScope, type Scope, type ScopeFlags } from '../phase/scope.js';
+import { describeScope, isEverything, NO_SCOPE_FLAGS, parseScope, sameScope, type ScopeFlags } from '../phase/scope.js';
 import { encodeReturning } from '../phase/scope-record.js';
 import { closeOldSide } from '../session/scope-route.js';
 import { ScopeCounters, type ScopeRouting } from '../session/scope-routing.js';
-import { ControlPool } from '../upstream/control.js';
-import { describeEndpoint, type Endpoint } from '../upstream/endpoint.js';
+import type { ControlPool } from '../upstream/control.js';
 import type { SessionFence } from '../phase/phase.js';
 import type { Carried } from '../session/carry.js';
 import type { Session, SessionContext } from '../session/session.js';
 import { SharedLanes } from '../session/shared-lane.js';
-import { type Logger, type MethodChoice, type MoveMethodName, type Pair, type ProbeConns, probeConns, switchPreconditions } from './startup.js';
+import { type Logger, type MethodChoice, type Pair, switchPreconditions } from './startup.js';
 import { settledWithin } from '../util/settled-within.js';
+import { RuntimeParts } from './runtime-parts.js';
 
 /** The phases a runtime can serve (legacy: a proxy started without phases, always migrate). */
 export type RuntimePhase = 'hold' | 'migrate' | 'drained' | 'reverse';
@@ -142,8 +134,7 @@ export class Runtimes {
   private last: Migration | null = null;
   /** One rebuild at a time: a phase change waits for the one before it. */
   private rebuilding: Promise<void> = Promise.resolve();
-  private readonly tables = new Map<string, CommandTable>();
-  private readonly featureSets = new Map<string, ServerFeatures>();
+  private readonly parts: RuntimeParts;
   private readonly drainedListeners: Array<() => void> = [];
   private drainedFired = false;
   /** The first runtime is built (later ones log their move method themselves). */
@@ -152,6 +143,7 @@ export class Runtimes {
   readonly processId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
 
   constructor(private readonly host: RuntimeHost) {
+    this.parts = new RuntimeParts(host, this.processId, () => this.sweepSettings());
     host.pair.phases?.onChange((s) => this.onPhaseChange(s));
     host.pair.phases?.onSettings(() => this.rt?.migration.sweeper?.follow(this.sweepSettings()));
   }
@@ -332,13 +324,13 @@ export class Runtimes {
       connectTimeoutMs: config.connectTimeoutMs, counters: new ScopeCounters(),
     };
     if (rec.returning.length === 0) return { routing, back: null, pools: [] };
-    const pools = this.openPools(epoch, config.target, config.source);
+    const pools = this.parts.pools(epoch, config.target, config.source);
     try {
-      const choice = await pair.methodFor('reverse', () => this.probeConns(pools));
-      routing.back = this.newMover(pools, config.source, true, choice.method, await this.features(pools.target));
+      const choice = await pair.methodFor('reverse', () => this.parts.probeConns(pools));
+      routing.back = this.parts.mover(pools, config.source, true, choice.method, await this.parts.features(pools.target));
       const label = rec.returning.map(describeScope).join(' | ');
       // Every key on the new server outside the scope is one that left it: sweep those.
-      const back = this.newMigration(pools.source, routing.back, false, true, { kind: 'return', label }, null, rec.scope);
+      const back = this.parts.migration(pools.source, routing.back, false, true, { kind: 'return', label }, null, rec.scope);
       return { routing, back, pools: pools.all };
     } catch (e) {
       await Promise.all(pools.all.map((p) => p.close()));
@@ -422,14 +414,14 @@ export class Runtimes {
     // Which server keys move out of (source) and which one clients talk to (target).
     const reverse = phase === 'reverse' || phase === 'hold';
     const targetEndpoint = reverse ? config.source : config.target;
-    const pools = this.openPools(epoch, reverse ? config.target : config.source, targetEndpoint);
+    const pools = this.parts.pools(epoch, reverse ? config.target : config.source, targetEndpoint);
     try {
-      const table = await this.table(pools.target);
+      const table = await this.parts.table(pools.target);
       // Keys move only in migrate and reverse: hold and drained never probe the pair.
       const moving = phase === 'migrate' || phase === 'reverse';
-      const probed = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward', () => this.probeConns(pools)) : null;
+      const probed = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward', () => this.parts.probeConns(pools)) : null;
       const choice = probed !== null && keysComeBack(phase, state) ? withoutMigrate(probed) : probed;
-      const mover = this.newMover(pools, targetEndpoint, reverse, choice?.method ?? 'migrate', await this.features(pools.target));
+      const mover = this.parts.mover(pools, targetEndpoint, reverse, choice?.method ?? 'migrate', await this.parts.features(pools.target));
       const phases = pair.phases;
       const fence: SessionFence | null = phases ? { epoch, verify: () => phases.verify(epoch) } : null;
       const lanes = config.sharedConnections > 0 ? new SharedLanes(config.sharedConnections, targetEndpoint, fence, this.host.counters, config.keepaliveMs) : null;
@@ -468,7 +460,7 @@ export class Runtimes {
       const passThrough = phase === 'hold' || phase === 'drained';
       const moves = choice === null ? null : { reverse, choice };
       const part = scoped === null ? null : { kind: 'scope' as const, label: describeScope(scoped.routing.scope) };
-      const rt: Runtime = { phase, epoch, ctx, migration: this.newMigration(pools.source, mover, passThrough, reverse, part, scoped?.routing.scope ?? null), pools: pools.all, sessions, lanes, keepalive: null, moves, scoped };
+      const rt: Runtime = { phase, epoch, ctx, migration: this.parts.migration(pools.source, mover, passThrough, reverse, part, scoped?.routing.scope ?? null), pools: pools.all, sessions, lanes, keepalive: null, moves, scoped };
       // The first runtime's line follows the start-up line (server.ts), after the proxy listens.
       if (moves !== null && this.started) this.host.log(movesLine(moves));
       if (!passThrough) await rt.migration.start();
@@ -490,121 +482,6 @@ export class Runtimes {
   }
 
   /** The runtime's control connections, named for its epoch and checked against the phase. */
-  private openPools(epoch: number, sourceEndpoint: Endpoint, targetEndpoint: Endpoint) {
-    const { config, pair } = this.host;
-    const phases = pair.phases;
-    const opts = {
-      // MIGRATE's own timeout plus a margin: past it the source is taken as unresponsive.
-      commandTimeoutMs: config.migrateTimeoutMs + 1_000,
-      connectTimeoutMs: config.connectTimeoutMs,
-    };
-    const pool = (ep: Endpoint, role: 'source' | 'target', name: string) =>
-      new ControlPool(ep, opts, role, phases ? { name: fencedName(epoch, name), check: () => phases.verify(epoch) } : null);
-    const source = pool(sourceEndpoint, 'source', 'source');
-    const target = pool(targetEndpoint, 'target', 'target');
-    // The sweeper moves on connections of its own: a client's move never queues behind a
-    // sweeper batch (mover.ts).
-    const sweepSource = pool(sourceEndpoint, 'source', 'sweep');
-    return { source, target, sweepSource, all: [source, target, sweepSource] };
-  }
-
-  /** A direction's probe runs on the runtime's pools: killed by the next switch (ProbeConns). */
-  private probeConns(pools: ReturnType<Runtimes['openPools']>): ProbeConns {
-    // MIGRATE's own timeout (5 s, asked twice after an IOERR) fits under it.
-    return probeConns(pools.source, pools.target, this.host.config.connectTimeoutMs + 10_000);
-  }
-
-  private newMover(
-    pools: ReturnType<Runtimes['openPools']>,
-    targetEndpoint: Endpoint,
-    reverse: boolean,
-    method: MoveMethodName,
-    target: ServerFeatures,
-  ): Mover {
-    const config = this.host.config;
-    // MIGRATE is dialled by the source: the target's address as the source sees it. It has no TLS
-    // options (TLS only where the dialling server runs tls-cluster yes): over rediss:// only the
-    // move-method probe proves it works (src/tools/move-method.ts).
-    const dest = reverse
-      ? (config.sourceFromTarget ?? { host: config.source.host, port: config.source.port })
-      : (config.targetFromSource ?? { host: config.target.host, port: config.target.port });
-    const proxy = new ProxyMove(pools.source, pools.target, {
-      ...PROXY_MOVE_DEFAULTS,
-      // MIGRATE's pairs take the source's payload: a type the copy can't read goes whole.
-      method: method === 'copy' ? 'copy' : 'dump',
-      owner: this.processId,
-      leaseMs: config.moveLeaseMs,
-      waitAof: config.moveWaitAof,
-      bigKeyBytes: config.bigKeyBytes,
-      target,
-      // A cluster target (not the old server in reverse): publish scripts name one slot's keys.
-      slotOf: !reverse && config.cluster !== undefined ? (k: Buffer) => keySlot(k.toString('latin1')) : undefined,
-      replicated: !reverse && config.cluster !== undefined ? replicaWaiter(config.cluster) : undefined,
-      clientRequests: () => this.host.counters.commands,
-    });
-    // A cluster target: MIGRATE goes to the master of each key's slot (reverse moves keys into
-    // the old server, a standalone one).
-    const cluster = !reverse ? config.cluster : undefined;
-    const outOfCluster = reverse && config.cluster !== undefined;
-    const mover = new Mover(pools.source, pools.target, new KnownAbsentCache(config.absentCacheSize), {
-      host: dest.host,
-      port: dest.port,
-      ...(cluster !== undefined ? {
-        forKey: (k: string) => cluster.nodeForKey(k),
-        moved: (slot: number, to: { host: string; port: number }) => cluster.moved(slot, to),
-        clusterDb: (db: number) => clusterDb(config.dbMap, db),
-        hasReplicas: (n: { host: string; port: number }) => cluster.hasReplicas(n),
-        replicated: (n: { host: string; port: number }) => cluster.replicated(n),
-      } : {}),
-      ...(outOfCluster ? { sourceSlot: (k: string) => keySlot(k) } : {}),
-      ...(targetEndpoint.username !== undefined ? { username: targetEndpoint.username } : {}),
-      ...(targetEndpoint.password !== undefined ? { password: targetEndpoint.password } : {}),
-      timeoutMs: config.migrateTimeoutMs,
-    }, pools.sweepSource, proxy, method);
-    const observer = this.host.observer;
-    if (observer) mover.onMigrate = (ms, keys, ok) => observer.observeMigrate(ms, keys, ok);
-    return mover;
-  }
-
-  private newMigration(
-    source: ControlPool, mover: Mover, passThrough: boolean, reverse: boolean,
-    part: MigrationOptions['part'] = null, sweepScope: Scope | null = null, exclude: Scope | null = null,
-  ): Migration {
-    const config = this.host.config;
-    const phases = this.host.pair.phases;
-    const settings = this.sweepSettings();
-    return new Migration(
-      source,
-      mover,
-      {
-        sweep: config.sweep,
-        passThrough,
-        sweeper: {
-          budgetMs: config.sweepBudgetMs,
-          touchBudgetMs: config.sweepTouchBudgetMs,
-          rate: settings.rate,
-          bigKeyBytes: config.bigKeyBytes,
-          migrateTimeoutMs: config.migrateTimeoutMs,
-          // A canary: the forward sweep covers the scope only; the return sweep skips it.
-          scope: sweepScope,
-          exclude,
-        },
-        sweeperPaused: settings.paused,
-        ...(phases
-          ? {
-              onPauseSweeper: (reason: string) =>
-                void phases.setSweep({ paused: reason }, phases.id).catch((e: Error) =>
-                  this.host.log(`cannot store the sweeper's pause for the fleet (${e.message}); only this process's sweeper is paused`)),
-            }
-          : {}),
-        watchIntervalMs: 1_000,
-        reverse,
-        part,
-      },
-      this.host.log,
-    );
-  }
-
   /**
    * A client working on the shared lanes leaves its own connection idle: PING it under the
    * server's `timeout` (Session.keepOwnAlive). Null when there are no lanes or no keepalive.
@@ -619,25 +496,4 @@ export class Runtimes {
     return t;
   }
 
-  /** What one server accepts of the type-aware copy's commands, asked once. */
-  private async features(pool: ControlPool): Promise<ServerFeatures> {
-    const k = describeEndpoint(pool.endpoint);
-    let f = this.featureSets.get(k);
-    if (!f) {
-      f = await serverFeatures(pool.db(0));
-      this.featureSets.set(k, f);
-    }
-    return f;
-  }
-
-  /** The command table of one server (its own COMMAND reply), loaded once. */
-  private async table(pool: ControlPool): Promise<CommandTable> {
-    const k = describeEndpoint(pool.endpoint);
-    let t = this.tables.get(k);
-    if (!t) {
-      t = new CommandTable(await commandReply(pool.db(0)));
-      this.tables.set(k, t);
-    }
-    return t;
-  }
 }
