@@ -83,10 +83,17 @@ export class SendQueue {
     private readonly id: number,
   ) {}
 
-  /** The client's lane in `db`. */
+  /** The client's lane in `db` (the last one looked up is kept: a client mostly stays in its db). */
   private lane(db: number): SharedLane {
-    return this.lanes!.pick(this.id, db);
+    if (db !== this.laneOfDb) {
+      this.laneOfDb = db;
+      this.laneCached = this.lanes!.pick(this.id, db);
+    }
+    return this.laneCached!;
   }
+
+  private laneOfDb = -1;
+  private laneCached: SharedLane | null = null;
 
   /** The db whose lane `e` goes on: its SELECT's, or the client's (the same as when routed). */
   private sharedDbOf(e: Entry): number {
