@@ -83,9 +83,11 @@ function keysComeBack(phase: RuntimePhase, state: PhaseState | null): boolean {
   return phase === 'migrate' && state !== null && state.scope.returning.length > 0;
 }
 
+const COME_BACK = 'keys that left the scope come back by MIGRATE meanwhile, and a MIGRATE each way at once holds both servers';
+
 function withoutMigrate(c: MethodChoice): MethodChoice {
   if (c.method !== 'migrate') return c;
-  return { method: 'dump', reason: `${c.reason}, but keys that left the scope come back by MIGRATE meanwhile, and a MIGRATE each way at once holds both servers` };
+  return { method: 'dump', reason: `${c.reason}, but ${COME_BACK}` };
 }
 
 /** The log line that names a runtime's move method. */
@@ -419,8 +421,10 @@ export class Runtimes {
       const table = await this.parts.table(pools.target);
       // Keys move only in migrate and reverse: hold and drained never probe the pair.
       const moving = phase === 'migrate' || phase === 'reverse';
-      const probed = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward', () => this.parts.probeConns(pools)) : null;
-      const choice = probed !== null && keysComeBack(phase, state) ? withoutMigrate(probed) : probed;
+      // Keys coming back: a direction not probed yet is probed without MIGRATE too.
+      const comeBack = keysComeBack(phase, state);
+      const probed = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward', () => this.parts.probeConns(pools), comeBack ? COME_BACK : null) : null;
+      const choice = probed !== null && comeBack ? withoutMigrate(probed) : probed;
       const mover = this.parts.mover(pools, targetEndpoint, reverse, choice?.method ?? 'migrate', await this.parts.features(pools.target));
       const phases = pair.phases;
       const fence: SessionFence | null = phases ? { epoch, verify: () => phases.verify(epoch) } : null;

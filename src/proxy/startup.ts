@@ -54,9 +54,10 @@ export interface Pair {
   phases: PhaseController | null;
   /**
    * How keys move old -> new (migrate) and new -> old (reverse): --move-method, or auto's probe
-   * on `open`'s connections.
+   * on `open`'s connections. With `noMigrate` (why not), a direction not probed yet is probed
+   * from DUMP/RESTORE on, and that answer is not kept.
    */
-  methodFor(direction: Direction, open: () => ProbeConns): Promise<MethodChoice>;
+  methodFor(direction: Direction, open: () => ProbeConns, noMigrate?: string | null): Promise<MethodChoice>;
 }
 
 export type Direction = 'forward' | 'reverse';
@@ -151,13 +152,13 @@ function moveMethods(config: ProxyConfig, probed: MethodChoice | null): Pair['me
   const forced = config.moveMethod;
   const chosen = new Map<Direction, MethodChoice>();
   if (probed !== null) chosen.set('forward', probed);
-  return async (which, open) => {
+  return async (which, open, noMigrate = null) => {
     if (forced !== 'auto') return { method: forced, reason: `--move-method ${forced}` };
     const known = chosen.get(which);
     if (known !== undefined) return known;
     try {
-      const c = await probeDirection(config, which, open);
-      chosen.set(which, c);
+      const c = await probeDirection(config, which, open, noMigrate);
+      if (noMigrate === null) chosen.set(which, c);
       return c;
     } catch (e) {
       return { method: 'migrate', reason: `the probe was inconclusive (${(e as Error).message.split('\n')[0]})` };
@@ -166,16 +167,16 @@ function moveMethods(config: ProxyConfig, probed: MethodChoice | null): Pair['me
 }
 
 /** One direction's probe: old -> new (forward) or new -> old (reverse, roles swapped). */
-async function probeDirection(config: ProxyConfig, which: Direction, open: () => ProbeConns): Promise<MethodChoice> {
+async function probeDirection(config: ProxyConfig, which: Direction, open: () => ProbeConns, noMigrate: string | null): Promise<MethodChoice> {
   const { from, to, close } = open();
   try {
     if (which === 'forward') {
       const dest = config.targetFromSource ?? config.target;
       const cluster = config.cluster;
-      return await probeMoveMethod(from, to, cluster ? (k) => cluster.nodeForKey(k) : { host: dest.host, port: dest.port }, config.target);
+      return await probeMoveMethod(from, to, cluster ? (k) => cluster.nodeForKey(k) : { host: dest.host, port: dest.port }, config.target, noMigrate);
     }
     const dest = config.sourceFromTarget ?? config.source;
-    return await probeMoveMethod(from, to, { host: dest.host, port: dest.port }, config.source);
+    return await probeMoveMethod(from, to, { host: dest.host, port: dest.port }, config.source, noMigrate);
   } finally {
     await close();
   }

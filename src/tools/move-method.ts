@@ -58,12 +58,16 @@ function errText(e: unknown): string {
  * Probes moving a key from `from` to `to` (db 0; `dest` is `to`'s address as `from` dials it,
  * `toEp` carries its credentials for MIGRATE). Writes only probe keys with a short TTL, deleted
  * afterwards. Throws when an error says nothing about the method (inconclusive).
+ *
+ * `noMigrate` (why MIGRATE must not be tried: keys move the other way by MIGRATE meanwhile, and a
+ * MIGRATE each way at once holds both servers until its timeout) starts at DUMP/RESTORE.
  */
 export async function probeMoveMethod(
   from: ServerConn,
   to: ServerConn,
   destFor: { host: string; port: number } | ((key: string) => { host: string; port: number } | null),
   toEp: Endpoint,
+  noMigrate: string | null = null,
 ): Promise<MethodChoice> {
   const id = randomBytes(8).toString('hex');
   const key = `${PROBE_PREFIX}${id}`;
@@ -72,16 +76,18 @@ export async function probeMoveMethod(
   const restored = `${key}:restore`;
   try {
     await from.redis.set(key, 'rehome move method probe', 'PX', PROBE_TTL_MS);
-    let migrateWhy: string;
-    try {
-      const r = await migrateOnceMore(from, [dest.host, dest.port, key, 0, MIGRATE_TIMEOUT_MS, 'COPY', ...migrateAuthArgs(toEp)]);
-      if (r === 'OK' && (await to.redis.exists(key)) === 1) {
-        return { method: 'migrate', reason: `MIGRATE to ${describeEndpoint(dest)} works` };
+    let migrateWhy = `MIGRATE not used: ${noMigrate}`;
+    if (noMigrate === null) {
+      try {
+        const r = await migrateOnceMore(from, [dest.host, dest.port, key, 0, MIGRATE_TIMEOUT_MS, 'COPY', ...migrateAuthArgs(toEp)]);
+        if (r === 'OK' && (await to.redis.exists(key)) === 1) {
+          return { method: 'migrate', reason: `MIGRATE to ${describeEndpoint(dest)} works` };
+        }
+        migrateWhy = r === 'OK' ? `the probe key MIGRATEd to ${describeEndpoint(dest)} did not arrive` : `MIGRATE answered ${r}`;
+      } catch (e) {
+        if (!MIGRATE_UNUSABLE.test(errText(e))) throw new Error(`MIGRATE of the probe key failed: ${errText(e)}`);
+        migrateWhy = `MIGRATE refused: ${errText(e)}`;
       }
-      migrateWhy = r === 'OK' ? `the probe key MIGRATEd to ${describeEndpoint(dest)} did not arrive` : `MIGRATE answered ${r}`;
-    } catch (e) {
-      if (!MIGRATE_UNUSABLE.test(errText(e))) throw new Error(`MIGRATE of the probe key failed: ${errText(e)}`);
-      migrateWhy = `MIGRATE refused: ${errText(e)}`;
     }
     let restoreWhy: string;
     try {

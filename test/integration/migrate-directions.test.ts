@@ -144,6 +144,10 @@ describe('one direction at a time', () => {
     const monNew = await startMonitor(ctx.target);
     try {
       await phaseCli(ap, 'migrate', '--scope', 's:*');
+      // A process that joins now has no answer yet for how keys move old -> new: it must find
+      // one without MIGRATE.
+      const late = await startAdminProxy(ctx, ['--phase', 'hold'], false);
+      await waitFor(() => /moves old -> new by dump/.test(late.proxy.stderr) || null, 'the late process chose its method', 20_000, 50);
       const c2 = ap.proxy.client();
       for (let i = 0; i < 30; i++) {
         expect(await c2.get(`s:${i}`)).toBe(`s:v${i}`); // forward: old -> new
