@@ -153,7 +153,10 @@ const BOTH_HELD = 'a MIGRATE each way at once holds both servers until its timeo
 /** Which MIGRATE probes may run (PlanOptions.migrateProbes). `newHoldsKeys`: data keys on the target. */
 export async function freeDirections(opts: MoveProbeOptions, s: ServerConn, newHoldsKeys: boolean): Promise<FreeDirections> {
   const mode = opts.migrateProbes ?? 'auto';
-  if (mode === 'none') return { forward: 'a phase switch checks MIGRATE inside its fence only', reverse: 'a phase switch checks MIGRATE inside its fence only' };
+  if (mode === 'none') {
+    const later = `keys may be moving the other way by MIGRATE, and ${BOTH_HELD}; it is probed where they cannot be (a phase switch inside its fence, a runtime on connections of its epoch)`;
+    return { forward: later, reverse: later };
+  }
   const rollback = 'the proxy probes it when a rollback starts';
   if (mode === 'forward') return { forward: null, reverse: rollback };
   const m = await movingNow(s.redis, newHoldsKeys);
