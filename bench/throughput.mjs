@@ -178,7 +178,8 @@ async function steadyState(quiet) {
     endpoints.push({ name: 'rehome-drained', port: rh.port, proc: rh });
   }
   if (opt.compare) {
-    const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'], cli: opt.compare });
+    // With its admin endpoint, as the first rehome: both then keep the same metrics.
+    const rh = await startRehome({ source: source.port, target: target.port, args: ['--no-sweep'], cli: opt.compare, admin: true });
     rehomes.push({ name: 'compare', rh, workers: 1 });
     endpoints.push({ name: 'compare', port: rh.port, proc: rh });
   }
