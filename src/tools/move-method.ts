@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { RESERVED_PREFIX } from '../phase/phase.js';
 import { describeEndpoint, migrateAuthArgs, type Endpoint } from '../upstream/endpoint.js';
-import type { ServerConn } from './scan-both.js';
+import { errText, type ServerConn } from './scan-both.js';
 
 /** A way to move keys, as --move-method names it. */
 export type MoveMethodName = 'migrate' | 'dump' | 'copy';
@@ -49,10 +49,6 @@ export async function migrateOnceMore(from: ServerConn, args: Array<string | num
   }
 }
 
-function errText(e: unknown): string {
-  const m = e instanceof Error ? e.message : String(e);
-  return m.split('\n')[0] ?? m;
-}
 
 /**
  * Probes moving a key from `from` to `to` (db 0; `dest` is `to`'s address as `from` dials it,

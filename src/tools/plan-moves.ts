@@ -9,7 +9,7 @@ import type { ClusterTargetHandle } from '../config.js';
 import { movingNow } from '../phase/moving-now.js';
 import { describeEndpoint, migrateAuthArgs, type Endpoint } from '../upstream/endpoint.js';
 import { migrateOnceMore, probeMoveMethod, type MethodChoice } from './move-method.js';
-import type { ServerConn } from './scan-both.js';
+import { errText, type ServerConn } from './scan-both.js';
 
 /** What these checks read of plan's options (PlanOptions). */
 export interface MoveProbeOptions {
@@ -24,10 +24,6 @@ export interface MoveProbeOptions {
 /** plan's finding sink, for the checks made here. */
 export type AddFinding = (check: 'migrate' | 'restore' | 'method', level: 'ok' | 'warn' | 'fail', message: string) => void;
 
-function errText(e: unknown): string {
-  const m = e instanceof Error ? e.message : String(e);
-  return m.split('\n')[0] ?? m;
-}
 
 /**
  * MIGRATE has no TLS options: the source dials the target in plain TCP unless it runs with

@@ -38,6 +38,7 @@ import {
   confirmInBoth,
   delEach,
   describeCounts,
+  errText,
   existsEach,
   formatBytes,
   hasDb,
@@ -141,10 +142,6 @@ export interface PlanResult {
 
 const DEFAULT_MAX_LISTED = 100;
 
-function errText(e: unknown): string {
-  const m = e instanceof Error ? e.message : String(e);
-  return m.split('\n')[0] ?? m;
-}
 
 function versionLabel(inf: Map<string, string>): string {
   const valkey = inf.get('valkey_version');

@@ -40,7 +40,8 @@ export interface DbKey {
 export const SCAN_COUNT = 1000;
 export const PIPELINE_BATCH = 1000;
 
-function errText(e: unknown): string {
+/** An error's first line (ioredis appends its own lines to some messages). */
+export function errText(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
   return m.split('\n')[0] ?? m;
 }
