@@ -6,7 +6,7 @@
  * time"). `rehome plan` probes only the directions left free.
  */
 import type { Redis } from 'ioredis';
-import { PHASE_KEY } from './phase.js';
+import { readPhase, type PhaseState } from './phase-record.js';
 
 export interface MovingNow {
   /** Keys may be moving old -> new (by MIGRATE on the old server). */
@@ -18,21 +18,29 @@ export interface MovingNow {
 }
 
 /**
+ * A canary narrowed: keys that left the scope come back new -> old by MIGRATE on the new server
+ * while keys of the scope still leave the old one. A MIGRATE each way at once holds both servers
+ * until its timeout, so in such an epoch keys of the scope move by DUMP/RESTORE through rehome
+ * instead (proxy/runtime.ts; MIGRATE's pairs take those payloads).
+ */
+export function keysComeBack(s: PhaseState | null): boolean {
+  return s !== null && s.phase === 'migrate' && s.scope.returning.length > 0;
+}
+
+/**
  * `old` is a connection to the old server on db 0; `newHoldsKeys`, whether the new server holds
  * data keys (without a phase key, the only sign of a migration under way).
  */
 export async function movingNow(old: Redis, newHoldsKeys: boolean): Promise<MovingNow> {
-  const [phase, returning] = (await old.hmget(PHASE_KEY, 'phase', 'returning')) as Array<string | null>;
-  switch (phase) {
+  const s = await readPhase(old);
+  switch (s?.phase ?? null) {
     case null:
       // A proxy without phases only ever migrates old -> new.
       return newHoldsKeys
         ? { forward: true, reverse: false, why: 'the new server holds keys and there is no phase key: a migration may be under way' }
         : { forward: false, reverse: false, why: 'no migration under way' };
     case 'migrate':
-      // A narrowed canary: keys that left the scope come back by MIGRATE; those of the scope
-      // then move by DUMP/RESTORE (proxy/runtime.ts, keysComeBack).
-      if (returning) return { forward: false, reverse: true, why: 'phase migrate, keys that left the scope coming back' };
+      if (keysComeBack(s)) return { forward: false, reverse: true, why: 'phase migrate, keys that left the scope coming back' };
       return { forward: true, reverse: false, why: 'phase migrate' };
     case 'reverse':
       return { forward: false, reverse: true, why: 'phase reverse' };
@@ -40,6 +48,6 @@ export async function movingNow(old: Redis, newHoldsKeys: boolean): Promise<Movi
       // A switch's own checks may probe the way it switches to.
       return { forward: true, reverse: true, why: 'a phase switch is under way' };
     default:
-      return { forward: false, reverse: false, why: `phase ${phase}` };
+      return { forward: false, reverse: false, why: `phase ${s!.phase}` };
   }
 }

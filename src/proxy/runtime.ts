@@ -16,6 +16,7 @@ import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import type { Migration } from '../migration/migration.js';
 import { lastActedPhase, type PhaseName, type PhaseState, type SwitchablePhase } from '../phase/phase.js';
+import { keysComeBack } from '../phase/moving-now.js';
 import { dropMarkers } from '../migration/drop-markers.js';
 import { describeScope, isEverything, NO_SCOPE_FLAGS, parseScope, sameScope, type ScopeFlags } from '../phase/scope.js';
 import { encodeReturning } from '../phase/scope-record.js';
@@ -73,16 +74,7 @@ export interface ScopedParts {
   pools: ControlPool[];
 }
 
-/**
- * A canary narrowed: keys that left the scope come back new -> old by MIGRATE on the new server
- * while keys of the scope still leave the old one. A MIGRATE each way at once holds both servers
- * until its timeout (docs/DESIGN.md, "One direction at a time"), so in such an epoch keys of the
- * scope move by DUMP/RESTORE through rehome instead (MIGRATE's pairs take those payloads).
- */
-function keysComeBack(phase: RuntimePhase, state: PhaseState | null): boolean {
-  return phase === 'migrate' && state !== null && state.scope.returning.length > 0;
-}
-
+/** Why keys of the scope move without MIGRATE while keys come back (phase/moving-now.ts, keysComeBack). */
 const COME_BACK = 'keys that left the scope come back by MIGRATE meanwhile, and a MIGRATE each way at once holds both servers';
 
 function withoutMigrate(c: MethodChoice): MethodChoice {
@@ -422,7 +414,7 @@ export class Runtimes {
       // Keys move only in migrate and reverse: hold and drained never probe the pair.
       const moving = phase === 'migrate' || phase === 'reverse';
       // Keys coming back: a direction not probed yet is probed without MIGRATE too.
-      const comeBack = keysComeBack(phase, state);
+      const comeBack = keysComeBack(state);
       const probed = moving ? await pair.methodFor(reverse ? 'reverse' : 'forward', () => this.parts.probeConns(pools), comeBack ? COME_BACK : null) : null;
       const choice = probed !== null && comeBack ? withoutMigrate(probed) : probed;
       const mover = this.parts.mover(pools, targetEndpoint, reverse, choice?.method ?? 'migrate', await this.parts.features(pools.target));

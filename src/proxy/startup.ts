@@ -8,6 +8,7 @@ import os from 'node:os';
 import type { ProxyConfig } from '../config.js';
 import { RehomeError } from '../errors.js';
 import { fencedName, PhaseController, type PhaseName, type SwitchablePhase } from '../phase/phase.js';
+import { keysComeBack } from '../phase/moving-now.js';
 import { PING_REQUEST } from '../resp/request-framer.js';
 import { probeMoveMethod, type MethodChoice, type MoveMethodName } from '../tools/move-method.js';
 import { formatPlanReport, plan, type PlanOptions, type PlanResult } from '../tools/plan.js';
@@ -122,7 +123,7 @@ export async function checkPair(config: ProxyConfig, log: Logger, preflight: boo
       // epoch's name, checked once named); none while keys come back new -> old by MIGRATE (a
       // narrowed canary) or while fencing (the switch's own check probes).
       const fence = phases && s?.phase === 'migrate' ? { name: fencedName(s.epoch, 'plan'), check: () => phases.verify(s.epoch) } : undefined;
-      const probes = s?.phase === 'fencing' || (s?.scope.returning.length ?? 0) > 0 ? 'none' : 'forward';
+      const probes = s?.phase === 'fencing' || keysComeBack(s ?? null) ? 'none' : 'forward';
       pre = await runPreflight(config, log, probes, fence);
     }
     const authRequired = {
