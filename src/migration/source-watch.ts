@@ -68,8 +68,8 @@ export class SourceWatch {
   private async poll(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
-    // A fenced connection whose reconnect failed has ended for good: a restarted source would
-    // otherwise never be seen again.
+    // A fenced connection whose check failed at a reconnect has ended for good: a restarted
+    // source would otherwise never be seen again.
     if (this.conn.status === 'end') this.conn = this.open();
     try {
       const info = (await this.conn.info('server')) + (await this.conn.info('replication'));

@@ -217,8 +217,8 @@ export class Sweeper {
 
   private conn(db: number): Redis {
     let c = this.conns.get(db);
-    // A fenced connection whose reconnect failed (the server restarted, the phase could not be
-    // read meanwhile) has ended for good: open a new one.
+    // A fenced connection whose check failed at a reconnect (the phase could not be read
+    // meanwhile, or moved on) has ended for good: open a new one.
     if (!c || c.status === 'end') {
       c = this.source.dedicated(db);
       this.conns.set(db, c);

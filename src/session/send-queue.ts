@@ -75,6 +75,9 @@ export class SendQueue {
 
   /** The db of the lane the last shared request went to. */
   private sharedDb = 0;
+  /** The lane last looked up, and its db: a client mostly stays in its db. */
+  private laneOfDb = -1;
+  private laneCached: SharedLane | null = null;
 
   constructor(
     private readonly host: SendHost,
@@ -83,7 +86,7 @@ export class SendQueue {
     private readonly id: number,
   ) {}
 
-  /** The client's lane in `db` (the last one looked up is kept: a client mostly stays in its db). */
+  /** The client's lane in `db`. */
   private lane(db: number): SharedLane {
     if (db !== this.laneOfDb) {
       this.laneOfDb = db;
@@ -91,9 +94,6 @@ export class SendQueue {
     }
     return this.laneCached!;
   }
-
-  private laneOfDb = -1;
-  private laneCached: SharedLane | null = null;
 
   /** The db whose lane `e` goes on: its SELECT's, or the client's (the same as when routed). */
   private sharedDbOf(e: Entry): number {
@@ -142,7 +142,7 @@ export class SendQueue {
     let kind = ShareKind.No;
     if (!this.host.conn.pinned && e.req !== null && (e.hook === null || e.laneDb >= 0) && e.bytes === null && !e.inMulti) kind = e.share;
     const shared = kind !== ShareKind.No;
-    const db = e.laneDb >= 0 ? e.laneDb : this.host.conn.db;
+    const db = this.sharedDbOf(e);
     if (shared !== this.onShared || (shared && db !== this.sharedDb)) {
       const b = new Entry(null);
       b.barrier = shared && this.onShared ? 'shared' : shared ? 'own' : 'shared';

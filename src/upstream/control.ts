@@ -3,12 +3,12 @@
  * One connection per db, created on first use, because MIGRATE, EXISTS and SCAN act on the
  * connection's selected db.
  *
- * With a fence (phases in use, see src/phase/phase.ts), every connection, including each
- * reconnect, is named for the pool's epoch and then checked against the shared phase before
- * ioredis may use it: a connection that fails the check is never used.
+ * Every connection, including each reconnect, is named before ioredis gets it (namedRedis says
+ * why). With a fence (phases in use, see src/phase/phase.ts), the name is the pool's epoch's and
+ * the connection is then checked against the shared phase before ioredis may use it: a
+ * connection that fails the check is never used.
  */
-import { Socket as NetSocket } from 'node:net';
-import type net from 'node:net';
+import net from 'node:net';
 import { AbstractConnector, Redis } from 'ioredis';
 import { connectSocket, connectedEvent, ioredisTls } from './connect.js';
 import type { Endpoint } from './endpoint.js';
@@ -112,7 +112,7 @@ function namedConnector(ep: Endpoint, name: string, check: (() => Promise<void>)
         },
         (err: Error) => {
           this.firstError = err;
-          const dead = new NetSocket();
+          const dead = new net.Socket();
           dead.destroy();
           return dead;
         },
@@ -176,7 +176,8 @@ export class ControlPool {
 
   db(n: number): Redis {
     let c = this.conns.get(n);
-    // A fenced connection whose (re)connect failed has ended for good: open a new one.
+    // A fenced connection whose check failed at a reconnect (the phase moved on, or could not be
+    // read) has ended for good: open a new one.
     if (!c || (c.status === 'end' && !this.closed)) {
       c = this.create(n, this.opts.commandTimeoutMs);
       this.conns.set(n, c);
